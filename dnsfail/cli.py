@@ -1,0 +1,87 @@
+"""The ``dnsfail`` command line: ``serve`` and ``check`` (gdnsd's ``checkconf``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from dnsfail import __version__
+from dnsfail.app import DEFAULT_LISTEN, Settings, parse_listen, run
+from dnsfail.config import load_zones
+from dnsfail.errors import ConfigError
+
+
+def _listen(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dnsfail",
+        description="Authoritative DNS for health-checked failover and geo routing.",
+    )
+    parser.add_argument("--version", action="version", version=f"dnsfail {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="answer DNS queries for the zones")
+    serve.add_argument("paths", nargs="*", default=["zones"], metavar="ZONE_FILE_OR_DIR",
+                       help="zone files or directories of <zone>.yaml files (default: zones/)")
+    serve.add_argument("--listen", action="append", type=_listen, metavar="HOST:PORT",
+                       help="address to answer on, UDP and TCP; repeatable "
+                            f"(default {DEFAULT_LISTEN[0]}:{DEFAULT_LISTEN[1]})")
+    serve.add_argument("--identity", help="name answered to CHAOS id.server/hostname.bind "
+                                          "(default: the host name)")
+    serve.add_argument("--version-string", help="answer CHAOS version.bind with this "
+                                                "(default: refused)")
+    serve.add_argument("--watch", action="store_true",
+                       help="reload when a zone file changes (as on SIGHUP)")
+    serve.add_argument("--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS")
+    serve.add_argument("--tcp-max-connections", type=int, default=1000, metavar="N")
+    serve.add_argument("--log-level", default="info",
+                       choices=["debug", "info", "warning", "error"])
+
+    check = sub.add_parser("check", help="validate zone files without serving them")
+    check.add_argument("paths", nargs="*", default=["zones"], metavar="ZONE_FILE_OR_DIR")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        return check(args.paths)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    settings = Settings(
+        paths=args.paths,
+        listen=args.listen or [DEFAULT_LISTEN],
+        version=args.version_string,
+        watch=args.watch,
+        tcp_idle_timeout=args.tcp_idle_timeout,
+        tcp_max_connections=args.tcp_max_connections,
+    )
+    if args.identity:
+        settings.identity = args.identity
+    return run(settings)
+
+
+def check(paths: Sequence[str]) -> int:
+    """Validate like startup does; print every problem as ``file:line: record: reason``."""
+    try:
+        zones = load_zones(paths)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{len(exc.problems)} problem(s)", file=sys.stderr)
+        return 1
+    for zone in zones.values():
+        print(f"{zone.source}: zone {zone.origin} OK: {zone.record_count} records, "
+              f"serial {zone.serial}")
+    return 0

@@ -1,0 +1,1632 @@
+"""Zone files in octoDNS's YamlProvider format -> validated, immutable ``model.Zone`` objects.
+
+This module owns reading configuration.  It imports ``yaml``, ``model`` and
+``errors`` and nothing that does I/O beyond reading the files it is given:
+``dnsfail check``, startup and reload all run ``load_zones``, so what
+``check`` accepts is exactly what the server will serve.
+
+How it reads a file:
+
+1. YAML is *composed* into located nodes (``YMap``/``YSeq``/``YScalar``), so
+   every key, value and list item knows its line.  Parse errors, duplicate
+   keys and unsupported tags become problems rather than exceptions.
+2. Each key of the top-level mapping is an owner name relative to the zone;
+   it holds one record mapping or a list of them.  Every record is checked
+   on its own (type, TTL, values), then the records are checked together
+   (CNAME exclusivity, delegations, ALIAS), then dynamic records and the SOA.
+3. Every problem is collected as ``errors.Problem`` and raised together as one
+   ``ConfigError``; nothing is built unless the whole file is clean, so a
+   reload is all-or-nothing.
+
+Where octoDNS defines a rule (value shapes, ``\\;`` in TXT, dynamic-record
+validation, healthcheck defaults) it is followed, so one file serves both.
+dnsfail-only knobs live under ``octodns: {dnsfail: ...}``, a namespace
+octoDNS passes through untouched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+import yaml
+
+from dnsfail.errors import ConfigError, Problem
+from dnsfail.model import (
+    AAAA,
+    CAA,
+    CNAME,
+    MX,
+    NS,
+    PTR,
+    SOA,
+    SRV,
+    TXT,
+    A,
+    AllDown,
+    DynamicRecord,
+    Pool,
+    PoolValue,
+    ProbeSpec,
+    Protocol,
+    Rdata,
+    RRset,
+    RRType,
+    Rule,
+    Status,
+    Zone,
+    parent_names,
+)
+
+__all__ = ["load_zones", "parse_zone"]
+
+#: octoDNS's default record TTL (``Record.__init__``: ``data.get('ttl', 3600)``).
+DEFAULT_TTL = 3600
+#: TTLs are 0..2**31-1; larger values are treated as zero (RFC 2181 section 8).
+MAX_TTL = 2**31 - 1
+#: SOA serials are unsigned 32-bit, compared by RFC 1982 serial arithmetic.
+MAX_SERIAL = 2**32 - 1
+
+#: Record types read from zone files.  ALIAS is octoDNS's apex pseudo-type.
+RECORD_TYPES = ("A", "AAAA", "ALIAS", "CAA", "CNAME", "MX", "NS", "PTR", "SRV", "TXT")
+_RECORD_KEYS = frozenset({"type", "ttl", "value", "values", "octodns", "dynamic"})
+#: Types whose record holds exactly one ``value`` (octoDNS ``ValueMixin``).
+_SINGLE_VALUE = frozenset({"ALIAS", "CNAME"})
+_DNSFAIL_KEYS = frozenset({"soa", "all_down", "ttl_floor", "healthcheck", "rules"})
+_DYNAMIC_ONLY_KEYS = ("all_down", "ttl_floor", "healthcheck", "rules")
+_SOA_KEYS = frozenset({"mname", "rname", "serial", "refresh", "retry", "expire", "minimum", "ttl"})
+
+_LABEL_RE = re.compile(r"^[a-z0-9_-]+$")
+_HOST_LABEL_RE = re.compile(r"^(?!-)[a-z0-9_-]+(?<!-)$")
+_POOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
+_CAA_TAG_RE = re.compile(r"^[a-zA-Z0-9]{1,15}$")
+#: Continent, continent-country, continent-country-subdivision (octoDNS ``GeoCodes``).
+_GEO_RE = re.compile(r"^(AF|AN|AS|EU|NA|OC|SA)(-[A-Z]{2}(-[A-Z0-9]{1,3})?)?$")
+#: octoDNS rejects a ``;`` right after a word character: it must be written ``\;``.
+_UNESCAPED_SEMICOLON_RE = re.compile(r"\w;")
+
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+# --- located YAML --------------------------------------------------------------------
+
+Scalar = str | int | float | bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class YScalar:
+    """A YAML scalar, resolved by the safe loader's rules, and its source text."""
+
+    line: int
+    value: Scalar
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class YSeq:
+    line: int
+    items: tuple[YNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class YEntry:
+    """One mapping entry: the line of its key and its value."""
+
+    key_line: int
+    value: YNode
+
+
+@dataclass(frozen=True, slots=True)
+class YMap:
+    """A YAML mapping with string keys (the source text of each key)."""
+
+    line: int
+    entries: Mapping[str, YEntry]
+
+    def get(self, key: str) -> YNode | None:
+        entry = self.entries.get(key)
+        return entry.value if entry is not None else None
+
+    def key_line(self, key: str) -> int:
+        entry = self.entries.get(key)
+        return entry.key_line if entry is not None else self.line
+
+
+YNode = YScalar | YSeq | YMap
+
+
+class _Problems:
+    """Collects every problem of one source file; raised together at the end."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.items: list[Problem] = []
+
+    def add(self, line: int, record: str, reason: str) -> None:
+        self.items.append(Problem(self.source, line, record, reason))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ConfigError(self.items)
+
+
+class _Composer:
+    """Turns a composed YAML node graph into located ``YNode`` values.
+
+    Walking nodes ourselves (rather than ``yaml.safe_load``) is what gives
+    every value its line, and lets duplicate keys be reported: PyYAML keeps
+    the last one silently.  Aliases are converted once and shared; a
+    recursive alias is reported instead of recursing forever.
+    """
+
+    def __init__(self, loader: yaml.SafeLoader, problems: _Problems) -> None:
+        self._loader = loader
+        self._problems = problems
+        self._done: dict[int, YNode] = {}
+        self._active: set[int] = set()
+
+    def convert(self, node: yaml.Node) -> YNode:
+        key = id(node)
+        done = self._done.get(key)
+        if done is not None:
+            return done
+        line = node.start_mark.line + 1
+        if key in self._active:
+            self._problems.add(line, "(yaml)", "recursive alias")
+            return YScalar(line, None, "")
+        self._active.add(key)
+        try:
+            result = self._convert(node, line)
+        finally:
+            self._active.discard(key)
+        self._done[key] = result
+        return result
+
+    def _convert(self, node: yaml.Node, line: int) -> YNode:
+        if isinstance(node, yaml.MappingNode):
+            self._check_tag(node, _MAP_TAG, line)
+            return self._mapping(node, line)
+        if isinstance(node, yaml.SequenceNode):
+            self._check_tag(node, _SEQ_TAG, line)
+            return YSeq(line, tuple(self.convert(item) for item in node.value))
+        return self._scalar(node, line)
+
+    def _check_tag(self, node: yaml.Node, expected: str, line: int) -> None:
+        if node.tag != expected:
+            self._problems.add(line, "(yaml)", f"unsupported tag {node.tag!r}")
+
+    def _scalar(self, node: yaml.Node, line: int) -> YScalar:
+        text = str(node.value)
+        try:
+            value: object = self._loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            self._problems.add(line, "(yaml)", _yaml_message(exc))
+            return YScalar(line, None, text)
+        if value is None or isinstance(value, str | int | float | bool):
+            return YScalar(line, value, text)
+        # Timestamps, binary and the like: keep the text, every field wants a string anyway.
+        return YScalar(line, text, text)
+
+    def _mapping(self, node: yaml.MappingNode, line: int) -> YMap:
+        own = sum(1 for key, _ in node.value if key.tag != _MERGE_TAG)
+        try:
+            self._loader.flatten_mapping(node)  # resolves ``<<`` merge keys, merged ones first
+        except yaml.YAMLError as exc:
+            self._problems.add(line, "(yaml)", _yaml_message(exc))
+        pairs: list[tuple[yaml.Node, yaml.Node]] = node.value
+        first_own = len(pairs) - own
+        entries: dict[str, YEntry] = {}
+        own_lines: dict[str, int] = {}
+        for index, (key_node, value_node) in enumerate(pairs):
+            key_line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                self._problems.add(key_line, "(yaml)", "mapping keys must be scalars")
+                continue
+            key = str(key_node.value)
+            if index >= first_own:
+                if key in own_lines:
+                    self._problems.add(
+                        key_line,
+                        "(yaml)",
+                        f"duplicate key {key!r} (first at line {own_lines[key]})",
+                    )
+                    continue
+                own_lines[key] = key_line
+            # Later entries win: own keys override merged ones, as in YAML merge semantics.
+            entries[key] = YEntry(key_line, self.convert(value_node))
+        return YMap(line, MappingProxyType(entries))
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        problem = exc.problem or "invalid YAML"
+        return f"{problem} ({exc.context})" if exc.context else problem
+    if isinstance(exc, yaml.reader.ReaderError):
+        return str(exc.reason)
+    return str(exc)
+
+
+def _yaml_line(exc: yaml.YAMLError, text: str) -> int:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        if mark is not None:
+            return int(mark.line) + 1
+    if isinstance(exc, yaml.reader.ReaderError):
+        return text.count("\n", 0, exc.position) + 1
+    return 1
+
+
+def _compose(text: str, problems: _Problems) -> YNode | None:
+    """Parse one YAML document into located nodes; None for an empty or unparsable file."""
+    loader: yaml.SafeLoader | None = None
+    try:
+        loader = yaml.SafeLoader(text)  # the reader rejects unprintable characters here
+        node = loader.get_single_node()
+        return None if node is None else _Composer(loader, problems).convert(node)
+    except yaml.YAMLError as exc:
+        problems.add(_yaml_line(exc, text), "(yaml)", _yaml_message(exc))
+        return None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+# --- typed access with problems ----------------------------------------------------------
+
+
+def _show(node: YNode) -> str:
+    """How a reason quotes a value it rejects."""
+    if isinstance(node, YMap):
+        return "a mapping"
+    if isinstance(node, YSeq):
+        return "a list"
+    return repr(node.value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """Typed reads from located YAML on behalf of one record label (``api A``).
+
+    Each reader returns None after reporting a problem, so callers carry on
+    and keep finding problems instead of stopping at the first.
+    """
+
+    problems: _Problems
+    label: str
+
+    def error(self, line: int, reason: str) -> None:
+        self.problems.add(line, self.label, reason)
+
+    def string(self, node: YNode, what: str) -> str | None:
+        if isinstance(node, YScalar) and isinstance(node.value, str):
+            return node.value
+        self.error(node.line, f"{what} must be a string, not {_show(node)}")
+        return None
+
+    def integer(self, node: YNode, what: str, low: int, high: int) -> int | None:
+        value: int | None = None
+        if isinstance(node, YScalar):
+            if isinstance(node.value, int) and not isinstance(node.value, bool):
+                value = node.value
+            elif isinstance(node.value, str) and re.fullmatch(r"-?[0-9]+", node.value):
+                value = int(node.value)  # octoDNS calls int() on these, so "300" is fine
+        if value is None:
+            self.error(node.line, f"{what} must be an integer, not {_show(node)}")
+            return None
+        if not low <= value <= high:
+            self.error(node.line, f"{what} {value} is out of range {low}..{high}")
+            return None
+        return value
+
+    def number(self, node: YNode, what: str, low: float, high: float) -> float | None:
+        if (
+            not isinstance(node, YScalar)
+            or isinstance(node.value, bool)
+            or not isinstance(node.value, int | float)
+        ):
+            self.error(node.line, f"{what} must be a number, not {_show(node)}")
+            return None
+        value = float(node.value)
+        if not low <= value <= high:
+            self.error(node.line, f"{what} {node.text} is out of range {low:g}..{high:g}")
+            return None
+        return value
+
+    def flag(self, node: YNode, what: str) -> bool | None:
+        if isinstance(node, YScalar) and isinstance(node.value, bool):
+            return node.value
+        self.error(node.line, f"{what} must be true or false, not {_show(node)}")
+        return None
+
+    def choice(self, node: YNode, what: str, choices: Sequence[str]) -> str | None:
+        text = self.string(node, what)
+        if text is not None and text not in choices:
+            self.error(node.line, f"{what} {text!r} is not one of {', '.join(choices)}")
+            return None
+        return text
+
+    def mapping(self, node: YNode, what: str, allowed: frozenset[str] | None = None) -> YMap | None:
+        """A mapping; with ``allowed``, every other key is reported (typos lose nothing)."""
+        if not isinstance(node, YMap):
+            self.error(node.line, f"{what} must be a mapping, not {_show(node)}")
+            return None
+        if allowed is not None:
+            for key, entry in node.entries.items():
+                if key not in allowed:
+                    self.error(entry.key_line, f"unknown key {key!r} in {what}")
+        return node
+
+    def sequence(self, node: YNode, what: str) -> tuple[YNode, ...] | None:
+        """A non-empty list."""
+        if not isinstance(node, YSeq):
+            self.error(node.line, f"{what} must be a list, not {_show(node)}")
+            return None
+        if not node.items:
+            self.error(node.line, f"{what} is empty")
+            return None
+        return node.items
+
+    def strings(self, node: YNode, what: str) -> list[tuple[YNode, str]]:
+        """A non-empty list of strings, each with its node (for its line)."""
+        out: list[tuple[YNode, str]] = []
+        for item in self.sequence(node, what) or ():
+            text = self.string(item, f"each of {what}")
+            if text is not None:
+                out.append((item, text))
+        return out
+
+
+# --- names ----------------------------------------------------------------------------------
+
+
+def _relative(name: str, origin: str) -> str:
+    """``api.gw.example.com.`` -> ``api``; the apex is ``@`` as in master files."""
+    if name == origin:
+        return "@"
+    return name[: -len(origin) - 1]
+
+
+def _within(name: str, ancestor: str) -> bool:
+    """Whether ``name`` is ``ancestor`` or below it (both absolute)."""
+    return ancestor == "." or name == ancestor or name.endswith("." + ancestor)
+
+
+def _name_problem(name: str) -> str | None:
+    """Why an absolute owner name is invalid (RFC 1035 section 2.3.4), or None.
+
+    A ``*`` is a wildcard only as the whole leftmost label (RFC 4592 section 2.1.1).
+    """
+    if len(name) + 1 > 255:
+        return f"name {name!r} is longer than 255 octets"
+    labels = name[:-1].split(".") if name != "." else []
+    for index, label in enumerate(labels):
+        if not label:
+            return f"name {name!r} has an empty label"
+        if len(label) > 63:
+            return f"label {label!r} is longer than 63 octets"
+        if label == "*" and index == 0:
+            continue
+        if "*" in label:
+            return f"'*' is only a wildcard as the whole leftmost label, not in {name!r}"
+        if not _LABEL_RE.match(label):
+            return f"label {label!r} has characters other than letters, digits, '-' and '_'"
+    return None
+
+
+def _owner_name(key: str, origin: str) -> tuple[str | None, str | None]:
+    """A record key -> (absolute owner name, None) or (None, reason)."""
+    lowered = key.lower()
+    if lowered == "@":
+        return None, "invalid name '@', use '' for the apex (octoDNS)"
+    if lowered.endswith("."):
+        if not _within(lowered, origin):
+            return None, f"{key!r} is outside the zone {origin}"
+        name = lowered
+    else:
+        name = f"{lowered}.{origin}" if lowered else origin
+    reason = _name_problem(name)
+    return (None, reason) if reason else (name, None)
+
+
+def _host_problem(target: str, allow_root: bool) -> str | None:
+    """Why a target is not an absolute host name, or None (RFC 1123 section 2.1)."""
+    if target == ".":
+        return None if allow_root else "'.' is not a valid target here"
+    try:
+        ipaddress.ip_address(target.rstrip("."))
+    except ValueError:
+        pass
+    else:
+        return f"{target!r} is an IP address, not a host name"
+    if not target.endswith("."):
+        return f"{target!r} must be an absolute name ending with '.'"
+    if len(target) + 1 > 255:
+        return f"{target!r} is longer than 255 octets"
+    for label in target[:-1].split("."):
+        if len(label) > 63 or not _HOST_LABEL_RE.match(label):
+            return f"{target!r} is not a valid host name"
+    return None
+
+
+def _target(scope: _Scope, node: YNode, what: str, *, allow_root: bool = False) -> str | None:
+    text = scope.string(node, what)
+    if text is None:
+        return None
+    reason = _host_problem(text.lower(), allow_root)
+    if reason:
+        scope.error(node.line, reason)
+        return None
+    return text.lower()
+
+
+# --- record values --------------------------------------------------------------------------
+
+
+def _address(scope: _Scope, node: YNode, version: int, what: str = "value") -> str | None:
+    """An IP address of the given family, normalised (RFC 5952 text for IPv6)."""
+    text = scope.string(node, what)
+    if text is None:
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is None or address.version != version:
+        scope.error(node.line, f"{text!r} is not a valid IPv{version} address")
+        return None
+    return str(address)
+
+
+def _parse_a(scope: _Scope, node: YNode) -> Rdata | None:
+    address = _address(scope, node, 4)
+    return A(address) if address else None
+
+
+def _parse_aaaa(scope: _Scope, node: YNode) -> Rdata | None:
+    address = _address(scope, node, 6)
+    return AAAA(address) if address else None
+
+
+def _parse_cname(scope: _Scope, node: YNode) -> Rdata | None:
+    target = _target(scope, node, "value")
+    return CNAME(target) if target else None
+
+
+def _parse_ns(scope: _Scope, node: YNode) -> Rdata | None:
+    target = _target(scope, node, "value")
+    return NS(target) if target else None
+
+
+def _parse_ptr(scope: _Scope, node: YNode) -> Rdata | None:
+    target = _target(scope, node, "value")
+    return PTR(target) if target else None
+
+
+def _fields(scope: _Scope, node: YNode, rtype: str, allowed: frozenset[str]) -> YMap | None:
+    return scope.mapping(node, f"{rtype} value", allowed)
+
+
+def _required(scope: _Scope, value: YMap, key: str, rtype: str) -> YNode | None:
+    node = value.get(key)
+    if node is None:
+        scope.error(value.line, f"missing {key!r} in {rtype} value")
+    return node
+
+
+def _parse_mx(scope: _Scope, node: YNode) -> Rdata | None:
+    """MX as ``preference``/``exchange``, or octoDNS's legacy ``priority``/``value``.
+
+    A null MX (exchange ``.``, RFC 7505) is accepted.
+    """
+    value = _fields(scope, node, "MX", frozenset({"preference", "exchange", "priority", "value"}))
+    if value is None:
+        return None
+    pref_key = "preference" if value.get("preference") is not None else "priority"
+    exch_key = "exchange" if value.get("exchange") is not None else "value"
+    pref_node = _required(scope, value, pref_key, "MX")
+    exch_node = _required(scope, value, exch_key, "MX")
+    preference = scope.integer(pref_node, pref_key, 0, 65535) if pref_node else None
+    exchange = _target(scope, exch_node, exch_key, allow_root=True) if exch_node else None
+    if preference is None or exchange is None:
+        return None
+    return MX(preference, exchange)
+
+
+def _parse_srv(scope: _Scope, node: YNode) -> Rdata | None:
+    """SRV fields per RFC 2782; target ``.`` means "no such service"."""
+    value = _fields(scope, node, "SRV", frozenset({"priority", "weight", "port", "target"}))
+    if value is None:
+        return None
+    numbers: list[int | None] = []
+    for key in ("priority", "weight", "port"):
+        field_node = _required(scope, value, key, "SRV")
+        numbers.append(scope.integer(field_node, key, 0, 65535) if field_node else None)
+    target_node = _required(scope, value, "target", "SRV")
+    target = _target(scope, target_node, "target", allow_root=True) if target_node else None
+    priority, weight, port = numbers
+    if priority is None or weight is None or port is None or target is None:
+        return None
+    return SRV(priority, weight, port, target)
+
+
+def _parse_caa(scope: _Scope, node: YNode) -> Rdata | None:
+    """CAA per RFC 8659 section 4.1: flags octet, alphanumeric tag of 1..15, value."""
+    value = _fields(scope, node, "CAA", frozenset({"flags", "tag", "value"}))
+    if value is None:
+        return None
+    flags_node = value.get("flags")
+    flags = scope.integer(flags_node, "flags", 0, 255) if flags_node else 0
+    tag_node = _required(scope, value, "tag", "CAA")
+    tag = scope.string(tag_node, "tag") if tag_node else None
+    if tag is not None and not _CAA_TAG_RE.match(tag) and tag_node:
+        scope.error(tag_node.line, f"CAA tag {tag!r} must be 1 to 15 letters or digits")
+        tag = None
+    text_node = _required(scope, value, "value", "CAA")
+    text = scope.string(text_node, "value") if text_node else None
+    if flags is None or tag is None or text is None:
+        return None
+    return CAA(flags, tag, text)
+
+
+def _parse_txt(scope: _Scope, node: YNode) -> Rdata | None:
+    """One TXT value -> one TXT rdata of 255-octet character-strings (RFC 1035 section 3.3.14).
+
+    octoDNS writes ``;`` as ``\\;`` in YAML (it starts a comment in master
+    files) and rejects non-ASCII text; both rules are kept so a file means
+    the same to octoDNS and to dnsfail.
+    """
+    text = scope.string(node, "value")
+    if text is None:
+        return None
+    if _UNESCAPED_SEMICOLON_RE.search(text):
+        scope.error(node.line, f"unescaped ';' in {text!r} (write '\\;')")
+        return None
+    try:
+        data = text.replace("\\;", ";").encode("ascii")
+    except UnicodeEncodeError:
+        scope.error(node.line, f"non-ASCII character in {text!r}")
+        return None
+    chunks = tuple(data[i : i + 255] for i in range(0, len(data), 255)) or (b"",)
+    return TXT(chunks)
+
+
+_ValueParser = Callable[[_Scope, YNode], Rdata | None]
+
+_PARSERS: Mapping[str, _ValueParser] = {
+    "A": _parse_a,
+    "AAAA": _parse_aaaa,
+    "ALIAS": _parse_cname,
+    "CAA": _parse_caa,
+    "CNAME": _parse_cname,
+    "MX": _parse_mx,
+    "NS": _parse_ns,
+    "PTR": _parse_ptr,
+    "SRV": _parse_srv,
+    "TXT": _parse_txt,
+}
+
+
+def _show_rdata(rdata: Rdata) -> str:
+    """How a duplicate value is quoted: the single field, or the fields."""
+    fields = [getattr(rdata, slot) for slot in type(rdata).__slots__]
+    if len(fields) == 1:
+        only = fields[0]
+        if isinstance(only, tuple):
+            return repr(b"".join(only).decode("ascii"))
+        return repr(only)
+    return repr(" ".join(str(f) for f in fields))
+
+
+# --- records ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """One record mapping of the file, checked on its own."""
+
+    name: str
+    rel: str
+    rtype: str
+    ttl: int
+    rdatas: tuple[Rdata, ...]
+    line: int
+    body: YMap
+
+    @property
+    def label(self) -> str:
+        return f"{self.rel} {self.rtype}"
+
+    @property
+    def is_dynamic(self) -> bool:
+        return "dynamic" in self.body.entries
+
+
+def _record_bodies(scope: _Scope, entry: YEntry) -> list[tuple[int, YMap]]:
+    """A key holds one record mapping or a list of them; each with the line it starts on."""
+    node = entry.value
+    if isinstance(node, YMap):
+        return [(entry.key_line, node)]
+    if isinstance(node, YSeq):
+        if not node.items:
+            scope.error(entry.key_line, "empty list of records")
+        bodies: list[tuple[int, YMap]] = []
+        for item in node.items:
+            body = scope.mapping(item, "record")
+            if body is not None:
+                bodies.append((item.line, body))
+        return bodies
+    scope.error(entry.key_line, f"expected a record mapping or a list of them, not {_show(node)}")
+    return []
+
+
+def _value_nodes(scope: _Scope, rtype: str, line: int, body: YMap) -> tuple[YNode, ...]:
+    """The ``value`` or ``values`` of a record, as a tuple of nodes."""
+    value, values = body.get("value"), body.get("values")
+    if value is not None and values is not None:
+        scope.error(line, "give 'value' or 'values', not both")
+        return ()
+    if value is None and values is None:
+        if "dynamic" in body.entries:
+            scope.error(line, "missing 'values' (a dynamic record's backup answer)")
+        else:
+            scope.error(line, "missing 'value' or 'values'")
+        return ()
+    if value is not None:
+        return (value,)
+    assert values is not None
+    if rtype in _SINGLE_VALUE:
+        scope.error(body.key_line("values"), f"{rtype} takes a single 'value', not 'values'")
+        return ()
+    return scope.sequence(values, "values") or ()
+
+
+def _parse_rdatas(
+    scope: _Scope, rtype: str, nodes: tuple[YNode, ...]
+) -> tuple[tuple[Rdata, ...], bool]:
+    """Each value parsed; duplicates reported.  Returns the rdatas and whether all were good."""
+    parser = _PARSERS[rtype]
+    rdatas: list[Rdata] = []
+    ok = True
+    for node in nodes:
+        rdata = parser(scope, node)
+        if rdata is None:
+            ok = False
+        elif rdata in rdatas:
+            scope.error(node.line, f"duplicate value {_show_rdata(rdata)}")
+        else:
+            rdatas.append(rdata)
+    return tuple(rdatas), ok
+
+
+def _parse_record(
+    problems: _Problems, name: str, rel: str, line: int, body: YMap
+) -> _Record | None:
+    """One record mapping: type, TTL and values.  None if it cannot be typed at all."""
+    type_node = body.get("type")
+    if type_node is None:
+        problems.add(line, rel, "missing 'type'")
+        return None
+    rtype = _Scope(problems, rel).string(type_node, "type")
+    if rtype is None:
+        return None
+    scope = _Scope(problems, f"{rel} {rtype}")
+    if rtype not in _PARSERS:
+        scope.error(type_node.line, f"unknown record type {rtype!r}")
+        return None
+    for key, entry in body.entries.items():
+        if key not in _RECORD_KEYS:
+            scope.error(entry.key_line, f"unknown key {key!r} in record")
+    ttl_node = body.get("ttl")
+    ttl = scope.integer(ttl_node, "ttl", 0, MAX_TTL) if ttl_node else DEFAULT_TTL
+    rdatas, _ = _parse_rdatas(scope, rtype, _value_nodes(scope, rtype, line, body))
+    if rtype == "SRV" and not re.match(r"^(\*|_[^.]+)\.[^.]+", "" if rel == "@" else rel):
+        scope.error(line, "SRV owner must look like _service._proto (RFC 2782)")
+    if "dynamic" in body.entries and rtype not in ("A", "AAAA"):
+        scope.error(body.key_line("dynamic"), "dynamic is only supported on A and AAAA records")
+    return _Record(name, rel, rtype, ttl if ttl is not None else DEFAULT_TTL, rdatas, line, body)
+
+
+def _parse_records(problems: _Problems, root: YMap, origin: str) -> list[_Record]:
+    records: list[_Record] = []
+    for key, entry in root.entries.items():
+        name, reason = _owner_name(key, origin)
+        if name is None:
+            problems.add(entry.key_line, key or "@", reason or "invalid name")
+            continue
+        rel = _relative(name, origin)
+        for line, body in _record_bodies(_Scope(problems, rel), entry):
+            record = _parse_record(problems, name, rel, line, body)
+            if record is not None:
+                records.append(record)
+    return records
+
+
+# --- zone rules ----------------------------------------------------------------------------------
+
+
+def _index(problems: _Problems, records: list[_Record]) -> dict[str, dict[str, _Record]]:
+    """Owner -> type -> record; a second record of one type at one name is a problem."""
+    index: dict[str, dict[str, _Record]] = {}
+    for record in records:
+        at_name = index.setdefault(record.name, {})
+        first = at_name.get(record.rtype)
+        if first is not None:
+            problems.add(
+                record.line,
+                record.label,
+                f"duplicate {record.rtype} record (first at line {first.line})",
+            )
+            continue
+        at_name[record.rtype] = record
+    return index
+
+
+def _check_exclusive(
+    problems: _Problems, index: dict[str, dict[str, _Record]], origin: str
+) -> None:
+    """CNAME and ALIAS placement (RFC 1034 section 3.6.2, RFC 2181 section 10.1)."""
+    for name, by_type in index.items():
+        cname = by_type.get("CNAME")
+        if cname is not None and name == origin:
+            problems.add(cname.line, cname.label, "CNAME is not allowed at the apex (use ALIAS)")
+        elif cname is not None and len(by_type) > 1:
+            others = ", ".join(sorted(t for t in by_type if t != "CNAME"))
+            problems.add(
+                cname.line, cname.label, f"CNAME cannot coexist with other records ({others})"
+            )
+        alias = by_type.get("ALIAS")
+        if alias is not None and name != origin:
+            problems.add(alias.line, alias.label, "ALIAS is only allowed at the apex")
+        elif alias is not None and ("A" in by_type or "AAAA" in by_type):
+            problems.add(alias.line, alias.label, "ALIAS cannot coexist with A or AAAA records")
+        ns = by_type.get("NS")
+        if ns is not None and name.startswith("*."):
+            problems.add(
+                ns.line, ns.label, "NS is not allowed on a wildcard (RFC 4592 section 4.2)"
+            )
+
+
+def _delegations(
+    problems: _Problems, index: dict[str, dict[str, _Record]], origin: str
+) -> set[str]:
+    """Delegation points, and problems for the data they hide (RFC 1034 section 4.2.1).
+
+    Below a cut only address records may remain, as glue for the child's
+    name servers; at the cut itself NS and glue.  Anything else would never
+    be answered authoritatively.
+    """
+    cuts = {name for name, by_type in index.items() if name != origin and "NS" in by_type}
+    for name, by_type in index.items():
+        above = [c for c in cuts if c != name and _within(name, c)]
+        allowed = {"A", "AAAA"} if above else {"A", "AAAA", "NS"}
+        at = above or ([name] if name in cuts else [])
+        if not at:
+            continue
+        cut = min(at, key=len)
+        for rtype, record in by_type.items():
+            if rtype not in allowed or record.is_dynamic:
+                problems.add(record.line, record.label, f"occluded by delegation at {cut}")
+    return {c for c in cuts if not any(o != c and _within(c, o) for o in cuts)}
+
+
+def _zone_names(owners: Sequence[str], origin: str) -> frozenset[str]:
+    """Every owner and every empty non-terminal between it and the apex (RFC 4592 section 2.2.2)."""
+    names = {origin}
+    for owner in owners:
+        names.add(owner)
+        for parent in parent_names(owner):
+            if parent == origin or not _within(parent, origin):
+                break
+            names.add(parent)
+    return frozenset(names)
+
+
+def _check_alias_target(
+    problems: _Problems, alias: _Record, origin: str, names: frozenset[str]
+) -> None:
+    """ALIAS is answered from in-zone data, so its target must exist in this zone."""
+    if not alias.rdatas:
+        return
+    rdata = alias.rdatas[0]
+    assert isinstance(rdata, CNAME)
+    target = rdata.target
+    if target == origin or not _within(target, origin):
+        problems.add(
+            alias.line, alias.label, f"ALIAS target {target!r} must be a name inside the zone"
+        )
+    elif target not in names and not any(
+        "*." + parent in names for parent in parent_names(target) if _within(parent, origin)
+    ):
+        problems.add(alias.line, alias.label, f"ALIAS target {target!r} does not exist in the zone")
+
+
+# --- octodns / dnsfail options ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """A record's ``octodns`` mapping, split into the parts dnsfail reads."""
+
+    healthcheck: YMap | None = None
+    dnsfail: YMap | None = None
+
+    def dnsfail_node(self, key: str) -> YNode | None:
+        return self.dnsfail.get(key) if self.dnsfail is not None else None
+
+
+def _options(problems: _Problems, record: _Record, origin: str) -> _Options:
+    node = record.body.get("octodns")
+    if node is None:
+        return _Options()
+    scope = _Scope(problems, record.label)
+    octodns = scope.mapping(node, "octodns")
+    if octodns is None:
+        return _Options()
+    health = octodns.get("healthcheck")
+    health_map = scope.mapping(health, "octodns.healthcheck") if health is not None else None
+    knobs = octodns.get("dnsfail")
+    dnsfail = scope.mapping(knobs, "octodns.dnsfail", _DNSFAIL_KEYS) if knobs is not None else None
+    if dnsfail is not None:
+        if not record.is_dynamic:
+            for key in _DYNAMIC_ONLY_KEYS:
+                if key in dnsfail.entries:
+                    scope.error(dnsfail.key_line(key), f"{key!r} only applies to dynamic records")
+        if "soa" in dnsfail.entries and record.name != origin:
+            scope.error(dnsfail.key_line("soa"), "'soa' is only allowed on apex records")
+    return _Options(health_map, dnsfail)
+
+
+# --- SOA ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _SoaFields:
+    """The synthesized SOA: dnsfail's defaults, each overridable from the file."""
+
+    mname: str
+    rname: str
+    refresh: int = 3600
+    retry: int = 600
+    expire: int = 604800
+    #: Negative-caching TTL (RFC 2308 section 4); short, so a name added after a miss appears soon.
+    minimum: int = 60
+    ttl: int = 3600
+    serial: int | None = None
+
+
+def _soa_name(scope: _Scope, node: YNode, what: str) -> str | None:
+    """SOA names; an ``rname`` may be written as a mail address (RFC 1035 section 8)."""
+    text = scope.string(node, what)
+    if text is not None and what == "rname" and "@" in text:
+        local, _, domain = text.partition("@")
+        if "." not in local:
+            text = f"{local}.{domain.rstrip('.')}."
+    if text is None:
+        return None
+    return _target(scope, YScalar(node.line, text, text), what)
+
+
+def _soa(
+    problems: _Problems,
+    index: dict[str, dict[str, _Record]],
+    origin: str,
+    options: Mapping[tuple[str, str], _Options],
+) -> _SoaFields:
+    apex = index.get(origin, {})
+    ns = apex.get("NS")
+    first = ns.rdatas[0] if ns is not None and ns.rdatas else None
+    fields = _SoaFields(
+        mname=first.target if isinstance(first, NS) else origin, rname=f"hostmaster.{origin}"
+    )
+    seen: _Record | None = None
+    for record in apex.values():
+        node = options[(record.name, record.rtype)].dnsfail_node("soa")
+        if node is None:
+            continue
+        scope = _Scope(problems, record.label)
+        if seen is not None:
+            scope.error(node.line, f"SOA override already given on '{seen.label}'")
+            continue
+        seen = record
+        soa = scope.mapping(node, "soa", _SOA_KEYS)
+        if soa is not None:
+            fields = _soa_override(scope, soa, fields)
+    return fields
+
+
+def _soa_override(scope: _Scope, soa: YMap, fields: _SoaFields) -> _SoaFields:
+    names: dict[str, str] = {}
+    for key in ("mname", "rname"):
+        if (node := soa.get(key)) is not None and (name := _soa_name(scope, node, key)):
+            names[key] = name
+    numbers: dict[str, int] = {}
+    for key in ("serial", "refresh", "retry", "expire", "minimum", "ttl"):
+        high = MAX_SERIAL if key == "serial" else MAX_TTL
+        node = soa.get(key)
+        number = scope.integer(node, key, 0, high) if node is not None else None
+        if number is not None:
+            numbers[key] = number
+    return _SoaFields(
+        mname=names.get("mname", fields.mname),
+        rname=names.get("rname", fields.rname),
+        refresh=numbers.get("refresh", fields.refresh),
+        retry=numbers.get("retry", fields.retry),
+        expire=numbers.get("expire", fields.expire),
+        minimum=numbers.get("minimum", fields.minimum),
+        ttl=numbers.get("ttl", fields.ttl),
+        serial=numbers.get("serial", fields.serial),
+    )
+
+
+# --- dynamic records -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Health:
+    """The health check shared by every value of one dynamic record."""
+
+    protocol: Protocol = Protocol.HTTPS
+    port: int = 443
+    host: str = ""
+    path: str = "/_dns"
+    interval: float = 5.0
+    timeout: float = 2.0
+    rise: int = 2
+    fall: int = 3
+    expect_status: tuple[int, ...] = (200,)
+    body_match: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    verify_tls: bool = True
+    ca_file: str = ""
+
+    def probe(self, address: str) -> ProbeSpec:
+        """The probe for one address; TCP ignores the HTTP knobs so equal probes dedupe."""
+        if self.protocol is Protocol.TCP:
+            return ProbeSpec(
+                self.protocol, address, self.port, interval=self.interval,
+                timeout=self.timeout, rise=self.rise, fall=self.fall,
+            )  # fmt: skip
+        return ProbeSpec(
+            self.protocol, address, self.port, self.host, self.path, self.interval,
+            self.timeout, self.rise, self.fall, self.expect_status, self.body_match,
+            self.headers, self.verify_tls, self.ca_file,
+        )  # fmt: skip
+
+
+_OCTODNS_HEALTH_KEYS = frozenset({"host", "path", "port", "protocol"})
+_DNSFAIL_HEALTH_KEYS = frozenset(
+    {"interval", "timeout", "rise", "fall", "expect_status", "body_match", "headers",
+     "verify_tls", "ca_file", "probe_addresses"}
+)  # fmt: skip
+
+
+def _octodns_health(scope: _Scope, node: YMap | None, health: _Health) -> _Health:
+    """octoDNS's ``octodns.healthcheck``: protocol, port, host and path."""
+    if node is None or scope.mapping(node, "octodns.healthcheck", _OCTODNS_HEALTH_KEYS) is None:
+        return health
+    choices = [p.value for p in Protocol]
+    if (n := node.get("protocol")) and (
+        protocol := scope.choice(n, "healthcheck protocol", choices)
+    ):
+        health = replace(health, protocol=Protocol(protocol))
+    if (n := node.get("port")) and (port := scope.integer(n, "healthcheck port", 1, 65535)):
+        health = replace(health, port=port)
+    if (n := node.get("host")) and (host := scope.string(n, "healthcheck host")):
+        health = replace(health, host=host)
+    if (n := node.get("path")) and (path := scope.string(n, "healthcheck path")) is not None:
+        if path.startswith("/"):
+            health = replace(health, path=path)
+        else:
+            scope.error(n.line, f"healthcheck path {path!r} must start with '/'")
+    return health
+
+
+def _dnsfail_timing(scope: _Scope, node: YMap, health: _Health) -> _Health:
+    """How often to probe and the anti-flap thresholds (rise successes up, fall failures down)."""
+    if (n := node.get("interval")) and (interval := scope.number(n, "interval", 0.5, 3600)):
+        health = replace(health, interval=interval)
+    if (n := node.get("timeout")) and (timeout := scope.number(n, "timeout", 0.001, 3600)):
+        health = replace(health, timeout=timeout)
+    if (n := node.get("rise")) and (rise := scope.integer(n, "rise", 1, 100)):
+        health = replace(health, rise=rise)
+    if (n := node.get("fall")) and (fall := scope.integer(n, "fall", 1, 100)):
+        health = replace(health, fall=fall)
+    if health.timeout >= health.interval:
+        line = node.key_line("timeout" if "timeout" in node.entries else "interval")
+        scope.error(
+            line, f"timeout {health.timeout:g} must be shorter than interval {health.interval:g}"
+        )
+    return health
+
+
+def _dnsfail_http(scope: _Scope, node: YMap, health: _Health) -> _Health:
+    """What counts as a healthy HTTP(S) answer, and how TLS is verified."""
+    if (n := node.get("expect_status")) is not None:
+        items = n.items if isinstance(n, YSeq) else (n,)
+        codes = [scope.integer(item, "expect_status", 100, 599) for item in items]
+        if not items:
+            scope.error(n.line, "expect_status is empty")
+        health = replace(health, expect_status=tuple(c for c in codes if c is not None))
+    if (n := node.get("body_match")) and (body := scope.string(n, "body_match")) is not None:
+        health = replace(health, body_match=body)
+    if (n := node.get("verify_tls")) and (verify := scope.flag(n, "verify_tls")) is not None:
+        health = replace(health, verify_tls=verify)
+    if (n := node.get("ca_file")) and (ca_file := scope.string(n, "ca_file")) is not None:
+        health = replace(health, ca_file=ca_file)
+    if (n := node.get("headers")) and (headers := scope.mapping(n, "headers")):
+        pairs = [(k, scope.string(e.value, f"header {k!r}")) for k, e in headers.entries.items()]
+        health = replace(health, headers=tuple((k, v) for k, v in pairs if v is not None))
+    return health
+
+
+def _health(
+    scope: _Scope, record: _Record, options: _Options
+) -> tuple[_Health, dict[str, tuple[int, str]]]:
+    """The record's health check, and ``probe_addresses`` (value -> (line, probed address)).
+
+    octoDNS's defaults (HTTPS, port 443, path ``/_dns``, host = the record's
+    name) come first, then ``octodns.healthcheck``, then dnsfail's knobs.
+    """
+    health = _octodns_health(scope, options.healthcheck, _Health(host=record.name.rstrip(".")))
+    knobs = options.dnsfail_node("healthcheck")
+    if knobs is None:
+        return health, {}
+    knob_map = scope.mapping(knobs, "octodns.dnsfail.healthcheck", _DNSFAIL_HEALTH_KEYS)
+    if knob_map is None:
+        return health, {}
+    health = _dnsfail_http(scope, knob_map, _dnsfail_timing(scope, knob_map, health))
+    addresses = knob_map.get("probe_addresses")
+    return health, _probe_addresses(scope, addresses) if addresses is not None else {}
+
+
+def _probe_addresses(scope: _Scope, node: YNode) -> dict[str, tuple[int, str]]:
+    """dnsfail extension: probe another address than the one answered (e.g. a backend)."""
+    out: dict[str, tuple[int, str]] = {}
+    table = scope.mapping(node, "probe_addresses")
+    for key, entry in table.entries.items() if table else ():
+        try:
+            value = str(ipaddress.ip_address(key))
+        except ValueError:
+            scope.error(entry.key_line, f"probe_addresses key {key!r} is not an IP address")
+            continue
+        text = scope.string(entry.value, f"probe address for {key!r}")
+        try:
+            out[value] = (entry.key_line, str(ipaddress.ip_address(text or "")))
+        except ValueError:
+            if text is not None:
+                scope.error(entry.value.line, f"{text!r} is not a valid IP address")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _PoolDraft:
+    pool: Pool
+    line: int
+    fallback_line: int
+
+
+def _pool_value(
+    scope: _Scope, node: YNode, where: str, version: int, health: _Health,
+    addresses: Mapping[str, tuple[int, str]],
+) -> PoolValue | None:  # fmt: skip
+    item = scope.mapping(node, where, frozenset({"value", "weight", "status"}))
+    if item is None:
+        return None
+    value_node = item.get("value")
+    if value_node is None:
+        scope.error(item.line, f"missing 'value' in {where}")
+        return None
+    address = _address(scope, value_node, version, f"{where} value")
+    weight_node, status_node = item.get("weight"), item.get("status")
+    weight = scope.integer(weight_node, f"{where} weight", 1, 100) if weight_node else 1
+    status = (
+        scope.choice(status_node, f"{where} status", [s.value for s in Status])
+        if status_node
+        else "obey"
+    )
+    if address is None or weight is None or status is None:
+        return None
+    probed = addresses.get(address, (0, address))[1]
+    return PoolValue(address, weight, Status(status), health.probe(probed))
+
+
+def _pool(
+    scope: _Scope, name: str, entry: YEntry, version: int, health: _Health,
+    addresses: Mapping[str, tuple[int, str]],
+) -> _PoolDraft | None:  # fmt: skip
+    if not _POOL_NAME_RE.match(name):
+        scope.error(entry.key_line, f"invalid pool name {name!r}")
+    body = scope.mapping(entry.value, f"pool {name!r}", frozenset({"fallback", "values"}))
+    if body is None:
+        return None
+    values_node = body.get("values")
+    if values_node is None:
+        scope.error(entry.key_line, f"pool {name!r} is missing 'values'")
+        return None
+    values: list[PoolValue] = []
+    items = scope.sequence(values_node, f"pool {name!r} values") or ()
+    for number, node in enumerate(items, 1):
+        value = _pool_value(
+            scope, node, f"pool {name!r} value {number}", version, health, addresses
+        )
+        if value is not None and any(v.value == value.value for v in values):
+            scope.error(node.line, f"duplicate value {value.value!r} in pool {name!r}")
+        elif value is not None:
+            values.append(value)
+    if len(items) == 1 and values and values[0].weight != 1:
+        scope.error(entry.key_line, f"pool {name!r} has a single value with weight != 1 (octoDNS)")
+    fallback_node = body.get("fallback")
+    fallback = None
+    if fallback_node is not None and not (
+        isinstance(fallback_node, YScalar) and fallback_node.value is None
+    ):
+        fallback = scope.string(fallback_node, f"pool {name!r} fallback")
+    return _PoolDraft(
+        Pool(name, tuple(values), fallback), entry.key_line, body.key_line("fallback")
+    )
+
+
+def _check_fallbacks(
+    scope: _Scope, drafts: Mapping[str, _PoolDraft], defined: frozenset[str]
+) -> set[str]:
+    """Fallbacks must name pools and never loop; returns the pools used as a fallback."""
+    used: set[str] = set()
+    reported: set[frozenset[str]] = set()
+    for name, draft in drafts.items():
+        fallback = draft.pool.fallback
+        if fallback is None:
+            continue
+        if fallback not in defined:
+            scope.error(draft.fallback_line, f"pool {name!r}: fallback {fallback!r} is not a pool")
+            continue
+        used.add(fallback)
+        chain = [name]
+        current: str | None = fallback
+        while current is not None and current in drafts and current not in chain:
+            chain.append(current)
+            current = drafts[current].pool.fallback
+        if current in chain:
+            loop = frozenset(chain[chain.index(current) :])
+            if loop not in reported and name in loop:
+                reported.add(loop)
+                shown = " -> ".join([*chain[chain.index(current) :], current])
+                scope.error(draft.fallback_line, f"loop in pool fallbacks: {shown}")
+    return used
+
+
+@dataclass(frozen=True, slots=True)
+class _RuleDraft:
+    number: int
+    line: int
+    pool: str | None
+    geos: tuple[str, ...]
+    subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+    @property
+    def rank(self) -> int:
+        """octoDNS's order: subnet-only, subnet+geo, geo-only, catch-all."""
+        if self.subnets:
+            return 1 if self.geos else 0
+        return 2 if self.geos else 3
+
+
+def _rule(scope: _Scope, number: int, node: YNode) -> _RuleDraft | None:
+    body = scope.mapping(node, f"rule {number}", frozenset({"pool", "geos", "subnets"}))
+    if body is None:
+        return None
+    pool_node = body.get("pool")
+    pool = scope.string(pool_node, f"rule {number} pool") if pool_node is not None else None
+    if pool_node is None:
+        scope.error(body.line, f"rule {number} has no 'pool'")
+    geos: list[str] = []
+    geos_node = body.get("geos")
+    for item, geo in scope.strings(geos_node, f"rule {number} geos") if geos_node else ():
+        if _GEO_RE.match(geo):
+            geos.append(geo)
+        else:
+            scope.error(item.line, f"rule {number}: invalid geo code {geo!r}")
+    subnets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    subnets_node = body.get("subnets")
+    for item, text in scope.strings(subnets_node, f"rule {number} subnets") if subnets_node else ():
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            scope.error(item.line, f"rule {number}: {text!r} is not a valid subnet")
+            continue
+        if network.network_address != ipaddress.ip_address(text.partition("/")[0]):
+            scope.error(item.line, f"rule {number}: subnet {text!r} has host bits set")
+            continue
+        subnets.append(network)
+    return _RuleDraft(number, body.line, pool, tuple(geos), tuple(subnets))
+
+
+def _check_rules(scope: _Scope, rules: Sequence[_RuleDraft], pools: frozenset[str]) -> None:
+    """octoDNS's rule checks: known pools, one rule per pool, order, one final catch-all."""
+    used_by: dict[str, int] = {}
+    worst = 0
+    catch_all: _RuleDraft | None = None
+    for rule in rules:
+        if rule.pool is not None and rule.pool not in pools:
+            scope.error(rule.line, f"rule {rule.number}: pool {rule.pool!r} is not defined")
+        elif rule.pool is not None and rule.pool in used_by and rule.rank < 3:
+            scope.error(
+                rule.line,
+                f"rule {rule.number}: pool {rule.pool!r} is already used by rule "
+                f"{used_by[rule.pool]} (a pool may back only one rule besides the catch-all)",
+            )
+        if rule.pool is not None:
+            used_by.setdefault(rule.pool, rule.number)
+        if rule.rank == 3:
+            if catch_all is not None:
+                scope.error(rule.line, f"rule {rule.number} is a second catch-all rule")
+            elif rule is not rules[-1]:
+                scope.error(
+                    rule.line, f"rule {rule.number} is a catch-all but is not the last rule"
+                )
+            catch_all = catch_all or rule
+        elif rule.rank < worst:
+            scope.error(rule.line, f"rule {rule.number} is out of order: {_ORDER}")
+        worst = max(worst, rule.rank) if rule.rank < 3 else worst
+    if rules and catch_all is None:
+        scope.error(
+            rules[-1].line, "no catch-all rule (the last rule must have no geos and no subnets)"
+        )
+    _check_shadowing(scope, rules)
+
+
+_ORDER = "subnet-only rules come first, then subnet+geo rules, then geo-only rules"
+
+
+def _check_shadowing(scope: _Scope, rules: Sequence[_RuleDraft]) -> None:
+    """A geo or subnet already matched by an earlier rule can never match again (octoDNS)."""
+    geos_seen: dict[str, int] = {}
+    nets_seen: dict[ipaddress.IPv4Network | ipaddress.IPv6Network, int] = {}
+    for rule in rules:
+        for geo in sorted(rule.geos):
+            for seen, number in geos_seen.items():
+                if geo == seen or geo.startswith(seen + "-"):
+                    scope.error(
+                        rule.line,
+                        f"rule {rule.number}: geo {geo} is already covered by {seen} "
+                        f"in rule {number}",
+                    )
+        geos_seen.update((geo, rule.number) for geo in rule.geos if geo not in geos_seen)
+        for net in rule.subnets:
+            for seen_net, number in nets_seen.items():
+                if _subnet_of(net, seen_net):
+                    scope.error(
+                        rule.line,
+                        f"rule {rule.number}: subnet {net} is already covered by {seen_net} "
+                        f"in rule {number}",
+                    )
+        nets_seen.update((net, rule.number) for net in rule.subnets if net not in nets_seen)
+
+
+def _subnet_of(
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+    other: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> bool:
+    if isinstance(net, ipaddress.IPv4Network) and isinstance(other, ipaddress.IPv4Network):
+        return net.subnet_of(other)
+    if isinstance(net, ipaddress.IPv6Network) and isinstance(other, ipaddress.IPv6Network):
+        return net.subnet_of(other)
+    return False
+
+
+def _rule_pools(
+    scope: _Scope, node: YNode | None, rules: Sequence[_RuleDraft], count: int,
+    defined: frozenset[str],
+) -> list[tuple[str, ...]]:  # fmt: skip
+    """Per rule, the ordered pools it tries: its ``pool``, or dnsfail's ordered list.
+
+    ``octodns.dnsfail.rules[i].pools`` (a dnsfail extension) replaces rule i's
+    single pool with an ordered list, e.g. ``[eu, us]``; octoDNS itself only
+    sees ``pool`` and the fallback chain.
+    """
+    default: list[tuple[str, ...]] = [(rule.pool,) if rule.pool else () for rule in rules]
+    if node is None:
+        return default
+    items = scope.sequence(node, "octodns.dnsfail.rules")
+    if items is None:
+        return default
+    if len(items) != count:
+        scope.error(
+            node.line, f"octodns.dnsfail.rules has {len(items)} entries, dynamic.rules has {count}"
+        )
+        return default
+    ordered = list(default)
+    for index, item in enumerate(items[: len(rules)]):
+        what = f"octodns.dnsfail.rules item {index + 1}"
+        body = scope.mapping(item, what, frozenset({"pools"}))
+        pools_node = body.get("pools") if body is not None else None
+        if body is not None and pools_node is None:
+            scope.error(body.line, f"{what} has no 'pools'")
+        names: list[str] = []
+        for pool_node, name in scope.strings(pools_node, f"{what} pools") if pools_node else ():
+            if name not in defined:
+                scope.error(pool_node.line, f"{what}: pool {name!r} is not defined")
+            elif name in names:
+                scope.error(pool_node.line, f"{what}: pool {name!r} is listed twice")
+            else:
+                names.append(name)
+        ordered[index] = tuple(names) or default[index]
+    return ordered
+
+
+def _dynamic_knobs(scope: _Scope, record: _Record, options: _Options) -> tuple[AllDown, int]:
+    all_down, ttl_floor = AllDown.BACKUP, 5
+    if (node := options.dnsfail_node("all_down")) is not None:
+        choice = scope.choice(node, "all_down", [a.value for a in AllDown])
+        all_down = AllDown(choice) if choice else all_down
+    if (node := options.dnsfail_node("ttl_floor")) is not None:
+        floor = scope.integer(node, "ttl_floor", 0, MAX_TTL)
+        if floor is not None and floor > record.ttl:
+            scope.error(node.line, f"ttl_floor {floor} is above the record's ttl {record.ttl}")
+        ttl_floor = floor if floor is not None else ttl_floor
+    return all_down, ttl_floor
+
+
+def _dynamic(problems: _Problems, record: _Record, options: _Options) -> DynamicRecord | None:
+    """octoDNS's ``dynamic`` block, validated as octoDNS does, plus dnsfail's knobs."""
+    scope = _Scope(problems, record.label)
+    node = record.body.get("dynamic")
+    body = scope.mapping(node, "dynamic", frozenset({"pools", "rules"})) if node else None
+    health, addresses = _health(scope, record, options)
+    all_down, ttl_floor = _dynamic_knobs(scope, record, options)
+    if body is None:
+        return None
+    pools_node, rules_node = body.get("pools"), body.get("rules")
+    for key, present in (("pools", pools_node), ("rules", rules_node)):
+        if present is None:
+            scope.error(body.line, f"dynamic has no {key!r}")
+    pools_map = scope.mapping(pools_node, "pools") if pools_node else None
+    if pools_map is not None and not pools_map.entries:
+        scope.error(pools_map.line, "pools is empty")
+    defined = frozenset(pools_map.entries if pools_map else ())
+    version = 4 if record.rtype == "A" else 6
+    drafts: dict[str, _PoolDraft] = {}
+    for name, entry in pools_map.entries.items() if pools_map else ():
+        if (draft := _pool(scope, name, entry, version, health, addresses)) is not None:
+            drafts[name] = draft
+    rule_items = (scope.sequence(rules_node, "rules") if rules_node else None) or ()
+    rules = [r for n, item in enumerate(rule_items, 1) if (r := _rule(scope, n, item)) is not None]
+    _check_rules(scope, rules, defined)
+    used = _check_fallbacks(scope, drafts, defined)
+    ordered = _rule_pools(scope, options.dnsfail_node("rules"), rules, len(rule_items), defined)
+    used |= {name for pools in ordered for name in pools}
+    for name, draft in drafts.items():
+        if name not in used:
+            scope.error(draft.line, f"pool {name!r} is not used by any rule or fallback")
+    values = {v.value for draft in drafts.values() for v in draft.pool.values}
+    for value, (line, _) in addresses.items():
+        if value not in values:
+            scope.error(line, f"probe_addresses names {value!r}, which is in no pool")
+    backup = tuple(r.address for r in record.rdatas if isinstance(r, A | AAAA))
+    return DynamicRecord(
+        name=record.name,
+        rtype=RRType[record.rtype],
+        ttl=record.ttl,
+        pools=MappingProxyType({name: draft.pool for name, draft in drafts.items()}),
+        rules=tuple(
+            Rule(pools, r.geos, r.subnets) for pools, r in zip(ordered, rules, strict=True)
+        ),
+        backup=backup,
+        all_down=all_down,
+        ttl_floor=ttl_floor,
+    )
+
+
+# --- assembly ----------------------------------------------------------------------------------
+
+
+def _nodes(index: Mapping[str, Mapping[str, _Record]]) -> Mapping[str, Mapping[RRType, RRset]]:
+    """Owner -> type -> RRset for every record except ALIAS (which is ``Zone.alias``).
+
+    A dynamic record's backup ``values`` are here too, so type existence
+    (NODATA, CNAME exclusivity, ANY) is uniform; ``Zone.dynamic`` decides the answer.
+    """
+    nodes: dict[str, Mapping[RRType, RRset]] = {}
+    for name, by_type in index.items():
+        rrsets = {
+            RRType[rtype]: RRset(name, RRType[rtype], record.ttl, record.rdatas)
+            for rtype, record in by_type.items()
+            if rtype != "ALIAS"
+        }
+        if rrsets:
+            nodes[name] = MappingProxyType(rrsets)
+    return MappingProxyType(nodes)
+
+
+def _soa_rrset(origin: str, fields: _SoaFields, serial: int) -> RRset:
+    rdata = SOA(
+        fields.mname, fields.rname, serial, fields.refresh, fields.retry, fields.expire,
+        fields.minimum,
+    )  # fmt: skip
+    return RRset(origin, RRType.SOA, fields.ttl, (rdata,))
+
+
+def _content(zone: Zone) -> tuple[object, ...]:
+    """What a change of makes a new serial: everything served except the serial itself."""
+    soa = zone.soa.rdatas[0]
+    assert isinstance(soa, SOA)
+    return (zone.nodes, zone.alias, zone.dynamic, zone.cuts, zone.soa.ttl, replace(soa, serial=0))
+
+
+def _serial(zone: Zone, fields: _SoaFields, serial: int, previous: Zone | None) -> int:
+    """The zone's serial: explicit, else unchanged content keeps it, else it grows.
+
+    Secondaries and caches compare serials with RFC 1982 arithmetic, so a
+    serial never goes backwards for changed content: ``max(previous + 1,
+    serial)``, wrapped to 32 bits.
+    """
+    if fields.serial is not None:
+        return fields.serial
+    if previous is None:
+        return serial
+    if _content(previous) == _content(zone):
+        return previous.serial
+    return max(previous.serial + 1, serial) & MAX_SERIAL
+
+
+def _build(
+    origin: str, index: dict[str, dict[str, _Record]], cuts: set[str], names: frozenset[str],
+    dynamic: dict[tuple[str, RRType], DynamicRecord], fields: _SoaFields, source: str,
+) -> Zone:  # fmt: skip
+    nodes = _nodes(index)
+    alias_record = index.get(origin, {}).get("ALIAS")
+    alias = None
+    if alias_record is not None:
+        alias = RRset(origin, RRType.CNAME, alias_record.ttl, alias_record.rdatas)
+    count = sum(len(rrset.rdatas) for by_type in nodes.values() for rrset in by_type.values())
+    return Zone(
+        origin=origin,
+        soa=_soa_rrset(origin, fields, 0),
+        nodes=nodes,
+        names=names,
+        cuts=frozenset(cuts),
+        alias=alias,
+        dynamic=MappingProxyType(dynamic),
+        source=source,
+        record_count=count + (1 if alias else 0),
+    )
+
+
+def _is_dynamic_address(record: _Record) -> bool:
+    return record.is_dynamic and record.rtype in ("A", "AAAA")
+
+
+def _check_apex_ns(problems: _Problems, index: dict[str, dict[str, _Record]], origin: str) -> None:
+    """An authoritative zone names its servers at the apex (RFC 1034 section 4.2.1)."""
+    apex = index.get(origin, {})
+    if "NS" not in apex:
+        line = min((record.line for record in apex.values()), default=1)
+        problems.add(line, "@ NS", "the apex has no NS record")
+
+
+# --- public API --------------------------------------------------------------------------------
+
+
+def parse_zone(
+    text: str, source: str, origin: str, *, serial: int, previous: Zone | None = None
+) -> Zone:
+    """Parse and validate one zone file's text into a ``Zone``.
+
+    ``origin`` is the zone's absolute name (``gw.example.com.``).  ``serial``
+    is used when the file sets none and there is no ``previous`` zone (the
+    one being replaced on reload) to compare with: see ``_serial``.  Raises
+    ``ConfigError`` carrying every problem in the file.
+    """
+    origin = origin.lower() if origin.endswith(".") else origin.lower() + "."
+    problems = _Problems(source)
+    root = _compose(text, problems)
+    if root is None:
+        problems.raise_if_any()  # unparsable: nothing more to check
+        root = YMap(1, MappingProxyType({}))
+    if not isinstance(root, YMap):
+        problems.add(root.line, "(zone)", f"the top level must be a mapping, not {_show(root)}")
+        problems.raise_if_any()
+    assert isinstance(root, YMap)
+    index = _index(problems, _parse_records(problems, root, origin))
+    _check_apex_ns(problems, index, origin)
+    _check_exclusive(problems, index, origin)
+    cuts = _delegations(problems, index, origin)
+    names = _zone_names(list(index), origin)
+    alias = index.get(origin, {}).get("ALIAS")
+    if alias is not None:
+        _check_alias_target(problems, alias, origin, names)
+    options = {
+        (record.name, rtype): _options(problems, record, origin)
+        for by_type in index.values()
+        for rtype, record in by_type.items()
+    }
+    dynamic: dict[tuple[str, RRType], DynamicRecord] = {}
+    for (name, rtype), opts in options.items():
+        record = index[name][rtype]
+        built = _dynamic(problems, record, opts) if _is_dynamic_address(record) else None
+        if built is not None:
+            dynamic[(name, RRType[rtype])] = built
+    fields = _soa(problems, index, origin, options)
+    problems.raise_if_any()
+    zone = _build(origin, index, cuts, names, dynamic, fields, source)
+    soa = _soa_rrset(origin, fields, _serial(zone, fields, serial, previous))
+    return replace(zone, soa=soa)
+
+
+def _zone_files(paths: Sequence[str], problems: list[Problem]) -> Iterator[str]:
+    """Files named on the command line, and every *.yaml / *.yml directly in named directories."""
+    seen: set[str] = set()
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(
+                os.path.join(path, entry)
+                for entry in os.listdir(path)
+                if entry.endswith((".yaml", ".yml")) and os.path.isfile(os.path.join(path, entry))
+            )
+        elif os.path.isfile(path):
+            found = [path]
+        else:
+            problems.append(Problem(path, 1, "(zone)", "no such file or directory"))
+            continue
+        for file in found:
+            real = os.path.realpath(file)
+            if real not in seen:
+                seen.add(real)
+                yield file
+
+
+def _origin_of(path: str) -> tuple[str | None, str | None]:
+    """``zones/gw.example.com.yaml`` -> ``gw.example.com.`` (octoDNS's one file per zone)."""
+    base = os.path.basename(path)
+    stem, dot, ext = base.rpartition(".")
+    if not dot or ext not in ("yaml", "yml") or not stem:
+        return None, f"zone file {base!r} must be named <zone>.yaml"
+    origin = stem.lower().rstrip(".") + "."
+    reason = _name_problem(origin)
+    if reason is not None or origin == ".":
+        return None, f"file name {base!r} is not a zone name: {reason or 'root zone'}"
+    return origin, None
+
+
+def load_zones(paths: Sequence[str], previous: Mapping[str, Zone] | None = None) -> dict[str, Zone]:
+    """Load every zone file under ``paths`` (files, or directories read non-recursively).
+
+    Returns origin -> Zone.  Raises one ``ConfigError`` listing every problem
+    in every file, so ``dnsfail check``, startup and reload agree, and a
+    reload either takes the whole new configuration or none of it.
+    ``previous`` (the zones being served) lets unchanged zones keep their serial.
+    """
+    problems: list[Problem] = []
+    zones: dict[str, Zone] = {}
+    defined_in: dict[str, str] = {}
+    for path in _zone_files(paths, problems):
+        origin, reason = _origin_of(path)
+        if origin is None:
+            problems.append(Problem(path, 1, "(zone)", reason or "bad file name"))
+            continue
+        if origin in defined_in:
+            problems.append(
+                Problem(path, 1, "(zone)", f"zone {origin} is also defined in {defined_in[origin]}")
+            )
+            continue
+        defined_in[origin] = path
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+            mtime = int(os.stat(path).st_mtime)
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(path, 1, "(zone)", f"cannot read: {exc}"))
+            continue
+        last = previous.get(origin) if previous is not None else None
+        try:
+            zones[origin] = parse_zone(text, path, origin, serial=mtime, previous=last)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return zones

@@ -1,0 +1,107 @@
+"""Bytes in, bytes out: one DNS message to its reply.  Never raises.
+
+The fast path answers a repeated plain question from the snapshot's cache of
+prepared replies: scan the question (no dnslib), look the key up, patch in the
+ID, RD/CD and the question's letter case.  Everything else takes the full path
+(parse with dnslib, resolve, render), whose reply is cached when the answer
+does not depend on chance.  Because ``wire.render`` output is independent of
+ID, flags and case, both paths give the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from dnsfail import wire
+from dnsfail.model import Message, Rcode, RRClass
+from dnsfail.resolver import chaos, resolve
+from dnsfail.state import CACHE_LIMIT, Snapshot
+
+log = logging.getLogger(__name__)
+
+
+class Handler:
+    """Answers messages from the current snapshot.
+
+    ``snapshot`` is a callable so that each message reads the store's
+    snapshot exactly once, at its start.
+    """
+
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        *,
+        identity: str = "dnsfail",
+        version: str | None = None,
+    ) -> None:
+        self.snapshot = snapshot
+        self.identity = identity
+        self.version = version
+
+    def handle(self, data: bytes, tcp: bool = False) -> bytes | None:
+        """The reply to ``data``, or None when it deserves none (RFC 1035 4.1.1)."""
+        snap = self.snapshot()
+        scanned = wire.scan_question(data, tcp)
+        if scanned is not None:
+            hit = snap.cache.get(scanned[0])
+            if hit is not None:
+                return wire.personalize(hit, data, scanned[1])
+        try:
+            return self._full(data, tcp, snap, scanned)
+        except Exception:
+            log.exception("internal error answering a %d-byte message", len(data))
+            return self._servfail(data)
+
+    def _full(
+        self, data: bytes, tcp: bool, snap: Snapshot, scanned: tuple[bytes, int] | None
+    ) -> bytes | None:
+        try:
+            query = wire.parse_query(data)
+        except wire.Drop:
+            return None
+        except wire.Refuse as refusal:
+            return self._finish(wire.render_refusal(refusal), data)
+        message = self.answer(snap, query)
+        limit = wire.TCP_LIMIT if tcp else query.udp_limit()
+        reply = wire.render(
+            (query.qname, query.qtype, query.qclass),
+            message,
+            edns=query.edns,
+            limit=limit,
+            ecs_scope=message.scope,
+        )
+        if scanned is not None and message.cacheable:
+            cache = snap.cache
+            if len(cache) >= CACHE_LIMIT:
+                cache.clear()
+            cache[scanned[0]] = reply
+        return self._finish(reply, data)
+
+    def answer(self, snap: Snapshot, query: wire.Query) -> Message:
+        """The decision for a parsed query (the part ``explain`` will reuse)."""
+        if query.qclass == RRClass.CH:
+            return chaos(query.qname, query.qtype, self.identity, self.version)
+        return resolve(snap.zones, query.qname, query.qtype, query.qclass, snap)
+
+    @staticmethod
+    def _finish(reply: bytes, data: bytes) -> bytes:
+        qend = wire.question_end(data)
+        if (
+            qend is not None
+            and reply[4:6] == b"\x00\x01"
+            and reply[12:qend].lower() == data[12:qend].lower()
+        ):
+            return wire.personalize(reply, data, qend)
+        return wire.with_id(reply, data[0] << 8 | data[1], data[2:4])
+
+    @staticmethod
+    def _servfail(data: bytes) -> bytes | None:
+        if len(data) < wire.HEADER_LEN or data[2] & 0x80:
+            return None
+        refusal = wire.Refuse(Rcode.SERVFAIL, "internal error", query_id=data[0] << 8 | data[1])
+        try:
+            return wire.with_id(wire.render_refusal(refusal), refusal.query_id, data[2:4])
+        except Exception:
+            log.exception("could not even render SERVFAIL")
+            return None

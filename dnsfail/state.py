@@ -1,0 +1,136 @@
+"""Snapshots of everything an answer depends on, and the one writer that swaps them.
+
+A query reads ``store.snapshot`` once and uses nothing else, so it sees one
+consistent generation of zones and health even while a reload or a probe
+result replaces the snapshot (the same idea as gdnsd's RCU-swapped state table
+and CoreDNS's ``zone.snapshot()``).  Replacing is a single attribute
+assignment, atomic for every reader on the event loop.
+
+Each snapshot carries its own reply cache: answers are a pure function of the
+snapshot and the question, so a new snapshot simply starts with an empty
+cache and no invalidation logic is needed.  A probe result that changes a
+target's state, or how soon it could change (which bounds the TTL), swaps in
+a new snapshot; the very next query sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from dnsfail.health import Health, TargetHealth, describe_change, next_change_bound, observe
+from dnsfail.model import AAAA, A, DynamicRecord, ProbeSpec, RRset, RRType, Rule, Zone
+from dnsfail.resolver import DynamicResult
+from dnsfail.selection import Selection, select
+
+log = logging.getLogger(__name__)
+
+#: Replies kept per snapshot before the cache is emptied and refilled.
+CACHE_LIMIT = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Zones plus the health of every probed target, at one generation.
+
+    It is also the resolver's ``DynamicAnswers``: a dynamic record is answered
+    from this snapshot's health and nothing else.
+    """
+
+    generation: int
+    zones: Mapping[str, Zone]
+    health: Mapping[ProbeSpec, TargetHealth] = field(default_factory=dict)
+    #: Prepared wire replies by ``wire.scan_question`` key (a memo, not state).
+    cache: dict[bytes, bytes] = field(default_factory=dict, compare=False)
+
+    def is_up(self, spec: ProbeSpec) -> bool | None:
+        h = self.health.get(spec)
+        if h is None or h.state is Health.UNKNOWN:
+            return None
+        return h.state is Health.UP
+
+    def change_bound(self, spec: ProbeSpec) -> float:
+        h = self.health.get(spec)
+        if h is None:
+            return 0.0
+        return next_change_bound(h, spec.rise, spec.fall, spec.interval)
+
+    def rule_for(self, record: DynamicRecord) -> Rule:
+        """The rule that decides for this client: the catch-all, until geo rules land."""
+        for rule in record.rules:
+            if rule.is_catch_all:
+                return rule
+        return record.rules[-1]
+
+    def select(self, record: DynamicRecord) -> Selection:
+        return select(record, self.rule_for(record), self.is_up, self.change_bound)
+
+    def answer(self, record: DynamicRecord, owner: str) -> DynamicResult:
+        chosen = self.select(record)
+        if chosen.servfail:
+            return DynamicResult(None, cacheable=chosen.cacheable)
+        rdata = A if record.rtype == RRType.A else AAAA
+        rrset = RRset(owner, record.rtype, chosen.ttl, tuple(rdata(a) for a in chosen.addresses))
+        return DynamicResult(rrset, cacheable=chosen.cacheable)
+
+
+def probe_specs(zones: Mapping[str, Zone]) -> dict[ProbeSpec, list[str]]:
+    """Every distinct probe target, with the records and pools that use it (for logs)."""
+    out: dict[ProbeSpec, list[str]] = {}
+    for zone in zones.values():
+        for record in zone.dynamic.values():
+            for pool in record.pools.values():
+                for value in pool.values:
+                    if value.probe is not None:
+                        where = f"{record.name.rstrip('.')} pool {pool.name}"
+                        users = out.setdefault(value.probe, [])
+                        if where not in users:
+                            users.append(where)
+    return out
+
+
+class Store:
+    """The single writer of snapshots: reloads and probe results come through here."""
+
+    def __init__(self, zones: Mapping[str, Zone]) -> None:
+        self.snapshot = Snapshot(1, dict(zones))
+        self.targets = probe_specs(zones)
+
+    def _publish(self, zones: Mapping[str, Zone], health: Mapping[ProbeSpec, TargetHealth]) -> None:
+        self.snapshot = Snapshot(self.snapshot.generation + 1, zones, health)
+
+    def replace_zones(self, zones: Mapping[str, Zone]) -> Snapshot:
+        """Publish a new zone set, keeping the health of targets that are still probed."""
+        self.targets = probe_specs(zones)
+        health = {s: h for s, h in self.snapshot.health.items() if s in self.targets}
+        self._publish(dict(zones), health)
+        return self.snapshot
+
+    def observe(self, spec: ProbeSpec, ok: bool, detail: str, latency: float, at: float) -> None:
+        """Fold one probe result in; publish a new snapshot if answers could differ."""
+        if spec not in self.targets:
+            return  # a result that raced a reload which removed its target
+        snap = self.snapshot
+        before = snap.health.get(spec, TargetHealth())
+        after = observe(before, ok, detail, latency, at, rise=spec.rise, fall=spec.fall)
+        line = describe_change(before, after, spec.label, ", ".join(self.targets[spec]))
+        if line is not None:
+            if before.state is Health.UNKNOWN:
+                log.info("%s", line.replace(" UNKNOWN -> ", " first result: "))
+            else:
+                log.warning("%s", line)
+        health = dict(snap.health)
+        health[spec] = after
+        if (
+            after.state is not before.state
+            or snap.change_bound(spec) != next_change_bound(after, spec.rise, spec.fall,
+                                                            spec.interval)
+        ):
+            self._publish(snap.zones, health)
+        else:
+            # Same answers, so the prepared replies stay valid: share the warm cache.
+            self.snapshot = Snapshot(snap.generation, snap.zones, health, snap.cache)
+
+    def unknown_targets(self) -> Iterable[ProbeSpec]:
+        return [s for s in self.targets if self.snapshot.is_up(s) is None]

@@ -1,0 +1,446 @@
+"""DNS wire format: the only module that imports dnslib.
+
+Two ways in:
+
+* ``scan_question`` reads just the header and question with byte slicing and
+  yields a cache key.  It never allocates a dnslib object, which is what keeps
+  a repeated question cheap (see ``handler.py``).
+* ``parse_query`` uses dnslib for everything else and turns what it finds into
+  a ``Query`` or a ``WireError`` subclass that says how to answer.
+
+One way out: ``render`` packs an ``Answer`` into bytes that are *independent of
+the query's ID, RD/CD bits and letter case*; ``personalize`` then patches
+those in.  A cached reply and a freshly rendered one are therefore the same
+bytes, by construction.
+
+dnslib traps handled here: ``DNSRecord.reply()`` sets RA, so replies are built
+from a bare ``DNSHeader`` (an authoritative server never offers recursion,
+RFC 1035 section 4.1.1); ``truncate()`` drops the question, so truncation is
+done by hand and keeps it (RFC 2181 section 9); its name compression is
+case-sensitive, so every name is rendered in lower case.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import dnslib
+
+from dnsfail.errors import WireError
+from dnsfail.model import (
+    AAAA,
+    CAA,
+    CNAME,
+    HINFO,
+    MX,
+    NS,
+    PTR,
+    SOA,
+    SRV,
+    TXT,
+    A,
+    Message,
+    Rcode,
+    RRClass,
+    RRset,
+    RRType,
+)
+
+#: Our UDP payload size, the DNS Flag Day 2020 value that avoids fragmentation.
+UDP_PAYLOAD = 1232
+#: Without EDNS a UDP reply may not exceed 512 octets (RFC 1035 section 4.2.1).
+CLASSIC_UDP_LIMIT = 512
+TCP_LIMIT = 65535
+HEADER_LEN = 12
+OPTION_ECS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSubnet:
+    """A decoded EDNS Client Subnet option (RFC 7871 section 6)."""
+
+    family: int
+    source_prefix: int
+    scope_prefix: int
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Edns:
+    payload: int
+    version: int
+    do: bool
+    ecs: ClientSubnet | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """The parts of a query that decide its answer; names lower case, absolute."""
+
+    id: int
+    qname: str
+    qtype: int
+    qclass: int
+    edns: Edns | None
+
+    def udp_limit(self) -> int:
+        """Largest UDP reply the client accepts, capped at ours (RFC 6891 section 6.2.5)."""
+        if self.edns is None:
+            return CLASSIC_UDP_LIMIT
+        return min(max(self.edns.payload, CLASSIC_UDP_LIMIT), UDP_PAYLOAD)
+
+
+class Drop(WireError):
+    """Not worth a reply: shorter than a header, or a response (QR set), RFC 1035 4.1.1."""
+
+
+class Refuse(WireError):
+    """Answer with an error rcode and no data, echoing what we could read.
+
+    ``rcode`` is the rcode to send; ``query_id`` and ``opcode`` come from the
+    header; ``question`` is present when the question section was readable.
+    """
+
+    def __init__(
+        self,
+        rcode: Rcode,
+        reason: str,
+        *,
+        query_id: int,
+        opcode: int = 0,
+        question: tuple[str, int, int] | None = None,
+        edns: Edns | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.rcode = rcode
+        self.query_id = query_id
+        self.opcode = opcode
+        self.question = question
+        self.edns = edns
+
+
+# --- the fast scanner ----------------------------------------------------------
+
+
+def scan_question(data: bytes, tcp: bool) -> tuple[bytes, int] | None:
+    """Return ``(cache_key, question_end)`` for a plain query, or None.
+
+    A plain query has QR=0, OPCODE=0, one question, no answer or authority
+    records, no compression in the question and at most one OPT record
+    without an ECS option.  Anything else returns None and goes the slow way,
+    so a wrong guess here can only cost speed, never correctness.  The key
+    holds everything the reply depends on: the lower-cased qname, qtype and
+    qclass, and the EDNS facts that change the reply's bytes.
+    """
+    n = len(data)
+    if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
+        return None
+    i = HEADER_LEN
+    try:
+        length = data[i]
+        while length:
+            if length > 63:
+                return None
+            i += length + 1
+            length = data[i]
+    except IndexError:
+        return None
+    qend = i + 5
+    if qend > n:
+        return None
+    transport = b"T" if tcp else b"U"
+    key = data[HEADER_LEN : i + 1].lower() + data[i + 1 : qend]
+    arcount = data[11] | data[10] << 8
+    if arcount == 0:
+        return (key + transport, qend) if qend == n else None
+    if arcount != 1 or n < qend + 11 or data[qend : qend + 3] != b"\x00\x00\x29":
+        return None
+    rdlen = data[qend + 9] << 8 | data[qend + 10]
+    if qend + 11 + rdlen != n or data[qend + 6]:  # EDNS version other than 0
+        return None
+    j = qend + 11
+    while j < n:
+        if j + 4 > n:
+            return None
+        code = data[j] << 8 | data[j + 1]
+        if code == OPTION_ECS:
+            return None
+        j += 4 + (data[j + 2] << 8 | data[j + 3])
+    if j != n:
+        return None
+    payload = data[qend + 3] << 8 | data[qend + 4]
+    limit = TCP_LIMIT if tcp else min(max(payload, CLASSIC_UDP_LIMIT), UDP_PAYLOAD)
+    do = data[qend + 7] & 0x80
+    return key + transport + limit.to_bytes(2, "big") + (b"D" if do else b"E"), qend
+
+
+def question_end(data: bytes) -> int | None:
+    """Offset just past the question of an uncompressed single-question message."""
+    i = HEADER_LEN
+    try:
+        while data[i]:
+            if data[i] > 63:
+                return None
+            i += data[i] + 1
+    except IndexError:
+        return None
+    return i + 5 if i + 5 <= len(data) else None
+
+
+def personalize(reply: bytes, query: bytes, qend: int) -> bytes:
+    """Give a prepared reply the query's ID, RD and CD bits and the question's letter case.
+
+    RFC 1035 section 4.1.1 copies ID and RD; CD is copied as RFC 6840
+    section 5.9 asks; the question is echoed octet for octet so that
+    resolvers using 0x20 randomisation (draft-vixie-dnsext-dns0x20) accept it.
+    """
+    return b"".join(
+        (
+            query[0:2],
+            bytes(((reply[2] & 0xFE) | (query[2] & 0x01), (reply[3] & 0xEF) | (query[3] & 0x10))),
+            reply[4:HEADER_LEN],
+            query[HEADER_LEN:qend],
+            reply[qend:],
+        )
+    )
+
+
+# --- the full parser -------------------------------------------------------------
+
+
+def name_to_text(label: dnslib.DNSLabel) -> str:
+    """Lower-case, absolute text form; odd octets escaped as \\DDD so they never match."""
+    parts = []
+    for raw in label.label:
+        low = raw.lower()
+        if all(0x21 <= c <= 0x7E and c not in (0x2E, 0x5C) for c in low):
+            parts.append(low.decode("ascii"))
+        else:
+            parts.append("".join(
+                chr(c) if 0x21 <= c <= 0x7E and c not in (0x2E, 0x5C) else f"\\{c:03d}"
+                for c in low
+            ))
+    return ".".join(parts) + "." if parts else "."
+
+
+def parse_query(data: bytes) -> Query:
+    """Parse a query, or raise ``Drop`` / ``Refuse`` saying how to answer it.
+
+    FORMERR for anything unreadable after a readable header (RFC 1035
+    section 4.1.1), for QDCOUNT other than 1, and for more than one OPT or an
+    OPT not owned by the root (RFC 6891 section 6.1.1); NOTIMP for opcodes
+    other than QUERY; BADVERS for EDNS versions above 0 (RFC 6891 6.1.3).
+    """
+    if len(data) < HEADER_LEN:
+        raise Drop("shorter than a DNS header")
+    query_id = data[0] << 8 | data[1]
+    if data[2] & 0x80:
+        raise Drop("QR set: a response, not a query")
+    opcode = (data[2] >> 3) & 0x0F
+    try:
+        record = dnslib.DNSRecord.parse(data)
+    except Exception as exc:  # dnslib raises many types on garbage
+        raise Refuse(
+            Rcode.FORMERR, f"unparsable: {exc}", query_id=query_id, opcode=opcode
+        ) from None
+    question = None
+    if len(record.questions) == 1:
+        q = record.questions[0]
+        question = (name_to_text(q.qname), q.qtype, q.qclass)
+    edns = _parse_edns(record, query_id, opcode, question)
+    if opcode != 0:
+        raise Refuse(Rcode.NOTIMP, f"opcode {opcode}", query_id=query_id, opcode=opcode,
+                     question=question, edns=edns)
+    if question is None:
+        raise Refuse(Rcode.FORMERR, f"QDCOUNT {len(record.questions)}", query_id=query_id,
+                     edns=edns)
+    if edns is not None and edns.version > 0:
+        raise Refuse(Rcode.BADVERS, f"EDNS version {edns.version}", query_id=query_id,
+                     question=question, edns=Edns(edns.payload, 0, edns.do))
+    qname, qtype, qclass = question
+    return Query(query_id, qname, qtype, qclass, edns)
+
+
+def _parse_edns(
+    record: dnslib.DNSRecord, query_id: int, opcode: int, question: tuple[str, int, int] | None
+) -> Edns | None:
+    opts = [rr for rr in record.ar if rr.rtype == RRType.OPT]
+    if not opts:
+        return None
+    if len(opts) > 1 or opts[0].rname.label != ():
+        raise Refuse(Rcode.FORMERR, "bad OPT record", query_id=query_id, opcode=opcode,
+                     question=question)
+    opt = opts[0]
+    version = (opt.ttl >> 16) & 0xFF
+    do = bool(opt.ttl & 0x8000)
+    ecs = None
+    for option in opt.rdata:
+        if option.code == OPTION_ECS:
+            ecs = decode_ecs(option.data, query_id, opcode, question)
+    return Edns(opt.rclass, version, do, ecs)
+
+
+def decode_ecs(
+    data: bytes, query_id: int = 0, opcode: int = 0, question: tuple[str, int, int] | None = None
+) -> ClientSubnet:
+    """Decode an ECS option; malformed ones get FORMERR (RFC 7871 section 7.1.1)."""
+
+    def bad(why: str) -> Refuse:
+        return Refuse(Rcode.FORMERR, f"bad ECS option: {why}", query_id=query_id, opcode=opcode,
+                      question=question)
+
+    if len(data) < 4:
+        raise bad("too short")
+    family = data[0] << 8 | data[1]
+    source, scope = data[2], data[3]
+    address = data[4:]
+    width = {1: 4, 2: 16}.get(family)
+    if width is None:
+        raise bad(f"unknown family {family}")
+    if source > width * 8 or scope != 0:
+        raise bad("prefix length out of range or SCOPE set in a query")
+    if len(address) != (source + 7) // 8:
+        raise bad("address length does not match SOURCE PREFIX-LENGTH")
+    padded = address + bytes(width - len(address))
+    ip = ipaddress.ip_address(padded)
+    network = ipaddress.ip_network(f"{ip}/{source}", strict=False)
+    if network.network_address != ip:
+        raise bad("address bits set beyond SOURCE PREFIX-LENGTH")
+    return ClientSubnet(family, source, scope, network)
+
+
+def encode_ecs(ecs: ClientSubnet, scope: int) -> bytes:
+    """The ECS option to echo: the client's family, source and address, our scope."""
+    nbytes = (ecs.source_prefix + 7) // 8
+    address = ecs.network.network_address.packed[:nbytes]
+    return bytes((0, ecs.family, ecs.source_prefix, scope)) + address
+
+
+# --- rendering -----------------------------------------------------------------------
+
+
+def _rdata(rdata: object) -> dnslib.RD:
+    match rdata:
+        case A(address):
+            return dnslib.A(address)
+        case AAAA(address):
+            return dnslib.AAAA(address)
+        case NS(target):
+            return dnslib.NS(target)
+        case CNAME(target):
+            return dnslib.CNAME(target)
+        case PTR(target):
+            return dnslib.PTR(target)
+        case MX(preference, exchange):
+            return dnslib.MX(exchange, preference)
+        case TXT(strings):
+            return dnslib.TXT(list(strings))
+        case SRV(priority, weight, port, target):
+            return dnslib.SRV(priority, weight, port, target)
+        case CAA(flags, tag, value):
+            return dnslib.CAA(flags, tag, value)
+        case SOA(mname, rname, serial, refresh, retry, expire, minimum):
+            return dnslib.SOA(mname, rname, (serial, refresh, retry, expire, minimum))
+        case HINFO(cpu, os):
+            return dnslib.RD(bytes((len(cpu),)) + cpu + bytes((len(os),)) + os)
+    raise TypeError(f"no wire form for {rdata!r}")
+
+
+def text_to_label(name: str) -> dnslib.DNSLabel:
+    """Inverse of ``name_to_text``: dnslib's own parser ignores ``\\DDD`` escapes."""
+    if name == ".":
+        return dnslib.DNSLabel(())
+    labels = []
+    for part in name.rstrip(".").split("."):
+        if "\\" not in part:
+            labels.append(part.encode("ascii"))
+            continue
+        out = bytearray()
+        i = 0
+        while i < len(part):
+            if part[i] == "\\":
+                out.append(int(part[i + 1 : i + 4]))
+                i += 4
+            else:
+                out.append(ord(part[i]))
+                i += 1
+        labels.append(bytes(out))
+    return dnslib.DNSLabel(tuple(labels))
+
+
+def _rrs(rrset: RRset, rclass: int) -> list[dnslib.RR]:
+    owner = text_to_label(rrset.name)
+    rtype = int(rrset.rtype)
+    return [dnslib.RR(owner, rtype, rclass, rrset.ttl, _rdata(rd)) for rd in rrset.rdatas]
+
+
+def render(
+    question: tuple[str, int, int] | None,
+    message: Message,
+    *,
+    edns: Edns | None,
+    limit: int,
+    opcode: int = 0,
+    ecs_scope: int | None = None,
+) -> bytes:
+    """Pack a reply with ID 0, RD and CD clear and names in lower case.
+
+    ``personalize`` adds the query's ID, RD, CD and letter case.  When the
+    reply exceeds ``limit`` the optional additional records are dropped; if
+    it still does not fit (or required glue would be lost) it is sent with TC
+    set, its question kept and its OPT kept (RFC 1035 section 4.2.1,
+    RFC 2181 section 9, RFC 6891 section 7), so that the resolver retries
+    over TCP (RFC 7766 section 5).
+    """
+    rclass = question[2] if question else RRClass.IN
+    rcode = int(message.rcode)
+    header = dnslib.DNSHeader(id=0, qr=1, opcode=opcode, aa=int(message.aa), ra=0, rd=0,
+                              rcode=rcode & 0x0F)
+    record = dnslib.DNSRecord(header)
+    if question is not None:
+        record.add_question(
+            dnslib.DNSQuestion(text_to_label(question[0]), question[1], question[2])
+        )
+    for rrset in message.answer:
+        record.add_answer(*_rrs(rrset, rclass))
+    for rrset in message.authority:
+        record.add_auth(*_rrs(rrset, rclass))
+    opt: dnslib.RR | None = None
+    if edns is not None:
+        options = []
+        if edns.ecs is not None and ecs_scope is not None:
+            options.append(dnslib.EDNSOption(OPTION_ECS, encode_ecs(edns.ecs, ecs_scope)))
+        opt = dnslib.EDNS0(udp_len=UDP_PAYLOAD, ext_rcode=rcode >> 4, version=0,
+                           flags="do" if edns.do else "", opts=options)
+    full = _pack(record, [rr for s in message.additional for rr in _rrs(s, rclass)], opt)
+    if len(full) <= limit:
+        return full
+    if not message.glue_required:
+        lean = _pack(record, [], opt)
+        if len(lean) <= limit:
+            return lean
+    record.rr = []
+    record.auth = []
+    record.header.tc = 1
+    return _pack(record, [], opt)
+
+
+def _pack(record: dnslib.DNSRecord, additional: list[dnslib.RR], opt: dnslib.RR | None) -> bytes:
+    record.ar = additional + ([opt] if opt is not None else [])
+    return bytes(record.pack())
+
+
+def render_refusal(refusal: Refuse) -> bytes:
+    """The reply for a ``Refuse``: its rcode, no data, question and OPT echoed when known."""
+    return render(refusal.question, Message(refusal.rcode, False), edns=refusal.edns,
+                  limit=TCP_LIMIT, opcode=refusal.opcode)
+
+
+def with_id(reply: bytes, query_id: int, rd_cd: bytes) -> bytes:
+    """Patch ID and copied flag bits into a reply whose question could not be spliced."""
+    return b"".join((
+        query_id.to_bytes(2, "big"),
+        bytes(((reply[2] & 0xFE) | (rd_cd[0] & 0x01), (reply[3] & 0xEF) | (rd_cd[1] & 0x10))),
+        reply[4:],
+    ))

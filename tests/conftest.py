@@ -1,0 +1,110 @@
+"""Shared fixtures: a real ``dnsfail serve`` process on loopback, and a DNS client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.message
+import dns.query
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on ``host``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(50):
+        with socket.socket(family, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port: int = u.getsockname()[1]
+            with socket.socket(family, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind((host, port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port")
+
+
+class DnsfailProcess:
+    """``python -m dnsfail serve`` as a child process; its log is kept for assertions."""
+
+    def __init__(self, args: list[str], host: str = "127.0.0.1", port: int | None = None,
+                 extra_listen: list[str] | None = None) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        listen = [f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"]
+        cmd = [sys.executable, "-m", "dnsfail", "serve", *args]
+        for item in listen + (extra_listen or []):
+            cmd += ["--listen", item]
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_log(self, text: str, timeout: float = 15.0, start: int = 0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines[start:]:
+                if text in line:
+                    return line
+            if self.proc.poll() is not None and text not in self.log:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"{text!r} not logged; log so far:\n{self.log}")
+
+    def wait_ready(self) -> DnsfailProcess:
+        self.wait_for_log("listening on")
+        return self
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(timeout=5)
+        return self.proc.returncode
+
+    def query(self, qname: str, qtype: str = "A", *, tcp: bool = False, timeout: float = 2.0,
+              **kwargs: object) -> dns.message.Message:
+        message = dns.message.make_query(qname, qtype, **kwargs)  # type: ignore[arg-type]
+        if tcp:
+            return dns.query.tcp(message, self.host, port=self.port, timeout=timeout)
+        return dns.query.udp(message, self.host, port=self.port, timeout=timeout,
+                             ignore_trailing=False)
+
+
+@pytest.fixture(scope="module")
+def test_server() -> Iterator[DnsfailProcess]:
+    """dnsfail serving tests/data/zones on a free loopback port, for the whole module."""
+    server = DnsfailProcess([str(DATA / "zones"), "--identity", "ns-test-1"]).wait_ready()
+    yield server
+    server.stop()

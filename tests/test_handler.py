@@ -1,0 +1,131 @@
+"""handler.py without sockets: never raises, and the cached path equals the full path."""
+
+from __future__ import annotations
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.rcode
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dnsfail.config import load_zones
+from dnsfail.handler import Handler
+from dnsfail.model import Zone
+from dnsfail.state import Store
+
+from .conftest import DATA
+
+ZONES = load_zones([str(DATA / "zones")])
+
+
+def fresh_handler(zones: dict[str, Zone] = ZONES) -> tuple[Handler, Store]:
+    store = Store(zones)
+    return Handler(lambda: store.snapshot, identity="unit"), store
+
+
+NAMES = [
+    "api.gw.test.", "gw.test.", "www.gw.test.", "chain1.gw.test.", "x.wild.gw.test.",
+    "a.b.wild.gw.test.", "host.team.gw.test.", "team.gw.test.", "nope.gw.test.",
+    "ent.gw.test.", "big.gw.test.", "example.org.", "dangling.gw.test.", "loop1.gw.test.",
+    "foo.cn.gw.test.", "_api._tcp.gw.test.", "ns2.gw.test.", "id.server.",
+]
+TYPES = ["A", "AAAA", "NS", "MX", "TXT", "SRV", "CAA", "PTR", "CNAME", "SOA", "ANY", "DS",
+         "AXFR", "HTTPS", "TYPE999"]
+
+
+def flip_case(name: str, mask: int) -> str:
+    return "".join(c.upper() if mask >> (i % 60) & 1 else c for i, c in enumerate(name))
+
+
+queries = st.builds(
+    lambda name, rdtype, mask, edns, payload, do, rd, cd, qid, ch: (
+        name, rdtype, mask, edns, payload, do, rd, cd, qid, ch
+    ),
+    st.sampled_from(NAMES), st.sampled_from(TYPES), st.integers(0, 2**60),
+    st.sampled_from([-1, 0]), st.sampled_from([512, 1232, 1400, 4096, 100]), st.booleans(),
+    st.booleans(), st.booleans(), st.integers(0, 65535), st.booleans(),
+)
+
+
+def build(spec: tuple[str, str, int, int, int, bool, bool, bool, int, bool]) -> bytes:
+    name, rdtype, mask, edns, payload, do, rd, cd, qid, ch = spec
+    message = dns.message.make_query(
+        flip_case(name, mask), rdtype, rdclass="CH" if ch else "IN", use_edns=edns,
+        payload=payload, want_dnssec=do,
+    )
+    message.id = qid
+    message.flags = (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0)
+    return message.to_wire()
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(queries, st.booleans())
+def test_cached_reply_is_byte_identical_to_full_path(spec: tuple, tcp: bool) -> None:  # type: ignore[type-arg]
+    data = build(spec)
+    handler, _store = fresh_handler()
+    first = handler.handle(data, tcp)
+    second = handler.handle(data, tcp)
+    assert first is not None
+    assert first == second
+    # The same question in other letter case and ID hits the same cache entry.
+    other = build((spec[0], spec[1], ~spec[2], *spec[3:8], spec[8] ^ 0xFFFF, spec[9]))
+    from_cache = handler.handle(other, tcp)
+    from_fresh = fresh_handler()[0].handle(other, tcp)
+    assert from_cache == from_fresh
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=700))
+def test_any_bytes_never_raise_and_replies_are_well_formed(data: bytes) -> None:
+    handler, _ = fresh_handler()
+    reply = handler.handle(data, False)
+    if reply is None:
+        assert len(data) < 12 or data[2] & 0x80
+        return
+    message = dns.message.from_wire(reply, ignore_trailing=False)
+    assert message.id == int.from_bytes(data[:2], "big")
+    assert message.flags & dns.flags.QR
+    assert not message.flags & dns.flags.RA
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(queries, st.binary(max_size=40), st.integers(12, 80))
+def test_mutated_queries_never_raise(spec: tuple, junk: bytes, at: int) -> None:  # type: ignore[type-arg]
+    data = build(spec)
+    mutated = data[:at] + junk + data[at + len(junk):]
+    handler, _ = fresh_handler()
+    reply = handler.handle(mutated, False)
+    if reply is not None:
+        dns.message.from_wire(reply, ignore_trailing=False)
+
+
+@pytest.mark.parametrize(
+    ("qname", "qtype", "rcode", "aa"),
+    [
+        ("api.gw.test.", "A", dns.rcode.NOERROR, True),
+        ("example.org.", "A", dns.rcode.REFUSED, False),
+        ("nope.gw.test.", "A", dns.rcode.NXDOMAIN, True),
+        ("gw.test.", "AXFR", dns.rcode.REFUSED, False),
+        ("host.team.gw.test.", "A", dns.rcode.NOERROR, False),
+    ],
+)
+def test_rcode_and_aa(qname: str, qtype: str, rcode: int, aa: bool) -> None:
+    handler, _ = fresh_handler()
+    reply = handler.handle(dns.message.make_query(qname, qtype).to_wire())
+    assert reply is not None
+    message = dns.message.from_wire(reply)
+    assert message.rcode() == rcode
+    assert bool(message.flags & dns.flags.AA) is aa
+
+
+def test_a_reload_gets_a_fresh_cache() -> None:
+    handler, store = fresh_handler()
+    data = dns.message.make_query("api.gw.test.", "A").to_wire()
+    handler.handle(data)
+    assert store.snapshot.cache
+    store.replace_zones({})
+    reply = handler.handle(data)
+    assert reply is not None
+    assert dns.message.from_wire(reply).rcode() == dns.rcode.REFUSED
