@@ -70,6 +70,7 @@ class Handler:
             edns=query.edns,
             limit=limit,
             ecs_scope=message.scope,
+            nsid=self.identity.encode()[:512],
         )
         if scanned is not None and message.cacheable:
             cache = snap.cache

@@ -53,6 +53,7 @@ UDP_PAYLOAD = 1232
 CLASSIC_UDP_LIMIT = 512
 TCP_LIMIT = 65535
 HEADER_LEN = 12
+OPTION_NSID = 3
 OPTION_ECS = 8
 
 
@@ -72,6 +73,8 @@ class Edns:
     version: int
     do: bool
     ecs: ClientSubnet | None = None
+    #: The client asked for our name server identifier (RFC 5001 section 2.3).
+    nsid: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,19 +163,22 @@ def scan_question(data: bytes, tcp: bool) -> tuple[bytes, int] | None:
     if qend + 11 + rdlen != n or data[qend + 6]:  # EDNS version other than 0
         return None
     j = qend + 11
+    nsid = b""
     while j < n:
         if j + 4 > n:
             return None
         code = data[j] << 8 | data[j + 1]
         if code == OPTION_ECS:
             return None
+        if code == OPTION_NSID:
+            nsid = b"N"
         j += 4 + (data[j + 2] << 8 | data[j + 3])
     if j != n:
         return None
     payload = data[qend + 3] << 8 | data[qend + 4]
     limit = TCP_LIMIT if tcp else min(max(payload, CLASSIC_UDP_LIMIT), UDP_PAYLOAD)
     do = data[qend + 7] & 0x80
-    return key + transport + limit.to_bytes(2, "big") + (b"D" if do else b"E"), qend
+    return key + transport + limit.to_bytes(2, "big") + (b"D" if do else b"E") + nsid, qend
 
 
 def question_end(data: bytes) -> int | None:
@@ -248,7 +254,7 @@ def parse_query(data: bytes) -> Query:
     if len(record.questions) == 1:
         q = record.questions[0]
         question = (name_to_text(q.qname), q.qtype, q.qclass)
-    edns = _parse_edns(record, query_id, opcode, question)
+    edns = _parse_edns(record, data, query_id, opcode, question)
     if opcode != 0:
         raise Refuse(Rcode.NOTIMP, f"opcode {opcode}", query_id=query_id, opcode=opcode,
                      question=question, edns=edns)
@@ -262,8 +268,50 @@ def parse_query(data: bytes) -> Query:
     return Query(query_id, qname, qtype, qclass, edns)
 
 
+def _skip_name(data: bytes, i: int) -> int:
+    while True:
+        length = data[i]
+        if length == 0:
+            return i + 1
+        if length & 0xC0 == 0xC0:
+            return i + 2
+        i += length + 1
+
+
+def _opt_options(data: bytes) -> list[tuple[int, bytes]]:
+    """The OPT record's options, read from the raw message.
+
+    dnslib loops ``while remaining() > 4`` and so silently drops a last
+    option with empty data, which is exactly how NSID is asked for
+    (RFC 5001 section 2.1).  Called only after dnslib parsed the message,
+    so the structure is known to be sound.
+    """
+    counts = [data[i] << 8 | data[i + 1] for i in (4, 6, 8, 10)]
+    i = HEADER_LEN
+    for _ in range(counts[0]):
+        i = _skip_name(data, i) + 4
+    for _ in range(counts[1] + counts[2] + counts[3]):
+        i = _skip_name(data, i)
+        rtype = data[i] << 8 | data[i + 1]
+        rdlen = data[i + 8] << 8 | data[i + 9]
+        start, i = i + 10, i + 10 + rdlen
+        if rtype == RRType.OPT:
+            options = []
+            j = start
+            while j + 4 <= i:
+                length = data[j + 2] << 8 | data[j + 3]
+                options.append((data[j] << 8 | data[j + 1], data[j + 4 : j + 4 + length]))
+                j += 4 + length
+            return options
+    return []
+
+
 def _parse_edns(
-    record: dnslib.DNSRecord, query_id: int, opcode: int, question: tuple[str, int, int] | None
+    record: dnslib.DNSRecord,
+    data: bytes,
+    query_id: int,
+    opcode: int,
+    question: tuple[str, int, int] | None,
 ) -> Edns | None:
     opts = [rr for rr in record.ar if rr.rtype == RRType.OPT]
     if not opts:
@@ -275,10 +323,13 @@ def _parse_edns(
     version = (opt.ttl >> 16) & 0xFF
     do = bool(opt.ttl & 0x8000)
     ecs = None
-    for option in opt.rdata:
-        if option.code == OPTION_ECS:
-            ecs = decode_ecs(option.data, query_id, opcode, question)
-    return Edns(opt.rclass, version, do, ecs)
+    nsid = False
+    for code, payload in _opt_options(data):
+        if code == OPTION_ECS:
+            ecs = decode_ecs(payload, query_id, opcode, question)
+        elif code == OPTION_NSID:
+            nsid = True
+    return Edns(opt.rclass, version, do, ecs, nsid)
 
 
 def decode_ecs(
@@ -383,6 +434,7 @@ def render(
     limit: int,
     opcode: int = 0,
     ecs_scope: int | None = None,
+    nsid: bytes = b"",
 ) -> bytes:
     """Pack a reply with ID 0, RD and CD clear and names in lower case.
 
@@ -411,6 +463,8 @@ def render(
         options = []
         if edns.ecs is not None and ecs_scope is not None:
             options.append(dnslib.EDNSOption(OPTION_ECS, encode_ecs(edns.ecs, ecs_scope)))
+        if edns.nsid and nsid:
+            options.append(dnslib.EDNSOption(OPTION_NSID, nsid))
         opt = dnslib.EDNS0(udp_len=UDP_PAYLOAD, ext_rcode=rcode >> 4, version=0,
                            flags="do" if edns.do else "", opts=options)
     full = _pack(record, [rr for s in message.additional for rr in _rrs(s, rclass)], opt)

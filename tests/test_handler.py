@@ -129,3 +129,16 @@ def test_a_reload_gets_a_fresh_cache() -> None:
     reply = handler.handle(data)
     assert reply is not None
     assert dns.message.from_wire(reply).rcode() == dns.rcode.REFUSED
+
+
+@pytest.mark.parametrize("ask_nsid", [True, False])
+def test_nsid_is_answered_only_when_asked(ask_nsid: bool) -> None:
+    """RFC 5001 section 2.3: NSID goes only to clients that send the (empty) option."""
+    handler, _ = fresh_handler()
+    options = [dns.edns.GenericOption(dns.edns.NSID, b"")] if ask_nsid else []
+    data = dns.message.make_query("api.gw.test.", "A", use_edns=0, options=options).to_wire()
+    for _ in range(2):  # the second reply comes from the cache
+        reply = handler.handle(data)
+        assert reply is not None
+        got = [o for o in dns.message.from_wire(reply).options if o.otype == dns.edns.NSID]
+        assert [o.to_wire() for o in got] == ([b"unit"] if ask_nsid else [])
