@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate zone files without serving them")
     check.add_argument("paths", nargs="*", default=["zones"], metavar="ZONE_FILE_OR_DIR")
+
+    site = sub.add_parser("site", help="run a stand-in gateway health endpoint for drills")
+    site.add_argument("listen", type=_listen, metavar="HOST:PORT")
+    site.add_argument("--name", default="site")
+    site.add_argument("--status", type=int, default=200, help="status of GET /health")
     return parser
 
 
@@ -54,6 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
         return check(args.paths)
+    if args.command == "site":
+        import asyncio
+
+        from dnsfail.site import serve_site
+
+        asyncio.run(serve_site(*args.listen, args.name, args.status))
+        return 0
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -71,13 +71,12 @@ MAX_TTL = 2**31 - 1
 #: SOA serials are unsigned 32-bit, compared by RFC 1982 serial arithmetic.
 MAX_SERIAL = 2**32 - 1
 
-#: Record types read from zone files.  ALIAS is octoDNS's apex pseudo-type.
-RECORD_TYPES = ("A", "AAAA", "ALIAS", "CAA", "CNAME", "MX", "NS", "PTR", "SRV", "TXT")
 _RECORD_KEYS = frozenset({"type", "ttl", "value", "values", "octodns", "dynamic"})
 #: Types whose record holds exactly one ``value`` (octoDNS ``ValueMixin``).
 _SINGLE_VALUE = frozenset({"ALIAS", "CNAME"})
-_DNSFAIL_KEYS = frozenset({"soa", "all_down", "ttl_floor", "healthcheck", "rules"})
+#: ``octodns.dnsfail`` knobs that only make sense on a dynamic record.
 _DYNAMIC_ONLY_KEYS = ("all_down", "ttl_floor", "healthcheck", "rules")
+_DNSFAIL_KEYS = frozenset({"soa", *_DYNAMIC_ONLY_KEYS})
 _SOA_KEYS = frozenset({"mname", "rname", "serial", "refresh", "retry", "expire", "minimum", "ttl"})
 
 _LABEL_RE = re.compile(r"^[a-z0-9_-]+$")
@@ -246,7 +245,7 @@ class _Composer:
 def _yaml_message(exc: yaml.YAMLError) -> str:
     if isinstance(exc, yaml.MarkedYAMLError):
         problem = exc.problem or "invalid YAML"
-        return f"{problem} ({exc.context})" if exc.context else problem
+        return f"{exc.context}, {problem}" if exc.context else problem
     if isinstance(exc, yaml.reader.ReaderError):
         return str(exc.reason)
     return str(exc)
@@ -527,8 +526,11 @@ def _parse_mx(scope: _Scope, node: YNode) -> Rdata | None:
     value = _fields(scope, node, "MX", frozenset({"preference", "exchange", "priority", "value"}))
     if value is None:
         return None
-    pref_key = "preference" if value.get("preference") is not None else "priority"
-    exch_key = "exchange" if value.get("exchange") is not None else "value"
+    legacy = "preference" not in value.entries and "priority" in value.entries
+    pref_key = "priority" if legacy else "preference"
+    exch_key = (
+        "value" if "exchange" not in value.entries and "value" in value.entries else "exchange"
+    )
     pref_node = _required(scope, value, pref_key, "MX")
     exch_node = _required(scope, value, exch_key, "MX")
     preference = scope.integer(pref_node, pref_key, 0, 65535) if pref_node else None
@@ -564,7 +566,7 @@ def _parse_caa(scope: _Scope, node: YNode) -> Rdata | None:
     flags = scope.integer(flags_node, "flags", 0, 255) if flags_node else 0
     tag_node = _required(scope, value, "tag", "CAA")
     tag = scope.string(tag_node, "tag") if tag_node else None
-    if tag is not None and not _CAA_TAG_RE.match(tag) and tag_node:
+    if tag is not None and tag_node is not None and not _CAA_TAG_RE.match(tag):
         scope.error(tag_node.line, f"CAA tag {tag!r} must be 1 to 15 letters or digits")
         tag = None
     text_node = _required(scope, value, "value", "CAA")
@@ -686,22 +688,17 @@ def _value_nodes(scope: _Scope, rtype: str, line: int, body: YMap) -> tuple[YNod
     return scope.sequence(values, "values") or ()
 
 
-def _parse_rdatas(
-    scope: _Scope, rtype: str, nodes: tuple[YNode, ...]
-) -> tuple[tuple[Rdata, ...], bool]:
-    """Each value parsed; duplicates reported.  Returns the rdatas and whether all were good."""
+def _parse_rdatas(scope: _Scope, rtype: str, nodes: tuple[YNode, ...]) -> tuple[Rdata, ...]:
+    """Each value parsed, in file order; bad and duplicate values reported and left out."""
     parser = _PARSERS[rtype]
     rdatas: list[Rdata] = []
-    ok = True
     for node in nodes:
         rdata = parser(scope, node)
-        if rdata is None:
-            ok = False
-        elif rdata in rdatas:
+        if rdata is not None and rdata in rdatas:
             scope.error(node.line, f"duplicate value {_show_rdata(rdata)}")
-        else:
+        elif rdata is not None:
             rdatas.append(rdata)
-    return tuple(rdatas), ok
+    return tuple(rdatas)
 
 
 def _parse_record(
@@ -723,8 +720,9 @@ def _parse_record(
         if key not in _RECORD_KEYS:
             scope.error(entry.key_line, f"unknown key {key!r} in record")
     ttl_node = body.get("ttl")
+    # RFC 2181 section 8: a TTL is 0..2**31-1.
     ttl = scope.integer(ttl_node, "ttl", 0, MAX_TTL) if ttl_node else DEFAULT_TTL
-    rdatas, _ = _parse_rdatas(scope, rtype, _value_nodes(scope, rtype, line, body))
+    rdatas = _parse_rdatas(scope, rtype, _value_nodes(scope, rtype, line, body))
     if rtype == "SRV" and not re.match(r"^(\*|_[^.]+)\.[^.]+", "" if rel == "@" else rel):
         scope.error(line, "SRV owner must look like _service._proto (RFC 2782)")
     if "dynamic" in body.entries and rtype not in ("A", "AAAA"):
@@ -1207,13 +1205,16 @@ class _RuleDraft:
     pool: str | None
     geos: tuple[str, ...]
     subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    #: Whether the rule targets by geo / subnet at all (even if an entry was invalid).
+    by_geo: bool
+    by_subnet: bool
 
     @property
     def rank(self) -> int:
         """octoDNS's order: subnet-only, subnet+geo, geo-only, catch-all."""
-        if self.subnets:
-            return 1 if self.geos else 0
-        return 2 if self.geos else 3
+        if self.by_subnet:
+            return 1 if self.by_geo else 0
+        return 2 if self.by_geo else 3
 
 
 def _rule(scope: _Scope, number: int, node: YNode) -> _RuleDraft | None:
@@ -1243,7 +1244,10 @@ def _rule(scope: _Scope, number: int, node: YNode) -> _RuleDraft | None:
             scope.error(item.line, f"rule {number}: subnet {text!r} has host bits set")
             continue
         subnets.append(network)
-    return _RuleDraft(number, body.line, pool, tuple(geos), tuple(subnets))
+    return _RuleDraft(
+        number, body.line, pool, tuple(geos), tuple(subnets),
+        by_geo=geos_node is not None, by_subnet=subnets_node is not None,
+    )  # fmt: skip
 
 
 def _check_rules(scope: _Scope, rules: Sequence[_RuleDraft], pools: frozenset[str]) -> None:
@@ -1251,7 +1255,7 @@ def _check_rules(scope: _Scope, rules: Sequence[_RuleDraft], pools: frozenset[st
     used_by: dict[str, int] = {}
     worst = 0
     catch_all: _RuleDraft | None = None
-    for rule in rules:
+    for position, rule in enumerate(rules):
         if rule.pool is not None and rule.pool not in pools:
             scope.error(rule.line, f"rule {rule.number}: pool {rule.pool!r} is not defined")
         elif rule.pool is not None and rule.pool in used_by and rule.rank < 3:
@@ -1265,7 +1269,7 @@ def _check_rules(scope: _Scope, rules: Sequence[_RuleDraft], pools: frozenset[st
         if rule.rank == 3:
             if catch_all is not None:
                 scope.error(rule.line, f"rule {rule.number} is a second catch-all rule")
-            elif rule is not rules[-1]:
+            elif any(later.rank < 3 for later in rules[position + 1 :]):
                 scope.error(
                     rule.line, f"rule {rule.number} is a catch-all but is not the last rule"
                 )
@@ -1455,7 +1459,11 @@ def _content(zone: Zone) -> tuple[object, ...]:
     """What a change of makes a new serial: everything served except the serial itself."""
     soa = zone.soa.rdatas[0]
     assert isinstance(soa, SOA)
-    return (zone.nodes, zone.alias, zone.dynamic, zone.cuts, zone.soa.ttl, replace(soa, serial=0))
+    nodes = {
+        name: {rtype: rrset for rtype, rrset in by_type.items() if rtype != RRType.SOA}
+        for name, by_type in zone.nodes.items()
+    }
+    return (nodes, zone.alias, zone.dynamic, zone.cuts, zone.soa.ttl, replace(soa, serial=0))
 
 
 def _serial(zone: Zone, fields: _SoaFields, serial: int, previous: Zone | None) -> int:
@@ -1555,7 +1563,20 @@ def parse_zone(
     problems.raise_if_any()
     zone = _build(origin, index, cuts, names, dynamic, fields, source)
     soa = _soa_rrset(origin, fields, _serial(zone, fields, serial, previous))
-    return replace(zone, soa=soa)
+    return _with_soa(zone, soa)
+
+
+def _with_soa(zone: Zone, soa: RRset) -> Zone:
+    """Publish the SOA both as ``Zone.soa`` and as ordinary apex data.
+
+    The resolver then answers ``SOA`` queries like any other RRset
+    (RFC 1035 section 3.3.13) instead of special-casing it.
+    """
+    apex = dict(zone.nodes.get(zone.origin, {}))
+    apex[RRType.SOA] = soa
+    nodes = dict(zone.nodes)
+    nodes[zone.origin] = MappingProxyType(apex)
+    return replace(zone, soa=soa, nodes=MappingProxyType(nodes))
 
 
 def _zone_files(paths: Sequence[str], problems: list[Problem]) -> Iterator[str]:
