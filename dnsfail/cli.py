@@ -64,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from dnsfail.site import serve_site
 
-        asyncio.run(serve_site(*args.listen, args.name, args.status))
+        host, port = args.listen
+        asyncio.run(serve_site(host, port, args.name, args.status))
         return 0
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
