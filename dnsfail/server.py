@@ -17,6 +17,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
+from typing import cast
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,8 @@ class TcpConnection(asyncio.Protocol):
         self.counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's TCPTransport does not derive from asyncio.Transport, so no isinstance check.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         if self.limits.open >= self.limits.max_connections:
             log.warning("tcp connection limit %d reached; closing a new connection",

@@ -253,6 +253,10 @@ def parse_query(data: bytes) -> Query:
     question = None
     if len(record.questions) == 1:
         q = record.questions[0]
+        labels = q.qname.label
+        if any(len(label) > 63 for label in labels) or sum(len(x) + 1 for x in labels) + 1 > 255:
+            # RFC 1035 section 2.3.4; dnslib parses such names but cannot render them.
+            raise Refuse(Rcode.FORMERR, "name too long", query_id=query_id, opcode=opcode)
         question = (name_to_text(q.qname), q.qtype, q.qclass)
     edns = _parse_edns(record, data, query_id, opcode, question)
     if opcode != 0:

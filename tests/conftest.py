@@ -40,7 +40,8 @@ class DnsfailProcess:
     """``python -m dnsfail serve`` as a child process; its log is kept for assertions."""
 
     def __init__(self, args: list[str], host: str = "127.0.0.1", port: int | None = None,
-                 extra_listen: list[str] | None = None) -> None:
+                 extra_listen: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
         listen = [f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"]
@@ -49,7 +50,7 @@ class DnsfailProcess:
             cmd += ["--listen", item]
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -1,0 +1,105 @@
+"""Helpers shared by the integration tests: raw sockets, TCP framing, extra servers."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import dns.flags
+import dns.message
+import dns.rcode
+import pytest
+
+from ..conftest import DnsfailProcess
+
+#: ``tcp`` parameters: the same case over UDP and over TCP.
+TRANSPORTS = [pytest.param(False, id="udp"), pytest.param(True, id="tcp")]
+
+#: What api.gw.test A answers in tests/data/zones/gw.test.yaml.
+API_ADDRESSES = {"192.0.2.10", "192.0.2.11"}
+
+
+def family_of(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def udp_exchange(server: DnsfailProcess, data: bytes, timeout: float = 1.0) -> bytes | None:
+    """Send one datagram; the reply's bytes, or None when nothing came back in time."""
+    with socket.socket(family_of(server.host), socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(data, (server.host, server.port))
+        try:
+            reply, _ = sock.recvfrom(65535)
+        except TimeoutError:
+            return None
+        return reply
+
+
+def tcp_connect(server: DnsfailProcess, timeout: float = 2.0) -> socket.socket:
+    sock = socket.create_connection((server.host, server.port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def frame(data: bytes) -> bytes:
+    """RFC 1035 section 4.2.2 / RFC 7766 section 8: a two-octet length, then the message."""
+    return len(data).to_bytes(2, "big") + data
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise EOFError(f"connection closed after {len(out)} of {n} octets")
+        out += chunk
+    return out
+
+
+def recv_framed(sock: socket.socket) -> bytes:
+    length = int.from_bytes(recv_exact(sock, 2), "big")
+    return recv_exact(sock, length)
+
+
+def closed_after(sock: socket.socket, timeout: float) -> float | None:
+    """Seconds until the peer closes (EOF or reset), or None if still open after ``timeout``."""
+    start = time.monotonic()
+    sock.settimeout(timeout)
+    try:
+        while True:
+            if not sock.recv(4096):
+                break
+    except TimeoutError:
+        return None
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    return time.monotonic() - start
+
+
+def assert_answers_api(server: DnsfailProcess, *, tcp: bool = False) -> None:
+    """The server is alive and still answers api.gw.test A correctly."""
+    reply = server.query("api.gw.test.", "A", tcp=tcp)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.flags & dns.flags.AA
+    assert {rd.to_text() for rrset in reply.answer for rd in rrset} == API_ADDRESSES
+
+
+def query_wire(qname: str, qtype: str = "A", **kwargs: object) -> tuple[dns.message.Message, bytes]:
+    message = dns.message.make_query(qname, qtype, **kwargs)  # type: ignore[arg-type]
+    return message, message.to_wire()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., DnsfailProcess]]:
+    """Start extra ``dnsfail serve`` processes; every one is stopped at teardown."""
+    started: list[DnsfailProcess] = []
+
+    def start(args: list[str], **kwargs: object) -> DnsfailProcess:
+        process = DnsfailProcess(args, **kwargs)  # type: ignore[arg-type]
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
