@@ -75,7 +75,7 @@ _RECORD_KEYS = frozenset({"type", "ttl", "value", "values", "octodns", "dynamic"
 #: Types whose record holds exactly one ``value`` (octoDNS ``ValueMixin``).
 _SINGLE_VALUE = frozenset({"ALIAS", "CNAME"})
 #: ``octodns.dnsfail`` knobs that only make sense on a dynamic record.
-_DYNAMIC_ONLY_KEYS = ("all_down", "ttl_floor", "healthcheck", "rules")
+_DYNAMIC_ONLY_KEYS = ("all_down", "ttl_floor", "healthcheck", "rules", "ipv6")
 _DNSFAIL_KEYS = frozenset({"soa", *_DYNAMIC_ONLY_KEYS})
 _SOA_KEYS = frozenset({"mname", "rname", "serial", "refresh", "retry", "expire", "minimum", "ttl"})
 
@@ -1505,6 +1505,68 @@ def _build(
     )
 
 
+def _dual_stack(
+    scope: _Scope, record: DynamicRecord, node: YNode, line: int, has_aaaa: bool
+) -> DynamicRecord | None:
+    """dnsfail's dual-stack shorthand: the AAAA twin of a dynamic A record.
+
+    ``octodns: dnsfail: ipv6: {192.0.2.10: 2001:db8::10, ...}`` gives every
+    site its IPv6 address once; the AAAA record gets the same pools, rules,
+    fallbacks, policy and health-check settings, and each IPv6 address is
+    probed on its own, so a site whose IPv6 path fails leaves the AAAA answers
+    only (per-family health, as gdnsd's ``addrs_v6``).  octoDNS itself needs
+    two records with duplicated rules for this.
+    """
+    if record.rtype != RRType.A:
+        scope.error(line, "'ipv6' applies to A records only")
+        return None
+    if has_aaaa:
+        scope.error(line, "'ipv6' would create an AAAA record beside the one already here")
+        return None
+    table = scope.mapping(node, "ipv6")
+    if table is None:
+        return None
+    mapping: dict[str, str] = {}
+    given: set[str] = set()
+    for key, entry in table.entries.items():
+        text = scope.string(entry.value, f"ipv6 address for {key!r}")
+        try:
+            v4 = str(ipaddress.IPv4Address(key))
+        except ValueError:
+            scope.error(entry.key_line, f"ipv6 key {key!r} is not an IPv4 address")
+            continue
+        given.add(v4)
+        try:
+            mapping[v4] = str(ipaddress.IPv6Address(text or ""))
+        except ValueError:
+            scope.error(entry.value.line, f"{text!r} is not a valid IPv6 address")
+    used = [v.value for pool in record.pools.values() for v in pool.values] + list(record.backup)
+    missing = sorted(set(used) - given)
+    if missing:
+        scope.error(line, f"ipv6 has no address for {', '.join(missing)}")
+    unused = sorted(given - set(used))
+    if unused:
+        scope.error(line, f"ipv6 maps {', '.join(unused)}, which is not a value of the record")
+    if missing or unused or len(mapping) != len(table.entries):
+        return None
+
+    def twin(value: PoolValue) -> PoolValue:
+        v6 = mapping[value.value]
+        probe = replace(value.probe, address=v6) if value.probe is not None else None
+        return replace(value, value=v6, probe=probe)
+
+    pools = {
+        name: replace(pool, values=tuple(twin(v) for v in pool.values))
+        for name, pool in record.pools.items()
+    }
+    return replace(
+        record,
+        rtype=RRType.AAAA,
+        pools=MappingProxyType(pools),
+        backup=tuple(mapping[v] for v in record.backup),
+    )
+
+
 def _is_dynamic_address(record: _Record) -> bool:
     return record.is_dynamic and record.rtype in ("A", "AAAA")
 
@@ -1559,6 +1621,14 @@ def parse_zone(
         built = _dynamic(problems, record, opts) if _is_dynamic_address(record) else None
         if built is not None:
             dynamic[(name, RRType[rtype])] = built
+        ipv6 = opts.dnsfail_node("ipv6")
+        if built is not None and ipv6 is not None:
+            line = opts.dnsfail.key_line("ipv6") if opts.dnsfail else ipv6.line
+            twin = _dual_stack(
+                _Scope(problems, record.label), built, ipv6, line, "AAAA" in index[name]
+            )
+            if twin is not None:
+                dynamic[(name, RRType.AAAA)] = twin
     fields = _soa(problems, index, origin, options)
     problems.raise_if_any()
     zone = _build(origin, index, cuts, names, dynamic, fields, source)

@@ -988,3 +988,80 @@ def _zone_or_problems(text: str) -> None:
     except ConfigError as exc:
         if not exc.problems:
             raise
+
+
+# --- the dual-stack shorthand ---------------------------------------------------------------
+
+DUAL = """\
+api:
+  dynamic:
+    pools:
+      eu: {fallback: us, values: [{value: 192.0.2.10}, {value: 192.0.2.11, status: down}]}
+      us: {values: [{value: 198.51.100.10, weight: 1}]}
+    rules:
+    - pool: eu
+  octodns:
+    dnsfail:
+      ipv6:
+        192.0.2.10: 2001:db8::10
+        192.0.2.11: 2001:db8::11
+        192.0.2.99: 2001:db8::99
+        198.51.100.10: 2001:db8:1::10
+    healthcheck: {port: 8443, protocol: TCP}
+  ttl: 30
+  type: A
+  values: [192.0.2.99]
+"""
+
+
+def test_ipv6_shorthand_makes_an_aaaa_twin_probed_per_family() -> None:
+    z = zone(DUAL)
+    v4 = z.dynamic[("api.x.test.", RRType.A)]
+    v6 = z.dynamic[("api.x.test.", RRType.AAAA)]
+    assert v6.rtype == RRType.AAAA
+    assert v6.rules == v4.rules
+    assert v6.backup == ("2001:db8::99",)
+    assert [(v.value, v.status) for v in v6.pools["eu"].values] == [
+        ("2001:db8::10", Status.OBEY), ("2001:db8::11", Status.DOWN)
+    ]
+    assert v6.pools["eu"].fallback == "us"
+    probe = v6.pools["us"].values[0].probe
+    assert probe is not None
+    assert probe.address == "2001:db8:1::10"
+    assert probe.port == 8443
+    assert probe.protocol == Protocol.TCP
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("        198.51.100.10: 2001:db8:1::10\n", ""),
+         "z.yaml:13: api A: ipv6 has no address for 198.51.100.10"),
+        (("2001:db8::11", "not-an-address"),
+         "z.yaml:15: api A: 'not-an-address' is not a valid IPv6 address"),
+        (("        192.0.2.99: 2001:db8::99\n",
+          "        192.0.2.99: 2001:db8::99\n        192.0.2.77: 2001:db8::77\n"),
+         "z.yaml:13: api A: ipv6 maps 192.0.2.77, which is not a value of the record"),
+    ],
+)
+def test_ipv6_shorthand_problems(edit: tuple[str, str], expected: str) -> None:
+    assert problems(APEX + DUAL.replace(*edit)) == [expected]
+
+
+def test_ipv6_shorthand_beside_an_aaaa_record() -> None:
+    text = APEX + textwrap.dedent("""\
+        api:
+        - dynamic:
+            pools: {eu: {values: [{value: 192.0.2.10}]}}
+            rules: [{pool: eu}]
+          octodns:
+            dnsfail:
+              ipv6: {192.0.2.10: 2001:db8::10, 192.0.2.99: 2001:db8::99}
+          type: A
+          values: [192.0.2.99]
+        - type: AAAA
+          value: 2001:db8::5
+        """)
+    assert problems(text) == [
+        "z.yaml:10: api A: 'ipv6' would create an AAAA record beside the one already here"
+    ]
