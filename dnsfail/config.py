@@ -1217,7 +1217,7 @@ class _RuleDraft:
         return 2 if self.by_geo else 3
 
 
-def _rule(scope: _Scope, number: int, node: YNode) -> _RuleDraft | None:
+def _rule(scope: _Scope, number: int, node: YNode, geoip: bool) -> _RuleDraft | None:
     body = scope.mapping(node, f"rule {number}", frozenset({"pool", "geos", "subnets"}))
     if body is None:
         return None
@@ -1227,6 +1227,9 @@ def _rule(scope: _Scope, number: int, node: YNode) -> _RuleDraft | None:
         scope.error(body.line, f"rule {number} has no 'pool'")
     geos: list[str] = []
     geos_node = body.get("geos")
+    if geos_node is not None and not geoip:
+        scope.error(body.key_line("geos"),
+                    f"rule {number} has geos but no GeoIP database is configured (--geoip PATH)")
     for item, geo in scope.strings(geos_node, f"rule {number} geos") if geos_node else ():
         if _GEO_RE.match(geo):
             geos.append(geo)
@@ -1376,7 +1379,9 @@ def _dynamic_knobs(scope: _Scope, record: _Record, options: _Options) -> tuple[A
     return all_down, ttl_floor
 
 
-def _dynamic(problems: _Problems, record: _Record, options: _Options) -> DynamicRecord | None:
+def _dynamic(
+    problems: _Problems, record: _Record, options: _Options, geoip: bool
+) -> DynamicRecord | None:
     """octoDNS's ``dynamic`` block, validated as octoDNS does, plus dnsfail's knobs."""
     scope = _Scope(problems, record.label)
     node = record.body.get("dynamic")
@@ -1399,7 +1404,9 @@ def _dynamic(problems: _Problems, record: _Record, options: _Options) -> Dynamic
         if (draft := _pool(scope, name, entry, version, health, addresses)) is not None:
             drafts[name] = draft
     rule_items = (scope.sequence(rules_node, "rules") if rules_node else None) or ()
-    rules = [r for n, item in enumerate(rule_items, 1) if (r := _rule(scope, n, item)) is not None]
+    rules = [
+        r for n, item in enumerate(rule_items, 1) if (r := _rule(scope, n, item, geoip)) is not None
+    ]
     _check_rules(scope, rules, defined)
     used = _check_fallbacks(scope, drafts, defined)
     ordered = _rule_pools(scope, options.dnsfail_node("rules"), rules, len(rule_items), defined)
@@ -1583,14 +1590,22 @@ def _check_apex_ns(problems: _Problems, index: dict[str, dict[str, _Record]], or
 
 
 def parse_zone(
-    text: str, source: str, origin: str, *, serial: int, previous: Zone | None = None
+    text: str,
+    source: str,
+    origin: str,
+    *,
+    serial: int,
+    previous: Zone | None = None,
+    geoip: bool = True,
 ) -> Zone:
     """Parse and validate one zone file's text into a ``Zone``.
 
     ``origin`` is the zone's absolute name (``gw.example.com.``).  ``serial``
     is used when the file sets none and there is no ``previous`` zone (the
-    one being replaced on reload) to compare with: see ``_serial``.  Raises
-    ``ConfigError`` carrying every problem in the file.
+    one being replaced on reload) to compare with: see ``_serial``.  ``geoip``
+    says whether a GeoIP database is configured; without one, ``geos`` rules
+    could never match and are problems.  Raises ``ConfigError`` carrying every
+    problem in the file.
     """
     origin = origin.lower() if origin.endswith(".") else origin.lower() + "."
     problems = _Problems(source)
@@ -1618,7 +1633,7 @@ def parse_zone(
     dynamic: dict[tuple[str, RRType], DynamicRecord] = {}
     for (name, rtype), opts in options.items():
         record = index[name][rtype]
-        built = _dynamic(problems, record, opts) if _is_dynamic_address(record) else None
+        built = _dynamic(problems, record, opts, geoip) if _is_dynamic_address(record) else None
         if built is not None:
             dynamic[(name, RRType[rtype])] = built
         ipv6 = opts.dnsfail_node("ipv6")
@@ -1684,7 +1699,9 @@ def _origin_of(path: str) -> tuple[str | None, str | None]:
     return origin, None
 
 
-def load_zones(paths: Sequence[str], previous: Mapping[str, Zone] | None = None) -> dict[str, Zone]:
+def load_zones(
+    paths: Sequence[str], previous: Mapping[str, Zone] | None = None, *, geoip: bool = True
+) -> dict[str, Zone]:
     """Load every zone file under ``paths`` (files, or directories read non-recursively).
 
     Returns origin -> Zone.  Raises one ``ConfigError`` listing every problem
@@ -1695,7 +1712,12 @@ def load_zones(paths: Sequence[str], previous: Mapping[str, Zone] | None = None)
     problems: list[Problem] = []
     zones: dict[str, Zone] = {}
     defined_in: dict[str, str] = {}
-    for path in _zone_files(paths, problems):
+    files = list(_zone_files(paths, problems))
+    if not files and not problems:
+        # A server with no zones would refuse every query; say why instead.
+        where = ", ".join(paths) or "(no paths)"
+        problems.append(Problem(where, 1, "(zone)", "no zone files (*.yaml, *.yml) found"))
+    for path in files:
         origin, reason = _origin_of(path)
         if origin is None:
             problems.append(Problem(path, 1, "(zone)", reason or "bad file name"))
@@ -1715,7 +1737,9 @@ def load_zones(paths: Sequence[str], previous: Mapping[str, Zone] | None = None)
             continue
         last = previous.get(origin) if previous is not None else None
         try:
-            zones[origin] = parse_zone(text, path, origin, serial=mtime, previous=last)
+            zones[origin] = parse_zone(
+                text, path, origin, serial=mtime, previous=last, geoip=geoip
+            )
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:

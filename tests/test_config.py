@@ -1065,3 +1065,33 @@ def test_ipv6_shorthand_beside_an_aaaa_record() -> None:
     assert problems(text) == [
         "z.yaml:10: api A: 'ipv6' would create an AAAA record beside the one already here"
     ]
+
+
+def test_a_directory_without_zone_files_is_a_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_zones([str(tmp_path)])
+    assert [str(p) for p in caught.value.problems] == [
+        f"{tmp_path}:1: (zone): no zone files (*.yaml, *.yml) found"
+    ]
+
+
+def test_geos_need_a_geoip_database() -> None:
+    text = APEX + textwrap.dedent("""\
+        api:
+          dynamic:
+            pools:
+              eu: {values: [{value: 192.0.2.10}]}
+              us: {values: [{value: 192.0.2.20}]}
+            rules:
+            - geos: [EU]
+              pool: eu
+            - pool: us
+          type: A
+          values: [192.0.2.99]
+        """)
+    parse_zone(text, "z.yaml", ORIGIN, serial=1)  # with a database: fine
+    with pytest.raises(ConfigError) as caught:
+        parse_zone(text, "z.yaml", ORIGIN, serial=1, geoip=False)
+    assert [str(p) for p in caught.value.problems] == [
+        "z.yaml:10: api A: rule 1 has geos but no GeoIP database is configured (--geoip PATH)"
+    ]
