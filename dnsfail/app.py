@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dnsfail.config import load_zones
-from dnsfail.errors import ConfigError
+from dnsfail.errors import ConfigError, DnsfailError
+from dnsfail.geo import Locator, MaxMindLocator, NoLocator
 from dnsfail.handler import Handler
 from dnsfail.model import Zone
 from dnsfail.probe import Prober
@@ -55,6 +56,10 @@ class Settings:
     #: Longest wait for the first probe round before answering; None: derived from the
     #: slowest probe timeout (gdnsd waits for its first monitoring round too).
     startup_timeout: float | None = None
+    #: MaxMind/DB-IP .mmdb file for ``geos`` rules; None: subnet rules only.
+    geoip: str | None = None
+    #: Seconds between checks of the GeoIP file for a new version.
+    geoip_refresh: float = 5.0
 
 
 def zone_files(paths: Sequence[str]) -> dict[str, float]:
@@ -81,6 +86,7 @@ class Daemon:
         self.stopped = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.prober: Prober | None = None
+        self.locator: Locator = NoLocator()
         self.reload_lock = asyncio.Lock()
         self.last_reload_ok = True
         self._signals: list[int] = []
@@ -92,14 +98,18 @@ class Daemon:
 
     async def start(self) -> None:
         """Load zones (raising ConfigError if any is bad), bind, and start answering."""
-        zones = await asyncio.to_thread(load_zones, self.settings.paths)
+        geoip = self.settings.geoip
+        if geoip is not None:
+            self.locator = await asyncio.to_thread(MaxMindLocator, geoip)
+            log.info("GeoIP database %s loaded", geoip)
+        zones = await asyncio.to_thread(load_zones, self.settings.paths, geoip=geoip is not None)
         for zone in zones.values():
             log.info("zone %s: %d records, serial %d (%s)", zone.origin,
                      zone.record_count, zone.serial, zone.source)
         self.store = Store(zones)
         store = self.store
         self.handler = Handler(lambda: store.snapshot, identity=self.settings.identity,
-                               version=self.settings.version)
+                               version=self.settings.version, locator=self.locator)
         loop = asyncio.get_running_loop()
         try:
             for host, port in self.settings.listen:  # bind first: a busy port fails fast
@@ -120,6 +130,9 @@ class Daemon:
             log.info("listening on %s port %d (udp, tcp)", host, bound)
         if self.settings.watch:
             self.tasks.append(asyncio.create_task(self._watch(), name="zone-watch"))
+        if isinstance(self.locator, MaxMindLocator):
+            self.tasks.append(asyncio.create_task(self._refresh_geoip(self.locator),
+                                                  name="geoip-refresh"))
         for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, self._on_signal, signum)
@@ -166,7 +179,10 @@ class Daemon:
             assert self.store is not None
             previous = self.store.snapshot.zones
             try:
-                zones = await asyncio.to_thread(load_zones, self.settings.paths, previous)
+                zones = await asyncio.to_thread(
+                    load_zones, self.settings.paths, previous,
+                    geoip=self.settings.geoip is not None,
+                )
             except ConfigError as exc:
                 self.last_reload_ok = False
                 for problem in exc.problems:
@@ -197,6 +213,13 @@ class Daemon:
                 log.info("zone files changed; reloading")
                 await self.reload()
 
+    async def _refresh_geoip(self, locator: MaxMindLocator) -> None:
+        """Pick up a replaced database file without a restart (gdnsd watches its files too)."""
+        while True:
+            await asyncio.sleep(self.settings.geoip_refresh)
+            if await asyncio.to_thread(locator.refresh):
+                log.info("GeoIP database %s reloaded", self.settings.geoip)
+
     async def stop(self) -> None:
         """Stop listening and cancel every task this daemon owns."""
         loop = asyncio.get_running_loop()
@@ -221,6 +244,8 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2.0)
         self.tcp = []
+        if isinstance(self.locator, MaxMindLocator):
+            self.locator.close()
 
     async def serve_forever(self) -> None:
         await self.start()
@@ -242,7 +267,7 @@ def run(settings: Settings) -> int:
                 log.error("%s", problem)
             log.error("not starting: %d problem(s) in the zone files", len(exc.problems))
             return 1
-        except OSError as exc:
+        except (OSError, DnsfailError) as exc:
             log.error("not starting: %s", exc)
             return 1
         return 0

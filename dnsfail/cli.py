@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dnsfail import __version__
 from dnsfail.app import DEFAULT_LISTEN, Settings, parse_listen, run
 from dnsfail.config import load_zones
-from dnsfail.errors import ConfigError
+from dnsfail.errors import ConfigError, DnsfailError
+from dnsfail.geo import GeoError, MaxMindLocator, NoLocator
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -38,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(default: the host name)")
     serve.add_argument("--version-string", help="answer CHAOS version.bind with this "
                                                 "(default: refused)")
+    serve.add_argument("--geoip", metavar="MMDB",
+                       help="MaxMind or DB-IP .mmdb database for geos rules (reloaded when "
+                            "the file changes)")
+    serve.add_argument("--geoip-refresh", type=float, default=5.0, metavar="SECONDS",
+                       help="how often to look for a new GeoIP file (default 5)")
     serve.add_argument("--watch", action="store_true",
                        help="reload when a zone file changes (as on SIGHUP)")
     serve.add_argument("--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS")
@@ -47,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate zone files without serving them")
     check.add_argument("paths", nargs="*", default=["zones"], metavar="ZONE_FILE_OR_DIR")
+    check.add_argument("--geoip", metavar="MMDB", help="the database serve will use, if any")
+
+    explain = sub.add_parser("explain", help="why does this client get this answer?")
+    explain.add_argument("name")
+    explain.add_argument("--type", default="A", help="query type (default A)")
+    explain.add_argument("--client", default="", metavar="IP",
+                         help="the querying address (a resolver's, when no ECS)")
+    explain.add_argument("--ecs", metavar="CIDR", help="EDNS Client Subnet the resolver sends")
+    explain.add_argument("--zones", nargs="*", default=["zones"], metavar="ZONE_FILE_OR_DIR")
+    explain.add_argument("--geoip", metavar="MMDB")
+    explain.add_argument("--no-probe", action="store_true",
+                         help="do not probe the targets first (their health shows as unknown)")
+    explain.add_argument("--probe-timeout", type=float, default=5.0, metavar="SECONDS")
 
     site = sub.add_parser("site", help="run a stand-in gateway health endpoint for drills")
     site.add_argument("listen", type=_listen, metavar="HOST:PORT")
@@ -58,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
-        return check(args.paths)
+        return check(args.paths, args.geoip)
+    if args.command == "explain":
+        return explain(args)
     if args.command == "site":
         import asyncio
 
@@ -77,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         listen=args.listen or [DEFAULT_LISTEN],
         version=args.version_string,
         watch=args.watch,
+        geoip=args.geoip,
+        geoip_refresh=args.geoip_refresh,
         tcp_idle_timeout=args.tcp_idle_timeout,
         tcp_max_connections=args.tcp_max_connections,
     )
@@ -85,10 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(settings)
 
 
-def check(paths: Sequence[str]) -> int:
+def check(paths: Sequence[str], geoip: str | None = None) -> int:
     """Validate like startup does; print every problem as ``file:line: record: reason``."""
     try:
-        zones = load_zones(paths)
+        if geoip is not None:
+            MaxMindLocator(geoip).close()
+        zones = load_zones(paths, geoip=geoip is not None)
+    except GeoError as exc:
+        print(f"{geoip}: {exc}")
+        return 1
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)
@@ -97,4 +125,43 @@ def check(paths: Sequence[str]) -> int:
     for zone in zones.values():
         print(f"{zone.source}: zone {zone.origin} OK: {zone.record_count} records, "
               f"serial {zone.serial}")
+    return 0
+
+
+def explain(args: argparse.Namespace) -> int:
+    """``dnsfail explain``: the server's decision for one client, after one probe round."""
+    import asyncio
+
+    from dnsfail.explain import explain as explain_text
+    from dnsfail.handler import Handler
+    from dnsfail.probe import Prober
+    from dnsfail.state import Store
+
+    async def run() -> str:
+        locator = MaxMindLocator(args.geoip) if args.geoip else NoLocator()
+        try:
+            store = Store(load_zones(args.zones, geoip=args.geoip is not None))
+            if not args.no_probe and store.targets:
+                prober = Prober(store.targets, store.observe)
+                await prober.start()
+                try:
+                    await prober.first_round(args.probe_timeout)
+                finally:
+                    await prober.stop()
+            handler = Handler(lambda: store.snapshot, locator=locator)
+            return explain_text(handler, store.snapshot, args.name, args.type, args.client,
+                                args.ecs)
+        finally:
+            if isinstance(locator, MaxMindLocator):
+                locator.close()
+
+    try:
+        print(asyncio.run(run()))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return 1
+    except (DnsfailError, KeyError, ValueError) as exc:
+        print(f"dnsfail explain: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -10,13 +10,15 @@ ID, flags and case, both paths give the same bytes.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 
 from dnsfail import wire
+from dnsfail.geo import Locator, NoLocator
 from dnsfail.model import Message, Rcode, RRClass
 from dnsfail.resolver import chaos, resolve
-from dnsfail.state import CACHE_LIMIT, Snapshot
+from dnsfail.state import CACHE_LIMIT, Snapshot, Steering, Step
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,8 @@ class Handler:
     """Answers messages from the current snapshot.
 
     ``snapshot`` is a callable so that each message reads the store's
-    snapshot exactly once, at its start.
+    snapshot exactly once, at its start.  ``locator`` places clients for geo
+    rules; it may be replaced at run time (a reloaded GeoIP database).
     """
 
     def __init__(
@@ -34,13 +37,15 @@ class Handler:
         *,
         identity: str = "dnsfail",
         version: str | None = None,
+        locator: Locator | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.identity = identity
         self.version = version
+        self.locator: Locator = locator or NoLocator()
 
-    def handle(self, data: bytes, tcp: bool = False) -> bytes | None:
-        """The reply to ``data``, or None when it deserves none (RFC 1035 4.1.1)."""
+    def handle(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
+        """The reply to ``data`` from ``client`` (an IP address), or None (RFC 1035 4.1.1)."""
         snap = self.snapshot()
         scanned = wire.scan_question(data, tcp)
         if scanned is not None:
@@ -48,13 +53,18 @@ class Handler:
             if hit is not None:
                 return wire.personalize(hit, data, scanned[1])
         try:
-            return self._full(data, tcp, snap, scanned)
+            return self._full(data, tcp, snap, scanned, client)
         except Exception:
             log.exception("internal error answering a %d-byte message", len(data))
             return self._servfail(data)
 
     def _full(
-        self, data: bytes, tcp: bool, snap: Snapshot, scanned: tuple[bytes, int] | None
+        self,
+        data: bytes,
+        tcp: bool,
+        snap: Snapshot,
+        scanned: tuple[bytes, int] | None,
+        client: str,
     ) -> bytes | None:
         try:
             query = wire.parse_query(data)
@@ -62,7 +72,7 @@ class Handler:
             return None
         except wire.Refuse as refusal:
             return self._finish(wire.render_refusal(refusal), data)
-        message = self.answer(snap, query)
+        message = self.answer(snap, query, client)
         limit = wire.TCP_LIMIT if tcp else query.udp_limit()
         reply = wire.render(
             (query.qname, query.qtype, query.qclass),
@@ -79,11 +89,29 @@ class Handler:
             cache[scanned[0]] = reply
         return self._finish(reply, data)
 
-    def answer(self, snap: Snapshot, query: wire.Query) -> Message:
-        """The decision for a parsed query (the part ``explain`` will reuse)."""
+    def answer(
+        self, snap: Snapshot, query: wire.Query, client: str, steps: list[Step] | None = None
+    ) -> Message:
+        """The decision for a parsed query; ``explain`` calls this too, with ``steps``."""
         if query.qclass == RRClass.CH:
             return chaos(query.qname, query.qtype, self.identity, self.version)
-        return resolve(snap.zones, query.qname, query.qtype, query.qclass, snap)
+        steering = self.steering(snap, query, client)
+        steering.steps = steps
+        return resolve(snap.zones, query.qname, query.qtype, query.qclass, steering)
+
+    def steering(self, snap: Snapshot, query: wire.Query, client: str) -> Steering:
+        """Where the client is: its ECS subnet when sent (RFC 7871 section 7.1.1), else its
+        packet source address."""
+        ecs = query.edns.ecs if query.edns is not None else None
+        if ecs is not None:
+            if ecs.source_prefix == 0:
+                return Steering(snap, None, 0, self.locator)
+            return Steering(snap, ecs.network.network_address, ecs.source_prefix, self.locator)
+        try:
+            address = ipaddress.ip_address(client) if client else None
+        except ValueError:
+            address = None
+        return Steering(snap, address, None, self.locator)
 
     @staticmethod
     def _finish(reply: bytes, data: bytes) -> bytes:

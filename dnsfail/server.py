@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 UDP_BATCH = 256
 SOCKET_BUFFER = 4 * 1024 * 1024
 
-Handle = Callable[[bytes, bool], "bytes | None"]
+#: ``handle(message, tcp, client_ip)`` -> reply or None.
+Handle = Callable[[bytes, bool, str], "bytes | None"]
 
 
 def bind_udp(host: str, port: int) -> socket.socket:
@@ -73,7 +74,7 @@ class UdpListener:
                 log.debug("udp receive error: %s", exc)
                 continue
             try:
-                reply = handle(data, False)
+                reply = handle(data, False, addr[0])
             except Exception:  # the handler never raises; this guards the listener anyway
                 log.exception("handler raised")
                 continue
@@ -104,11 +105,14 @@ class TcpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.counted = False
+        self.client = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCPTransport does not derive from asyncio.Transport, so no isinstance check.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client = peer[0] if peer else ""
         if self.limits.open >= self.limits.max_connections:
             log.warning("tcp connection limit %d reached; closing a new connection",
                         self.limits.max_connections)
@@ -140,7 +144,7 @@ class TcpConnection(asyncio.Protocol):
                 break
             message, buffer = buffer[2 : 2 + length], buffer[2 + length :]
             answered = True
-            reply = self.handle(message, True)
+            reply = self.handle(message, True, self.client)
             if reply is not None:
                 transport.write(len(reply).to_bytes(2, "big") + reply)
         self.buffer = buffer

@@ -15,12 +15,14 @@ a new snapshot; the very next query sees it.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from dnsfail.geo import Decision, Locator, NoLocator, decide
 from dnsfail.health import Health, TargetHealth, describe_change, next_change_bound, observe
-from dnsfail.model import AAAA, A, DynamicRecord, ProbeSpec, RRset, RRType, Rule, Zone
+from dnsfail.model import AAAA, A, DynamicRecord, ProbeSpec, RRset, RRType, Zone
 from dnsfail.resolver import DynamicResult
 from dnsfail.selection import Selection, select
 
@@ -34,8 +36,8 @@ CACHE_LIMIT = 50_000
 class Snapshot:
     """Zones plus the health of every probed target, at one generation.
 
-    It is also the resolver's ``DynamicAnswers``: a dynamic record is answered
-    from this snapshot's health and nothing else.
+    Dynamic records are answered from this snapshot's health and nothing
+    else, through a per-query ``Steering`` view.
     """
 
     generation: int
@@ -56,23 +58,50 @@ class Snapshot:
             return 0.0
         return next_change_bound(h, spec.rise, spec.fall, spec.interval)
 
-    def rule_for(self, record: DynamicRecord) -> Rule:
-        """The rule that decides for this client: the catch-all, until geo rules land."""
-        for rule in record.rules:
-            if rule.is_catch_all:
-                return rule
-        return record.rules[-1]
 
-    def select(self, record: DynamicRecord) -> Selection:
-        return select(record, self.rule_for(record), self.is_up, self.change_bound)
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one dynamic record decided for one query: for ``explain`` and logs."""
+
+    record: DynamicRecord
+    decision: Decision
+    selection: Selection
+
+
+@dataclass(slots=True)
+class Steering:
+    """One query's view for dynamic records: a snapshot and where the client is.
+
+    This is the resolver's ``DynamicAnswers``.  ``address`` is the ECS address
+    when the query carried ECS, else the packet's source; None means the
+    client asked us not to use its address (ECS SOURCE PREFIX-LENGTH 0,
+    RFC 7871 section 7.1.2).  ``steps`` collects decisions when set (explain).
+    """
+
+    snapshot: Snapshot
+    address: Address | None = None
+    source_prefix: int | None = None
+    locator: Locator = field(default_factory=NoLocator)
+    steps: list[Step] | None = None
 
     def answer(self, record: DynamicRecord, owner: str) -> DynamicResult:
-        chosen = self.select(record)
+        snap = self.snapshot
+        decision = decide(record, self.address, self.source_prefix, self.locator)
+        chosen = select(record, decision.rule, snap.is_up, snap.change_bound)
+        if self.steps is not None:
+            self.steps.append(Step(record, decision, chosen))
+        # An answer that depends on the client is valid for its scope only (RFC 7871
+        # section 7.3.1): never put it in the reply cache, which is keyed without the client.
+        cacheable = chosen.cacheable and decision.scope == 0
         if chosen.servfail:
-            return DynamicResult(None, cacheable=chosen.cacheable)
+            return DynamicResult(None, cacheable=cacheable, scope=decision.scope)
         rdata = A if record.rtype == RRType.A else AAAA
         rrset = RRset(owner, record.rtype, chosen.ttl, tuple(rdata(a) for a in chosen.addresses))
-        return DynamicResult(rrset, cacheable=chosen.cacheable)
+        return DynamicResult(rrset, cacheable=cacheable, scope=decision.scope)
 
 
 def probe_specs(zones: Mapping[str, Zone]) -> dict[ProbeSpec, list[str]]:
