@@ -25,7 +25,7 @@ def query(name: str = "api.gw.test.", rdtype: str = "A", **kwargs: object) -> by
         (query(use_edns=0), True),
         (query(use_edns=0, want_dnssec=True), True),
         (query(use_edns=0, options=[dns.edns.GenericOption(10, b"12345678")]), True),
-        (query(use_edns=0, options=[dns.edns.ECSOption("192.0.2.0", 24)]), False),
+        (query(use_edns=0, options=[dns.edns.ECSOption("192.0.2.0", 24)]), True),
         (query(use_edns=1), False),
         (query() + b"x", False),
         (query()[:-1], False),
@@ -143,3 +143,46 @@ def test_label_text_round_trip(labels: list[bytes]) -> None:
 
     text = wire.name_to_text(dnslib.DNSLabel(tuple(labels)))
     assert wire.text_to_label(text).label == tuple(x.lower() for x in labels)
+
+
+@given(
+    st.sampled_from(["api.gw.test.", "A.B.c.", "x.", "_srv._tcp.Gw.Test."]),
+    st.sampled_from(["A", "AAAA", "TXT", "HTTPS", "ANY"]),
+    st.sampled_from([None, 0]),
+    st.booleans(),
+    st.sampled_from([[], [("192.0.2.0", 24)], [("2001:db8::", 48)], [("0.0.0.0", 0)]]),
+    st.booleans(),
+    st.integers(0, 65535),
+)
+def test_parse_scanned_equals_parse_query(
+    name: str, rdtype: str, edns: int | None, do: bool, ecs: list[tuple[str, int]],
+    nsid: bool, qid: int,
+) -> None:
+    options: list[dns.edns.Option] = [dns.edns.ECSOption(a, p) for a, p in ecs]
+    if nsid:
+        options.append(dns.edns.GenericOption(dns.edns.NSID, b""))
+    use_edns = 0 if options or do else edns
+    message = dns.message.make_query(name, rdtype, use_edns=use_edns, want_dnssec=do,
+                                     options=options)
+    message.id = qid
+    data = message.to_wire()
+    scanned = wire.scan_question(data, False)
+    assert scanned is not None
+    assert wire.parse_scanned(data, scanned[1]) == wire.parse_query(data)
+
+
+def test_ecs_options_key_apart_and_malformed_ecs_still_scans() -> None:
+    def key(option: bytes) -> bytes:
+        data = query(use_edns=0, options=[dns.edns.GenericOption(8, option)])
+        scanned = wire.scan_question(data, False)
+        assert scanned is not None
+        return scanned[0]
+
+    eu, us = bytes.fromhex("00011800c00002"), bytes.fromhex("00011800c63364")
+    assert key(eu) != key(us)
+    assert key(eu) == key(eu)
+    bad = bytes.fromhex("0003180000")
+    with pytest.raises(wire.Refuse) as caught:
+        data = query(use_edns=0, options=[dns.edns.GenericOption(8, bad)])
+        wire.parse_scanned(data, wire.scan_question(data, False)[1])  # type: ignore[index]
+    assert caught.value.rcode == Rcode.FORMERR
