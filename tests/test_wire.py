@@ -181,8 +181,9 @@ def test_ecs_options_key_apart_and_malformed_ecs_still_scans() -> None:
     eu, us = bytes.fromhex("00011800c00002"), bytes.fromhex("00011800c63364")
     assert key(eu) != key(us)
     assert key(eu) == key(eu)
-    bad = bytes.fromhex("0003180000")
+    data = query(use_edns=0, options=[dns.edns.GenericOption(8, bytes.fromhex("0003180000"))])
+    scanned = wire.scan_question(data, False)
+    assert scanned is not None
     with pytest.raises(wire.Refuse) as caught:
-        data = query(use_edns=0, options=[dns.edns.GenericOption(8, bad)])
-        wire.parse_scanned(data, wire.scan_question(data, False)[1])  # type: ignore[index]
+        wire.parse_scanned(data, scanned[1])
     assert caught.value.rcode == Rcode.FORMERR
