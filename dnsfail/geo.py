@@ -127,7 +127,7 @@ class NoLocator:
         return None
 
     def gap(self, address: IPAddress) -> IPNetwork | None:
-        return ip_network((address, 0))
+        return ip_network((address, 0), strict=False)
 
 
 class StaticLocator:
@@ -260,7 +260,8 @@ def _open(path: str) -> _Opened:
 def _read(opened: _Opened, address: IPAddress) -> _Lookup:
     """One uncached lookup; database errors propagate (the caller decides what they mean)."""
     if address.version == 6 and opened.ip_version == 4:
-        return None, ip_network((address, 0))  # an IPv4-only database knows no IPv6 address
+        # An IPv4-only database knows no IPv6 address at all.
+        return None, ip_network((address, 0), strict=False)
     reader = opened.reader
     try:
         model: geoip2.models.Country
@@ -495,12 +496,13 @@ def decide(
       block is placed alike; an unplaced client in a database that cannot
       say how far its gap goes claims the full address length.
 
-    The result is capped at SOURCE PREFIX-LENGTH.  Section 7.2.1 allows a
-    longer SCOPE to ask for more bits next time, but resolvers cache such an
-    answer for SOURCE anyway (section 7.3.1), and a shorter SOURCE is the
-    client's choice of privacy: we answer for the ECS network address and
-    say so for the block we were given.  A record whose rules are all
-    catch-alls (and not ``nearest``) answers scope 0: nothing depends on the client.
+    The result is capped at SOURCE PREFIX-LENGTH.  Section 7.2.1 lets SCOPE
+    exceed SOURCE only to say "send more bits next time"; the resolver can
+    still only file the answer under the SOURCE bits it sent (section 7.3.1),
+    and a short SOURCE is the client's privacy choice, so we answer for the
+    ECS network address and claim exactly the block we were given.  A record
+    whose rules are all catch-alls (and not ``nearest``) answers scope 0:
+    nothing depends on the client.
     """
     rules = record.rules
     if address is None:

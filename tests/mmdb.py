@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mmdb_writer import MMDBWriter
-from netaddr import IPSet
+from netaddr import IPSet  # type: ignore[import-untyped]  # no stubs published
 
 Entry = tuple[str | None, str | None, str | None, tuple[float, float] | None]
 
