@@ -75,7 +75,7 @@ _RECORD_KEYS = frozenset({"type", "ttl", "value", "values", "octodns", "dynamic"
 #: Types whose record holds exactly one ``value`` (octoDNS ``ValueMixin``).
 _SINGLE_VALUE = frozenset({"ALIAS", "CNAME"})
 #: ``octodns.dnsfail`` knobs that only make sense on a dynamic record.
-_DYNAMIC_ONLY_KEYS = ("all_down", "ttl_floor", "healthcheck", "rules", "ipv6")
+_DYNAMIC_ONLY_KEYS = ("all_down", "ttl_floor", "healthcheck", "rules", "ipv6", "coordinates")
 _DNSFAIL_KEYS = frozenset({"soa", *_DYNAMIC_ONLY_KEYS})
 _SOA_KEYS = frozenset({"mname", "rname", "serial", "refresh", "retry", "expire", "minimum", "ttl"})
 
@@ -1328,29 +1328,36 @@ def _subnet_of(
 
 def _rule_pools(
     scope: _Scope, node: YNode | None, rules: Sequence[_RuleDraft], count: int,
-    defined: frozenset[str],
-) -> list[tuple[str, ...]]:  # fmt: skip
-    """Per rule, the ordered pools it tries: its ``pool``, or dnsfail's ordered list.
+    defined: frozenset[str], located: frozenset[str], geoip: bool,
+) -> tuple[list[tuple[str, ...]], list[bool]]:  # fmt: skip
+    """Per rule, the ordered pools it tries (its ``pool``, or dnsfail's ordered list),
+    and whether it orders them by distance to the client.
 
     ``octodns.dnsfail.rules[i].pools`` (a dnsfail extension) replaces rule i's
     single pool with an ordered list, e.g. ``[eu, us]``; octoDNS itself only
-    sees ``pool`` and the fallback chain.
+    sees ``pool`` and the fallback chain.  ``nearest: true`` tries those
+    pools nearest first, by the ``coordinates`` of each pool.
     """
     default: list[tuple[str, ...]] = [(rule.pool,) if rule.pool else () for rule in rules]
+    nearest = [False] * len(rules)
     if node is None:
-        return default
+        return default, nearest
     items = scope.sequence(node, "octodns.dnsfail.rules")
     if items is None:
-        return default
+        return default, nearest
     if len(items) != count:
         scope.error(
             node.line, f"octodns.dnsfail.rules has {len(items)} entries, dynamic.rules has {count}"
         )
-        return default
+        return default, nearest
     ordered = list(default)
     for index, item in enumerate(items[: len(rules)]):
         what = f"octodns.dnsfail.rules item {index + 1}"
-        body = scope.mapping(item, what, frozenset({"pools"}))
+        body = scope.mapping(item, what, frozenset({"pools", "nearest"}))
+        if body is not None and (flag := body.get("nearest")) is not None:
+            nearest[index] = bool(scope.flag(flag, f"{what} nearest"))
+            if nearest[index] and not geoip:
+                scope.error(flag.line, f"{what}: nearest needs a GeoIP City database (--geoip)")
         pools_node = body.get("pools") if body is not None else None
         if body is not None and pools_node is None:
             scope.error(body.line, f"{what} has no 'pools'")
@@ -1363,7 +1370,37 @@ def _rule_pools(
             else:
                 names.append(name)
         ordered[index] = tuple(names) or default[index]
-    return ordered
+        missing = [p for p in ordered[index] if p not in located]
+        if nearest[index] and missing and body is not None:
+            scope.error(body.line, f"{what} is nearest but pools {', '.join(missing)} "
+                                   "have no coordinates")
+    return ordered, nearest
+
+
+def _coordinates(
+    scope: _Scope, node: YNode | None, defined: frozenset[str]
+) -> tuple[dict[str, tuple[float, float]], frozenset[str]]:
+    """``octodns.dnsfail.coordinates``: ``{pool: [latitude, longitude]}`` for nearest mode.
+
+    Returns the valid coordinates and the names given at all, so a bad
+    coordinate is reported once, not again as missing.
+    """
+    out: dict[str, tuple[float, float]] = {}
+    table = scope.mapping(node, "coordinates") if node is not None else None
+    given = frozenset(table.entries) if table is not None else frozenset()
+    for name, entry in table.entries.items() if table is not None else ():
+        if name not in defined:
+            scope.error(entry.key_line, f"coordinates: pool {name!r} is not defined")
+            continue
+        pair = scope.sequence(entry.value, f"coordinates of {name!r}")
+        if pair is None or len(pair) != 2:
+            scope.error(entry.value.line, f"coordinates of {name!r} must be [latitude, longitude]")
+            continue
+        lat = scope.number(pair[0], f"latitude of {name!r}", -90.0, 90.0)
+        lon = scope.number(pair[1], f"longitude of {name!r}", -180.0, 180.0)
+        if lat is not None and lon is not None:
+            out[name] = (lat, lon)
+    return out, given
 
 
 def _dynamic_knobs(scope: _Scope, record: _Record, options: _Options) -> tuple[AllDown, int]:
@@ -1409,7 +1446,10 @@ def _dynamic(
     ]
     _check_rules(scope, rules, defined)
     used = _check_fallbacks(scope, drafts, defined)
-    ordered = _rule_pools(scope, options.dnsfail_node("rules"), rules, len(rule_items), defined)
+    coordinates, located = _coordinates(scope, options.dnsfail_node("coordinates"), defined)
+    ordered, nearest = _rule_pools(
+        scope, options.dnsfail_node("rules"), rules, len(rule_items), defined, located, geoip
+    )
     used |= {name for pools in ordered for name in pools}
     for name, draft in drafts.items():
         if name not in used:
@@ -1425,11 +1465,13 @@ def _dynamic(
         ttl=record.ttl,
         pools=MappingProxyType({name: draft.pool for name, draft in drafts.items()}),
         rules=tuple(
-            Rule(pools, r.geos, r.subnets) for pools, r in zip(ordered, rules, strict=True)
+            Rule(pools, r.geos, r.subnets, near)
+            for pools, r, near in zip(ordered, rules, nearest, strict=True)
         ),
         backup=backup,
         all_down=all_down,
         ttl_floor=ttl_floor,
+        coordinates=MappingProxyType(coordinates),
     )
 
 

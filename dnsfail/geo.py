@@ -519,6 +519,7 @@ def decide(
             address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
         client = f"client {address}"
 
+    nearest = nearest or any(rule.nearest for rule in rules)
     if not nearest and all(rule.is_catch_all for rule in rules):
         index = _fallback(record)
         return Decision(rules[index], index, 0, None,
@@ -571,12 +572,17 @@ def decide(
     if matched is None:
         matched = _fallback(record)
         how = " (nothing matched)"
-    if nearest and not located:
+    rule = rules[matched]
+    if rule.nearest and not located:
         place()
     scope = need if source_prefix is None else min(need, source_prefix)
-    why = (f"{client}{where}; {describe_rule(matched, rules[matched])} matched{how}; "
+    why = (f"{client}{where}; {describe_rule(matched, rule)} matched{how}; "
            f"scope /{scope}")
-    return Decision(rules[matched], matched, scope, placement, why)
+    if rule.nearest:
+        ordered = order_by_distance({p: record.coordinates[p] for p in rule.pools}, placement)
+        rule = replace(rule, pools=ordered)
+        why += f"; nearest first: {', '.join(ordered)}"
+    return Decision(rule, matched, scope, placement, why)
 
 
 # --- nearest site --------------------------------------------------------------------------------

@@ -259,6 +259,8 @@ class Rule:
     pools: tuple[str, ...]
     geos: tuple[str, ...] = ()
     subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: Try the pools nearest to the client first (gdnsd auto_dc_coords, PowerDNS pickclosest).
+    nearest: bool = False
 
     @property
     def is_catch_all(self) -> bool:
@@ -279,6 +281,8 @@ class DynamicRecord:
     all_down: AllDown = AllDown.BACKUP
     #: Lowest TTL ever answered, however soon the answer could change.
     ttl_floor: int = 5
+    #: (latitude, longitude) of pools, for rules in nearest mode.
+    coordinates: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 # --- zones ---------------------------------------------------------------------------

@@ -1095,3 +1095,57 @@ def test_geos_need_a_geoip_database() -> None:
     assert [str(p) for p in caught.value.problems] == [
         "z.yaml:10: api A: rule 1 has geos but no GeoIP database is configured (--geoip PATH)"
     ]
+
+
+NEAREST = """\
+api:
+  dynamic:
+    pools:
+      fra: {values: [{value: 192.0.2.10}]}
+      iad: {values: [{value: 192.0.2.20}]}
+      sin: {values: [{value: 192.0.2.30}]}
+    rules:
+    - pool: fra
+  octodns:
+    dnsfail:
+      coordinates: {fra: [50.11, 8.68], iad: [38.95, -77.45], sin: [1.35, 103.82]}
+      rules:
+      - nearest: true
+        pools: [fra, iad, sin]
+  type: A
+  values: [192.0.2.99]
+"""
+
+
+def test_nearest_mode_parses() -> None:
+    record = zone(NEAREST).dynamic[("api.x.test.", RRType.A)]
+    assert record.rules[0].nearest
+    assert record.rules[0].pools == ("fra", "iad", "sin")
+    assert record.coordinates["sin"] == (1.35, 103.82)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("sin: [1.35, 103.82]", "sin: [91, 103.82]"),
+         "z.yaml:14: api A: latitude of 'sin' 91 is out of range -90..90"),
+        (("sin: [1.35, 103.82]", "sin: [1.35]"),
+         "z.yaml:14: api A: coordinates of 'sin' must be [latitude, longitude]"),
+        ((", sin: [1.35, 103.82]", ""),
+         "z.yaml:16: api A: octodns.dnsfail.rules item 1 is nearest but pools sin have no "
+         "coordinates"),
+        (("sin: [1.35, 103.82]}", "sin: [1.35, 103.82], lhr: [51.5, -0.1]}"),
+         "z.yaml:14: api A: coordinates: pool 'lhr' is not defined"),
+    ],
+)
+def test_nearest_mode_problems(edit: tuple[str, str], expected: str) -> None:
+    assert problems(APEX + NEAREST.replace(*edit)) == [expected]
+
+
+def test_nearest_needs_a_geoip_database() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_zone(APEX + NEAREST, "z.yaml", ORIGIN, serial=1, geoip=False)
+    assert [str(p) for p in caught.value.problems] == [
+        "z.yaml:16: api A: octodns.dnsfail.rules item 1: nearest needs a GeoIP City database "
+        "(--geoip)"
+    ]

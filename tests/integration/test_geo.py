@@ -109,6 +109,25 @@ def zone_text(port: int) -> str:
           ttl: 30
           type: A
           values: [192.0.2.99]
+        near:
+          dynamic:
+            pools:
+              ap: {{values: [{{value: {SITES["ap"]}}}]}}
+              eu: {{values: [{{value: {SITES["eu"]}}}]}}
+              us: {{values: [{{value: {SITES["us"]}}}]}}
+            rules:
+            - pool: eu
+          octodns:
+            dnsfail:
+              coordinates: {{ap: [1.35, 103.82], eu: [50.11, 8.68], us: [38.95, -77.45]}}
+              healthcheck: {{fall: 1, interval: 0.5, rise: 1, timeout: 0.3}}
+              rules:
+              - nearest: true
+                pools: [eu, us, ap]
+            healthcheck: {{port: {port}, protocol: TCP}}
+          ttl: 30
+          type: A
+          values: [192.0.2.99]
         ns1:
           type: A
           value: 192.0.2.1
@@ -273,3 +292,35 @@ def test_explain_tells_the_whole_decision(
     assert "UP" in out
     assert f"answer: {SITES['eu']}, ttl" in out
     assert "reply: NOERROR, AA, ECS scope /24" in out
+
+
+@pytest.mark.parametrize(
+    ("ecs", "expected", "echo"),
+    [
+        ("192.0.2.0/24", [SITES["eu"]], (24, 24)),  # Berlin: Frankfurt is nearest
+        ("198.51.100.0/24", [SITES["us"]], (24, 24)),  # California: Virginia beats the rest
+        # Not in the db: the configured order, valid for the db's whole empty block around it.
+        ("203.0.113.0/24", [SITES["eu"]], (24, 5)),
+    ],
+)
+def test_nearest_pool_first(
+    geo: tuple[DnsfailProcess, dict[str, Site], Path], ecs: str, expected: list[str],
+    echo: tuple[int, int],
+) -> None:
+    reply = ask(geo[0], ecs, qname="near.geo.test.")
+    assert addresses(reply) == expected
+    assert scope(reply) == echo
+
+
+def test_nearest_fails_over_to_the_next_nearest(
+    geo: tuple[DnsfailProcess, dict[str, Site], Path],
+) -> None:
+    server, sites, _ = geo
+    sites["us"].stop()
+    try:
+        deadline = time.monotonic() + 5
+        while addresses(ask(server, "198.51.100.0/24", qname="near.geo.test.")) != [SITES["eu"]]:
+            assert time.monotonic() < deadline, "California never failed over to Frankfurt"
+            time.sleep(0.05)
+    finally:
+        sites["us"].start()
