@@ -470,8 +470,6 @@ def decide(
     address: IPAddress | None,
     source_prefix: int | None,
     locator: Locator,
-    *,
-    nearest: bool = False,
 ) -> Decision:
     """Pick the first rule of ``record`` that matches the client, with an honest ECS scope.
 
@@ -480,9 +478,9 @@ def decide(
     else the packet's source.  ``source_prefix`` is the ECS SOURCE
     PREFIX-LENGTH, None without ECS.  ``address=None`` means unknown (ECS
     SOURCE PREFIX-LENGTH 0: "do not use my address", section 7.1.2): the
-    catch-all answers, scope 0.  ``nearest=True`` when the answer will also
-    be ordered by :func:`order_by_distance`: the client is then placed even
-    if no geo rule is reached, and the scope covers that placement.
+    catch-all answers, scope 0.  When the matched rule is ``nearest``, its
+    pools are ordered by :func:`order_by_distance`: the client is then placed
+    even if no geo rule was reached, and the scope covers that placement.
 
     Scope (section 7.2.1; resolvers reuse the answer for the whole
     ``address/scope`` block, section 7.3.1): the shortest prefix P such that
@@ -519,7 +517,7 @@ def decide(
             address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
         client = f"client {address}"
 
-    nearest = nearest or any(rule.nearest for rule in rules)
+    nearest = any(rule.nearest for rule in rules)
     if not nearest and all(rule.is_catch_all for rule in rules):
         index = _fallback(record)
         return Decision(rules[index], index, 0, None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from pathlib import Path
 
@@ -384,12 +385,16 @@ def test_locator_that_cannot_tell_its_gap_claims_the_source_prefix() -> None:
 
 
 def test_nearest_places_the_client_even_for_the_catch_all() -> None:
-    only = record(Rule(("fra", "iad", "sin")))
-    got = decide(only, ip_address("192.0.3.4"), 24, STATIC, nearest=True)
+    only = replace(
+        record(Rule(("sin", "iad", "fra"), nearest=True)),
+        coordinates={"fra": (50.11, 8.68), "iad": (38.95, -77.45), "sin": (1.35, 103.82)},
+    )
+    got = decide(only, ip_address("192.0.3.4"), 24, STATIC)
     assert (got.index, got.scope) == (0, 24)
     assert got.placement is not None
     assert got.placement.country == "FR"
     assert "placed EU-FR" in got.why
+    assert got.rule.pools == ("fra", "iad", "sin")  # Paris: Frankfurt, Virginia, Singapore
 
 
 # --- the scope property --------------------------------------------------------------------------
