@@ -1,28 +1,40 @@
 """The composition root: builds the store, handler and listeners, and owns their lifetime.
 
 Everything long-lived is created in ``Daemon.start`` and torn down in
-``Daemon.stop``: sockets, the zone-watch task and signal handlers.  Reload
-(SIGHUP, ``--watch``) is all-or-nothing: zones are parsed off the event loop,
-and only a set with no problem at all replaces the running one.
+``Daemon.stop``: sockets, the control API, the zone-watch and override-expiry
+tasks and signal handlers.  Reload (SIGHUP, ``--watch``, ``POST /v1/reload``)
+is all-or-nothing: zones are parsed off the event loop, and only a set with
+no problem at all replaces the running one.
+
+Operator overrides (drains) are decided here: ``drain``/``undrain`` save the
+new set to the state file first and publish it only if that worked, so what
+answers use is always what a restart would restore.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from dnsfail import overrides
 from dnsfail.config import load_zones
+from dnsfail.control import DEFAULT_CONTROL, ControlServer, check_exposure
 from dnsfail.errors import ConfigError, DnsfailError
 from dnsfail.geo import Locator, MaxMindLocator, NoLocator
 from dnsfail.handler import Handler
-from dnsfail.model import Zone
+from dnsfail.metrics import Metrics, QueryStats
+from dnsfail.model import ProbeSpec, Status, Zone
+from dnsfail.overrides import Match, Override, OverrideError, Selector
 from dnsfail.probe import Prober
 from dnsfail.server import TcpLimits, UdpListener, bind_udp, serve_tcp
 from dnsfail.state import Store
@@ -60,6 +72,15 @@ class Settings:
     geoip: str | None = None
     #: Seconds between checks of the GeoIP file for a new version.
     geoip_refresh: float = 5.0
+    #: Control API address; None: no control API.
+    control: tuple[str, int] | None = DEFAULT_CONTROL
+    #: False when ``control`` is the default: then a busy port is a warning, not a failure,
+    #: so a second instance on one host (or a test) still starts.
+    control_explicit: bool = False
+    #: Bearer token the control API requires; required to bind beyond loopback.
+    control_token: str | None = None
+    #: Where operator overrides are kept across restarts; None: in memory only.
+    state_file: str | None = "dnsfail-state.json"
 
 
 def zone_files(paths: Sequence[str]) -> dict[str, float]:
@@ -89,7 +110,37 @@ class Daemon:
         self.locator: Locator = NoLocator()
         self.reload_lock = asyncio.Lock()
         self.last_reload_ok = True
+        #: The last reload: when, what asked for it, and its result (for /v1/status).
+        self.last_reload: dict[str, Any] | None = None
+        #: Zone sets loaded: 1 at start, +1 per successful reload.
+        self.config_generation = 0
+        #: When each zone's current serial was loaded (wall clock).
+        self.zone_loaded: dict[str, float] = {}
         self._signals: list[int] = []
+        self.stats = QueryStats()
+        self.metrics = Metrics(self, self.stats)
+        self.control: ControlServer | None = None
+        self.control_address: tuple[str, int] | None = None
+        #: True once DNS is being served (after the first probe round or its timeout).
+        self.ready = False
+        self.first_round = "pending"
+        self.state_path = Path(settings.state_file) if settings.state_file else None
+        self._override_lock = asyncio.Lock()
+        self._overrides_changed = asyncio.Event()
+
+    # --- metrics.Source ---------------------------------------------------------------
+
+    @property
+    def tcp_open(self) -> int:
+        return self.limits.open
+
+    @property
+    def udp_dropped_sends(self) -> int:
+        return sum(listener.dropped_sends for listener in self.udp)
+
+    @property
+    def overrides(self) -> list[Override]:
+        return list(self.store.overrides) if self.store is not None else []
 
     @property
     def zones(self) -> dict[str, Zone]:
@@ -98,18 +149,30 @@ class Daemon:
 
     async def start(self) -> None:
         """Load zones (raising ConfigError if any is bad), bind, and start answering."""
+        if self.settings.control is not None:
+            check_exposure(self.settings.control[0], self.settings.control_token)
+        saved = await asyncio.to_thread(self._load_overrides)
         geoip = self.settings.geoip
         if geoip is not None:
             self.locator = await asyncio.to_thread(MaxMindLocator, geoip)
             log.info("GeoIP database %s loaded", geoip)
         zones = await asyncio.to_thread(load_zones, self.settings.paths, geoip=geoip is not None)
+        now = time.time()
         for zone in zones.values():
+            self.zone_loaded[zone.origin] = now
             log.info("zone %s: %d records, serial %d (%s)", zone.origin,
                      zone.record_count, zone.serial, zone.source)
-        self.store = Store(zones)
+        self.config_generation = 1
+        self.store = Store(zones, saved)
         store = self.store
+        for o in store.overrides:
+            log.warning("override restored from %s: %s %s until %s (%s; by %s)%s",
+                        self.state_path, o.selector, o.state.name, _iso(o.expires), o.reason,
+                        o.by or "?", "" if self.override_matches(o) else "; matches nothing",
+                        extra={"fields": {"event": "override_restored", **o.to_json()}})
         self.handler = Handler(lambda: store.snapshot, identity=self.settings.identity,
-                               version=self.settings.version, locator=self.locator)
+                               version=self.settings.version, locator=self.locator,
+                               stats=self.stats)
         loop = asyncio.get_running_loop()
         try:
             for host, port in self.settings.listen:  # bind first: a busy port fails fast
@@ -118,6 +181,7 @@ class Daemon:
                 self.udp.append(UdpListener(sock, self.handler.handle))
                 self.tcp.append(await serve_tcp(host, bound, self.handler.handle, self.limits))
                 self.ports.append((host, bound))
+            await self._start_control()
             await self._first_probe_round()
             for listener in self.udp:
                 listener.start(loop)
@@ -126,8 +190,10 @@ class Daemon:
         except BaseException:
             await self.stop()
             raise
+        self.ready = True
         for host, bound in self.ports:
             log.info("listening on %s port %d (udp, tcp)", host, bound)
+        self.tasks.append(asyncio.create_task(self._expire_overrides(), name="override-expiry"))
         if self.settings.watch:
             self.tasks.append(asyncio.create_task(self._watch(), name="zone-watch"))
         if isinstance(self.locator, MaxMindLocator):
@@ -148,19 +214,47 @@ class Daemon:
         """
         assert self.store is not None
         targets = self.store.targets
-        self.prober = Prober(targets, self.store.observe)
+        self.prober = Prober(targets, self._on_probe)
         await self.prober.start()
         if not targets:
+            self.first_round = "complete"
             return
         timeout = self.settings.startup_timeout
         if timeout is None:
             timeout = max(spec.timeout for spec in targets) + 2.0
         if await self.prober.first_round(timeout):
+            self.first_round = "complete"
             log.info("first probe round complete: %d target(s)", len(targets))
         else:
+            self.first_round = "timed out"
             missing = ", ".join(s.label for s in self.store.unknown_targets())
             log.warning("no probe result after %.1fs for %s; serving them as up until probed",
                         timeout, missing)
+
+    def _on_probe(self, spec: ProbeSpec, ok: bool, detail: str, latency: float,
+                  at: float) -> None:
+        assert self.store is not None
+        self.metrics.observe_probe(spec, ok, latency)
+        self.store.observe(spec, ok, detail, latency, at)
+
+    async def _start_control(self) -> None:
+        """Serve the control API; a busy *default* port is only a warning (see Settings)."""
+        if self.settings.control is None:
+            return
+        host, port = self.settings.control
+        server = ControlServer(self, host, port, self.settings.control_token)
+        try:
+            self.control_address = await server.start()
+        except OSError as exc:
+            if self.settings.control_explicit or exc.errno != errno.EADDRINUSE:
+                raise DnsfailError(f"control API on {host}:{port}: {exc.strerror or exc}") from exc
+            log.warning("control API not started: %s:%d is in use (another dnsfail?); "
+                        "pass --control HOST:PORT, or --control off", host, port)
+            return
+        self.control = server
+        log.info("control API on http://%s:%d/%s", self.control_address[0],
+                 self.control_address[1],
+                 " (bearer token required)" if self.settings.control_token else "")
 
     def _on_signal(self, signum: int) -> None:
         if signum == signal.SIGHUP:
@@ -171,13 +265,13 @@ class Daemon:
             self.stopped.set()
 
     async def _reload_quietly(self) -> None:
-        await self.reload()  # problems are logged by reload() itself
+        await self.reload(trigger="SIGHUP")  # problems are logged by reload() itself
 
-    async def reload(self) -> list[str]:
+    async def reload(self, trigger: str = "") -> list[str]:
         """Re-read every zone; publish all or nothing.  Returns the problems found."""
         async with self.reload_lock:
             assert self.store is not None
-            previous = self.store.snapshot.zones
+            previous = self.store.configured
             try:
                 zones = await asyncio.to_thread(
                     load_zones, self.settings.paths, previous,
@@ -185,23 +279,176 @@ class Daemon:
                 )
             except ConfigError as exc:
                 self.last_reload_ok = False
+                problems = [str(p) for p in exc.problems]
+                self._record_reload(trigger, problems)
                 for problem in exc.problems:
                     log.error("reload rejected: %s", problem)
                 log.error("reload rejected: %d problem(s); still serving the previous zones",
-                          len(exc.problems))
-                return [str(p) for p in exc.problems]
+                          len(exc.problems),
+                          extra={"fields": {"event": "reload", "ok": False, "trigger": trigger,
+                                            "problems": problems}})
+                return problems
             self.store.replace_zones(zones)
             if self.prober is not None:
                 await self.prober.update(self.store.targets)
             self.last_reload_ok = True
+            self.config_generation += 1
+            self._record_reload(trigger, [])
+            now = time.time()
             for zone in zones.values():
                 old = previous.get(zone.origin)
                 if old is None or old.serial != zone.serial:
+                    self.zone_loaded[zone.origin] = now
                     log.info("zone %s: reloaded, %d records, serial %d", zone.origin,
-                             zone.record_count, zone.serial)
+                             zone.record_count, zone.serial,
+                             extra={"fields": {"event": "zone_loaded", "zone": zone.origin,
+                                               "serial": zone.serial}})
             for origin in previous.keys() - zones.keys():
+                self.zone_loaded.pop(origin, None)
                 log.info("zone %s: no longer served", origin)
+            log.info("reload done%s: %d zone(s), config generation %d",
+                     f" ({trigger})" if trigger else "", len(zones), self.config_generation,
+                     extra={"fields": {"event": "reload", "ok": True, "trigger": trigger,
+                                       "config_generation": self.config_generation}})
             return []
+
+    def _record_reload(self, trigger: str, problems: list[str]) -> None:
+        at = time.time()
+        self.last_reload = {"at": at, "at_iso": _iso(at), "trigger": trigger,
+                            "ok": not problems, "problems": problems}
+        self.metrics.reloads.labels("error" if problems else "ok").inc()
+
+    # --- operator overrides ---------------------------------------------------------------
+
+    def _load_overrides(self) -> list[Override]:
+        """Overrides from the state file; a damaged file is moved aside, never fatal.
+
+        Refusing to start would turn a bad state file into a DNS outage; the
+        file is kept (renamed ``*.corrupt``) for the operator to inspect.
+        """
+        if self.state_path is None:
+            return []
+        try:
+            return overrides.load(self.state_path, time.time())
+        except OverrideError as exc:
+            aside = self.state_path.with_name(self.state_path.name + ".corrupt")
+            with contextlib.suppress(OSError):
+                self.state_path.replace(aside)
+            log.error("state file ignored: %s (moved to %s); starting without overrides", exc,
+                      aside, extra={"fields": {"event": "error", "state_file": str(aside)}})
+            return []
+
+    def override_matches(self, o: Override) -> list[Match]:
+        assert self.store is not None
+        return overrides.matches(self.store.configured, overrides.parse_selector(o.selector))
+
+    def drain_complete_at(self, o: Override) -> float:
+        """When no answer that contained the override's values can still be cached."""
+        return o.created + overrides.drain_ttl(self.override_matches(o))
+
+    async def _save_and_publish(self, new: list[Override]) -> None:
+        assert self.store is not None
+        if self.state_path is not None:
+            await asyncio.to_thread(overrides.save, self.state_path, new)
+        self.store.set_overrides(new)
+        self._overrides_changed.set()
+
+    async def drain(self, selector: Selector, state: Status, seconds: float, reason: str,
+                    by: str) -> dict[str, Any]:
+        """Force what ``selector`` matches to ``state`` for ``seconds``; saved, then published.
+
+        Raises OverrideError when the selector matches no pool value (a typo
+        must not look like a successful drain) and OSError when the state file
+        cannot be written, in which case nothing changes.
+        """
+        async with self._override_lock:
+            assert self.store is not None
+            found = overrides.matches(self.store.configured, selector)
+            if not found:
+                raise OverrideError(f"{selector.text} ({selector.kind.value}) matches no pool "
+                                    "value of any health-checked record")
+            now = time.time()
+            o = Override(selector.text, state, reason, now, now + seconds, by)
+            previous = [x for x in self.store.overrides if x.selector == selector.text]
+            rest = [x for x in self.store.overrides if x.selector != selector.text]
+            await self._save_and_publish([*rest, o])
+        ttl = overrides.drain_ttl(found)
+        verb = "drain" if state is Status.DOWN else "force up"
+        log.warning("%s %s (%d value(s)) for %.0fs until %s by %s: %s; complete at %s "
+                    "(max TTL %ds)", verb, o.selector, len(found), seconds, _iso(o.expires),
+                    by, reason, _iso(o.created + ttl), ttl,
+                    extra={"fields": {"event": "drain", **o.to_json(), "max_ttl": ttl,
+                                      "values": len(found)}})
+        self.metrics.overrides.labels("set").inc()
+        return {
+            "override": o.to_json(),
+            "replaced": previous[0].to_json() if previous else None,
+            "matched": [_match_json(m) for m in found],
+            "effective_at": o.created,
+            "max_ttl": ttl,
+            "complete_at": o.created + ttl,
+            "complete_at_iso": _iso(o.created + ttl),
+            "expires_at_iso": _iso(o.expires),
+            "complete_means": (
+                "answers changed on the next query; after complete_at no resolver that obeys "
+                "TTLs still caches an answer with the matched values (complete_at = now + the "
+                "longest TTL of the records containing them, an upper bound of every such "
+                "answer's TTL)"
+            ),
+            "warnings": overrides.not_covered(self.store.configured, selector),
+        }
+
+    async def undrain(self, selector: Selector, by: str) -> dict[str, Any]:
+        """End the override set for exactly ``selector`` (its canonical spelling)."""
+        async with self._override_lock:
+            assert self.store is not None
+            removed = [o for o in self.store.overrides if o.selector == selector.text]
+            if removed:
+                await self._save_and_publish(
+                    [o for o in self.store.overrides if o.selector != selector.text])
+        if not removed:
+            return {"removed": []}
+        now = time.time()
+        ttl = overrides.drain_ttl(overrides.matches(self.store.configured, selector))
+        for o in removed:
+            log.warning("undrain %s by %s (was %s: %s)", o.selector, by, o.state.name, o.reason,
+                        extra={"fields": {"event": "undrain", **o.to_json(), "undrain_by": by}})
+        self.metrics.overrides.labels("removed").inc(len(removed))
+        return {
+            "removed": [o.to_json() for o in removed],
+            "max_ttl": ttl,
+            "complete_at": now + ttl,
+            "complete_at_iso": _iso(now + ttl),
+        }
+
+    async def _expire_overrides(self) -> None:
+        """End overrides when they run out, even if nobody asks (an owned task).
+
+        Wakes at the next expiry, when the set changes, and at least once a
+        minute, so a wall-clock step cannot postpone an expiry for long.
+        """
+        while True:
+            assert self.store is not None
+            upcoming = overrides.next_expiry(self.store.overrides)
+            delay = 60.0 if upcoming is None else min(60.0, max(0.0, upcoming - time.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._overrides_changed.wait(), delay + 0.001)
+            self._overrides_changed.clear()
+            async with self._override_lock:
+                gone = self.store.expire()
+                if gone and self.state_path is not None:
+                    try:
+                        await asyncio.to_thread(overrides.save, self.state_path,
+                                                self.store.overrides)
+                    except OSError as exc:  # expired entries are dropped at load anyway
+                        log.error("could not update state file %s: %s", self.state_path, exc,
+                                  extra={"fields": {"event": "error"}})
+            for o in gone:
+                log.warning("override expired: %s %s (set by %s: %s)", o.selector,
+                            o.state.name, o.by or "?", o.reason,
+                            extra={"fields": {"event": "override_expired", **o.to_json()}})
+            if gone:
+                self.metrics.overrides.labels("expired").inc(len(gone))
 
     async def _watch(self) -> None:
         seen = zone_files(self.settings.paths)
@@ -222,6 +469,7 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop listening and cancel every task this daemon owns."""
+        self.ready = False
         loop = asyncio.get_running_loop()
         for signum in self._signals:
             loop.remove_signal_handler(signum)
@@ -244,6 +492,9 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2.0)
         self.tcp = []
+        if self.control is not None:
+            await self.control.stop()
+            self.control = None
         if isinstance(self.locator, MaxMindLocator):
             self.locator.close()
 
@@ -253,6 +504,16 @@ class Daemon:
             await self.stopped.wait()
         finally:
             await self.stop()
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _match_json(m: Match) -> dict[str, Any]:
+    return {"zone": m.zone, "record": m.record.name, "type": m.record.rtype.name,
+            "pool": m.pool, "value": m.value.value, "ttl": m.record.ttl,
+            "target": m.value.probe.label if m.value.probe is not None else None}
 
 
 def run(settings: Settings) -> int:

@@ -1,15 +1,17 @@
-"""The ``dnsfail`` command line: ``serve`` and ``check`` (gdnsd's ``checkconf``)."""
+"""The ``dnsfail`` command line: ``serve``, ``check`` (gdnsd's ``checkconf``), ``explain``,
+``site``, and the control API clients ``status``, ``drain``, ``undrain``, ``reload``."""
 
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from dnsfail import __version__
+from dnsfail import __version__, ctl, logs
 from dnsfail.app import DEFAULT_LISTEN, Settings, parse_listen, run
 from dnsfail.config import load_zones
+from dnsfail.control import DEFAULT_CONTROL, ControlError, read_token
 from dnsfail.errors import ConfigError, DnsfailError
 from dnsfail.geo import GeoError, MaxMindLocator, NoLocator
 
@@ -19,6 +21,22 @@ def _listen(text: str) -> tuple[str, int]:
         return parse_listen(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _control(text: str) -> tuple[str, int] | str:
+    if text.lower() in ("off", "none"):
+        return "off"
+    return _listen(text)
+
+
+def _duration(text: str) -> str:
+    from dnsfail.overrides import OverrideError, parse_duration
+
+    try:
+        parse_duration(text)
+    except OverrideError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,8 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="reload when a zone file changes (as on SIGHUP)")
     serve.add_argument("--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS")
     serve.add_argument("--tcp-max-connections", type=int, default=1000, metavar="N")
+    serve.add_argument("--control", type=_control, metavar="HOST:PORT|off",
+                       help="control API (status, drain, reload, metrics) address (default "
+                            f"{DEFAULT_CONTROL[0]}:{DEFAULT_CONTROL[1]}; a busy default port "
+                            "is skipped with a warning); beyond loopback it needs a token")
+    serve.add_argument("--control-token-file", metavar="FILE",
+                       help="bearer token the control API requires (else env "
+                            "DNSFAIL_CONTROL_TOKEN); once set, required even on loopback")
+    serve.add_argument("--state-file", metavar="PATH",
+                       default=os.environ.get("DNSFAIL_STATE_FILE", "dnsfail-state.json"),
+                       help="where drains are kept across restarts (env DNSFAIL_STATE_FILE; "
+                            "default ./dnsfail-state.json; '' keeps them in memory only)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", default="text", choices=["text", "json"],
+                       help="json: one object per line with the event's fields")
 
     check = sub.add_parser("check", help="validate zone files without serving them")
     check.add_argument("paths", nargs="*", default=["zones"], metavar="ZONE_FILE_OR_DIR")
@@ -71,6 +102,32 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("listen", type=_listen, metavar="HOST:PORT")
     site.add_argument("--name", default="site")
     site.add_argument("--status", type=int, default=200, help="status of GET /health")
+
+    status = sub.add_parser("status", help="zones, targets and drains of a running server")
+    status.add_argument("--json", action="store_true", help="the API's JSON document")
+    ctl.add_client_options(status)
+
+    drain = sub.add_parser("drain", help="take a site, target or pool out of the answers "
+                                         "for a while")
+    drain.add_argument("target", metavar="TARGET",
+                       help="ADDRESS (a site), ADDRESS:PORT (a probe target), NAME/POOL or "
+                            "pool:NAME")
+    drain.add_argument("--for", dest="duration", required=True, type=_duration,
+                       metavar="DURATION", help="how long, e.g. 90s, 30m, 2h (at most 30d); "
+                                                "the drain ends by itself")
+    drain.add_argument("--reason", required=True, help="why; shown in status and logs")
+    drain.add_argument("--state", choices=["down", "up"], default="down",
+                       help="up forces the target into the answers instead (default down)")
+    drain.add_argument("--json", action="store_true")
+    ctl.add_client_options(drain)
+
+    undrain = sub.add_parser("undrain", help="end a drain early")
+    undrain.add_argument("target", metavar="TARGET", help="the selector given to drain")
+    undrain.add_argument("--json", action="store_true")
+    ctl.add_client_options(undrain)
+
+    reload = sub.add_parser("reload", help="reload a running server's zones (all or nothing)")
+    ctl.add_client_options(reload)
     return parser
 
 
@@ -88,11 +145,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         host, port = args.listen
         asyncio.run(serve_site(host, port, args.name, args.status))
         return 0
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if args.command in ("status", "drain", "undrain", "reload"):
+        return ctl.main(args)
+    logs.setup(args.log_level, args.log_format)
+    try:
+        token = read_token(args.control_token_file, os.environ.get("DNSFAIL_CONTROL_TOKEN"))
+    except ControlError as exc:
+        print(f"dnsfail serve: {exc}", file=sys.stderr)
+        return 1
+    control = DEFAULT_CONTROL if args.control is None else args.control
     settings = Settings(
         paths=args.paths,
         listen=args.listen or [DEFAULT_LISTEN],
@@ -102,6 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         geoip_refresh=args.geoip_refresh,
         tcp_idle_timeout=args.tcp_idle_timeout,
         tcp_max_connections=args.tcp_max_connections,
+        control=None if control == "off" else control,
+        control_explicit=args.control is not None,
+        control_token=token,
+        state_file=args.state_file or None,
     )
     if args.identity:
         settings.identity = args.identity

@@ -6,18 +6,24 @@ ID, RD/CD and the question's letter case.  Everything else takes the full path
 (parse with dnslib, resolve, render), whose reply is cached when the answer
 does not depend on chance.  Because ``wire.render`` output is independent of
 ID, flags and case, both paths give the same bytes.
+
+Metrics cost the fast path one list increment: each cached reply is stored
+with the index of its ``(zone, qtype, rcode)`` counter (metrics.QueryStats),
+and one message in ``SAMPLE_EVERY`` is timed.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections.abc import Callable
 
 from dnsfail import wire
 from dnsfail.geo import Locator, NoLocator
+from dnsfail.metrics import SAMPLE_EVERY, QueryStats
 from dnsfail.model import Message, Rcode, RRClass
-from dnsfail.resolver import chaos, resolve
+from dnsfail.resolver import chaos, find_zone, resolve
 from dnsfail.state import CACHE_LIMIT, Snapshot, Steering, Step
 
 log = logging.getLogger(__name__)
@@ -38,25 +44,42 @@ class Handler:
         identity: str = "dnsfail",
         version: str | None = None,
         locator: Locator | None = None,
+        stats: QueryStats | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.identity = identity
         self.version = version
         self.locator: Locator = locator or NoLocator()
+        self.stats = stats or QueryStats()
+        self._counts = self.stats.counts
+        self._countdown = SAMPLE_EVERY
 
     def handle(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
         """The reply to ``data`` from ``client`` (an IP address), or None (RFC 1035 4.1.1)."""
+        self._countdown -= 1
+        if not self._countdown:
+            return self._timed(data, tcp, client)
         snap = self.snapshot()
         scanned = wire.scan_question(data, tcp)
         if scanned is not None:
             hit = snap.cache.get(scanned[0])
             if hit is not None:
-                return wire.personalize(hit, data, scanned[1])
+                self._counts[hit[1]] += 1
+                return wire.personalize(hit[0], data, scanned[1])
         try:
             return self._full(data, tcp, snap, scanned, client)
         except Exception:
             log.exception("internal error answering a %d-byte message", len(data))
+            self._counts[self.stats.slot("", 0, Rcode.SERVFAIL)] += 1
             return self._servfail(data)
+
+    def _timed(self, data: bytes, tcp: bool, client: str) -> bytes | None:
+        """``handle`` with a stopwatch: the latency histogram's one-in-N sample."""
+        self._countdown = SAMPLE_EVERY
+        started = time.perf_counter()
+        reply = self.handle(data, tcp, client)
+        self.stats.time(time.perf_counter() - started)
+        return reply
 
     def _full(
         self,
@@ -69,10 +92,17 @@ class Handler:
         try:
             query = wire.parse_query(data)
         except wire.Drop:
+            self.stats.dropped += 1
             return None
         except wire.Refuse as refusal:
+            qtype = refusal.question[1] if refusal.question is not None else 0
+            self._counts[self.stats.slot("", qtype, refusal.rcode)] += 1
             return self._finish(wire.render_refusal(refusal), data)
         message = self.answer(snap, query, client)
+        zone = find_zone(snap.zones, query.qname) if query.qclass != RRClass.CH else None
+        slot = self.stats.slot(zone.origin if zone is not None else "", query.qtype,
+                               message.rcode)
+        self._counts[slot] += 1
         limit = wire.TCP_LIMIT if tcp else query.udp_limit()
         reply = wire.render(
             (query.qname, query.qtype, query.qclass),
@@ -86,7 +116,7 @@ class Handler:
             cache = snap.cache
             if len(cache) >= CACHE_LIMIT:
                 cache.clear()
-            cache[scanned[0]] = reply
+            cache[scanned[0]] = (reply, slot)
         return self._finish(reply, data)
 
     def answer(

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dnsfail.geo import Decision, Locator, NoLocator, decide
 from dnsfail.health import Health, TargetHealth, describe_change, next_change_bound, observe
 from dnsfail.model import AAAA, A, DynamicRecord, ProbeSpec, RRset, RRType, Zone
+from dnsfail.overrides import Override, active, apply
 from dnsfail.resolver import DynamicResult
 from dnsfail.selection import Selection, select
 
@@ -43,8 +45,9 @@ class Snapshot:
     generation: int
     zones: Mapping[str, Zone]
     health: Mapping[ProbeSpec, TargetHealth] = field(default_factory=dict)
-    #: Prepared wire replies by ``wire.scan_question`` key (a memo, not state).
-    cache: dict[bytes, bytes] = field(default_factory=dict, compare=False)
+    #: Prepared wire replies by ``wire.scan_question`` key (a memo, not state), each with
+    #: its slot in the handler's query counters (metrics.QueryStats).
+    cache: dict[bytes, tuple[bytes, int]] = field(default_factory=dict, compare=False)
 
     def is_up(self, spec: ProbeSpec) -> bool | None:
         h = self.health.get(spec)
@@ -120,10 +123,25 @@ def probe_specs(zones: Mapping[str, Zone]) -> dict[ProbeSpec, list[str]]:
 
 
 class Store:
-    """The single writer of snapshots: reloads and probe results come through here."""
+    """The single writer of snapshots: reloads, probe results and overrides come through here.
 
-    def __init__(self, zones: Mapping[str, Zone]) -> None:
-        self.snapshot = Snapshot(1, dict(zones))
+    ``configured`` holds the zones as loaded; the snapshot's zones are those
+    with the active operator overrides applied (overrides.apply), so an
+    override changes answers exactly as a ``status`` in the zone file would.
+    ``now`` is the wall clock that override expiry is measured on.
+    """
+
+    def __init__(
+        self,
+        zones: Mapping[str, Zone],
+        overrides: Sequence[Override] = (),
+        *,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.now = now
+        self.configured: dict[str, Zone] = dict(zones)
+        self.overrides: list[Override] = active(overrides, now())
+        self.snapshot = Snapshot(1, apply(self.configured, self.overrides, now()))
         self.targets = probe_specs(zones)
 
     def _publish(self, zones: Mapping[str, Zone], health: Mapping[ProbeSpec, TargetHealth]) -> None:
@@ -131,10 +149,25 @@ class Store:
 
     def replace_zones(self, zones: Mapping[str, Zone]) -> Snapshot:
         """Publish a new zone set, keeping the health of targets that are still probed."""
+        self.configured = dict(zones)
         self.targets = probe_specs(zones)
         health = {s: h for s, h in self.snapshot.health.items() if s in self.targets}
-        self._publish(dict(zones), health)
+        self._publish(apply(self.configured, self.overrides, self.now()), health)
         return self.snapshot
+
+    def set_overrides(self, overrides: Sequence[Override]) -> Snapshot:
+        """Publish answers under ``overrides`` (the complete new set); the next query sees them."""
+        self.overrides = active(overrides, self.now())
+        self._publish(apply(self.configured, self.overrides, self.now()), self.snapshot.health)
+        return self.snapshot
+
+    def expire(self) -> list[Override]:
+        """Drop the overrides that have run out and republish; returns the ones dropped."""
+        now = self.now()
+        gone = [o for o in self.overrides if not o.active(now)]
+        if gone:
+            self.set_overrides([o for o in self.overrides if o.active(now)])
+        return gone
 
     def observe(self, spec: ProbeSpec, ok: bool, detail: str, latency: float, at: float) -> None:
         """Fold one probe result in; publish a new snapshot if answers could differ."""
@@ -145,10 +178,13 @@ class Store:
         after = observe(before, ok, detail, latency, at, rise=spec.rise, fall=spec.fall)
         line = describe_change(before, after, spec.label, ", ".join(self.targets[spec]))
         if line is not None:
+            fields = {"event": "state_change", "target": spec.label,
+                      "from": before.state.value, "to": after.state.value, "detail": detail}
             if before.state is Health.UNKNOWN:
-                log.info("%s", line.replace(" UNKNOWN -> ", " first result: "))
+                line = line.replace(" UNKNOWN -> ", " first result: ")
+                log.info("%s", line, extra={"fields": fields})
             else:
-                log.warning("%s", line)
+                log.warning("%s", line, extra={"fields": fields})
         health = dict(snap.health)
         health[spec] = after
         if (

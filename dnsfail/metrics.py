@@ -1,0 +1,228 @@
+"""Prometheus metrics, counted cheaply on the answer path and exported at scrape time.
+
+The answer path must stay fast (a cached reply costs a few microseconds), so
+it never calls prometheus-client: each cached reply carries the index of its
+``(zone, qtype, rcode)`` counter, and a hit costs one list increment
+(:class:`QueryStats`).  Latency is timed on one query in
+:data:`SAMPLE_EVERY` (``time.perf_counter`` costs about as much as a
+cache hit), so ``dnsfail_answer_latency_seconds`` is a sampled histogram:
+its quantiles are right, its ``_count`` is the number of samples.
+Everything else (target state, zones, generations, TCP connections) is
+read from the daemon when Prometheus scrapes, by :class:`_Collector`;
+probe results and reloads are rare and go to ordinary prometheus-client
+counters.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Mapping
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from dnsfail.health import Health
+from dnsfail.model import ProbeSpec, Rcode, RRType, Status, Zone
+from dnsfail.state import Store
+
+#: One query in this many is timed for the latency histogram.
+SAMPLE_EVERY = 16
+#: Upper bounds (seconds) of the answer latency buckets: a cache hit is ~2-4 us, a full
+#: answer ~50-200 us, anything near a millisecond is worth seeing.
+LATENCY_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1)
+PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+#: Query types with their own label value; anything else counts as "other", so that a
+#: client sending random types cannot create unbounded series.
+_QTYPES = {int(t): t.name for t in RRType} | {
+    35: "NAPTR", 48: "DNSKEY", 52: "TLSA", 64: "SVCB", 65: "HTTPS", 99: "SPF",
+}
+_RCODES = {int(r): r.name for r in Rcode}
+
+Key = tuple[str, str, str]
+
+
+def qtype_label(qtype: int) -> str:
+    return _QTYPES.get(qtype, "other")
+
+
+def rcode_label(rcode: int) -> str:
+    return _RCODES.get(rcode, str(rcode))
+
+
+class QueryStats:
+    """Query counters by (zone, qtype, rcode) and a sampled latency histogram.
+
+    ``slot()`` is called once per distinct key on the slow path; the fast
+    path does ``counts[slot] += 1``.  Only the event loop thread writes.
+    """
+
+    def __init__(self) -> None:
+        self.slots: dict[Key, int] = {}
+        self.keys: list[Key] = []
+        self.counts: list[int] = []
+        #: Per-bucket (not cumulative) sample counts; the last is +Inf.
+        self.latency = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        #: Messages dropped without a reply (too short, or a response).
+        self.dropped = 0
+
+    def slot(self, zone: str, qtype: int, rcode: int) -> int:
+        key = (zone, qtype_label(qtype), rcode_label(rcode))
+        index = self.slots.get(key)
+        if index is None:
+            index = self.slots[key] = len(self.counts)
+            self.keys.append(key)
+            self.counts.append(0)
+        return index
+
+    def time(self, seconds: float) -> None:
+        self.latency[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+
+class Source(Protocol):
+    """What the collector reads from the daemon at scrape time."""
+
+    @property
+    def store(self) -> Store | None: ...
+
+    @property
+    def tcp_open(self) -> int: ...
+
+    @property
+    def config_generation(self) -> int: ...
+
+    @property
+    def udp_dropped_sends(self) -> int: ...
+
+
+def value_statuses(zones: Mapping[str, Zone]) -> dict[ProbeSpec, set[Status]]:
+    """The status of every pool value, by the target that probes it."""
+    out: dict[ProbeSpec, set[Status]] = {}
+    for zone in zones.values():
+        for record in zone.dynamic.values():
+            for pool in record.pools.values():
+                for value in pool.values:
+                    if value.probe is not None:
+                        out.setdefault(value.probe, set()).add(value.status)
+    return out
+
+
+def effective_state(statuses: set[Status], real: Health) -> str:
+    """What answers use for a target: forced ``up``/``down``, its probed state, or ``mixed``.
+
+    ``mixed`` means some of the values probed through this target are
+    forced and others are not (e.g. one record's pool drained).
+    """
+    if len(statuses) > 1:
+        return "mixed"
+    status = next(iter(statuses), Status.OBEY)
+    chosen: str = real.value if status is Status.OBEY else status.value
+    return chosen
+
+
+class Metrics:
+    """The registry behind ``GET /metrics`` and the counters the daemon feeds."""
+
+    def __init__(self, source: Source, queries: QueryStats) -> None:
+        self.registry = CollectorRegistry()
+        self.queries = queries
+        self.probes = Counter("dnsfail_probes", "Probe results by target and result.",
+                              ["target", "result"], registry=self.registry)
+        self.probe_latency = Histogram("dnsfail_probe_latency_seconds",
+                                       "Time from probe start to its verdict.", ["target"],
+                                       buckets=PROBE_BUCKETS, registry=self.registry)
+        self.reloads = Counter("dnsfail_reloads", "Zone reloads by result (ok, error).",
+                               ["result"], registry=self.registry)
+        self.overrides = Counter("dnsfail_override_changes",
+                                 "Operator overrides set (drain), removed (undrain), expired.",
+                                 ["action"], registry=self.registry)
+        self.registry.register(_Collector(source, queries))
+        ProcessCollector(registry=self.registry)
+
+    def observe_probe(self, spec: ProbeSpec, ok: bool, latency: float) -> None:
+        self.probes.labels(spec.label, "ok" if ok else "fail").inc()
+        self.probe_latency.labels(spec.label).observe(latency)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Collector(Collector):
+    def __init__(self, source: Source, queries: QueryStats) -> None:
+        self.source = source
+        self.queries = queries
+
+    def collect(self) -> Iterator[Metric]:
+        q = self.queries
+        queries = CounterMetricFamily("dnsfail_queries", "DNS messages answered, by zone "
+                                      "(empty: not ours), query type and rcode.",
+                                      labels=["zone", "qtype", "rcode"])
+        for key, count in zip(list(q.keys), list(q.counts), strict=False):
+            queries.add_metric(list(key), count)
+        yield queries
+        yield CounterMetricFamily("dnsfail_dropped_messages", "Messages dropped unanswered "
+                                  "(shorter than a header, or not a query).", value=q.dropped)
+        cumulative, total = [], 0
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), q.latency, strict=True):
+            total += count
+            cumulative.append((str(bound) if bound != float("inf") else "+Inf", total))
+        yield HistogramMetricFamily(
+            "dnsfail_answer_latency_seconds",
+            f"Time spent answering one message, sampled 1 in {SAMPLE_EVERY}.",
+            buckets=cumulative, sum_value=q.latency_sum,
+        )
+        source = self.source
+        yield GaugeMetricFamily("dnsfail_tcp_connections_open", "Open DNS TCP connections.",
+                                value=source.tcp_open)
+        yield CounterMetricFamily("dnsfail_udp_dropped_sends", "UDP replies dropped because "
+                                  "the socket buffer was full.", value=source.udp_dropped_sends)
+        yield GaugeMetricFamily("dnsfail_config_generation", "Zone sets loaded so far (1 at "
+                                "start, +1 per successful reload).",
+                                value=source.config_generation)
+        store = source.store
+        if store is None:
+            return
+        snap = store.snapshot
+        yield GaugeMetricFamily("dnsfail_snapshot_generation", "Answer snapshots published "
+                                "(zones, health or overrides changed).", value=snap.generation)
+        serial = GaugeMetricFamily("dnsfail_zone_serial", "SOA serial of each zone served.",
+                                   labels=["zone"])
+        records = GaugeMetricFamily("dnsfail_zone_records", "Records in each zone served.",
+                                    labels=["zone"])
+        for origin, zone in store.configured.items():
+            serial.add_metric([origin], zone.serial)
+            records.add_metric([origin], zone.record_count)
+        yield serial
+        yield records
+        yield GaugeMetricFamily("dnsfail_overrides_active", "Operator overrides in force.",
+                                value=len(store.overrides))
+        state = GaugeMetricFamily("dnsfail_target_state", "Probed (real) state of each target: "
+                                  "1 for its current state.", labels=["target", "state"])
+        effective = GaugeMetricFamily("dnsfail_target_effective_state", "State answers use, "
+                                      "overrides included: 1 for the current one.",
+                                      labels=["target", "state"])
+        transitions = CounterMetricFamily("dnsfail_target_transitions", "UP <-> DOWN flips of "
+                                          "each target's probed state.", labels=["target"])
+        statuses = value_statuses(snap.zones)
+        for spec in store.targets:
+            h = snap.health.get(spec)
+            real = h.state if h is not None else Health.UNKNOWN
+            for s in Health:
+                state.add_metric([spec.label, s.value], float(s is real))
+            now = effective_state(statuses.get(spec, set()), real)
+            for name in ("up", "down", "unknown", "mixed"):
+                effective.add_metric([spec.label, name], float(name == now))
+            transitions.add_metric([spec.label], h.transitions if h is not None else 0)
+        yield state
+        yield effective
+        yield transitions
