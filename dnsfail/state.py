@@ -19,7 +19,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dnsfail.geo import Decision, Locator, NoLocator, decide
 from dnsfail.health import Health, TargetHealth, describe_change, next_change_bound, observe
@@ -122,6 +122,11 @@ def probe_specs(zones: Mapping[str, Zone]) -> dict[ProbeSpec, list[str]]:
     return out
 
 
+def _what_is_probed(spec: ProbeSpec) -> ProbeSpec:
+    """``spec`` without its timing: two specs equal here probe the same thing the same way."""
+    return replace(spec, interval=0.0, timeout=0.0, rise=1, fall=1)
+
+
 class Store:
     """The single writer of snapshots: reloads, probe results and overrides come through here.
 
@@ -148,10 +153,23 @@ class Store:
         self.snapshot = Snapshot(self.snapshot.generation + 1, zones, health)
 
     def replace_zones(self, zones: Mapping[str, Zone]) -> Snapshot:
-        """Publish a new zone set, keeping the health of targets that are still probed."""
+        """Publish a new zone set, keeping the health of targets that are still probed.
+
+        A target whose check changed only in timing (interval, timeout, rise,
+        fall) is the same target: it keeps its state and counters, and the new
+        thresholds apply to them (as ``health.observe`` promises).  Otherwise
+        a reload that tunes ``fall`` would forget that a site is down and
+        serve it until its next probe.
+        """
         self.configured = dict(zones)
         self.targets = probe_specs(zones)
-        health = {s: h for s, h in self.snapshot.health.items() if s in self.targets}
+        old = self.snapshot.health
+        by_target = {_what_is_probed(s): h for s, h in old.items()}
+        health = {}
+        for spec in self.targets:
+            known = old.get(spec) or by_target.get(_what_is_probed(spec))
+            if known is not None:
+                health[spec] = known
         self._publish(apply(self.configured, self.overrides, self.now()), health)
         return self.snapshot
 

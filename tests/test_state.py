@@ -136,3 +136,20 @@ def test_a_result_for_a_removed_target_is_ignored(zone: Zone) -> None:
     assert spec not in store.snapshot.health
     handler = Handler(lambda: store.snapshot)
     assert ask(handler, "A")[0] == dns.rcode.REFUSED
+
+
+def test_reload_that_only_retunes_a_check_keeps_its_health(zone: Zone) -> None:
+    """Changing fall/rise/interval is the same target: a known-down site stays down."""
+    store = Store({"dual.test.": zone})
+    down = spec_of(store, "192.0.2.10")
+    for spec in store.targets:
+        store.observe(spec, spec != down, "x", 0.001, 0.0)
+    retuned = parse_zone(ZONE.replace("fall: 3", "fall: 4"), "dual.test.yaml", "dual.test.",
+                         serial=2)
+    store.replace_zones({"dual.test.": retuned})
+    new = spec_of(store, "192.0.2.10")
+    assert new != down
+    assert new.fall == 4
+    assert store.snapshot.is_up(new) is False
+    handler = Handler(lambda: store.snapshot)
+    assert ask(handler, "A")[1] == ["192.0.2.11"]

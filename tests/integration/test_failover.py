@@ -822,16 +822,6 @@ def change_fall(records: dict[str, Any]) -> None:
         pytest.param(
             change_fall,
             id="fall-changed",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "BUG: state.Store.replace_zones keys health by the whole ProbeSpec, "
-                    "rise/fall/interval/timeout included; a reload that only changes fall "
-                    "drops the DOWN state of 127.0.0.41, which restarts UNKNOWN and is "
-                    "served as up until its next probe (health.observe promises that a "
-                    "rise/fall change applies to the counters already accumulated)"
-                ),
-            ),
         ),
     ],
 )
