@@ -47,7 +47,8 @@ def _flatten(values: tuple[object, ...]) -> list[object]:
 
 def _value_state(snap: Snapshot, value: PoolValue) -> str:
     if value.status is not Status.OBEY:
-        return f"{value.status.name} (status: {value.status.value}, set in the zone)"
+        return (f"{value.status.name} (status: {value.status.value}, forced by the zone file "
+                "or an operator drain)")
     if value.probe is None:
         return "UP (not health-checked)"
     health = snap.health.get(value.probe)
