@@ -464,8 +464,8 @@ class Daemon:
         """Pick up a replaced database file without a restart (gdnsd watches its files too)."""
         while True:
             await asyncio.sleep(self.settings.geoip_refresh)
-            if await asyncio.to_thread(locator.refresh):
-                log.info("GeoIP database %s reloaded", self.settings.geoip)
+            if await asyncio.to_thread(locator.refresh) and self.store is not None:
+                self.store.touch()  # cached geo answers came from the old database
 
     async def stop(self) -> None:
         """Stop listening and cancel every task this daemon owns."""

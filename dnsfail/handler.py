@@ -28,6 +28,9 @@ from dnsfail.state import CACHE_LIMIT, Snapshot, Steering, Step
 
 log = logging.getLogger(__name__)
 
+#: Cache marker: the reply under this key depends on the client's address (see _remember).
+PER_CLIENT: tuple[bytes, int] = (b"", -1)
+
 
 class Handler:
     """Answers messages from the current snapshot.
@@ -63,6 +66,8 @@ class Handler:
         scanned = wire.scan_question(data, tcp)
         if scanned is not None:
             hit = snap.cache.get(scanned[0])
+            if hit is PER_CLIENT:
+                hit = snap.cache.get(scanned[0] + b"@" + client.encode())
             if hit is not None:
                 self._counts[hit[1]] += 1
                 return wire.personalize(hit[0], data, scanned[1])
@@ -90,7 +95,7 @@ class Handler:
         client: str,
     ) -> bytes | None:
         try:
-            query = wire.parse_query(data)
+            query = wire.parse_scanned(data, scanned[1]) if scanned else wire.parse_query(data)
         except wire.Drop:
             self.stats.dropped += 1
             return None
@@ -113,11 +118,31 @@ class Handler:
             nsid=self.identity.encode()[:512],
         )
         if scanned is not None and message.cacheable:
-            cache = snap.cache
-            if len(cache) >= CACHE_LIMIT:
-                cache.clear()
-            cache[scanned[0]] = (reply, slot)
+            self._remember(snap, scanned[0], query, message, client, (reply, slot))
         return self._finish(reply, data)
+
+    @staticmethod
+    def _remember(
+        snap: Snapshot, key: bytes, query: wire.Query, message: Message, client: str,
+        entry: tuple[bytes, int],
+    ) -> None:
+        """Cache a reply under what it depends on.
+
+        An answer with ECS scope 0 is the same for every client.  One that
+        depends on the client was decided by the ECS option when the query
+        had one, and the option's bytes are already in the key; otherwise by
+        the packet's source address, so it is kept per client address, with
+        a marker under the plain key saying so.
+        """
+        cache = snap.cache
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        has_ecs = query.edns is not None and query.edns.ecs is not None
+        if message.scope == 0 or has_ecs:
+            cache[key] = entry
+        else:
+            cache[key] = PER_CLIENT
+            cache[key + b"@" + client.encode()] = entry
 
     def answer(
         self, snap: Snapshot, query: wire.Query, client: str, steps: list[Step] | None = None

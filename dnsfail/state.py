@@ -97,9 +97,9 @@ class Steering:
         chosen = select(record, decision.rule, snap.is_up, snap.change_bound)
         if self.steps is not None:
             self.steps.append(Step(record, decision, chosen))
-        # An answer that depends on the client is valid for its scope only (RFC 7871
-        # section 7.3.1): never put it in the reply cache, which is keyed without the client.
-        cacheable = chosen.cacheable and decision.scope == 0
+        # Only a random (weighted) draw makes an answer uncacheable; an answer that
+        # depends on the client carries its scope, and the handler caches it per client.
+        cacheable = chosen.cacheable
         if chosen.servfail:
             return DynamicResult(None, cacheable=cacheable, scope=decision.scope)
         rdata = A if record.rtype == RRType.A else AAAA
@@ -171,6 +171,16 @@ class Store:
             if known is not None:
                 health[spec] = known
         self._publish(apply(self.configured, self.overrides, self.now()), health)
+        return self.snapshot
+
+    def touch(self) -> Snapshot:
+        """Publish the same data anew, with an empty reply cache.
+
+        For inputs that change answers without living in the snapshot: a
+        reloaded GeoIP database places clients differently.
+        """
+        snap = self.snapshot
+        self._publish(snap.zones, snap.health)
         return self.snapshot
 
     def set_overrides(self, overrides: Sequence[Override]) -> Snapshot:

@@ -142,3 +142,59 @@ def test_nsid_is_answered_only_when_asked(ask_nsid: bool) -> None:
         assert reply is not None
         got = [o for o in dns.message.from_wire(reply).options if o.otype == dns.edns.NSID]
         assert [o.to_wire() for o in got] == ([b"unit"] if ask_nsid else [])
+
+
+GEO_ZONE = """\
+'':
+  type: NS
+  value: ns1.geo.test.
+api:
+  dynamic:
+    pools:
+      a: {values: [{status: up, value: 192.0.2.1}]}
+      b: {values: [{status: up, value: 192.0.2.2}]}
+      c: {values: [{status: up, value: 192.0.2.3}]}
+    rules:
+    - pool: a
+      subnets: [10.1.0.0/16, '2001:db8:1::/48']
+    - pool: b
+      subnets: [10.0.0.0/8]
+    - pool: c
+  type: A
+  values: [192.0.2.99]
+cname:
+  type: CNAME
+  value: api.geo.test.
+"""
+
+clients = st.one_of(
+    st.builds(lambda n: f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", st.integers(0, 2**24)),
+    st.sampled_from(["10.1.2.3", "10.9.9.9", "192.0.2.200", "2001:db8:1::5", "2001:db8:2::5"]),
+)
+ecs_options = st.one_of(
+    st.none(),
+    st.builds(lambda c, p: (c, p), st.sampled_from(["10.1.2.0", "10.200.0.0", "192.0.2.0"]),
+              st.sampled_from([0, 8, 16, 24])),
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(clients, ecs_options, st.sampled_from(["api", "cname"])),
+                min_size=1, max_size=12))
+def test_client_dependent_answers_from_the_cache_equal_fresh_ones(
+    asks: list[tuple[str, tuple[str, int] | None, str]],
+) -> None:
+    from dnsfail.config import parse_zone
+
+    zones = {"geo.test.": parse_zone(GEO_ZONE, "geo.test.yaml", "geo.test.", serial=1)}
+    cached, _ = fresh_handler(zones)
+    for client, ecs, name in asks + asks:  # the second pass is answered from the cache
+        options = []
+        if ecs is not None:
+            address, prefix = ecs
+            network = f"{address}/{prefix}" if prefix else "0.0.0.0/0"
+            options.append(dns.edns.ECSOption.from_text(network))
+        data = dns.message.make_query(f"{name}.geo.test.", "A", use_edns=0,
+                                      options=options).to_wire()
+        assert cached.handle(data, False, client) == fresh_handler(zones)[0].handle(
+            data, False, client)
