@@ -984,36 +984,19 @@ def _soa_override(scope: _Scope, soa: YMap, fields: _SoaFields) -> _SoaFields:
 # --- dynamic records -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Health:
-    """The health check shared by every value of one dynamic record."""
+#: octoDNS's health-check defaults (HTTPS to port 443, path /_dns) with dnsfail's timing;
+#: a record's check starts from this template, with the address filled in per value.
+_OCTODNS_CHECK = ProbeSpec(Protocol.HTTPS, "", 443, path="/_dns")
 
-    protocol: Protocol = Protocol.HTTPS
-    port: int = 443
-    host: str = ""
-    path: str = "/_dns"
-    interval: float = 5.0
-    timeout: float = 2.0
-    rise: int = 2
-    fall: int = 3
-    expect_status: tuple[int, ...] = (200,)
-    body_match: str = ""
-    headers: tuple[tuple[str, str], ...] = ()
-    verify_tls: bool = True
-    ca_file: str = ""
 
-    def probe(self, address: str) -> ProbeSpec:
-        """The probe for one address; TCP ignores the HTTP knobs so equal probes dedupe."""
-        if self.protocol is Protocol.TCP:
-            return ProbeSpec(
-                self.protocol, address, self.port, interval=self.interval,
-                timeout=self.timeout, rise=self.rise, fall=self.fall,
-            )  # fmt: skip
+def _probe_for(check: ProbeSpec, address: str) -> ProbeSpec:
+    """The probe for one address; TCP drops the HTTP knobs so equal TCP probes dedupe."""
+    if check.protocol is Protocol.TCP:
         return ProbeSpec(
-            self.protocol, address, self.port, self.host, self.path, self.interval,
-            self.timeout, self.rise, self.fall, self.expect_status, self.body_match,
-            self.headers, self.verify_tls, self.ca_file,
+            check.protocol, address, check.port, interval=check.interval,
+            timeout=check.timeout, rise=check.rise, fall=check.fall,
         )  # fmt: skip
+    return replace(check, address=address)
 
 
 _OCTODNS_HEALTH_KEYS = frozenset({"host", "path", "port", "protocol"})
@@ -1023,7 +1006,7 @@ _DNSFAIL_HEALTH_KEYS = frozenset(
 )  # fmt: skip
 
 
-def _octodns_health(scope: _Scope, node: YMap | None, health: _Health) -> _Health:
+def _octodns_health(scope: _Scope, node: YMap | None, health: ProbeSpec) -> ProbeSpec:
     """octoDNS's ``octodns.healthcheck``: protocol, port, host and path."""
     if node is None or scope.mapping(node, "octodns.healthcheck", _OCTODNS_HEALTH_KEYS) is None:
         return health
@@ -1044,7 +1027,7 @@ def _octodns_health(scope: _Scope, node: YMap | None, health: _Health) -> _Healt
     return health
 
 
-def _dnsfail_timing(scope: _Scope, node: YMap, health: _Health) -> _Health:
+def _dnsfail_timing(scope: _Scope, node: YMap, health: ProbeSpec) -> ProbeSpec:
     """How often to probe and the anti-flap thresholds (rise successes up, fall failures down)."""
     if (n := node.get("interval")) and (interval := scope.number(n, "interval", 0.5, 3600)):
         health = replace(health, interval=interval)
@@ -1062,7 +1045,7 @@ def _dnsfail_timing(scope: _Scope, node: YMap, health: _Health) -> _Health:
     return health
 
 
-def _dnsfail_http(scope: _Scope, node: YMap, health: _Health) -> _Health:
+def _dnsfail_http(scope: _Scope, node: YMap, health: ProbeSpec) -> ProbeSpec:
     """What counts as a healthy HTTP(S) answer, and how TLS is verified."""
     if (n := node.get("expect_status")) is not None:
         items = n.items if isinstance(n, YSeq) else (n,)
@@ -1084,13 +1067,14 @@ def _dnsfail_http(scope: _Scope, node: YMap, health: _Health) -> _Health:
 
 def _health(
     scope: _Scope, record: _Record, options: _Options
-) -> tuple[_Health, dict[str, tuple[int, str]]]:
+) -> tuple[ProbeSpec, dict[str, tuple[int, str]]]:
     """The record's health check, and ``probe_addresses`` (value -> (line, probed address)).
 
     octoDNS's defaults (HTTPS, port 443, path ``/_dns``, host = the record's
     name) come first, then ``octodns.healthcheck``, then dnsfail's knobs.
     """
-    health = _octodns_health(scope, options.healthcheck, _Health(host=record.name.rstrip(".")))
+    start = replace(_OCTODNS_CHECK, host=record.name.rstrip("."))
+    health = _octodns_health(scope, options.healthcheck, start)
     knobs = options.dnsfail_node("healthcheck")
     if knobs is None:
         return health, {}
@@ -1129,7 +1113,7 @@ class _PoolDraft:
 
 
 def _pool_value(
-    scope: _Scope, node: YNode, where: str, version: int, health: _Health,
+    scope: _Scope, node: YNode, where: str, version: int, health: ProbeSpec,
     addresses: Mapping[str, tuple[int, str]],
 ) -> PoolValue | None:  # fmt: skip
     item = scope.mapping(node, where, frozenset({"value", "weight", "status"}))
@@ -1150,11 +1134,11 @@ def _pool_value(
     if address is None or weight is None or status is None:
         return None
     probed = addresses.get(address, (0, address))[1]
-    return PoolValue(address, weight, Status(status), health.probe(probed))
+    return PoolValue(address, weight, Status(status), _probe_for(health, probed))
 
 
 def _pool(
-    scope: _Scope, name: str, entry: YEntry, version: int, health: _Health,
+    scope: _Scope, name: str, entry: YEntry, version: int, health: ProbeSpec,
     addresses: Mapping[str, tuple[int, str]],
 ) -> _PoolDraft | None:  # fmt: skip
     if not _POOL_NAME_RE.match(name):
