@@ -128,17 +128,19 @@ class Handler:
     ) -> None:
         """Cache a reply under what it depends on.
 
-        An answer with ECS scope 0 is the same for every client.  One that
-        depends on the client was decided by the ECS option when the query
-        had one, and the option's bytes are already in the key; otherwise by
-        the packet's source address, so it is kept per client address, with
-        a marker under the plain key saying so.
+        An answer that does not depend on the client is the same for all.
+        One that does was decided by the ECS option when the query had one,
+        and the option's bytes are already in the key; otherwise by the
+        packet's source address, so it is kept per client address, with a
+        marker under the plain key saying so.  (Not by ``scope == 0``: the
+        scope is per address family, so an IPv6 client can get scope 0 from
+        rules that steer IPv4 clients.)
         """
         cache = snap.cache
         if len(cache) >= CACHE_LIMIT:
             cache.clear()
         has_ecs = query.edns is not None and query.edns.ecs is not None
-        if message.scope == 0 or has_ecs:
+        if not message.client_dependent or has_ecs:
             cache[key] = entry
         else:
             cache[key] = PER_CLIENT

@@ -165,7 +165,8 @@ class Message:
 
     ``cacheable`` is False when the answer came from a random choice, and
     ``scope`` is the ECS SCOPE PREFIX-LENGTH the answer is valid for
-    (RFC 7871 section 7.2.1): 0 when it does not depend on the client.
+    (RFC 7871 section 7.2.1): 0 when it does not depend on the client's
+    address within its family.
     """
 
     rcode: Rcode
@@ -177,6 +178,9 @@ class Message:
     glue_required: bool = False
     cacheable: bool = True
     scope: int = 0
+    #: The answer may differ between clients (geo or subnet rules, nearest mode).  Not the
+    #: same as ``scope > 0``: the scope is per address family.
+    client_dependent: bool = False
 
 
 # --- health-checked (dynamic) records -------------------------------------------

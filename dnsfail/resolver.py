@@ -49,12 +49,20 @@ class DynamicAnswers(Protocol):
 class DynamicResult:
     """What a dynamic record answers: an RRset, or None for SERVFAIL."""
 
-    __slots__ = ("cacheable", "rrset", "scope")
+    __slots__ = ("cacheable", "client_dependent", "rrset", "scope")
 
-    def __init__(self, rrset: RRset | None, *, cacheable: bool = True, scope: int = 0) -> None:
+    def __init__(
+        self,
+        rrset: RRset | None,
+        *,
+        cacheable: bool = True,
+        scope: int = 0,
+        client_dependent: bool = False,
+    ) -> None:
         self.rrset = rrset
         self.cacheable = cacheable
         self.scope = scope
+        self.client_dependent = client_dependent
 
 
 def find_zone(zones: Mapping[str, Zone], qname: str) -> Zone | None:
@@ -120,6 +128,7 @@ class _Lookup:
         self.answer: list[RRset] = []
         self.cacheable = True
         self.scope = 0
+        self.client_dependent = False
 
     def done(
         self,
@@ -131,7 +140,7 @@ class _Lookup:
         glue_required: bool = False,
     ) -> Message:
         return Message(rcode, aa, tuple(self.answer), authority, additional,
-                       glue_required, self.cacheable, self.scope)
+                       glue_required, self.cacheable, self.scope, self.client_dependent)
 
     def negative(self, rcode: Rcode) -> Message:
         """NXDOMAIN or NODATA with the SOA, TTL min(SOA TTL, MINIMUM) (RFC 2308 section 3)."""
@@ -197,6 +206,7 @@ class _Lookup:
             result = self.dynamic.answer(record, owner)
             self.cacheable = self.cacheable and result.cacheable
             self.scope = max(self.scope, result.scope)
+            self.client_dependent = self.client_dependent or result.client_dependent
             if result.rrset is None:
                 raise _ServFail
             return result.rrset
@@ -230,6 +240,7 @@ class _Lookup:
         reply = found.run(target.target)
         self.cacheable = self.cacheable and reply.cacheable
         self.scope = max(self.scope, reply.scope)
+        self.client_dependent = self.client_dependent or reply.client_dependent
         if reply.rcode == Rcode.SERVFAIL:
             return self.done(Rcode.SERVFAIL, aa=False)
         data = [r for r in reply.answer if r.rtype == qtype]

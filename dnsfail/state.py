@@ -100,11 +100,14 @@ class Steering:
         # Only a random (weighted) draw makes an answer uncacheable; an answer that
         # depends on the client carries its scope, and the handler caches it per client.
         cacheable = chosen.cacheable
+        depends = any(not rule.is_catch_all or rule.nearest for rule in record.rules)
         if chosen.servfail:
-            return DynamicResult(None, cacheable=cacheable, scope=decision.scope)
+            return DynamicResult(None, cacheable=cacheable, scope=decision.scope,
+                                 client_dependent=depends)
         rdata = A if record.rtype == RRType.A else AAAA
         rrset = RRset(owner, record.rtype, chosen.ttl, tuple(rdata(a) for a in chosen.addresses))
-        return DynamicResult(rrset, cacheable=cacheable, scope=decision.scope)
+        return DynamicResult(rrset, cacheable=cacheable, scope=decision.scope,
+                             client_dependent=depends)
 
 
 def probe_specs(zones: Mapping[str, Zone]) -> dict[ProbeSpec, list[str]]:

@@ -165,6 +165,17 @@ api:
 cname:
   type: CNAME
   value: api.geo.test.
+v4only:
+  dynamic:
+    pools:
+      a: {values: [{status: up, value: 192.0.2.1}]}
+      c: {values: [{status: up, value: 192.0.2.3}]}
+    rules:
+    - pool: a
+      subnets: [10.1.0.0/16]
+    - pool: c
+  type: A
+  values: [192.0.2.99]
 """
 
 clients = st.one_of(
@@ -179,7 +190,7 @@ ecs_options = st.one_of(
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(clients, ecs_options, st.sampled_from(["api", "cname"])),
+@given(st.lists(st.tuples(clients, ecs_options, st.sampled_from(["api", "cname", "v4only"])),
                 min_size=1, max_size=12))
 def test_client_dependent_answers_from_the_cache_equal_fresh_ones(
     asks: list[tuple[str, tuple[str, int] | None, str]],
