@@ -38,6 +38,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dnsfail.wire import skip_name
+
 QNAME = "api.gw.example.com"
 SITES = {"eu": "127.0.0.11", "us": "127.0.0.12", "ap": "127.0.0.13"}
 SITE_PORT = 8080
@@ -67,10 +69,10 @@ def query_a(host: str, port: int, qname: str, timeout: float = 1.0) -> tuple[lis
     if rcode:
         raise DrillFailed(f"{host}:{port} answered rcode {rcode} for {qname}")
     ancount = struct.unpack(">H", data[6:8])[0]
-    pos = _skip_name(data, 12) + 4
+    pos = skip_name(data, 12) + 4
     addresses, ttl = [], 0
     for _ in range(ancount):
-        pos = _skip_name(data, pos)
+        pos = skip_name(data, pos)
         rtype, _cls, rttl, length = struct.unpack(">HHIH", data[pos:pos + 10])
         pos += 10
         if rtype == 1 and length == 4:
@@ -78,16 +80,6 @@ def query_a(host: str, port: int, qname: str, timeout: float = 1.0) -> tuple[lis
             ttl = rttl
         pos += length
     return sorted(addresses), ttl
-
-
-def _skip_name(data: bytes, pos: int) -> int:
-    while True:
-        length = data[pos]
-        if length & 0xC0 == 0xC0:
-            return pos + 2
-        if length == 0:
-            return pos + 1
-        pos += 1 + length
 
 
 @dataclass

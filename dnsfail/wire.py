@@ -319,7 +319,8 @@ def parse_query(data: bytes) -> Query:
     return Query(query_id, qname, qtype, qclass, edns)
 
 
-def _skip_name(data: bytes, i: int) -> int:
+def skip_name(data: bytes, i: int) -> int:
+    """Offset just past the (possibly compressed) name at ``i`` of a sound message."""
     while True:
         length = data[i]
         if length == 0:
@@ -340,9 +341,9 @@ def _opt_options(data: bytes) -> list[tuple[int, bytes]]:
     counts = [data[i] << 8 | data[i + 1] for i in (4, 6, 8, 10)]
     i = HEADER_LEN
     for _ in range(counts[0]):
-        i = _skip_name(data, i) + 4
+        i = skip_name(data, i) + 4
     for _ in range(counts[1] + counts[2] + counts[3]):
-        i = _skip_name(data, i)
+        i = skip_name(data, i)
         rtype = data[i] << 8 | data[i + 1]
         rdlen = data[i + 8] << 8 | data[i + 9]
         start, i = i + 10, i + 10 + rdlen
