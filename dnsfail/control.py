@@ -38,12 +38,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from dnsfail.errors import DnsfailError
 from dnsfail.explain import explain
 from dnsfail.health import Health, TargetHealth
-from dnsfail.metrics import effective_state, value_statuses
+from dnsfail.metrics import CONTENT_TYPE, effective_state, value_statuses
 from dnsfail.model import ProbeSpec, RRType, Status
 from dnsfail.overrides import (
     MAX_REASON,
@@ -393,7 +392,7 @@ async def get_explain(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[DAEMON].metrics.render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 def make_app(daemon: Daemon, token: str | None) -> web.Application:

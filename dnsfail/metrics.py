@@ -19,7 +19,13 @@ import bisect
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -32,6 +38,9 @@ from prometheus_client.registry import Collector
 from dnsfail.health import Health
 from dnsfail.model import ProbeSpec, Rcode, RRType, Status, Zone
 from dnsfail.state import Store
+
+#: The Content-Type of ``Metrics.render()``: Prometheus text format 0.0.4.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 #: One query in this many is timed for the latency histogram.
 SAMPLE_EVERY = 16
