@@ -45,17 +45,18 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def token_from(args: argparse.Namespace) -> str | None:
-    if args.token_file:
-        try:
-            with open(args.token_file, encoding="utf-8") as f:
-                token = f.readline().strip()
-        except OSError as exc:
-            raise CtlError(f"token file {args.token_file}: {exc.strerror or exc}") from None
-        if not token:
-            raise CtlError(f"token file {args.token_file} is empty")
-        return token
+    """The bearer token: ``--token-file`` (first line), else the environment.
+
+    Read by the server's own ``control.read_token``, so client and server
+    agree on the file format.
+    """
+    from dnsfail.control import ControlError, read_token
+
     env = os.environ.get("DNSFAIL_TOKEN") or os.environ.get("DNSFAIL_CONTROL_TOKEN")
-    return env.strip() if env and env.strip() else None
+    try:
+        return read_token(args.token_file, env)
+    except ControlError as exc:
+        raise CtlError(str(exc)) from None
 
 
 def base_url(control: str) -> str:

@@ -36,7 +36,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from dnsfail.health import Health
-from dnsfail.model import ProbeSpec, Rcode, RRType, Status, Zone
+from dnsfail.model import ProbeSpec, Rcode, RRType, Status, Zone, pool_values
 from dnsfail.state import Store
 
 #: The Content-Type of ``Metrics.render()``: Prometheus text format 0.0.4.
@@ -117,12 +117,9 @@ class Source(Protocol):
 def value_statuses(zones: Mapping[str, Zone]) -> dict[ProbeSpec, set[Status]]:
     """The status of every pool value, by the target that probes it."""
     out: dict[ProbeSpec, set[Status]] = {}
-    for zone in zones.values():
-        for record in zone.dynamic.values():
-            for pool in record.pools.values():
-                for value in pool.values:
-                    if value.probe is not None:
-                        out.setdefault(value.probe, set()).add(value.status)
+    for _, _, _, value in pool_values(zones):
+        if value.probe is not None:
+            out.setdefault(value.probe, set()).add(value.status)
     return out
 
 

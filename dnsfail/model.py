@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 
@@ -326,6 +326,21 @@ class Zone:
         soa = self.soa.rdatas[0]
         assert isinstance(soa, SOA)
         return min(self.soa.ttl, soa.minimum)
+
+
+def pool_values(
+    zones: Mapping[str, Zone],
+) -> Iterator[tuple[str, DynamicRecord, Pool, PoolValue]]:
+    """Every value of every dynamic pool, with where it lives: (origin, record, pool, value).
+
+    In configuration order, so that anything built from it (log contexts,
+    drain matches, metrics) lists things as the operator wrote them.
+    """
+    for origin, zone in zones.items():
+        for record in zone.dynamic.values():
+            for pool in record.pools.values():
+                for value in pool.values:
+                    yield origin, record, pool, value
 
 
 def parent_names(name: str) -> list[str]:

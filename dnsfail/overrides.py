@@ -44,7 +44,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dnsfail.errors import DnsfailError
-from dnsfail.model import AAAA, A, DynamicRecord, Pool, PoolValue, RRType, Status, Zone
+from dnsfail.model import AAAA, A, DynamicRecord, Pool, PoolValue, RRType, Status, Zone, pool_values
 
 #: Version of the state file's layout; a file with another version is refused.
 STATE_VERSION = 1
@@ -228,16 +228,11 @@ class Match:
 
 def matches(zones: Mapping[str, Zone], selector: Selector) -> list[Match]:
     """Every dynamic pool value ``selector`` matches in ``zones`` (configured order)."""
-    out: list[Match] = []
-    for origin, zone in zones.items():
-        for record in zone.dynamic.values():
-            for pool in record.pools.values():
-                out.extend(
-                    Match(origin, record, pool.name, value)
-                    for value in pool.values
-                    if selector.matches(record, pool, value)
-                )
-    return out
+    return [
+        Match(origin, record, pool.name, value)
+        for origin, record, pool, value in pool_values(zones)
+        if selector.matches(record, pool, value)
+    ]
 
 
 def drain_ttl(found: Iterable[Match]) -> int:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 from dnsfail.geo import Decision, Locator, NoLocator, decide
 from dnsfail.health import Health, TargetHealth, describe_change, next_change_bound, observe
-from dnsfail.model import AAAA, A, DynamicRecord, ProbeSpec, RRset, RRType, Zone
+from dnsfail.model import AAAA, A, DynamicRecord, ProbeSpec, RRset, RRType, Zone, pool_values
 from dnsfail.overrides import Override, active, apply
 from dnsfail.resolver import DynamicResult
 from dnsfail.selection import Selection, select
@@ -113,15 +113,12 @@ class Steering:
 def probe_specs(zones: Mapping[str, Zone]) -> dict[ProbeSpec, list[str]]:
     """Every distinct probe target, with the records and pools that use it (for logs)."""
     out: dict[ProbeSpec, list[str]] = {}
-    for zone in zones.values():
-        for record in zone.dynamic.values():
-            for pool in record.pools.values():
-                for value in pool.values:
-                    if value.probe is not None:
-                        where = f"{record.name.rstrip('.')} pool {pool.name}"
-                        users = out.setdefault(value.probe, [])
-                        if where not in users:
-                            users.append(where)
+    for _, record, pool, value in pool_values(zones):
+        if value.probe is not None:
+            where = f"{record.name.rstrip('.')} pool {pool.name}"
+            users = out.setdefault(value.probe, [])
+            if where not in users:
+                users.append(where)
     return out
 
 
