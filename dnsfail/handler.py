@@ -2,7 +2,9 @@
 
 The fast path answers a repeated plain question from the snapshot's cache of
 prepared replies: scan the question (no dnslib), look the key up, patch in the
-ID, RD/CD and the question's letter case.  Everything else takes the full path
+ID, RD/CD and the question's letter case.  Faster still, a UDP query whose
+bytes after the ID were seen before (every repeat of one client's question)
+is answered from ``Snapshot.exact``: the finished reply but for its ID.  Everything else takes the full path
 (parse with dnslib, resolve, render), whose reply is cached when the answer
 does not depend on chance.  Because ``wire.render`` output is independent of
 ID, flags and case, both paths give the same bytes.
@@ -63,14 +65,23 @@ class Handler:
         if not self._countdown:
             return self._timed(data, tcp, client)
         snap = self.snapshot()
+        if not tcp:
+            hit = snap.exact.get(data[2:])
+            if hit is not None:
+                self._counts[hit[1]] += 1
+                return data[:2] + hit[0]
         scanned = wire.scan_question(data, tcp)
         if scanned is not None:
             hit = snap.cache.get(scanned[0])
-            if hit is PER_CLIENT:
+            per_client = hit is PER_CLIENT
+            if per_client:
                 hit = snap.cache.get(scanned[0] + b"@" + client.encode())
             if hit is not None:
                 self._counts[hit[1]] += 1
-                return wire.personalize(hit[0], data, scanned[1])
+                reply = wire.personalize(hit[0], data, scanned[1])
+                if not (tcp or per_client):
+                    self._remember_exact(snap, data, reply, hit[1])
+                return reply
         try:
             return self._full(data, tcp, snap, scanned, client)
         except Exception:
@@ -117,16 +128,29 @@ class Handler:
             ecs_scope=message.scope,
             nsid=self.identity.encode()[:512],
         )
-        if scanned is not None and message.cacheable:
-            self._remember(snap, scanned[0], query, message, client, (reply, slot))
-        return self._finish(reply, data)
+        if scanned is None or not message.cacheable:
+            return self._finish(reply, data)
+        per_client = self._remember(snap, scanned[0], query, message, client, (reply, slot))
+        reply = self._finish(reply, data)
+        if not (tcp or per_client):
+            self._remember_exact(snap, data, reply, slot)
+        return reply
+
+    @staticmethod
+    def _remember_exact(snap: Snapshot, data: bytes, reply: bytes, slot: int) -> None:
+        """Keep ``reply`` for this exact query (ID aside): it already carries the query's
+        flags and letter case, so the next identical query needs only its ID."""
+        exact = snap.exact
+        if len(exact) >= CACHE_LIMIT:
+            exact.clear()
+        exact[data[2:]] = (reply[2:], slot)
 
     @staticmethod
     def _remember(
         snap: Snapshot, key: bytes, query: wire.Query, message: Message, client: str,
         entry: tuple[bytes, int],
-    ) -> None:
-        """Cache a reply under what it depends on.
+    ) -> bool:
+        """Cache a reply under what it depends on; True if it is kept per client address.
 
         An answer that does not depend on the client is the same for all.
         One that does was decided by the ECS option when the query had one,
@@ -142,9 +166,10 @@ class Handler:
         has_ecs = query.edns is not None and query.edns.ecs is not None
         if not message.client_dependent or has_ecs:
             cache[key] = entry
-        else:
-            cache[key] = PER_CLIENT
-            cache[key + b"@" + client.encode()] = entry
+            return False
+        cache[key] = PER_CLIENT
+        cache[key + b"@" + client.encode()] = entry
+        return True
 
     def answer(
         self, snap: Snapshot, query: wire.Query, client: str, steps: list[Step] | None = None

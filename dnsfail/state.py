@@ -48,6 +48,10 @@ class Snapshot:
     #: Prepared wire replies by ``wire.scan_question`` key (a memo, not state), each with
     #: its slot in the handler's query counters (metrics.QueryStats).
     cache: dict[bytes, tuple[bytes, int]] = field(default_factory=dict, compare=False)
+    #: Ready UDP replies by the query's exact bytes after its ID (``data[2:]``): a
+    #: resolver or client repeating a question sends the same bytes but for the ID, and
+    #: then the answer costs one lookup and one concatenation (see handler.py).
+    exact: dict[bytes, tuple[bytes, int]] = field(default_factory=dict, compare=False)
 
     def is_up(self, spec: ProbeSpec) -> bool | None:
         h = self.health.get(spec)
@@ -222,8 +226,8 @@ class Store:
         ):
             self._publish(snap.zones, health)
         else:
-            # Same answers, so the prepared replies stay valid: share the warm cache.
-            self.snapshot = Snapshot(snap.generation, snap.zones, health, snap.cache)
+            # Same answers, so the prepared replies stay valid: share the warm caches.
+            self.snapshot = Snapshot(snap.generation, snap.zones, health, snap.cache, snap.exact)
 
     def unknown_targets(self) -> Iterable[ProbeSpec]:
         return [s for s in self.targets if self.snapshot.is_up(s) is None]
