@@ -32,12 +32,13 @@ from dnsfail.control import DEFAULT_CONTROL, ControlServer, check_exposure
 from dnsfail.errors import ConfigError, DnsfailError
 from dnsfail.geo import Locator, MaxMindLocator, NoLocator
 from dnsfail.handler import Handler
-from dnsfail.metrics import Metrics, QueryStats
+from dnsfail.metrics import Metrics, QueryStats, Totals
 from dnsfail.model import ProbeSpec, Status, Zone
 from dnsfail.overrides import Match, Override, OverrideError, Selector
 from dnsfail.probe import Prober
 from dnsfail.server import TcpLimits, UdpListener, bind_udp, serve_tcp
 from dnsfail.state import Store
+from dnsfail.workers import Workers, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,11 @@ class Settings:
     control_token: str | None = None
     #: Where operator overrides are kept across restarts; None: in memory only.
     state_file: str | None = "dnsfail-state.json"
+    #: Processes answering DNS: this one plus ``workers - 1`` worker processes (workers.py).
+    workers: int = 1
+    #: How worker processes log (the main process's logging is set up by the CLI).
+    log_level: str = "info"
+    log_format: str = "text"
 
 
 def zone_files(paths: Sequence[str]) -> dict[str, float]:
@@ -118,7 +124,6 @@ class Daemon:
         self.zone_loaded: dict[str, float] = {}
         self._signals: list[int] = []
         self.stats = QueryStats()
-        self.metrics = Metrics(self, self.stats)
         self.control: ControlServer | None = None
         self.control_address: tuple[str, int] | None = None
         #: True once DNS is being served (after the first probe round or its timeout).
@@ -127,16 +132,22 @@ class Daemon:
         self.state_path = Path(settings.state_file) if settings.state_file else None
         self._override_lock = asyncio.Lock()
         self._overrides_changed = asyncio.Event()
+        self.workers: Workers | None = None
+        self.metrics = Metrics(self, self.stats, self._worker_totals)
+
+    def _worker_totals(self) -> list[Totals]:
+        return self.workers.totals() if self.workers is not None else []
 
     # --- metrics.Source ---------------------------------------------------------------
 
     @property
     def tcp_open(self) -> int:
-        return self.limits.open
+        return self.limits.open + sum(t.tcp_open for t in self._worker_totals())
 
     @property
     def udp_dropped_sends(self) -> int:
-        return sum(listener.dropped_sends for listener in self.udp)
+        return (sum(listener.dropped_sends for listener in self.udp)
+                + sum(t.udp_dropped_sends for t in self._worker_totals()))
 
     @property
     def overrides(self) -> list[Override]:
@@ -187,12 +198,15 @@ class Daemon:
                 listener.start(loop)
             for server in self.tcp:
                 await server.start_serving()
+            if self.settings.workers > 1:
+                await self._start_workers(store)
         except BaseException:
             await self.stop()
             raise
         self.ready = True
         for host, bound in self.ports:
-            log.info("listening on %s port %d (udp, tcp)", host, bound)
+            log.info("listening on %s port %d (udp, tcp)%s", host, bound,
+                     f", {self.settings.workers} processes" if self.workers else "")
         self.tasks.append(asyncio.create_task(self._expire_overrides(), name="override-expiry"))
         if self.settings.watch:
             self.tasks.append(asyncio.create_task(self._watch(), name="zone-watch"))
@@ -203,6 +217,17 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, self._on_signal, signum)
                 self._signals.append(signum)
+
+    async def _start_workers(self, store: Store) -> None:
+        """Share the listening sockets with ``workers - 1`` processes fed by ``store``."""
+        s = self.settings
+        sockets = [(listener.sock.fileno(), False) for listener in self.udp]
+        sockets += [(sock.fileno(), True) for server in self.tcp for sock in server.sockets]
+        self.workers = Workers(s.workers - 1, sockets, WorkerSettings(
+            s.identity, s.version, s.geoip, s.tcp_idle_timeout, s.tcp_max_connections,
+            s.log_level, s.log_format, uvloop=_uvloop_running()))
+        store.subscribers.append(self.workers.publish)
+        await self.workers.start(store.snapshot)
 
     async def _first_probe_round(self) -> None:
         """Cold start: answer dynamic names from probe results, never from guesses.
@@ -465,6 +490,8 @@ class Daemon:
         while True:
             await asyncio.sleep(self.settings.geoip_refresh)
             if await asyncio.to_thread(locator.refresh) and self.store is not None:
+                if self.workers is not None:
+                    self.workers.geoip_changed()  # sent with the snapshot that touch() makes
                 self.store.touch()  # cached geo answers came from the old database
 
     async def stop(self) -> None:
@@ -483,6 +510,11 @@ class Daemon:
         if self.prober is not None:
             await self.prober.stop()
             self.prober = None
+        if self.workers is not None:
+            workers, self.workers = self.workers, None
+            if self.store is not None and workers.publish in self.store.subscribers:
+                self.store.subscribers.remove(workers.publish)
+            await workers.stop()
         for listener in self.udp:
             listener.stop(loop)
         self.udp = []
@@ -514,6 +546,10 @@ def _match_json(m: Match) -> dict[str, Any]:
     return {"zone": m.zone, "record": m.record.name, "type": m.record.rtype.name,
             "pool": m.pool, "value": m.value.value, "ttl": m.record.ttl,
             "target": m.value.probe.label if m.value.probe is not None else None}
+
+
+def _uvloop_running() -> bool:
+    return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
 
 
 def run(settings: Settings) -> int:

@@ -23,6 +23,16 @@ def _listen(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _workers(text: str) -> int:
+    if text == "auto":
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                   else os.cpu_count() or 1)
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1-64) "
+                                         "or 'auto'")
+    return int(text)
+
+
 def _control(text: str) -> tuple[str, int] | str:
     if text.lower() in ("off", "none"):
         return "off"
@@ -77,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                        default=os.environ.get("DNSFAIL_STATE_FILE", "dnsfail-state.json"),
                        help="where drains are kept across restarts (env DNSFAIL_STATE_FILE; "
                             "default ./dnsfail-state.json; '' keeps them in memory only)")
+    serve.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
+                       help="processes answering DNS, sharing the sockets and one health "
+                            "view (default 1; auto: one per CPU core)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"],
@@ -167,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         control_explicit=args.control is not None,
         control_token=token,
         state_file=args.state_file or None,
+        workers=args.workers,
+        log_level=args.log_level,
+        log_format=args.log_format,
     )
     if args.identity:
         settings.identity = args.identity

@@ -280,6 +280,7 @@ def status(daemon: Daemon) -> dict[str, Any]:
         "targets": targets,
         "overrides": [override_json(o, daemon) for o in store.overrides],
         "state_file": str(daemon.state_path) if daemon.state_path is not None else None,
+        "workers": daemon.workers.describe() if daemon.workers is not None else [],
     }
 
 

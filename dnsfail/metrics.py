@@ -16,7 +16,8 @@ counters.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from prometheus_client import (
@@ -97,6 +98,57 @@ class QueryStats:
         self.latency[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.latency_sum += seconds
 
+    def totals(self) -> Totals:
+        """Everything counted so far, as plain data a worker process can send."""
+        return Totals(dict(zip(self.keys, self.counts, strict=True)), list(self.latency),
+                      self.latency_sum, self.dropped)
+
+    def merged(self, others: Iterable[Totals]) -> QueryStats:
+        """A new QueryStats holding this one's counts plus ``others`` (for the scrape)."""
+        out = QueryStats()
+        for part in (self.totals(), *others):
+            out.add(part)
+        return out
+
+    def add(self, part: Totals) -> None:
+        for (zone, qtype, rcode), count in part.counts.items():
+            index = self.slots.get((zone, qtype, rcode))
+            if index is None:
+                index = self.slots[(zone, qtype, rcode)] = len(self.counts)
+                self.keys.append((zone, qtype, rcode))
+                self.counts.append(0)
+            self.counts[index] += count
+        for i, count in enumerate(part.latency):
+            self.latency[i] += count
+        self.latency_sum += part.latency_sum
+        self.dropped += part.dropped
+
+
+@dataclass
+class Totals:
+    """A QueryStats' counts as plain data: what a worker reports to the main process.
+
+    Counts are cumulative since the worker started, so a lost report loses
+    nothing; ``udp_dropped_sends`` and ``tcp_open`` come from the worker's
+    listeners.
+    """
+
+    counts: dict[Key, int] = field(default_factory=dict)
+    latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
+    dropped: int = 0
+    udp_dropped_sends: int = 0
+    tcp_open: int = 0
+
+    def add(self, other: Totals) -> None:
+        """Fold ``other`` in (a worker that exited: its counts must not vanish)."""
+        for key, count in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + count
+        self.latency = [a + b for a, b in zip(self.latency, other.latency, strict=True)]
+        self.latency_sum += other.latency_sum
+        self.dropped += other.dropped
+        self.udp_dropped_sends += other.udp_dropped_sends
+
 
 class Source(Protocol):
     """What the collector reads from the daemon at scrape time."""
@@ -139,7 +191,10 @@ def effective_state(statuses: set[Status], real: Health) -> str:
 class Metrics:
     """The registry behind ``GET /metrics`` and the counters the daemon feeds."""
 
-    def __init__(self, source: Source, queries: QueryStats) -> None:
+    def __init__(
+        self, source: Source, queries: QueryStats,
+        workers: Callable[[], Iterable[Totals]] = tuple,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.queries = queries
         self.probes = Counter("dnsfail_probes", "Probe results by target and result.",
@@ -152,7 +207,7 @@ class Metrics:
         self.overrides = Counter("dnsfail_override_changes",
                                  "Operator overrides set (drain), removed (undrain), expired.",
                                  ["action"], registry=self.registry)
-        self.registry.register(_Collector(source, queries))
+        self.registry.register(_Collector(source, queries, workers))
         ProcessCollector(registry=self.registry)
 
     def observe_probe(self, spec: ProbeSpec, ok: bool, latency: float) -> None:
@@ -164,12 +219,17 @@ class Metrics:
 
 
 class _Collector(Collector):
-    def __init__(self, source: Source, queries: QueryStats) -> None:
+    """Reads the daemon at scrape time; query counts include every worker process's."""
+
+    def __init__(
+        self, source: Source, queries: QueryStats, workers: Callable[[], Iterable[Totals]]
+    ) -> None:
         self.source = source
         self.queries = queries
+        self.workers = workers
 
     def collect(self) -> Iterator[Metric]:
-        q = self.queries
+        q = self.queries.merged(self.workers())
         queries = CounterMetricFamily("dnsfail_queries", "DNS messages answered, by zone "
                                       "(empty: not ours), query type and rcode.",
                                       labels=["zone", "qtype", "rcode"])

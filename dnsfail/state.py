@@ -152,9 +152,13 @@ class Store:
         self.overrides: list[Override] = active(overrides, now())
         self.snapshot = Snapshot(1, apply(self.configured, self.overrides, now()))
         self.targets = probe_specs(zones)
+        #: Called with every newly published snapshot (worker processes mirror it).
+        self.subscribers: list[Callable[[Snapshot], None]] = []
 
     def _publish(self, zones: Mapping[str, Zone], health: Mapping[ProbeSpec, TargetHealth]) -> None:
         self.snapshot = Snapshot(self.snapshot.generation + 1, zones, health)
+        for subscriber in self.subscribers:
+            subscriber(self.snapshot)
 
     def replace_zones(self, zones: Mapping[str, Zone]) -> Snapshot:
         """Publish a new zone set, keeping the health of targets that are still probed.

@@ -1,0 +1,168 @@
+"""``serve --workers N`` for real: worker processes share the sockets and the main health view.
+
+The server runs as a child process with the control API (ctl_server.py and
+the ``start`` fixture); its sites are plain listening sockets.  Queries come from many fresh
+sockets at once (a new source port each), so the kernel hands them to
+whichever process reads first; the tests then prove that every process
+answered from the same health, drains and zones, that worker counts reach
+``/metrics``, and that no worker outlives or is lost by the main process.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.message
+import dns.rdatatype
+import pytest
+
+from .ctl_server import EU, QNAME, SITES, Ctl, scrape, wait_for, zone_text
+
+WORKERS = 3
+
+
+def burst(ctl: Ctl, count: int, qname: str = QNAME, sockets: int = 64) -> list[list[str]]:
+    """Send ``count`` queries from ``sockets`` fresh UDP sockets at once; every A answer.
+
+    All go out before any reply is read, so the socket queue is deep enough for
+    every process to take some.  A query with no reply within 5 s fails the test.
+    """
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(sockets)]
+    try:
+        pending: dict[tuple[int, int], int] = {}
+        for i in range(count):
+            query = dns.message.make_query(qname, "A", use_edns=0)
+            query.id = i % 65536
+            sock = socks[i % sockets]
+            sock.sendto(query.to_wire(), (ctl.server.host, ctl.server.port))
+            pending[(i % sockets, query.id)] = i
+        answers: list[list[str]] = []
+        deadline = time.monotonic() + 5.0
+        while pending and time.monotonic() < deadline:
+            ready, _, _ = select.select(socks, [], [], 0.2)
+            for sock in ready:
+                reply = dns.message.from_wire(sock.recv(4096))
+                pending.pop((socks.index(sock), reply.id), None)
+                answers.append(sorted(rd.address for rrset in reply.answer for rd in rrset
+                                      if rrset.rdtype == dns.rdatatype.A))
+        assert not pending, f"{len(pending)} of {count} queries unanswered"
+        return answers
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def workers_in_step(ctl: Ctl) -> list[dict[str, object]]:
+    """Wait until every worker runs and has applied the main process's generation."""
+    state: dict[str, object] = {}
+
+    def check() -> bool:
+        nonlocal state
+        _, state = ctl.get("/v1/status")
+        workers = state["workers"]
+        assert isinstance(workers, list)
+        return len(workers) == WORKERS - 1 and all(
+            w["alive"] and w["ready"] and w["generation"] == state["generation"]
+            for w in workers)
+
+    wait_for(check, 30, "workers in step with the main process")
+    workers = state["workers"]
+    assert isinstance(workers, list)
+    return workers
+
+
+def queries_counted(ctl: Ctl) -> float:
+    return sum(v for (name, _), v in scrape(ctl).items() if name == "dnsfail_queries_total")
+
+
+def test_every_process_answers_and_is_counted(start: Callable[..., Ctl]) -> None:
+    ctl = start("--workers", str(WORKERS))
+    workers = workers_in_step(ctl)
+    assert {w["index"] for w in workers} == {1, 2}
+    assert ctl.server.wait_for_log(f"{WORKERS} processes")
+    before = queries_counted(ctl)
+    answers = burst(ctl, 3000)
+    assert all(a == EU for a in answers)
+    time.sleep(1.5)  # workers report once a second
+    _, state = ctl.get("/v1/status")
+    # The kernel spread one socket's queue over the processes: each worker took some.
+    assert all(w["queries"] > 0 for w in state["workers"]), state["workers"]
+    assert queries_counted(ctl) - before >= 3000
+
+
+def test_health_drains_and_reloads_reach_every_worker(
+    start: Callable[..., Ctl], tmp_path: Path, site_port: int
+) -> None:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "ctl.test.yaml").write_text(zone_text(site_port))
+    ctl = start("--workers", str(WORKERS), zones=zones)
+    workers_in_step(ctl)
+    assert all(a == EU for a in burst(ctl, 600))
+
+    status, _ = ctl.post("/v1/drain", {"target": SITES[0], "for": 600, "reason": "test"})
+    assert status == 200
+    workers_in_step(ctl)
+    assert all(a == [SITES[1]] for a in burst(ctl, 600))
+
+    (zones / "ctl.test.yaml").write_text(
+        zone_text(site_port).replace("value: 192.0.2.1", "value: 192.0.2.77"))
+    status, body = ctl.post("/v1/reload")
+    assert status == 200, body
+    workers_in_step(ctl)
+    assert all(a == ["192.0.2.77"] for a in burst(ctl, 600, "ns1.ctl.test."))
+    assert all(a == [SITES[1]] for a in burst(ctl, 600)), "the drain survives the reload"
+
+    status, _ = ctl.post("/v1/undrain", {"target": SITES[0]})
+    assert status == 200
+    workers_in_step(ctl)
+    assert all(a == EU for a in burst(ctl, 600))
+
+
+def test_a_dead_worker_is_restarted_and_its_counts_kept(start: Callable[..., Ctl]) -> None:
+    ctl = start("--workers", str(WORKERS))
+    workers = workers_in_step(ctl)
+    burst(ctl, 2000)
+    time.sleep(1.5)
+    counted = queries_counted(ctl)
+    victim = workers[0]
+    os.kill(int(str(victim["pid"])), signal.SIGKILL)
+    ctl.server.wait_for_log(f"worker {victim['index']} exited")
+
+    def restarted() -> bool:
+        _, state = ctl.get("/v1/status")
+        w = next(w for w in state["workers"] if w["index"] == victim["index"])
+        return bool(w["restarts"] == 1 and w["alive"] and w["ready"] and w["pid"] != victim["pid"])
+
+    wait_for(restarted, 20, "the killed worker restarted")
+    workers_in_step(ctl)
+    assert all(a == EU for a in burst(ctl, 600))
+    time.sleep(1.5)
+    assert queries_counted(ctl) >= counted + 600, "counters never go backwards"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_no_worker_outlives_the_main_process(start: Callable[..., Ctl], signum: int) -> None:
+    ctl = start("--workers", str(WORKERS))
+    pids = [int(str(w["pid"])) for w in workers_in_step(ctl)]
+    ctl.server.proc.send_signal(signum)
+    ctl.server.proc.wait(10)
+    wait_for(lambda: not any(_alive(pid) for pid in pids), 10, "workers gone")
