@@ -5,13 +5,15 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import dns.flags
 import dns.message
 import dns.rcode
 import pytest
 
-from ..conftest import DnsfailProcess
+from ..conftest import DnsfailProcess, free_port
+from .ctl_server import SITES, Ctl, zone_text
 
 #: ``tcp`` parameters: the same case over UDP and over TCP.
 TRANSPORTS = [pytest.param(False, id="udp"), pytest.param(True, id="tcp")]
@@ -103,3 +105,62 @@ def spawn() -> Iterator[Callable[..., DnsfailProcess]]:
     yield start
     for process in started:
         process.stop()
+
+
+# --- a server with a control API (test_control, test_workers) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def site_port() -> Iterator[int]:
+    """Three listening sockets on one common port: the sites, all up."""
+    for _ in range(20):
+        port = free_port(SITES[0])
+        socks: list[socket.socket] = []
+        try:
+            for host in SITES:
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                socks.append(s)
+                s.bind((host, port))
+                s.listen(128)
+        except OSError:
+            for s in socks:
+                s.close()
+            continue
+        yield port
+        for s in socks:
+            s.close()
+        return
+    raise RuntimeError("no common free port for the sites")
+
+
+@pytest.fixture(scope="module")
+def zone_dir(tmp_path_factory: pytest.TempPathFactory, site_port: int) -> Path:
+    path = tmp_path_factory.mktemp("ctl-zones")
+    (path / "ctl.test.yaml").write_text(zone_text(site_port))
+    return path
+
+
+@pytest.fixture
+def start(zone_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Ctl]]:
+    """Start ``dnsfail serve`` with a control port; stopped at teardown."""
+    started: list[DnsfailProcess] = []
+
+    def run(*extra: str, state: Path | None = None, token: str | None = None,
+            zones: Path = zone_dir, wait: bool = True) -> Ctl:
+        port = free_port()
+        args = [str(zones), "--control", f"127.0.0.1:{port}",
+                "--state-file", str(state or tmp_path / "state.json"), *extra]
+        if token is not None:
+            token_file = tmp_path / "token"
+            token_file.write_text(token + "\n")
+            args += ["--control-token-file", str(token_file)]
+        server = DnsfailProcess(args)
+        started.append(server)
+        if wait:
+            server.wait_ready()
+        return Ctl(server, port, token)
+
+    yield run
+    for server in started:
+        server.stop()
