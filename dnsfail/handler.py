@@ -4,9 +4,9 @@ The fast path answers a repeated plain question from the snapshot's cache of
 prepared replies: scan the question (no dnslib), look the key up, patch in the
 ID, RD/CD and the question's letter case.  Faster still, a UDP query whose
 bytes after the ID were seen before (every repeat of one client's question)
-is answered from ``Snapshot.exact``: the finished reply but for its ID.  Everything else takes the full path
-(parse with dnslib, resolve, render), whose reply is cached when the answer
-does not depend on chance.  Because ``wire.render`` output is independent of
+is answered from ``Snapshot.exact``: the finished reply but for its ID.
+Everything else takes the full path (parse with dnslib, resolve, render),
+whose reply is cached when the answer does not depend on chance.  Because ``wire.render`` output is independent of
 ID, flags and case, both paths give the same bytes.
 
 Metrics cost the fast path one list increment: each cached reply is stored
