@@ -6,8 +6,9 @@ ID, RD/CD and the question's letter case.  Faster still, a UDP query whose
 bytes after the ID were seen before (every repeat of one client's question)
 is answered from ``Snapshot.exact``: the finished reply but for its ID.
 Everything else takes the full path (parse with dnslib, resolve, render),
-whose reply is cached when the answer does not depend on chance.  Because ``wire.render`` output is independent of
-ID, flags and case, both paths give the same bytes.
+whose reply is cached when the answer does not depend on chance.  Because
+``wire.render`` output is independent of ID, flags and case, both paths give
+the same bytes.
 
 Metrics cost the fast path one list increment: each cached reply is stored
 with the index of its ``(zone, qtype, rcode)`` counter (metrics.QueryStats),
