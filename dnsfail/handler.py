@@ -27,12 +27,21 @@ from dnsfail.geo import Locator, NoLocator
 from dnsfail.metrics import SAMPLE_EVERY, QueryStats
 from dnsfail.model import Message, Rcode, RRClass
 from dnsfail.resolver import chaos, find_zone, resolve
-from dnsfail.state import CACHE_LIMIT, Snapshot, Steering, Step
+from dnsfail.state import CACHE_LIMIT, Address, ClientBlocks, Entry, Snapshot, Steering, Step
 
 log = logging.getLogger(__name__)
 
-#: Cache marker: the reply under this key depends on the client's address (see _remember).
-PER_CLIENT: tuple[bytes, int] = (b"", -1)
+
+
+def client_address(client: str) -> Address | None:
+    """The packet source as geo.decide sees it (an IPv4-mapped IPv6 address is IPv4)."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 class Handler:
@@ -67,20 +76,23 @@ class Handler:
             return self._timed(data, tcp, client)
         snap = self.snapshot()
         if not tcp:
-            hit = snap.exact.get(data[2:])
-            if hit is not None:
-                self._counts[hit[1]] += 1
-                return data[:2] + hit[0]
+            ready = snap.exact.get(data[2:])
+            if ready is not None:
+                self._counts[ready[1]] += 1
+                return data[:2] + ready[0]
         scanned = wire.scan_question(data, tcp)
         if scanned is not None:
-            hit = snap.cache.get(scanned[0])
-            per_client = hit is PER_CLIENT
-            if per_client:
-                hit = snap.cache.get(scanned[0] + b"@" + client.encode())
+            found = snap.cache.get(scanned[0])
+            hit: Entry | None
+            if isinstance(found, ClientBlocks):
+                address = client_address(client)
+                hit = found.find(address) if address is not None else None
+            else:
+                hit = found
             if hit is not None:
                 self._counts[hit[1]] += 1
                 reply = wire.personalize(hit[0], data, scanned[1])
-                if not (tcp or per_client):
+                if not (tcp or found is not hit):
                     self._remember_exact(snap, data, reply, hit[1])
                 return reply
         try:
@@ -149,15 +161,17 @@ class Handler:
     @staticmethod
     def _remember(
         snap: Snapshot, key: bytes, query: wire.Query, message: Message, client: str,
-        entry: tuple[bytes, int],
+        entry: Entry,
     ) -> bool:
-        """Cache a reply under what it depends on; True if it is kept per client address.
+        """Cache a reply under what it depends on; True if it is kept per client block.
 
         An answer that does not depend on the client is the same for all.
         One that does was decided by the ECS option when the query had one,
         and the option's bytes are already in the key; otherwise by the
-        packet's source address, so it is kept per client address, with a
-        marker under the plain key saying so.  (Not by ``scope == 0``: the
+        packet's source address, through the block of addresses that all
+        get the same decision (``message.scope``, computed by geo.decide for
+        the client's own address family), so it is kept in the question's
+        ClientBlocks under that block.  (Not by ``scope == 0`` alone: the
         scope is per address family, so an IPv6 client can get scope 0 from
         rules that steer IPv4 clients.)
         """
@@ -168,8 +182,12 @@ class Handler:
         if not message.client_dependent or has_ecs:
             cache[key] = entry
             return False
-        cache[key] = PER_CLIENT
-        cache[key + b"@" + client.encode()] = entry
+        address = client_address(client)
+        if address is not None:
+            blocks = cache.get(key)
+            if not isinstance(blocks, ClientBlocks) or len(blocks) >= CACHE_LIMIT:
+                blocks = cache[key] = ClientBlocks()
+            blocks.add(address, message.scope, entry)
         return True
 
     def answer(

@@ -34,6 +34,52 @@ log = logging.getLogger(__name__)
 CACHE_LIMIT = 50_000
 
 
+Entry = tuple[bytes, int]
+
+
+class ClientBlocks:
+    """One question's replies that depend on the client, by the address block that decided them.
+
+    Without ECS, a geo or subnet answer depends on the packet's source
+    address, but only through the rule it lands on: ``geo.decide`` computes the
+    largest block around the address in which every address gets the same
+    decision (the ECS scope it would claim, RFC 7871 section 7.2.1).  Keyed by
+    that block, one reply serves every resolver in it, not just one address,
+    so a new resolver of a known network is a cache hit.  Blocks are per
+    address family: a scope says nothing about the other family.
+    """
+
+    __slots__ = ("entries", "prefixes")
+
+    def __init__(self) -> None:
+        #: Prefix lengths in use, per IP version, longest first (the most specific wins,
+        #: though blocks of one question never overlap: each is where one decision holds).
+        self.prefixes: dict[int, list[int]] = {4: [], 6: []}
+        self.entries: dict[tuple[int, int, int], Entry] = {}
+
+    def find(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Entry | None:
+        value, bits = int(address), address.max_prefixlen
+        for prefix in self.prefixes[address.version]:
+            entry = self.entries.get((address.version, prefix, value >> (bits - prefix)))
+            if entry is not None:
+                return entry
+        return None
+
+    def add(
+        self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: int, entry: Entry
+    ) -> None:
+        bits = address.max_prefixlen
+        prefix = max(0, min(prefix, bits))
+        prefixes = self.prefixes[address.version]
+        if prefix not in prefixes:
+            prefixes.append(prefix)
+            prefixes.sort(reverse=True)
+        self.entries[(address.version, prefix, int(address) >> (bits - prefix))] = entry
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Zones plus the health of every probed target, at one generation.
@@ -47,11 +93,11 @@ class Snapshot:
     health: Mapping[ProbeSpec, TargetHealth] = field(default_factory=dict)
     #: Prepared wire replies by ``wire.scan_question`` key (a memo, not state), each with
     #: its slot in the handler's query counters (metrics.QueryStats).
-    cache: dict[bytes, tuple[bytes, int]] = field(default_factory=dict, compare=False)
+    cache: dict[bytes, Entry | ClientBlocks] = field(default_factory=dict, compare=False)
     #: Ready UDP replies by the query's exact bytes after its ID (``data[2:]``): a
     #: resolver or client repeating a question sends the same bytes but for the ID, and
     #: then the answer costs one lookup and one concatenation (see handler.py).
-    exact: dict[bytes, tuple[bytes, int]] = field(default_factory=dict, compare=False)
+    exact: dict[bytes, Entry] = field(default_factory=dict, compare=False)
 
     def is_up(self, spec: ProbeSpec) -> bool | None:
         h = self.health.get(spec)

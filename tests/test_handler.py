@@ -212,3 +212,37 @@ def test_client_dependent_answers_from_the_cache_equal_fresh_ones(
                                       options=options).to_wire()
         assert cached.handle(data, False, client) == fresh_handler(zones)[0].handle(
             data, False, client)
+
+
+def test_client_answers_are_shared_by_the_block_that_decided_them() -> None:
+    """Without ECS, a new resolver in a known block is answered from the cache."""
+    from dnsfail.config import parse_zone
+    from dnsfail.state import ClientBlocks
+
+    zones = {"geo.test.": parse_zone(GEO_ZONE, "geo.test.yaml", "geo.test.", serial=1)}
+    handler, store = fresh_handler(zones)
+    data = dns.message.make_query("api.geo.test.", "A").to_wire()
+
+    def blocks() -> ClientBlocks:
+        [found] = [v for v in store.snapshot.cache.values() if isinstance(v, ClientBlocks)]
+        return found
+
+    def answer(client: str) -> list[str]:
+        reply = dns.message.from_wire(handler.handle(data, False, client) or b"")
+        return [rd.address for rrset in reply.answer for rd in rrset]
+
+    assert answer("10.1.2.3") == ["192.0.2.1"]  # rule a: 10.1.0.0/16
+    assert answer("10.1.200.7") == ["192.0.2.1"]
+    assert len(blocks()) == 1, "one block, 10.1.0.0/16, serves both resolvers"
+    assert answer("10.9.9.9") == ["192.0.2.2"]  # rule b: 10.0.0.0/8 outside 10.1/16
+    assert answer("10.1.0.1") == ["192.0.2.1"]
+    assert answer("::ffff:10.1.4.4") == ["192.0.2.1"], "an IPv4-mapped source is IPv4"
+    assert answer("2001:db8:1::5") == ["192.0.2.1"]
+    assert answer("2001:db8:9::5") == ["192.0.2.3"]
+    assert answer("192.0.2.200") == ["192.0.2.3"]
+    # 10.1.0.0/16 (rule a); 10.8.0.0/13 (inside 10/8, clear of 10.1/16: rule b);
+    # 128.0.0.0/1 (clear of 10/8: the catch-all); and two IPv6 blocks.
+    assert {(v, p) for v, p, _ in blocks().entries if v == 4} == {(4, 16), (4, 13), (4, 1)}
+    assert len(blocks()) == 5
+    assert answer("") == ["192.0.2.3"], "no address: answered, never cached"
+    assert len(blocks()) == 5
