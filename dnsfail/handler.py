@@ -127,6 +127,20 @@ class Handler:
             qtype = refusal.question[1] if refusal.question is not None else 0
             self._counts[self.stats.slot("", qtype, refusal.rcode)] += 1
             return self._finish(wire.render_refusal(refusal), data)
+        ecs_block = self._ecs_block(query, scanned)
+        if ecs_block is not None:
+            found = snap.cache.get(ecs_block[0])
+            hit = found.find(ecs_block[1]) if isinstance(found, ClientBlocks) else None
+            if hit is not None and scanned is not None:
+                self._counts[hit[1]] += 1
+                rendered = self._echo(hit[0], query, ecs_block[2])
+                if len(snap.cache) >= CACHE_LIMIT:
+                    snap.cache.clear()
+                snap.cache[scanned[0]] = (rendered, hit[1])
+                reply = self._finish(rendered, data)
+                if not tcp:
+                    self._remember_exact(snap, data, reply, hit[1])
+                return reply
         message = self.answer(snap, query, client)
         zone = find_zone(snap.zones, query.qname) if query.qclass != RRClass.CH else None
         slot = self.stats.slot(zone.origin if zone is not None else "", query.qtype,
@@ -143,11 +157,73 @@ class Handler:
         )
         if scanned is None or not message.cacheable:
             return self._finish(reply, data)
+        if ecs_block is not None and self._echo_start(reply, query, ecs_block[2]) is not None:
+            self._remember_block(snap, ecs_block[0], ecs_block[1], message.scope, (reply, slot))
         per_client = self._remember(snap, scanned[0], query, message, client, (reply, slot))
         reply = self._finish(reply, data)
         if not (tcp or per_client):
             self._remember_exact(snap, data, reply, slot)
         return reply
+
+    def _ecs_block(
+        self, query: wire.Query, scanned: tuple[bytes, int] | None
+    ) -> tuple[bytes, Address, bytes] | None:
+        """For a query with ECS: (key of its ClientBlocks, ECS address, option bytes echoed).
+
+        A reply to an ECS query echoes the option (RFC 7871 section 7.2.1), so
+        its bytes differ per client network; but the decision, and the scope,
+        are the same for every network inside the block the scope names (see
+        geo.decide).  Replies are therefore also kept by block, per family and
+        SOURCE PREFIX-LENGTH (which fix the option's length), and a new network
+        in a known block costs a parse and a splice of its address, not a
+        decision and a render.
+        """
+        ecs = query.edns.ecs if query.edns is not None else None
+        if scanned is None or ecs is None or not ecs.source_prefix:
+            return None
+        address = ecs.network.network_address
+        echoed = address.packed[: (ecs.source_prefix + 7) // 8]
+        option = b"C" + bytes((0, ecs.family, ecs.source_prefix, 0)) + echoed
+        if not scanned[0].endswith(option):
+            return None
+        key = scanned[0][: -len(option)] + b"c" + bytes((ecs.family, ecs.source_prefix))
+        return key, address, echoed
+
+    def _echo_start(self, reply: bytes, query: wire.Query, echoed: bytes) -> int | None:
+        """Where the echoed ECS address starts in ``reply``; None if it is not where expected.
+
+        The option is the OPT record's first, and only NSID may follow it
+        (wire.render), so the address ends where the NSID option begins; the
+        option's code, length, family and source prefix must precede it.
+        """
+        edns = query.edns
+        if edns is None or edns.ecs is None:
+            return None
+        nsid = self.identity.encode()[:512]
+        tail = 4 + len(nsid) if edns.nsid and nsid else 0
+        start = len(reply) - tail - len(echoed)
+        head = (wire.OPTION_ECS.to_bytes(2, "big") + (4 + len(echoed)).to_bytes(2, "big")
+                + bytes((0, edns.ecs.family, edns.ecs.source_prefix)))
+        return start if reply[start - 8 : start - 1] == head else None
+
+    def _echo(self, reply: bytes, query: wire.Query, echoed: bytes) -> bytes:
+        """``reply`` (kept for another network of the same block) echoing this query's ECS
+        address; the same length, so nothing else in the message moves."""
+        start = self._echo_start(reply, query, echoed)
+        assert start is not None, "only replies with the option in place are kept by block"
+        return reply[:start] + echoed + reply[start + len(echoed) :]
+
+    @staticmethod
+    def _remember_block(
+        snap: Snapshot, key: bytes, address: Address, scope: int, entry: Entry
+    ) -> None:
+        cache = snap.cache
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        blocks = cache.get(key)
+        if not isinstance(blocks, ClientBlocks) or len(blocks) >= CACHE_LIMIT:
+            blocks = cache[key] = ClientBlocks()
+        blocks.add(address, scope, entry)
 
     @staticmethod
     def _remember_exact(snap: Snapshot, data: bytes, reply: bytes, slot: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import dns.edns
 import dns.flags
 import dns.message
@@ -189,6 +191,11 @@ ecs_options = st.one_of(
     st.none(),
     st.builds(lambda c, p: (c, p), st.sampled_from(["10.1.2.0", "10.200.0.0", "192.0.2.0"]),
               st.sampled_from([0, 8, 16, 24])),
+    # Many networks in few blocks: the ECS block cache splices each one's address in.
+    st.builds(lambda n, p: (str(ipaddress.ip_network((n << 8, p), strict=False)
+                                .network_address), p),
+              st.sampled_from([0x0A0102, 0x0A0163, 0x0A01FF, 0x0A0900, 0x0A09F0, 0xC00002]),
+              st.sampled_from([20, 24, 32])),
 )
 
 
