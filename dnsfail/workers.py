@@ -348,8 +348,13 @@ class Workers:
             self.geoip_pending = False
             if snapshot is None:
                 continue
-            await asyncio.gather(*(self._send(w, snapshot, geoip) for w in self.workers
-                                   if w.writer is not None))
+            results = await asyncio.gather(
+                *(self._send(w, snapshot, geoip) for w in self.workers if w.writer is not None),
+                return_exceptions=True)
+            for failure in results:
+                if isinstance(failure, Exception):  # a bug must not stop every later publish
+                    log.error("publishing generation %d to workers failed: %r",
+                              snapshot.generation, failure)
 
     async def _send(self, worker: _Worker, snapshot: Snapshot, geoip: bool) -> None:
         async with worker.sending:
@@ -451,6 +456,14 @@ def main(argv: Sequence[str]) -> int:
 
     spec = json.loads(argv[0])
     logs.setup(spec["log_level"], spec["log_format"])
+    prefix = f"worker {int(spec['index'])}: "
+
+    def tag(record: logging.LogRecord) -> bool:
+        record.msg = prefix + str(record.msg)  # workers share the main process's stderr
+        return True
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(tag)
     # Ctrl-C reaches the whole process group; the main process decides when workers stop
     # (it closes their channels), so that it can stop them in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
