@@ -9,6 +9,7 @@ import struct
 import dns.edns
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -339,3 +340,95 @@ def test_render_is_byte_identical_to_dnslib(
         else:
             event("TC" if reference[2] & 0x02 else "whole" if reference == whole else "lean")
         assert ours == reference
+
+
+def render_both(message: Message, question: tuple[str, int, int] | None = None,
+                ) -> tuple[bytes | None, bytes | None]:
+    kwargs = dict(edns=None, limit=wire.TCP_LIMIT)
+    return (attempt(wire.render, question, message, **kwargs),
+            attempt(wire.render_reference, question, message, **kwargs))
+
+
+@pytest.mark.parametrize("fillers", [61, 70])
+def test_compression_past_16_kib(fillers: int) -> None:
+    # Each filler record takes 263 octets, so "late.example." is first written at 0x3ebf
+    # (61 fillers) or 0x47fe (70).  A pointer reaches the first (RFC 1035 section 4.1.4)
+    # and we pack as dnslib does.  It cannot reach the second: dnslib still points there,
+    # with the offset cut to 14 bits, and lands on the wrong octets; we spell the name out.
+    filler = RRset("big.test.", RRType.TXT, 60, tuple(
+        TXT((bytes([i]) * 250,)) for i in range(fillers)))
+    late = RRset("late.example.", RRType.NS, 60, (NS("ns.late.example."),))
+    ours, reference = render_both(
+        Message(Rcode.NOERROR, True, answer=(filler,), authority=(late,)))
+    assert ours is not None
+    assert reference is not None
+    (rrset,) = dns.message.from_wire(ours).authority
+    assert rrset.name == dns.name.from_text("late.example.")
+    assert [rd.target for rd in rrset] == [dns.name.from_text("ns.late.example.")]
+    if fillers == 61:
+        assert ours == reference
+    else:
+        # RDLENGTH, then "ns" and a pointer to 0x47fe & 0x3fff, inside a filler.
+        common = len(reference) - 7
+        assert ours[:common] == reference[:common]
+        assert reference[common:] == b"\x00\x05\x02ns\xc7\xfe"
+        assert ours[common:] == b"\x00\x11\x02ns\x04late\x07example\x00"
+
+
+@pytest.mark.parametrize(
+    ("target", "label"),
+    [("a\\046b.test.", b"a.b"), ("\\200x.test.", b"\xc8x"), ("a\\000.test.", b"a\x00")],
+)
+def test_rdata_names_are_read_like_owner_names(target: str, label: bytes) -> None:
+    # dnslib reads targets with DNSLabel, which splits at an escaped dot and makes an IDNA
+    # label of octets above 127; owners (and now targets) go through text_to_label.
+    ours, _ = render_both(Message(Rcode.NOERROR, True, answer=(
+        RRset("x.test.", RRType.CNAME, 60, (CNAME(target),)),)))
+    assert ours is not None
+    (rrset,) = dns.message.from_wire(ours).answer
+    assert [rd.target.labels[0] for rd in rrset] == [label]
+
+
+@pytest.mark.parametrize("name", ["a..b.", "..", ".a.", "x" * 64 + ".", "a." * 128])
+def test_malformed_names_are_refused(name: str) -> None:
+    # An empty label would end the name early (dnslib writes that); RFC 1035 section 2.3.4
+    # limits labels to 63 octets and names to 255.
+    for message, question in [
+        (Message(Rcode.NOERROR, True, answer=(RRset(name, RRType.A, 1, (A("192.0.2.1"),)),)),
+         None),
+        (Message(Rcode.NOERROR, True), (name, 1, 1)),
+        (Message(Rcode.NOERROR, True, answer=(RRset("x.", RRType.NS, 1, (NS(name),)),)), None),
+    ]:
+        with pytest.raises(ValueError, match=r"label|octets"):
+            wire.render(question, message, edns=None, limit=512)
+
+
+def test_empty_name_is_the_root() -> None:
+    root = Message(Rcode.NOERROR, True, answer=(RRset(".", RRType.NS, 1, (NS("a.test."),)),))
+    empty = Message(Rcode.NOERROR, True, answer=(RRset("", RRType.NS, 1, (NS("a.test."),)),))
+    assert wire.render(None, empty, edns=None, limit=512) == wire.render(
+        None, root, edns=None, limit=512)
+
+
+def test_ipv4_mapped_aaaa_in_dotted_form() -> None:
+    # Python 3.13's ipaddress writes ::ffff:192.0.2.1 so; dnslib cannot read it.
+    mapped = Message(Rcode.NOERROR, True, answer=(
+        RRset("x.test.", RRType.AAAA, 1, (AAAA("::ffff:192.0.2.1"),)),))
+    ours, reference = render_both(mapped)
+    assert reference is None
+    assert ours is not None
+    (rrset,) = dns.message.from_wire(ours).answer
+    assert [rd.address for rd in rrset] == ["::ffff:192.0.2.1"]
+
+
+def test_txt_strings_are_not_split_or_joined() -> None:
+    strings = (b"", b"a" * 255, b"b")
+    ours, reference = render_both(Message(Rcode.NOERROR, True, answer=(
+        RRset("x.test.", RRType.TXT, 1, (TXT(strings),)),)))
+    assert ours == reference
+    assert ours is not None
+    (rrset,) = dns.message.from_wire(ours).answer
+    assert [rd.strings for rd in rrset] == [strings]
+    too_long = Message(Rcode.NOERROR, True, answer=(
+        RRset("x.test.", RRType.TXT, 1, (TXT((b"a" * 256,)),)),))
+    assert render_both(too_long) == (None, None)
