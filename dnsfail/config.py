@@ -207,6 +207,10 @@ class _Composer:
         except yaml.YAMLError as exc:
             self._problems.add(line, "(yaml)", _yaml_message(exc))
             return YScalar(line, None, text)
+        except ValueError:
+            # An impossible date (``2001-02-30``) still looks like a timestamp: keep its text
+            # as for any timestamp below, rather than let the whole load fail.
+            return YScalar(line, text, text)
         if value is None or isinstance(value, str | int | float | bool):
             return YScalar(line, value, text)
         # Timestamps, binary and the like: keep the text, every field wants a string anyway.

@@ -282,6 +282,13 @@ def test_soa_only_change_bumps_serial() -> None:
     assert zone(BASE, serial=10, previous=previous).serial == 700
 
 
+def test_impossible_date_is_text() -> None:
+    """YAML reads ``2001-02-30`` as a timestamp it cannot build; it stays text like any date."""
+    z = zone("note:\n  type: TXT\n  values:\n  - 2001-02-30\n  - 2001-12-14\n")
+    rdatas = z.nodes["note.x.test."][RRType.TXT].rdatas
+    assert rdatas == (TXT((b"2001-02-30",)), TXT((b"2001-12-14",)))
+
+
 def test_zone_is_immutable() -> None:
     z = zone(BASE)
     with pytest.raises(TypeError):
