@@ -823,8 +823,11 @@ def _delegations(
     be answered authoritatively.
     """
     cuts = {name for name, by_type in index.items() if name != origin and "NS" in by_type}
+    if not cuts:
+        return cuts
     for name, by_type in index.items():
-        above = [c for c in cuts if c != name and _within(name, c)]
+        # Ancestors, not every cut: linear in the zone's size however many delegations it has.
+        above = [parent for parent in parent_names(name) if parent in cuts]
         allowed = {"A", "AAAA"} if above else {"A", "AAAA", "NS"}
         at = above or ([name] if name in cuts else [])
         if not at:
@@ -833,18 +836,19 @@ def _delegations(
         for rtype, record in by_type.items():
             if rtype not in allowed or record.is_dynamic:
                 problems.add(record.line, record.label, f"occluded by delegation at {cut}")
-    return {c for c in cuts if not any(o != c and _within(c, o) for o in cuts)}
+    return {c for c in cuts if not any(parent in cuts for parent in parent_names(c))}
 
 
 def _zone_names(owners: Sequence[str], origin: str) -> frozenset[str]:
     """Every owner and every empty non-terminal between it and the apex (RFC 4592 section 2.2.2)."""
-    names = {origin}
+    names = {origin, *owners}
+    suffix = "." + origin
     for owner in owners:
-        names.add(owner)
-        for parent in parent_names(owner):
-            if parent == origin or not _within(parent, origin):
-                break
-            names.add(parent)
+        # Owners are in the zone: only one two or more labels below the apex has parents here.
+        rel = owner[: -len(suffix)] if owner.endswith(suffix) else ""
+        while "." in rel:
+            rel = rel.split(".", 1)[1]
+            names.add(rel + suffix)
     return frozenset(names)
 
 
@@ -881,10 +885,13 @@ class _Options:
         return self.dnsfail.get(key) if self.dnsfail is not None else None
 
 
+_NO_OPTIONS = _Options()
+
+
 def _options(problems: _Problems, record: _Record, origin: str) -> _Options:
     node = record.body.get("octodns")
     if node is None:
-        return _Options()
+        return _NO_OPTIONS
     scope = _Scope(problems, record.label)
     octodns = scope.mapping(node, "octodns")
     if octodns is None:
@@ -947,7 +954,7 @@ def _soa(
     )
     seen: _Record | None = None
     for record in apex.values():
-        node = options[(record.name, record.rtype)].dnsfail_node("soa")
+        node = options.get((record.name, record.rtype), _NO_OPTIONS).dnsfail_node("soa")
         if node is None:
             continue
         scope = _Scope(problems, record.label)
@@ -1485,22 +1492,31 @@ def _dynamic(
 # --- assembly ----------------------------------------------------------------------------------
 
 
-def _nodes(index: Mapping[str, Mapping[str, _Record]]) -> Mapping[str, Mapping[RRType, RRset]]:
-    """Owner -> type -> RRset for every record except ALIAS (which is ``Zone.alias``).
+def _nodes(
+    index: Mapping[str, Mapping[str, _Record]],
+) -> tuple[Mapping[str, Mapping[RRType, RRset]], int]:
+    """Owner -> type -> RRset for every record except ALIAS (which is ``Zone.alias``),
+    and how many rdatas they hold.
 
     A dynamic record's backup ``values`` are here too, so type existence
     (NODATA, CNAME exclusivity, ANY) is uniform; ``Zone.dynamic`` decides the answer.
     """
     nodes: dict[str, Mapping[RRType, RRset]] = {}
+    count = 0
     for name, by_type in index.items():
-        rrsets = {
-            RRType[rtype]: RRset(name, RRType[rtype], record.ttl, record.rdatas)
-            for rtype, record in by_type.items()
-            if rtype != "ALIAS"
-        }
+        rrsets: dict[RRType, RRset] = {}
+        for rtype, record in by_type.items():
+            if rtype != "ALIAS":
+                qtype = _RRTYPES[rtype]
+                rrsets[qtype] = RRset(name, qtype, record.ttl, record.rdatas)
+                count += len(record.rdatas)
         if rrsets:
             nodes[name] = MappingProxyType(rrsets)
-    return MappingProxyType(nodes)
+    return MappingProxyType(nodes), count
+
+
+#: ``RRType[name]`` without the enum machinery's per-call cost.
+_RRTYPES: Mapping[str, RRType] = {rtype.name: rtype for rtype in RRType}
 
 
 def _soa_rrset(origin: str, fields: _SoaFields, serial: int) -> RRset:
@@ -1511,15 +1527,31 @@ def _soa_rrset(origin: str, fields: _SoaFields, serial: int) -> RRset:
     return RRset(origin, RRType.SOA, fields.ttl, (rdata,))
 
 
-def _content(zone: Zone) -> tuple[object, ...]:
-    """What a change of makes a new serial: everything served except the serial itself."""
-    soa = zone.soa.rdatas[0]
-    assert isinstance(soa, SOA)
-    nodes = {
-        name: {rtype: rrset for rtype, rrset in by_type.items() if rtype != RRType.SOA}
-        for name, by_type in zone.nodes.items()
-    }
-    return (nodes, zone.alias, zone.dynamic, zone.cuts, zone.soa.ttl, replace(soa, serial=0))
+def _same_content(old: Zone, new: Zone) -> bool:
+    """Whether two zones serve the same data but for the SOA serial (which may differ).
+
+    Compared in place, node by node, rather than by building serial-free
+    copies of both zones: a reload of a big zone should not double its memory
+    just to find out whether the serial moves.
+    """
+    old_soa, new_soa = old.soa.rdatas[0], new.soa.rdatas[0]
+    assert isinstance(old_soa, SOA)
+    assert isinstance(new_soa, SOA)
+    if (old.alias, old.dynamic, old.cuts, old.soa.ttl, replace(old_soa, serial=0)) != (
+        new.alias, new.dynamic, new.cuts, new.soa.ttl, replace(new_soa, serial=0)
+    ):
+        return False
+    if old.nodes.keys() != new.nodes.keys():
+        return False
+    for name, by_type in new.nodes.items():
+        before = old.nodes[name]
+        if by_type != before and _without_soa(by_type) != _without_soa(before):
+            return False
+    return True
+
+
+def _without_soa(by_type: Mapping[RRType, RRset]) -> dict[RRType, RRset]:
+    return {rtype: rrset for rtype, rrset in by_type.items() if rtype != RRType.SOA}
 
 
 def _serial(zone: Zone, fields: _SoaFields, serial: int, previous: Zone | None) -> int:
@@ -1533,7 +1565,7 @@ def _serial(zone: Zone, fields: _SoaFields, serial: int, previous: Zone | None) 
         return fields.serial
     if previous is None:
         return serial
-    if _content(previous) == _content(zone):
+    if _same_content(previous, zone):
         return previous.serial
     return max(previous.serial + 1, serial) & MAX_SERIAL
 
@@ -1542,12 +1574,11 @@ def _build(
     origin: str, index: dict[str, dict[str, _Record]], cuts: set[str], names: frozenset[str],
     dynamic: dict[tuple[str, RRType], DynamicRecord], fields: _SoaFields, source: str,
 ) -> Zone:  # fmt: skip
-    nodes = _nodes(index)
+    nodes, count = _nodes(index)
     alias_record = index.get(origin, {}).get("ALIAS")
     alias = None
     if alias_record is not None:
         alias = RRset(origin, RRType.CNAME, alias_record.ttl, alias_record.rdatas)
-    count = sum(len(rrset.rdatas) for by_type in nodes.values() for rrset in by_type.values())
     return Zone(
         origin=origin,
         soa=_soa_rrset(origin, fields, 0),
@@ -1678,19 +1709,23 @@ def parse_zone(
         (record.name, rtype): _options(problems, record, origin)
         for by_type in index.values()
         for rtype, record in by_type.items()
+        if "octodns" in record.body.entries
     }
     dynamic: dict[tuple[str, RRType], DynamicRecord] = {}
-    for (name, rtype), opts in options.items():
-        record = index[name][rtype]
-        built = _dynamic(problems, record, opts, geoip) if _is_dynamic_address(record) else None
-        if built is not None:
+    for name, by_type in index.items():
+        for rtype, record in by_type.items():
+            if not _is_dynamic_address(record):
+                continue
+            opts = options.get((name, rtype), _NO_OPTIONS)
+            built = _dynamic(problems, record, opts, geoip)
+            if built is None:
+                continue
             dynamic[(name, RRType[rtype])] = built
-        ipv6 = opts.dnsfail_node("ipv6")
-        if built is not None and ipv6 is not None:
+            ipv6 = opts.dnsfail_node("ipv6")
+            if ipv6 is None:
+                continue
             line = opts.dnsfail.key_line("ipv6") if opts.dnsfail else ipv6.line
-            twin = _dual_stack(
-                _Scope(problems, record.label), built, ipv6, line, "AAAA" in index[name]
-            )
+            twin = _dual_stack(_Scope(problems, record.label), built, ipv6, line, "AAAA" in by_type)
             if twin is not None:
                 dynamic[(name, RRType.AAAA)] = twin
     fields = _soa(problems, index, origin, options)
