@@ -8,8 +8,10 @@ expectations can be read off the text.  No sockets, no sleeps.
 
 from __future__ import annotations
 
+import gc
 import os
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dnsfail import config
 from dnsfail.config import load_zones, parse_zone
 from dnsfail.errors import ConfigError
 from dnsfail.model import (
@@ -995,6 +998,52 @@ def _zone_or_problems(text: str) -> None:
     except ConfigError as exc:
         if not exc.problems:
             raise
+
+
+# --- the garbage collector pause -------------------------------------------------------------
+
+
+def test_collector_is_on_again_after_a_parse_good_or_bad() -> None:
+    zone(BASE)
+    assert gc.isenabled()
+    with pytest.raises(ConfigError):
+        parse_zone("a: [\n", "z.yaml", ORIGIN, serial=1)
+    assert gc.isenabled()
+
+
+def test_collector_is_off_while_paused() -> None:
+    with config._collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_collector_pauses_nest_across_threads() -> None:
+    inside = threading.Barrier(2)
+    leave = threading.Event()
+
+    def load() -> None:
+        with config._collector_paused():
+            inside.wait()
+            leave.wait()
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    with config._collector_paused():
+        inside.wait()
+    assert not gc.isenabled()  # the other load still runs
+    leave.set()
+    thread.join()
+    assert gc.isenabled()
+
+
+def test_collector_stays_off_if_it_was_off() -> None:
+    gc.disable()
+    try:
+        with config._collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 # --- the dual-stack shorthand ---------------------------------------------------------------
