@@ -32,9 +32,10 @@ import ipaddress
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
+from typing import NamedTuple
 
 import yaml
 
@@ -444,8 +445,15 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
+#: A key that is certainly a valid relative name already in lower case: 1-63 octet labels of
+#: ``_LABEL_RE``'s characters.  (Length of the whole name is still checked.)
+_PLAIN_OWNER_RE = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
+
+
 def _owner_name(key: str, origin: str) -> tuple[str | None, str | None]:
     """A record key -> (absolute owner name, None) or (None, reason)."""
+    if _PLAIN_OWNER_RE.fullmatch(key) and len(key) + len(origin) + 2 <= 255:
+        return f"{key}.{origin}", None  # what the general rules below give, quicker
     lowered = key.lower()
     if lowered == "@":
         return None, "invalid name '@', use '' for the apex (octoDNS)"
@@ -492,45 +500,111 @@ def _target(scope: _Scope, node: YNode, what: str, *, allow_root: bool = False) 
 
 # --- record values --------------------------------------------------------------------------
 
+#: An IPv4 address as ``str(IPv4Address)`` writes it: four decimal octets, no leading zeros.
+#: Text that matches is valid and already normal, so ``ipaddress`` need not parse it.
+_IPV4_TEXT_RE = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                           r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")  # fmt: skip
+
+
+def _ip_text(text: str, version: int) -> str | None:
+    """``text`` as an IP address of the given family, normalised (RFC 5952 for IPv6); or None."""
+    if version == 4 and _IPV4_TEXT_RE.fullmatch(text):
+        return text
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return str(address) if address.version == version else None
+
 
 def _address(scope: _Scope, node: YNode, version: int, what: str = "value") -> str | None:
     """An IP address of the given family, normalised (RFC 5952 text for IPv6)."""
     text = scope.string(node, what)
     if text is None:
         return None
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        address = None
-    if address is None or address.version != version:
+    address = _ip_text(text, version)
+    if address is None:
         scope.error(node.line, f"{text!r} is not a valid IPv{version} address")
-        return None
-    return str(address)
+    return address
 
 
-def _parse_a(scope: _Scope, node: YNode) -> Rdata | None:
-    address = _address(scope, node, 4)
-    return A(address) if address else None
+# Rdata from one string value, or the reason it is invalid: the checks of string-valued
+# types, kept apart from located nodes so that a reader of plain strings can share them.
 
 
-def _parse_aaaa(scope: _Scope, node: YNode) -> Rdata | None:
-    address = _address(scope, node, 6)
-    return AAAA(address) if address else None
+def _text_a(text: str) -> Rdata | str:
+    if _IPV4_TEXT_RE.fullmatch(text):
+        return A(text)  # the common case: valid and normal already
+    address = _ip_text(text, 4)
+    return A(address) if address else f"{text!r} is not a valid IPv4 address"
 
 
-def _parse_cname(scope: _Scope, node: YNode) -> Rdata | None:
-    target = _target(scope, node, "value")
-    return CNAME(target) if target else None
+def _text_aaaa(text: str) -> Rdata | str:
+    address = _ip_text(text, 6)
+    return AAAA(address) if address else f"{text!r} is not a valid IPv6 address"
 
 
-def _parse_ns(scope: _Scope, node: YNode) -> Rdata | None:
-    target = _target(scope, node, "value")
-    return NS(target) if target else None
+def _text_cname(text: str) -> Rdata | str:
+    target = text.lower()
+    return _host_problem(target, False) or CNAME(target)
 
 
-def _parse_ptr(scope: _Scope, node: YNode) -> Rdata | None:
-    target = _target(scope, node, "value")
-    return PTR(target) if target else None
+def _text_ns(text: str) -> Rdata | str:
+    target = text.lower()
+    return _host_problem(target, False) or NS(target)
+
+
+def _text_ptr(text: str) -> Rdata | str:
+    target = text.lower()
+    return _host_problem(target, False) or PTR(target)
+
+
+def _text_txt(text: str) -> Rdata | str:
+    """One TXT value -> one TXT rdata of 255-octet character-strings (RFC 1035 section 3.3.14).
+
+    octoDNS writes ``;`` as ``\\;`` in YAML (it starts a comment in master
+    files) and rejects non-ASCII text; both rules are kept so a file means
+    the same to octoDNS and to dnsfail.
+    """
+    if _UNESCAPED_SEMICOLON_RE.search(text):
+        return f"unescaped ';' in {text!r} (write '\\;')"
+    try:
+        data = text.replace("\\;", ";").encode("ascii")
+    except UnicodeEncodeError:
+        return f"non-ASCII character in {text!r}"
+    chunks = tuple(data[i : i + 255] for i in range(0, len(data), 255)) or (b"",)
+    return TXT(chunks)
+
+
+#: Record types whose every value is one string, each parsed by a ``_text_*`` function.
+_TEXT_PARSERS: Mapping[str, Callable[[str], Rdata | str]] = {
+    "A": _text_a,
+    "AAAA": _text_aaaa,
+    "ALIAS": _text_cname,
+    "CNAME": _text_cname,
+    "NS": _text_ns,
+    "PTR": _text_ptr,
+    "TXT": _text_txt,
+}
+
+
+_ValueParser = Callable[[_Scope, YNode], Rdata | None]
+
+
+def _string_value(parse: Callable[[str], Rdata | str]) -> _ValueParser:
+    """The located form of a ``_text_*`` parser: a string node, its problem at its line."""
+
+    def parser(scope: _Scope, node: YNode) -> Rdata | None:
+        text = scope.string(node, "value")
+        if text is None:
+            return None
+        result = parse(text)
+        if isinstance(result, str):
+            scope.error(node.line, result)
+            return None
+        return result
+
+    return parser
 
 
 def _fields(scope: _Scope, node: YNode, rtype: str, allowed: frozenset[str]) -> YMap | None:
@@ -602,41 +676,11 @@ def _parse_caa(scope: _Scope, node: YNode) -> Rdata | None:
     return CAA(flags, tag, text)
 
 
-def _parse_txt(scope: _Scope, node: YNode) -> Rdata | None:
-    """One TXT value -> one TXT rdata of 255-octet character-strings (RFC 1035 section 3.3.14).
-
-    octoDNS writes ``;`` as ``\\;`` in YAML (it starts a comment in master
-    files) and rejects non-ASCII text; both rules are kept so a file means
-    the same to octoDNS and to dnsfail.
-    """
-    text = scope.string(node, "value")
-    if text is None:
-        return None
-    if _UNESCAPED_SEMICOLON_RE.search(text):
-        scope.error(node.line, f"unescaped ';' in {text!r} (write '\\;')")
-        return None
-    try:
-        data = text.replace("\\;", ";").encode("ascii")
-    except UnicodeEncodeError:
-        scope.error(node.line, f"non-ASCII character in {text!r}")
-        return None
-    chunks = tuple(data[i : i + 255] for i in range(0, len(data), 255)) or (b"",)
-    return TXT(chunks)
-
-
-_ValueParser = Callable[[_Scope, YNode], Rdata | None]
-
 _PARSERS: Mapping[str, _ValueParser] = {
-    "A": _parse_a,
-    "AAAA": _parse_aaaa,
-    "ALIAS": _parse_cname,
+    **{rtype: _string_value(parse) for rtype, parse in _TEXT_PARSERS.items()},
     "CAA": _parse_caa,
-    "CNAME": _parse_cname,
     "MX": _parse_mx,
-    "NS": _parse_ns,
-    "PTR": _parse_ptr,
     "SRV": _parse_srv,
-    "TXT": _parse_txt,
 }
 
 
@@ -654,9 +698,12 @@ def _show_rdata(rdata: Rdata) -> str:
 # --- records ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Record:
-    """One record mapping of the file, checked on its own."""
+class _Record(NamedTuple):
+    """One record mapping of the file, checked on its own.
+
+    A NamedTuple rather than a dataclass: a big zone makes one per record,
+    and only the zone-wide checks read it before it is dropped.
+    """
 
     name: str
     rel: str
@@ -664,7 +711,9 @@ class _Record:
     ttl: int
     rdatas: tuple[Rdata, ...]
     line: int
-    body: YMap
+    #: The values of the record's ``octodns`` and ``dynamic`` keys, None when absent.
+    octodns: YNode | None = None
+    dynamic: YNode | None = None
 
     @property
     def label(self) -> str:
@@ -672,24 +721,23 @@ class _Record:
 
     @property
     def is_dynamic(self) -> bool:
-        return "dynamic" in self.body.entries
+        return self.dynamic is not None
 
 
-def _record_bodies(scope: _Scope, entry: YEntry) -> list[tuple[int, YMap]]:
+def _record_bodies(scope: _Scope, key_line: int, node: YNode) -> list[tuple[int, YMap]]:
     """A key holds one record mapping or a list of them; each with the line it starts on."""
-    node = entry.value
     if isinstance(node, YMap):
-        return [(entry.key_line, node)]
+        return [(key_line, node)]
     if isinstance(node, YSeq):
         if not node.items:
-            scope.error(entry.key_line, "empty list of records")
+            scope.error(key_line, "empty list of records")
         bodies: list[tuple[int, YMap]] = []
         for item in node.items:
             body = scope.mapping(item, "record")
             if body is not None:
                 bodies.append((item.line, body))
         return bodies
-    scope.error(entry.key_line, f"expected a record mapping or a list of them, not {_show(node)}")
+    scope.error(key_line, f"expected a record mapping or a list of them, not {_show(node)}")
     return []
 
 
@@ -753,18 +801,25 @@ def _parse_record(
         scope.error(line, "SRV owner must look like _service._proto (RFC 2782)")
     if "dynamic" in body.entries and rtype not in ("A", "AAAA"):
         scope.error(body.key_line("dynamic"), "dynamic is only supported on A and AAAA records")
-    return _Record(name, rel, rtype, ttl if ttl is not None else DEFAULT_TTL, rdatas, line, body)
+    return _Record(
+        name, rel, rtype, ttl if ttl is not None else DEFAULT_TTL, rdatas, line,
+        body.get("octodns"), body.get("dynamic"),
+    )  # fmt: skip
 
 
-def _parse_records(problems: _Problems, root: YMap, origin: str) -> list[_Record]:
+#: One top-level entry of a zone file: its key, the key's line, and its value.
+_Entry = tuple[str, int, YNode]
+
+
+def _parse_records(problems: _Problems, entries: Iterable[_Entry], origin: str) -> list[_Record]:
     records: list[_Record] = []
-    for key, entry in root.entries.items():
+    for key, key_line, value in entries:
         name, reason = _owner_name(key, origin)
         if name is None:
-            problems.add(entry.key_line, key or "@", reason or "invalid name")
+            problems.add(key_line, key or "@", reason or "invalid name")
             continue
         rel = _relative(name, origin)
-        for line, body in _record_bodies(_Scope(problems, rel), entry):
+        for line, body in _record_bodies(_Scope(problems, rel), key_line, value):
             record = _parse_record(problems, name, rel, line, body)
             if record is not None:
                 records.append(record)
@@ -892,7 +947,7 @@ _NO_OPTIONS = _Options()
 
 
 def _options(problems: _Problems, record: _Record, origin: str) -> _Options:
-    node = record.body.get("octodns")
+    node = record.octodns
     if node is None:
         return _NO_OPTIONS
     scope = _Scope(problems, record.label)
@@ -1438,7 +1493,7 @@ def _dynamic(
 ) -> DynamicRecord | None:
     """octoDNS's ``dynamic`` block, validated as octoDNS does, plus dnsfail's knobs."""
     scope = _Scope(problems, record.label)
-    node = record.body.get("dynamic")
+    node = record.dynamic
     body = scope.mapping(node, "dynamic", frozenset({"pools", "rules"})) if node else None
     health, addresses = _health(scope, record, options)
     all_down, ttl_floor = _dynamic_knobs(scope, record, options)
@@ -1699,15 +1754,7 @@ def _parse_zone(
 ) -> Zone:
     origin = origin.lower() if origin.endswith(".") else origin.lower() + "."
     problems = _Problems(source)
-    root = _compose(text, problems)
-    if root is None:
-        problems.raise_if_any()  # unparsable: nothing more to check
-        root = YMap(1, MappingProxyType({}))
-    if not isinstance(root, YMap):
-        problems.add(root.line, "(zone)", f"the top level must be a mapping, not {_show(root)}")
-        problems.raise_if_any()
-    assert isinstance(root, YMap)
-    index = _index(problems, _parse_records(problems, root, origin))
+    index = _index(problems, _parse_records(problems, _read(text, problems), origin))
     _check_apex_ns(problems, index, origin)
     _check_exclusive(problems, index, origin)
     cuts = _delegations(problems, index, origin)
@@ -1719,7 +1766,7 @@ def _parse_zone(
         (record.name, rtype): _options(problems, record, origin)
         for by_type in index.values()
         for rtype, record in by_type.items()
-        if "octodns" in record.body.entries
+        if record.octodns is not None
     }
     dynamic: dict[tuple[str, RRType], DynamicRecord] = {}
     for name, by_type in index.items():
@@ -1774,6 +1821,22 @@ def _collector_paused() -> Iterator[None]:
             _collector_pauses -= 1
             if _collector_pauses == 0 and _collector_was_enabled:
                 gc.enable()
+
+
+def _read(text: str, problems: _Problems) -> list[_Entry]:
+    """The top-level entries of a zone file, composed by libyaml into located nodes.
+
+    Raises ``ConfigError`` if the text is not YAML or not a mapping.
+    """
+    root = _compose(text, problems)
+    if root is None:
+        problems.raise_if_any()  # unparsable: nothing more to check
+        return []
+    if not isinstance(root, YMap):
+        problems.add(root.line, "(zone)", f"the top level must be a mapping, not {_show(root)}")
+        problems.raise_if_any()
+    assert isinstance(root, YMap)
+    return [(key, entry.key_line, entry.value) for key, entry in root.entries.items()]
 
 
 def _with_soa(zone: Zone, soa: RRset) -> Zone:

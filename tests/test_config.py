@@ -1000,6 +1000,29 @@ def _zone_or_problems(text: str) -> None:
             raise
 
 
+LONG = ".".join(["a" * 61] * 4)  # 247 octets
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("www", ("www.x.test.", None)),
+        ("a-b_c.d9", ("a-b_c.d9.x.test.", None)),
+        ("WWW", ("www.x.test.", None)),
+        ("a" * 63, ("a" * 63 + ".x.test.", None)),
+        ("a" * 64, (None, f"label {'a' * 64!r} is longer than 63 octets")),
+        # 246 + 1 + 7 octets and the root label's length octet: 255, the longest name there is.
+        (LONG[:246], (LONG[:246] + ".x.test.", None)),
+        (LONG, (None, f"name {LONG + '.x.test.'!r} is longer than 255 octets")),
+        ("a..b", (None, "name 'a..b.x.test.' has an empty label")),
+        ("@", (None, "invalid name '@', use '' for the apex (octoDNS)")),
+        ("", ("x.test.", None)),
+    ],
+)  # fmt: skip
+def test_owner_names(key: str, expected: tuple[str | None, str | None]) -> None:
+    assert config._owner_name(key, ORIGIN) == expected
+
+
 # --- the garbage collector pause -------------------------------------------------------------
 
 
