@@ -173,9 +173,11 @@ class _Composer:
     recursive alias is reported instead of recursing forever.
     """
 
-    def __init__(self, loader: yaml.SafeLoader, problems: _Problems) -> None:
+    def __init__(self, loader: yaml.SafeLoader, problems: _Problems, first_line: int = 1) -> None:
         self._loader = loader
         self._problems = problems
+        #: Line number of the text's first line (it may be one entry of a bigger file).
+        self._offset = first_line
         self._done: dict[int, YNode] = {}
         self._active: set[int] = set()
 
@@ -184,7 +186,7 @@ class _Composer:
         done = self._done.get(key)
         if done is not None:
             return done
-        line = node.start_mark.line + 1
+        line = node.start_mark.line + self._offset
         if key in self._active:
             self._problems.add(line, "(yaml)", "recursive alias")
             return YScalar(line, None, "")
@@ -236,7 +238,7 @@ class _Composer:
         entries: dict[str, YEntry] = {}
         own_lines: dict[str, int] = {}
         for index, (key_node, value_node) in enumerate(pairs):
-            key_line = key_node.start_mark.line + 1
+            key_line = key_node.start_mark.line + self._offset
             if not isinstance(key_node, yaml.ScalarNode):
                 self._problems.add(key_line, "(yaml)", "mapping keys must be scalars")
                 continue
@@ -313,20 +315,22 @@ def _compose_with(
 # Composing a 100,000-record zone with libyaml costs seconds before a single record is checked:
 # PyYAML makes a Python node, two marks and a resolver call for every scalar.  Zone files are
 # nearly always written the way octoDNS dumps them (block style, two-space indent, one scalar
-# per line), so this reader recognises that strict subset of YAML line by line and gives up
-# (``_Bail``) on anything else, which ``_compose`` then reads.  What it returns is exactly
-# what ``_compose`` would (checked by tests/test_config_reader.py), except that a record
-# mapping in octoDNS's canonical layout of only scalars, the overwhelmingly common shape,
-# is returned as a ``_Simple`` instead of nodes; ``_Simple.node`` gives the nodes when a
-# record needs the general checks.
+# per line), so this reader recognises that strict subset of YAML line by line.  A top-level
+# entry outside it is composed by libyaml on its own where that gives the same result
+# (``_libyaml_entry``); anything else makes the reader give up (``_Bail``) and ``_compose``
+# read the whole file.  What it returns is exactly what ``_compose`` would (checked by
+# tests/test_config_reader.py), except that a record mapping in octoDNS's canonical layout
+# of only scalars, the overwhelmingly common shape, is returned as a ``_Simple`` instead of
+# nodes; ``_Simple.node`` gives the nodes when a record needs the general checks.
 #
-# The subset: printable ASCII without tabs or carriage returns; comments; an optional
+# The subset: printable ASCII without tabs (lines may end in CRLF); comments; an optional
 # ``---`` first; a top-level mapping; block mappings and sequences by indentation; keys that
 # are plain or quoted scalars followed by ``: `` or a line end; values that are one-line
 # plain, single-quoted or escape-free double-quoted scalars, or one-line flow sequences
-# and mappings of those.  Not in it (libyaml reads them): anchors, aliases, tags, merge
-# keys, block scalars, multi-line scalars, empty values, complex keys, more documents, and
-# duplicate keys (so their problems are reported by the one code that reports them).
+# and mappings of those.  Entries with tags, block or multi-line scalars, empty values and
+# the like go to libyaml one by one; anchors and aliases, more documents, duplicate keys
+# and YAML errors anywhere send the whole file (so every problem is reported, and worded,
+# by the one code that reports it).
 
 
 class _Bail(Exception):
@@ -639,7 +643,7 @@ class _Block:
         return YSeq(first_line, tuple(items))
 
 
-def _generic_entry(text: str, pos: int, end: int, line: int) -> tuple[str, YEntry]:
+def _generic_entry(text: str, pos: int, end: int, line: int) -> tuple[str, YNode]:
     """The one top-level entry in ``text[pos:end]`` (which starts at ``line``), as nodes."""
     tokens = _tokens(text[pos:end].split("\n"), line)
     if not tokens or tokens[0].indent != 0 or tokens[0].dash:
@@ -649,7 +653,40 @@ def _generic_entry(text: str, pos: int, end: int, line: int) -> tuple[str, YEntr
     if block.next != len(tokens) or len(root.entries) != 1:
         raise _Bail
     ((key, entry),) = root.entries.items()
-    return key, entry
+    return key, entry.value
+
+
+def _libyaml_entry(text: str, line: int) -> tuple[str, YNode]:
+    """One top-level entry the strict reader declines, composed by libyaml on its own.
+
+    For an entry such as a long TXT value folded over lines, an empty value or
+    a ``!!str`` tag, so that one of them does not send a whole big file to
+    libyaml.  Reading the entry alone gives what reading the file gives: it
+    starts with its key in column 0 where the entry before it ended, it ends
+    where a line starts a new key in column 0, which no scalar or collection
+    of the entry can continue into, and nothing outside it can change how it
+    reads, but for anchors and aliases, which reach across entries.  So an
+    entry that starts indented or has ``&`` or ``*`` bails, as does one in
+    which libyaml finds any problem: then the whole file is read again and
+    the problem reported as usual.
+    """
+    if text.startswith(" ") or "&" in text or "*" in text:
+        raise _Bail
+    problems = _Problems("")
+    loader = _FastLoader(text)
+    try:
+        node = loader.get_single_node()
+        root = None if node is None else _Composer(loader, problems, line).convert(node)
+    except yaml.YAMLError as exc:
+        raise _Bail from exc
+    finally:
+        loader.dispose()
+    if problems.items or not isinstance(root, YMap) or len(root.entries) != 1:
+        raise _Bail
+    ((key, entry),) = root.entries.items()
+    if entry.key_line != line:
+        raise _Bail
+    return key, entry.value
 
 
 def _string(raw: str) -> str | None:
@@ -708,8 +745,17 @@ def _fast_list(
     return _SimpleList(tuple(records)), end
 
 
-def _read_strict(text: str) -> list[_Entry] | None:
-    """The top-level entries of ``text`` if it is in the strict subset, else None."""
+def _read_strict(text: str, *, entry_by_libyaml: bool = True) -> list[_Entry] | None:
+    """The top-level entries of ``text`` if it is in the strict subset, else None.
+
+    With ``entry_by_libyaml``, an entry outside the subset is composed by
+    libyaml on its own where that is safe (``_libyaml_entry``) rather than
+    sending the whole file to libyaml.
+    """
+    if "\r" in text:
+        # CRLF line ends (a file edited on Windows): YAML counts and folds CRLF as it does
+        # LF, so the text means the same with LF.  A lone CR still bails.
+        text = text.replace("\r\n", "\n")
     if not text.endswith("\n"):
         text += "\n"
     start = _START_RE.match(text)
@@ -738,8 +784,12 @@ def _read_strict(text: str) -> list[_Entry] | None:
             if value is None:  # not the fast shapes: read this one entry line by line
                 after = _NEXT_ENTRY_RE.search(text, pos)
                 end = after.end() if after is not None else len(text)
-                key, entry = _generic_entry(text, pos, end, line)
-                value = entry.value
+                try:
+                    key, value = _generic_entry(text, pos, end, line)
+                except _Bail:
+                    if not entry_by_libyaml:
+                        raise
+                    key, value = _libyaml_entry(text[pos:end], line)
             if key in keys:
                 raise _Bail
             keys.add(key)

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from dnsfail import config
 from dnsfail.errors import ConfigError
-from dnsfail.model import Zone
+from dnsfail.model import TXT, RRType, Zone
 from tests.test_config import (
     APEX,
     BAD_DYNAMIC,
@@ -122,6 +122,26 @@ def test_the_example_zone_is_read_without_libyaml() -> None:
                                       config._read_libyaml)  # fmt: skip
 
 
+def test_one_odd_entry_is_read_by_libyaml_alone(tmp_path: Path) -> None:
+    """A long TXT value folded over lines (as PyYAML dumps it) does not slow the others."""
+    path = compare_zone.write_yaml(tmp_path / "big.example.com.yaml", 50)
+    folded = (
+        "dkim._domainkey:\n  type: TXT\n"
+        "  value: v=DKIM1\\; k=rsa\\; p=MIIBIjANBgkqhkiG9w0BAQEFAAOC\n    AQ8AMIIBCgKCAQEAu5PZ\n"
+    )
+    text = path.read_text().replace("h000010:\n", folded + "h000010:\n")
+    assert config._read_strict(text, entry_by_libyaml=False) is None
+    entries = config._read_strict(text)
+    assert entries is not None
+    assert [key for key, _, value in entries if not isinstance(value, config._Simple)] == [
+        "dkim._domainkey"
+    ]
+    assert assert_reads_alike(text)
+    zone = config.parse_zone(text, "z", "big.example.com.", serial=1)
+    txt = zone.nodes["dkim._domainkey.big.example.com."][RRType.TXT].rdatas
+    assert txt == (TXT((b"v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOC AQ8AMIIBCgKCAQEAu5PZ",)),)
+
+
 def test_simple_types_are_the_string_valued_ones() -> None:
     assert set(config._SIMPLE_TYPES) == set(config._TEXT_PARSERS)
 
@@ -138,118 +158,125 @@ def test_dotted_quads_are_strings_to_yaml(address: object) -> None:
 
 # --- tricky texts: the strict reader reads them as libyaml does, or declines --------------------
 
-#: (id, text, whether the strict reader should read it rather than decline).
+#: (id, text, how it is read): "lines" by the strict reader line by line, "entry" with an
+#: entry composed by libyaml on its own, "file" by libyaml as a whole.
 TEXTS = [
     ("octodns", "---\n'':\n- ttl: 60\n  type: NS\n  values:\n  - ns1.x.test.\n"
-                "www:\n  ttl: 300\n  type: A\n  value: 192.0.2.1\n", True),
-    ("indented-list", "a:\n  type: A\n  values:\n    - 192.0.2.1\n    - 192.0.2.2\n", True),
-    ("mixed-list-indent", "a:\n  type: A\n  values:\n  - 192.0.2.1\n    - 192.0.2.2\n", False),
-    ("four-spaces", "a:\n    type: A\n    value: 192.0.2.1\n", True),
-    ("comments", "# head\na: # key\n  type: A  # t\n\n  # inside\n  value: 1.2.3.4 #v\n", True),
-    ("no-final-newline", "a:\n  type: A\n  value: 192.0.2.1", True),
-    ("unsorted", "a:\n  value: 192.0.2.1\n  type: A\n", True),
+                "www:\n  ttl: 300\n  type: A\n  value: 192.0.2.1\n", "lines"),
+    ("indented-list", "a:\n  type: A\n  values:\n    - 192.0.2.1\n    - 192.0.2.2\n", "lines"),
+    ("mixed-list-indent", "a:\n  type: A\n  values:\n  - 192.0.2.1\n    - 192.0.2.2\n", "entry"),
+    ("four-spaces", "a:\n    type: A\n    value: 192.0.2.1\n", "lines"),
+    ("comments", "# head\na: # key\n  type: A  # t\n\n  # inside\n  value: 1.2.3.4 #v\n", "lines"),
+    ("no-final-newline", "a:\n  type: A\n  value: 192.0.2.1", "lines"),
+    ("unsorted", "a:\n  value: 192.0.2.1\n  type: A\n", "lines"),
     ("quoted", "'a''b':\n  type: \"A\"\n  value: '192.0.2.1'\n"
-               "\"c\":\n  type: A\n  value: \"x y\"\n", True),
-    ("quoted-escape", 'a:\n  type: A\n  value: "192.0.2.\\x31"\n', False),
+               "\"c\":\n  type: A\n  value: \"x y\"\n", "lines"),
+    ("quoted-escape", 'a:\n  type: A\n  value: "192.0.2.\\x31"\n', "entry"),
     ("numbers", "a:\n  ttl: 0300\n  type: A\n  value: 1_000\nb:\n  ttl: 0x1F\n  type: A\n"
-                "  value: 1:30\n", True),
-    ("floats", "a:\n  ttl: 1.5\n  type: A\n  values: [.inf, -.Inf, .NaN, 1e3, 1.0e+3]\n", True),
-    ("negative", "a:\n  ttl: -1\n  type: A\n  value: -a\n", True),
+                "  value: 1:30\n", "lines"),
+    ("floats", "a:\n  ttl: 1.5\n  type: A\n  values: [.inf, -.Inf, .NaN, 1e3, 1.0e+3]\n", "lines"),
+    ("negative", "a:\n  ttl: -1\n  type: A\n  value: -a\n", "lines"),
     ("booleans-nulls", "a:\n  type: A\n  values: [yes, No, on, OFF, y, n, null, ~, Null, true]\n",
-     True),
-    ("null-type", "a:\n  type: NULL\n  value: ON\n", True),
-    ("string-tag", "a:\n  type: A\n  value: !!str 300\n", False),
-    ("custom-tag", "a: !include b.yaml\n", False),
-    ("anchor-alias", "a: &x\n  type: A\n  value: 192.0.2.1\nb: *x\n", False),
-    ("merge", "a: {<<: {type: A}, value: 192.0.2.1}\n", False),
-    ("merge-block", "a:\n  <<: {type: A}\n  value: 192.0.2.1\n", False),
-    ("quoted-merge", "a:\n  '<<': x\n", True),
-    ("dup-key", "a:\n  type: A\n  value: 192.0.2.1\na:\n  type: A\n  value: 192.0.2.2\n", False),
-    ("dup-inner-key", "a:\n  type: A\n  type: AAAA\n", False),
-    ("dup-flow-key", "a: {type: A, type: B}\n", False),
-    ("block-scalar", "a:\n  type: TXT\n  value: |\n    text\n", False),
-    ("folded-scalar", "a:\n  type: TXT\n  value: >-\n    text\n", False),
-    ("multi-line-plain", "a:\n  type: TXT\n  value: one\n    two\n", False),
-    ("multi-line-plain-gap", "a:\n  type: TXT\n  value: one\n\n    two\n", False),
-    ("multi-line-quoted", "a:\n  type: TXT\n  value: 'one\n    two'\n", False),
-    ("two-documents", "a: 1\n---\nb: 2\n", False),
-    ("document-end", "a: 1\n...\n", False),
-    ("start-with-content", "--- a: b\n", False),
-    ("marker-with-content", "x: 1\n--- a: b\n", False),
-    ("end-with-space", "x: 1\n... \n", False),
-    ("dashes-key", "---a: b\n", True),
-    ("dots-key", "...a: b\n", True),
-    ("directive", "%YAML 1.1\n---\na: 1\n", False),
-    ("start-with-comment", "--- # zone\na:\n  type: A\n  value: 192.0.2.1\n", True),
-    ("empty-value", "a:\n  type: A\n  value:\n", False),
-    ("bare-key", "a:\nb: 1\n", False),
-    ("dash-alone", "a:\n-\n- x\n", False),
-    ("nested-dashes", "a:\n- - x\n", False),
-    ("complex-key", "? a\n: b\n", False),
-    ("flow-in-flow", "a: {values: [x]}\n", False),
+     "lines"),
+    ("null-type", "a:\n  type: NULL\n  value: ON\n", "lines"),
+    ("string-tag", "a:\n  type: A\n  value: !!str 300\n", "entry"),
+    ("custom-tag", "a: !include b.yaml\n", "file"),
+    ("anchor-alias", "a: &x\n  type: A\n  value: 192.0.2.1\nb: *x\n", "file"),
+    ("merge", "a: {<<: {type: A}, value: 192.0.2.1}\n", "entry"),
+    ("merge-block", "a:\n  <<: {type: A}\n  value: 192.0.2.1\n", "entry"),
+    ("quoted-merge", "a:\n  '<<': x\n", "lines"),
+    ("dup-key", "a:\n  type: A\n  value: 192.0.2.1\na:\n  type: A\n  value: 192.0.2.2\n", "file"),
+    ("dup-inner-key", "a:\n  type: A\n  type: AAAA\n", "file"),
+    ("dup-flow-key", "a: {type: A, type: B}\n", "file"),
+    ("block-scalar", "a:\n  type: TXT\n  value: |\n    text\n", "entry"),
+    ("folded-scalar", "a:\n  type: TXT\n  value: >-\n    text\n", "entry"),
+    ("multi-line-plain", "a:\n  type: TXT\n  value: one\n    two\n", "entry"),
+    ("multi-line-plain-gap", "a:\n  type: TXT\n  value: one\n\n    two\n", "entry"),
+    ("multi-line-quoted", "a:\n  type: TXT\n  value: 'one\n    two'\n", "entry"),
+    ("two-documents", "a: 1\n---\nb: 2\n", "file"),
+    ("document-end", "a: 1\n...\n", "file"),
+    ("start-with-content", "--- a: b\n", "file"),
+    ("marker-with-content", "x: 1\n--- a: b\n", "file"),
+    ("end-with-space", "x: 1\n... \n", "file"),
+    ("dashes-key", "---a: b\n", "lines"),
+    ("dots-key", "...a: b\n", "lines"),
+    ("directive", "%YAML 1.1\n---\na: 1\n", "file"),
+    ("start-with-comment", "--- # zone\na:\n  type: A\n  value: 192.0.2.1\n", "lines"),
+    ("empty-value", "a:\n  type: A\n  value:\n", "entry"),
+    ("bare-key", "a:\nb: 1\n", "entry"),
+    ("dash-alone", "a:\n-\n- x\n", "entry"),
+    ("nested-dashes", "a:\n- - x\n", "entry"),
+    ("complex-key", "? a\n: b\n", "file"),
+    ("flow-in-flow", "a: {values: [x]}\n", "entry"),
     ("flow", "a: {type: A, value: 192.0.2.1, ttl: 5}\nb: [192.0.2.1, '192.0.2.2', \"x\"]\n"
-             "c: []\nd: {}\ne: [-1, -.Inf, .NaN, 1e3, 'x, y']\n", True),
-    ("flow-spaces", "a: [ x , y ]\nb: { k: v }\n", True),
-    ("flow-trailing-comma", "a: [x, y,]\n", False),
-    ("flow-colon", "a: [2001:db8::1]\n", False),
-    ("flow-multi-line", "a: [x,\n  y]\n", False),
-    ("tab", "a:\n\ttype: A\n", False),
-    ("tab-in-value", "a: b\tc\n", False),
-    ("crlf", "a:\r\n  type: A\r\n", False),
-    ("non-ascii", "a: é\n", False),
-    ("bom", "\ufeffa: b\n", False),
-    ("control", "a: \x01\n", False),
-    ("top-level-list", "- a\n", False),
-    ("top-level-scalar", "just text\n", False),
-    ("indented-top", "  a: b\n", False),
-    ("empty", "", False),
-    ("only-comments", "# nothing\n\n", False),
-    ("bad-dedent", "a:\n    b: 1\n  c: 2\n", False),
-    ("seq-then-key", "a:\n  - x\n  b: 1\n", False),
-    ("key-after-indentless", "a:\n- x\nb: 1\n", True),
-    ("map-then-dash", "a:\n  k: v\n  - x\n", False),
-    ("item-continuation", "a:\n- x\n  y\n", False),
+             "c: []\nd: {}\ne: [-1, -.Inf, .NaN, 1e3, 'x, y']\n", "lines"),
+    ("flow-spaces", "a: [ x , y ]\nb: { k: v }\n", "lines"),
+    ("flow-trailing-comma", "a: [x, y,]\n", "entry"),
+    ("flow-colon", "a: [2001:db8::1]\n", "entry"),
+    ("flow-multi-line", "a: [x,\n  y]\n", "entry"),
+    ("tab", "a:\n\ttype: A\n", "file"),
+    ("tab-in-value", "a: b\tc\n", "file"),
+    ("crlf", "a:\r\n  type: A\r\n", "lines"),
+    ("lone-cr", "a:\r  type: A\n", "file"),
+    ("cr-in-quotes", "a: 'x\ry'\n", "file"),
+    ("non-ascii", "a: é\n", "file"),
+    ("bom", "\ufeffa: b\n", "file"),
+    ("control", "a: \x01\n", "file"),
+    ("top-level-list", "- a\n", "file"),
+    ("top-level-scalar", "just text\n", "file"),
+    ("indented-top", "  a: b\n", "file"),
+    ("indented-then-key", "  type: A\na:\n", "file"),
+    ("empty", "", "file"),
+    ("only-comments", "# nothing\n\n", "file"),
+    ("bad-dedent", "a:\n    b: 1\n  c: 2\n", "file"),
+    ("seq-then-key", "a:\n  - x\n  b: 1\n", "file"),
+    ("key-after-indentless", "a:\n- x\nb: 1\n", "lines"),
+    ("map-then-dash", "a:\n  k: v\n  - x\n", "file"),
+    ("item-continuation", "a:\n- x\n  y\n", "entry"),
     ("compact-maps", "a:\n- type: A\n  value: 192.0.2.1\n-   type: AAAA\n    value: 2001:db8::1\n",
-     True),
-    ("colon-first", "a: ::1\n", False),
-    ("compact-bad-indent", "a:\n- type: A\n   value: 192.0.2.1\n", False),
+     "lines"),
+    ("colon-first", "a: ::1\n", "entry"),
+    ("compact-bad-indent", "a:\n- type: A\n   value: 192.0.2.1\n", "file"),
     ("compact-nested", "a:\n- octodns:\n    dnsfail: {soa: {ttl: 5}}\n  type: NS\n"
-                       "  values:\n  - ns1.x.test.\n", False),
+                       "  values:\n  - ns1.x.test.\n", "entry"),
     ("compact-nested-block", "a:\n- octodns:\n    dnsfail:\n      all_down: all\n  type: A\n"
-                             "  values:\n  - 192.0.2.1\n", True),
-    ("null-dash-value", "a:\n- values:\n- x\n", False),
+                             "  values:\n  - 192.0.2.1\n", "lines"),
+    ("null-dash-value", "a:\n- values:\n- x\n", "entry"),
     ("plain-specials", "a: ['a #b', \"c: d\"]\nb: x#y\nc: 'a: b'\nd: v=DKIM1\\; k=rsa\n"
-                       "e: a:b\nf: -1\ng: -a\nh: a b  c\ni: a:b:c\nj: http://x/y?z=1&w=2\n", True),
-    ("plain-colon-end", "a: b:\n", False),
-    ("plain-colon-space", "a: b: c\n", False),
-    ("plain-space-colon", "a: b :c\n", True),
-    ("key-space-colon", "a : b\n", False),
-    ("key-no-space", "a:b\n", False),
-    ("plain-indicators", "a: ,x\nb: [x]y\n", False),
-    ("reserved", "a: @x\n", False),
-    ("backtick", "a: `x\n", False),
-    ("question", "a: ?x\n", False),
-    ("percent-in-plain", "a: x%y\n", True),
-    ("special-keys", "'': 1\n'*': 2\n'*.sub': 3\n1: 4\nyes: 5\n~: 6\nnull: 7\n", True),
-    ("timestamps", "a: 2001-12-14\nb: 2001-12-14t21:59:43.10-05:00\nc: [2001-12-14]\n", True),
-    ("impossible-date", "a:\n  type: TXT\n  value: 2001-02-30\n", False),
-    ("flow-hash", "a: [x#y]\n", False),
-    ("value-tag", "a: =\n", False),
-    ("reserved-chars", "a: [!, &, '*']\n", False),
-    ("long-ttl", "a:\n  ttl: 99999999999999999999\n  type: A\n  value: 192.0.2.1\n", True),
+                       "e: a:b\nf: -1\ng: -a\nh: a b  c\ni: a:b:c\nj: http://x/y?z=1&w=2\n",
+     "lines"),
+    ("plain-colon-end", "a: b:\n", "file"),
+    ("plain-colon-space", "a: b: c\n", "file"),
+    ("plain-space-colon", "a: b :c\n", "lines"),
+    ("key-space-colon", "a : b\n", "entry"),
+    ("key-no-space", "a:b\n", "file"),
+    ("plain-indicators", "a: ,x\nb: [x]y\n", "file"),
+    ("reserved", "a: @x\n", "file"),
+    ("backtick", "a: `x\n", "file"),
+    ("question", "a: ?x\n", "entry"),
+    ("percent-in-plain", "a: x%y\n", "lines"),
+    ("special-keys", "'': 1\n'*': 2\n'*.sub': 3\n1: 4\nyes: 5\n~: 6\nnull: 7\n", "lines"),
+    ("timestamps", "a: 2001-12-14\nb: 2001-12-14t21:59:43.10-05:00\nc: [2001-12-14]\n", "lines"),
+    ("impossible-date", "a:\n  type: TXT\n  value: 2001-02-30\n", "entry"),
+    ("flow-hash", "a: [x#y]\n", "entry"),
+    ("value-tag", "a: =\n", "file"),
+    ("reserved-chars", "a: [!, &, '*']\n", "file"),
+    ("long-ttl", "a:\n  ttl: 99999999999999999999\n  type: A\n  value: 192.0.2.1\n", "lines"),
     ("dotted-keys", "a.b.c:\n  type: A\n  value: 192.0.2.1\nA.B:\n  type: A\n  value: 1.2.3.4\n",
-     True),
-    ("key-with-star", "a*b:\n  type: A\n  value: 192.0.2.1\n", True),
-    ("trailing-spaces", "a:  \n  type: A   \n  value: 192.0.2.1   \n", True),
-    ("comment-no-space", "a: b#c\n", True),
-    ("comment-after-quote", "a: 'b' # c\n", True),
-    ("text-after-quote", "a: 'b' c\n", False),
+     "lines"),
+    ("key-with-star", "a*b:\n  type: A\n  value: 192.0.2.1\n", "lines"),
+    ("trailing-spaces", "a:  \n  type: A   \n  value: 192.0.2.1   \n", "lines"),
+    ("comment-no-space", "a: b#c\n", "lines"),
+    ("comment-after-quote", "a: 'b' # c\n", "lines"),
+    ("text-after-quote", "a: 'b' c\n", "file"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("text", "read"), [pytest.param(t, r, id=i) for i, t, r in TEXTS])
-def test_strict_reader_reads_as_libyaml_does(text: str, read: bool) -> None:
-    assert assert_reads_alike(text) is read
+@pytest.mark.parametrize(("text", "how"), [pytest.param(t, h, id=i) for i, t, h in TEXTS])
+def test_strict_reader_reads_as_libyaml_does(text: str, how: str) -> None:
+    assert assert_reads_alike(text) is (how != "file")
+    by_lines = config._read_strict(text, entry_by_libyaml=False)
+    assert (by_lines is not None) is (how == "lines")
 
 
 @pytest.mark.parametrize("text", [pytest.param(t, id=i) for i, t, _ in TEXTS])
@@ -408,6 +435,7 @@ layouts = st.fixed_dictionaries({
     "comments": st.sampled_from([False, False, True]),
     "start": st.sampled_from(["", "---\n", "# head\n---\n", "--- # c\n"]),
     "newline": st.booleans(),
+    "crlf": st.sampled_from([False, False, True]),
 })  # fmt: skip
 
 
@@ -446,7 +474,8 @@ def attach(head: str, child: Node, column: int, layout: dict[str, object],
 
 def document(pairs: list[tuple[str, Node]], layout: dict[str, object]) -> str:
     text = str(layout["start"]) + "\n".join(block(("map", pairs), 0, layout))
-    return text + "\n" if layout["newline"] else text
+    text = text + "\n" if layout["newline"] else text
+    return text.replace("\n", "\r\n") if layout["crlf"] else text
 
 
 @settings(max_examples=300, deadline=None)
