@@ -17,6 +17,7 @@ and one message in ``SAMPLE_EVERY`` is timed.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import time
@@ -32,15 +33,20 @@ from dnsfail.state import CACHE_LIMIT, Address, ClientBlocks, Entry, Snapshot, S
 log = logging.getLogger(__name__)
 
 
-
+@functools.lru_cache(maxsize=65536)
 def client_address(client: str) -> Address | None:
-    """The packet source as geo.decide sees it (an IPv4-mapped IPv6 address is IPv4)."""
+    """The packet source as geo.decide sees it (an IPv4-mapped IPv6 address is IPv4).
+
+    Memoised: a resolver asks again and again, and parsing an address costs
+    more than the rest of a cached per-client answer.
+    """
+    address: Address | None
     try:
         address = ipaddress.ip_address(client)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+        address = address.ipv4_mapped
     return address
 
 
