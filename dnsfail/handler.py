@@ -140,9 +140,7 @@ class Handler:
             if hit is not None and scanned is not None:
                 self._counts[hit[1]] += 1
                 rendered = self._echo(hit[0], query, ecs_block[2])
-                if len(snap.cache) >= CACHE_LIMIT:
-                    snap.cache.clear()
-                snap.cache[scanned[0]] = (rendered, hit[1])
+                self._remember_entry(snap, scanned[0], (rendered, hit[1]))
                 reply = self._finish(rendered, data)
                 if not tcp:
                     self._remember_exact(snap, data, reply, hit[1])
@@ -220,9 +218,17 @@ class Handler:
         return reply[:start] + echoed + reply[start + len(echoed) :]
 
     @staticmethod
+    def _remember_entry(snap: Snapshot, key: bytes, entry: Entry) -> None:
+        cache = snap.cache
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        cache[key] = entry
+
+    @staticmethod
     def _remember_block(
         snap: Snapshot, key: bytes, address: Address, scope: int, entry: Entry
     ) -> None:
+        """Keep ``entry`` for every client in ``address``/``scope`` (see ClientBlocks)."""
         cache = snap.cache
         if len(cache) >= CACHE_LIMIT:
             cache.clear()
@@ -257,19 +263,13 @@ class Handler:
         scope is per address family, so an IPv6 client can get scope 0 from
         rules that steer IPv4 clients.)
         """
-        cache = snap.cache
-        if len(cache) >= CACHE_LIMIT:
-            cache.clear()
         has_ecs = query.edns is not None and query.edns.ecs is not None
         if not message.client_dependent or has_ecs:
-            cache[key] = entry
+            Handler._remember_entry(snap, key, entry)
             return False
         address = client_address(client)
         if address is not None:
-            blocks = cache.get(key)
-            if not isinstance(blocks, ClientBlocks) or len(blocks) >= CACHE_LIMIT:
-                blocks = cache[key] = ClientBlocks()
-            blocks.add(address, message.scope, entry)
+            Handler._remember_block(snap, key, address, message.scope, entry)
         return True
 
     def answer(
@@ -290,11 +290,7 @@ class Handler:
             if ecs.source_prefix == 0:
                 return Steering(snap, None, 0, self.locator)
             return Steering(snap, ecs.network.network_address, ecs.source_prefix, self.locator)
-        try:
-            address = ipaddress.ip_address(client) if client else None
-        except ValueError:
-            address = None
-        return Steering(snap, address, None, self.locator)
+        return Steering(snap, client_address(client), None, self.locator)
 
     @staticmethod
     def _finish(reply: bytes, data: bytes) -> bytes:
