@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from dnsfail import overrides
+from dnsfail.addresses import DEFAULT_CONTROL, DEFAULT_LISTEN
 from dnsfail.config import load_zones
-from dnsfail.control import DEFAULT_CONTROL, ControlServer, check_exposure
+from dnsfail.control import ControlServer, check_exposure
 from dnsfail.errors import ConfigError, DnsfailError
 from dnsfail.geo import Locator, MaxMindLocator, NoLocator
 from dnsfail.handler import Handler
@@ -41,20 +42,6 @@ from dnsfail.state import Store
 from dnsfail.workers import Workers, WorkerSettings
 
 log = logging.getLogger(__name__)
-
-DEFAULT_LISTEN = ("127.0.0.1", 5300)
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[V6]:PORT`` to a pair; ValueError with the reason otherwise."""
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-    else:
-        host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{text!r} is not HOST:PORT or [IPV6]:PORT")
-    return host, int(port)
-
 
 @dataclass
 class Settings:

@@ -57,7 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONTROL = ("127.0.0.1", 8053)
 #: Reachable without the token: liveness and readiness carry no information worth a secret.
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 #: Largest request body accepted (a drain is ~200 bytes).

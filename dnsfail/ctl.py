@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from dnsfail.control import DEFAULT_CONTROL
+from dnsfail.addresses import DEFAULT_CONTROL
 
 DEFAULT_ADDRESS = f"{DEFAULT_CONTROL[0]}:{DEFAULT_CONTROL[1]}"
 
