@@ -568,6 +568,20 @@ class BigFigures:
     note: str = ""
 
 
+def cpu_reference() -> float:
+    """Seconds a fixed pure-Python loop takes: how fast this machine's CPU was just then.
+
+    On a shared VM that moves by half or more within an hour, and every figure with it
+    (dnsfail's 100k-record check measured 1.6 s and 2.9 s); printing it beside the
+    results tells a slow run from a slow server.
+    """
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return time.perf_counter() - t0
+
+
 def timed(argv: Sequence[str], cwd: Path | None = None) -> float:
     t0 = time.monotonic()
     done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, start_new_session=True)
@@ -844,14 +858,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log(f"WARNING: {notes[-1]}")
             load1, _, _ = os.getloadavg()
             log(f"load average before measuring: {load1:.2f}")
+            speed = [cpu_reference()]
             cells = compare(running, args, workdir)
             print_table(running, cells, args)
             print_memory(running)
             for server in running:
                 server.stop()
             big = [] if args.skip_big else big_zone(args, workdir, peers, started)
+            speed.append(cpu_reference())
         if big:
             print_big(big, args.big_records)
+        print(f"\nCPU reference: a 10,000,000-step Python loop took {speed[0]:.2f} s before "
+              f"the runs and {speed[1]:.2f} s after them (lower is a faster machine).")
         if notes:
             print("\nNotes:\n")
             for note in notes:
