@@ -14,9 +14,6 @@ from dnsfail.config import load_zones
 from dnsfail.errors import ConfigError, DnsfailError
 from dnsfail.geo import GeoError, MaxMindLocator, NoLocator
 
-# The server (app, control, aiohttp) is imported by ``serve`` alone: ``check`` on a big zone
-# would otherwise spend a third of its time importing what it never uses.
-
 
 def _listen(text: str) -> tuple[str, int]:
     try:
@@ -162,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command in ("status", "drain", "undrain", "reload"):
         return ctl.main(args)
+    # The server (app, control, aiohttp) is imported by ``serve`` alone: ``check`` on a big
+    # zone would otherwise spend a third of its time importing what it never uses.
     from dnsfail.app import Settings, run
     from dnsfail.control import ControlError, read_token
 
