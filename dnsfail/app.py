@@ -39,6 +39,7 @@ from dnsfail.overrides import Match, Override, OverrideError, Selector
 from dnsfail.probe import Prober
 from dnsfail.server import TcpLimits, UdpListener, bind_udp, serve_tcp
 from dnsfail.state import Store
+from dnsfail.tasks import cancel_all
 from dnsfail.workers import Workers, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -488,11 +489,7 @@ class Daemon:
         for signum in self._signals:
             loop.remove_signal_handler(signum)
         self._signals = []
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self.tasks)
         self.tasks = []
         if self.prober is not None:
             await self.prober.stop()

@@ -29,6 +29,7 @@ import aiohttp
 from yarl import URL
 
 from dnsfail.model import ProbeSpec, Protocol
+from dnsfail.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,7 @@ class Prober:
             self._specs, self._waiting = new, set(new)
             return
         _tls_context.cache_clear()  # a reload re-reads CA files that may have been renewed
-        await _cancel([self._tasks.pop(s) for s in self._tasks.keys() - new])
+        await cancel_all([self._tasks.pop(s) for s in self._tasks.keys() - new])
         self._waiting = {s for s in self._waiting if s in new} | (new - self._specs)
         self._specs = new
         for spec in new - self._tasks.keys():
@@ -226,7 +227,7 @@ class Prober:
         """Cancel and await every probe task, then close the session."""
         tasks = list(self._tasks.values())
         self._tasks.clear()
-        await _cancel(tasks)
+        await cancel_all(tasks)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -270,11 +271,3 @@ class Prober:
             await asyncio.sleep(max(delay, 0.0))
 
 
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel and await ``tasks``; a task that had died of a bug is logged, not lost."""
-    for task in tasks:
-        task.cancel()
-    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    for task, outcome in zip(tasks, outcomes, strict=True):
-        if isinstance(outcome, Exception):
-            log.error("probe task %s had failed", task.get_name(), exc_info=outcome)

@@ -63,6 +63,7 @@ from dnsfail.metrics import QueryStats, Totals
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.server import TcpConnection, TcpLimits, UdpListener
 from dnsfail.state import Snapshot
+from dnsfail.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -264,11 +265,7 @@ class Workers:
                     _kill(w.process)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(w.process.wait(), 5.0)
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self.tasks)
         self.tasks = []
 
     async def _supervise(self, worker: _Worker) -> None:
