@@ -138,6 +138,14 @@ class Daemon:
                 + sum(t.udp_dropped_sends for t in self._worker_totals()))
 
     @property
+    def tcp_closed(self) -> dict[str, int]:
+        out = dict(self.limits.closed)
+        for totals in self._worker_totals():
+            for reason, count in totals.tcp_closed.items():
+                out[reason] = out.get(reason, 0) + count
+        return out
+
+    @property
     def overrides(self) -> list[Override]:
         return list(self.store.overrides) if self.store is not None else []
 

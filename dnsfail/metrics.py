@@ -129,8 +129,8 @@ class Totals:
     """A QueryStats' counts as plain data: what a worker reports to the main process.
 
     Counts are cumulative since the worker started, so a lost report loses
-    nothing; ``udp_dropped_sends`` and ``tcp_open`` come from the worker's
-    listeners.
+    nothing; ``udp_dropped_sends``, ``tcp_open`` and ``tcp_closed`` come from
+    the worker's listeners.
     """
 
     counts: dict[Key, int] = field(default_factory=dict)
@@ -139,6 +139,8 @@ class Totals:
     dropped: int = 0
     udp_dropped_sends: int = 0
     tcp_open: int = 0
+    #: TCP connections the server ended, by reason (server.CLOSE_REASONS).
+    tcp_closed: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: Totals) -> None:
         """Fold ``other`` in (a worker that exited: its counts must not vanish)."""
@@ -148,6 +150,8 @@ class Totals:
         self.latency_sum += other.latency_sum
         self.dropped += other.dropped
         self.udp_dropped_sends += other.udp_dropped_sends
+        for reason, count in other.tcp_closed.items():
+            self.tcp_closed[reason] = self.tcp_closed.get(reason, 0) + count
 
 
 class Source(Protocol):
@@ -164,6 +168,9 @@ class Source(Protocol):
 
     @property
     def udp_dropped_sends(self) -> int: ...
+
+    @property
+    def tcp_closed(self) -> Mapping[str, int]: ...
 
 
 def value_statuses(zones: Mapping[str, Zone]) -> dict[ProbeSpec, set[Status]]:
@@ -252,6 +259,13 @@ class _Collector(Collector):
                                 value=source.tcp_open)
         yield CounterMetricFamily("dnsfail_udp_dropped_sends", "UDP replies dropped because "
                                   "the socket buffer was full.", value=source.udp_dropped_sends)
+        closed = CounterMetricFamily("dnsfail_tcp_closed", "DNS TCP connections the server "
+                                     "ended, by reason (idle, stalled: idle with replies "
+                                     "unread, input_limit, output_limit, connection_limit).",
+                                     labels=["reason"])
+        for reason, count in source.tcp_closed.items():
+            closed.add_metric([reason], count)
+        yield closed
         yield GaugeMetricFamily("dnsfail_config_generation", "Zone sets loaded so far (1 at "
                                 "start, +1 per successful reload).",
                                 value=source.config_generation)

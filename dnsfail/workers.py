@@ -416,6 +416,7 @@ async def _serve(spec: dict[str, Any]) -> None:
         out = stats.totals()
         out.udp_dropped_sends = sum(u.dropped_sends for u in udp)
         out.tcp_open = limits.open
+        out.tcp_closed = dict(limits.closed)
         return out
 
     async def report() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dns.message
 import pytest
@@ -26,6 +26,7 @@ class FakeSource:
     tcp_open: int = 3
     config_generation: int = 7
     udp_dropped_sends: int = 0
+    tcp_closed: dict[str, int] = field(default_factory=dict)
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -145,3 +146,15 @@ def test_worker_totals_merge_into_the_scrape() -> None:
     assert sum(merged.latency) == 2
     assert merged.dropped == 2
     assert main.counts == [5], "merging leaves the main process's counters alone"
+
+
+def test_tcp_closed_by_reason() -> None:
+    """Each worker's counts by reason, those of exited workers too, are one counter per reason."""
+    exited = Totals()
+    exited.add(Totals(tcp_closed={"stalled": 2, "idle": 1}))
+    exited.add(Totals(tcp_closed={"stalled": 3}))
+    assert exited.tcp_closed == {"stalled": 5, "idle": 1}
+    metrics = Metrics(FakeSource(None, tcp_closed={"stalled": 5, "input_limit": 0}), QueryStats())
+    got = samples(metrics)
+    assert got[("dnsfail_tcp_closed_total", (("reason", "stalled"),))] == 5
+    assert got[("dnsfail_tcp_closed_total", (("reason", "input_limit"),))] == 0
