@@ -103,6 +103,11 @@ INPUT_LIMIT = 2 + MAX_MESSAGE + 4096
 #: kernel's socket buffer comes first, so this is what the process holds beyond it.
 WRITE_HIGH = 64 * 1024
 WRITE_LOW = 16 * 1024
+#: SO_SNDBUF of the TCP listeners, which accepted connections inherit (Linux doubles it for
+#: its bookkeeping).  Without it autotuning lets each connection whose client does not read
+#: pin up to net.ipv4.tcp_wmem's maximum (often 4 MiB) of kernel memory: 100 such clients
+#: held 382 MiB.  Enough for DNS: a maximum-size reply per round trip.
+TCP_SEND_BUFFER = 64 * 1024
 #: Unsent output a connection may hold: the high mark, the reply that crossed it and two
 #: more maximum-size replies.  Answering stops at WRITE_HIGH, so this is a guard against a
 #: transport whose flow control comes late or never; a connection over it is aborted.
@@ -270,7 +275,10 @@ async def serve_tcp(
 ) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return await loop.create_server(
+    server = await loop.create_server(
         lambda: TcpConnection(handle, limits), host, port, family=family,
         reuse_address=True, backlog=1024, start_serving=False,
     )
+    for sock in server.sockets:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, TCP_SEND_BUFFER)
+    return server
