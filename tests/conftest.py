@@ -103,6 +103,21 @@ class DnsfailProcess:
                              ignore_trailing=False)
 
 
+def largest_query() -> bytes:
+    """A 65,535-octet query: one question and an OPT whose padding (RFC 7830) fills the rest.
+
+    Built by hand: dnspython will not render a message this size.
+    """
+    head = bytearray(dns.message.make_query("api.gw.test.", "A", use_edns=False).to_wire())
+    head[10:12] = (1).to_bytes(2, "big")  # ARCOUNT: the OPT
+    pad = 65535 - len(head) - 11 - 4  # the OPT's fixed part, the option's code and length
+    opt = (b"\0" + (41).to_bytes(2, "big") + (1232).to_bytes(2, "big") + bytes(4)
+           + (4 + pad).to_bytes(2, "big") + (12).to_bytes(2, "big") + pad.to_bytes(2, "big"))
+    wire = bytes(head) + opt + bytes(pad)
+    assert len(wire) == 65535
+    return wire
+
+
 @pytest.fixture(scope="module")
 def test_server() -> Iterator[DnsfailProcess]:
     """dnsfail serving tests/data/zones on a free loopback port, for the whole module."""

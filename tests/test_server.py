@@ -21,7 +21,7 @@ from dnsfail.handler import Handler
 from dnsfail.server import INPUT_LIMIT, OUTPUT_LIMIT, WRITE_HIGH, TcpConnection, TcpLimits
 from dnsfail.state import Store
 
-from .conftest import DATA
+from .conftest import DATA, largest_query
 
 STORE = Store(load_zones([str(DATA / "zones")]))
 #: One Handler for the store: its cached replies carry indices into this Handler's counters.
@@ -123,21 +123,6 @@ def big_queries(count: int) -> list[dns.message.Message]:
         query.id = i
         out.append(query)
     return out
-
-
-def largest_query() -> bytes:
-    """A 65,535-octet query: one question and an OPT whose padding (RFC 7830) fills the rest.
-
-    Built by hand: dnspython will not render a message this size.
-    """
-    head = bytearray(dns.message.make_query("api.gw.test.", "A", use_edns=False).to_wire())
-    head[10:12] = (1).to_bytes(2, "big")  # ARCOUNT: the OPT
-    pad = 65535 - len(head) - 11 - 4  # the OPT's fixed part, the option's code and length
-    opt = (b"\0" + (41).to_bytes(2, "big") + (1232).to_bytes(2, "big") + bytes(4)
-           + (4 + pad).to_bytes(2, "big") + (12).to_bytes(2, "big") + pad.to_bytes(2, "big"))
-    wire = bytes(head) + opt + bytes(pad)
-    assert len(wire) == 65535
-    return wire
 
 
 def one_octet_pieces(data: bytes, prefix: int, pieces: int) -> float:

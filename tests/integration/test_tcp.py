@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import dns.flags
 import dns.message
 import dns.rcode
 import pytest
 
-from ..conftest import DATA, DnsfailProcess
+from ..conftest import DATA, DnsfailProcess, free_port, largest_query
 from .conftest import (
     API_ADDRESSES,
     assert_answers_api,
@@ -21,6 +24,7 @@ from .conftest import (
     recv_framed,
     tcp_connect,
 )
+from .ctl_server import Ctl, scrape, wait_for
 
 
 def answer_addresses(reply: dns.message.Message) -> set[str]:
@@ -72,6 +76,15 @@ def test_pipelined_queries_answered_in_order(test_server: DnsfailProcess) -> Non
     assert answer_addresses(replies[0]) == API_ADDRESSES
     assert replies[1].rcode() == dns.rcode.NXDOMAIN
     assert replies[2].answer[0][0].to_text() == '"wildcard"'
+
+
+def test_largest_message_in_single_octets(test_server: DnsfailProcess) -> None:
+    query = largest_query()
+    with tcp_connect(test_server) as sock:
+        for octet in frame(query):
+            sock.send(bytes((octet,)))
+        reply = dns.message.from_wire(recv_framed(sock))
+    assert dns.message.from_wire(query).is_response(reply)
 
 
 def test_query_split_into_single_octets(test_server: DnsfailProcess) -> None:
@@ -188,3 +201,108 @@ def test_ipv6_listen(spawn: Callable[..., DnsfailProcess]) -> None:
     with tcp_connect(server) as sock:
         reply = ask(sock, "id.server.", "TXT", rdclass="CH")
     assert [s for rd in reply.answer[0] for s in rd.strings] == [b"ns-v6"]
+
+
+# --- clients that do not read (issue 11) --------------------------------------------------
+
+#: A TXT answer of about 60 KB: what a client that pipelines and never reads asks for.
+HUGE = "huge.flood.test."
+
+
+@pytest.fixture
+def flood_zones(tmp_path: Path) -> Path:
+    shutil.copy(DATA / "zones" / "gw.test.yaml", tmp_path / "gw.test.yaml")
+    (tmp_path / "flood.test.yaml").write_text(
+        "'':\n  type: NS\n  value: ns1.flood.test.\n"
+        f"huge:\n  type: TXT\n  value: {'a' * 60_000}\n")
+    return tmp_path
+
+
+def flood(server: DnsfailProcess, octets: int = 8192) -> socket.socket:
+    """A client that pipelines ``octets`` of queries for HUGE, then never reads."""
+    _, wire = query_wire(HUGE, "TXT", use_edns=False)
+    sock = tcp_connect(server)
+    sock.sendall(frame(wire) * (octets // len(frame(wire)) + 1))
+    return sock
+
+
+def reset(sock: socket.socket) -> bool:
+    """The server reset the connection (its TCP state is CLOSE, Linux's TCP_INFO)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == 7
+
+
+def rss_mib(server: DnsfailProcess) -> float:
+    with open(f"/proc/{server.proc.pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_clients_that_never_read_are_reset(
+    spawn: Callable[..., DnsfailProcess], flood_zones: Path
+) -> None:
+    """Issue 11: 100 such clients took the server from 46 to 1025 MiB, kept until they left.
+
+    Answering stops while replies back up, and the idle timeout resets the
+    connection instead of waiting for it to read; meanwhile others are answered.
+    """
+    server = spawn([str(flood_zones), "--tcp-idle-timeout", "1"]).wait_ready()
+    assert len(server.query(HUGE, "TXT", tcp=True).to_wire()) > 60_000
+    before = rss_mib(server)
+    clients = [flood(server) for _ in range(50)]
+    sent = time.monotonic()
+    peak = before
+    try:
+        while not all(reset(sock) for sock in clients):
+            assert time.monotonic() - sent < 1 + 3, "clients that never read outlived the " \
+                f"idle timeout of 1 s by 3 s: {sum(map(reset, clients))} of 50 reset"
+            peak = max(peak, rss_mib(server))
+            started = time.monotonic()
+            with tcp_connect(server, timeout=1.0) as other:
+                assert answer_addresses(ask(other)) == API_ADDRESSES
+            assert_answers_api(server)
+            assert time.monotonic() - started < 1.0
+    finally:
+        for sock in clients:
+            sock.close()
+    # Measured: +6 MiB on uvloop, +9 on asyncio (before the fix: the normal client starved).
+    assert peak - before < 40, f"RSS went from {before:.0f} to {peak:.0f} MiB"
+    assert_answers_api(server, tcp=True)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_closed_connections_are_counted(
+    spawn: Callable[..., DnsfailProcess], flood_zones: Path, workers: int
+) -> None:
+    port = free_port()
+    server = spawn([str(flood_zones), "--tcp-idle-timeout", "1", "--tcp-max-connections", "4",
+                    "--control", f"127.0.0.1:{port}", "--workers", str(workers)]).wait_ready()
+    ctl = Ctl(server, port)
+
+    def closed(got: dict[Any, float]) -> dict[str, float]:
+        return {dict(labels)["reason"]: value for (name, labels), value in got.items()
+                if name == "dnsfail_tcp_closed_total"}
+
+    before = closed(scrape(ctl))
+    assert set(before) == {"idle", "stalled", "input_limit", "output_limit",
+                           "connection_limit"}
+    silent = tcp_connect(server)
+    flooders = [flood(server) for _ in range(3)]
+    want = {"idle": 1, "stalled": 3}
+    if workers == 1:  # each process has its own connection limit
+        with tcp_connect(server) as fifth:
+            assert closed_after(fifth, timeout=2.0) is not None
+        want["connection_limit"] = 1
+    try:
+        wait_for(lambda: all(map(reset, flooders)) and closed_after(silent, 0.05) is not None,
+                 4.0, "the idle timeout")
+
+        def moved() -> dict[str, float]:
+            now = closed(scrape(ctl))
+            return {reason: now[reason] - before[reason] for reason in now
+                    if now[reason] != before[reason]}
+
+        wait_for(lambda: moved() == want, 3.0, f"dnsfail_tcp_closed_total to move by {want}")
+    finally:
+        silent.close()
+        for sock in flooders:
+            sock.close()
