@@ -7,8 +7,10 @@ Python DNS server is won or lost.  TCP follows RFC 7766: two-octet length
 framing (section 8), several pipelined queries per connection answered in
 order (section 6.2.1), an idle timeout (section 6.2.3) and a cap on
 concurrent connections.  A client that trickles bytes never extends its own
-idle timer, and a client that does not read its replies is paused, so
-neither can hold the server.
+idle timer, and one that does not read its replies gets no more answers
+once they back up, holds at most INPUT_LIMIT + OUTPUT_LIMIT octets here and
+TCP_SEND_BUFFER in the kernel, and is reset at its idle timeout: neither can
+hold the server.
 """
 
 from __future__ import annotations
