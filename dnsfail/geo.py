@@ -474,33 +474,46 @@ def decide(
     """Pick the first rule of ``record`` that matches the client, with an honest ECS scope.
 
     ``address`` is where the client is: the ECS ADDRESS when the query had an
-    ECS option (bits past ``source_prefix`` are ignored, RFC 7871 section 6),
-    else the packet's source.  ``source_prefix`` is the ECS SOURCE
-    PREFIX-LENGTH, None without ECS.  ``address=None`` means unknown (ECS
-    SOURCE PREFIX-LENGTH 0: "do not use my address", section 7.1.2): the
-    catch-all answers, scope 0.  When the matched rule is ``nearest``, its
-    pools are ordered by :func:`order_by_distance`: the client is then placed
-    even if no geo rule was reached, and the scope covers that placement.
+    ECS option, else the packet's source.  ``source_prefix`` is the ECS
+    SOURCE PREFIX-LENGTH, None without ECS.  An ECS client is decided as its
+    network address, the bits past ``source_prefix`` zero (RFC 7871 section
+    6), exactly as a plain client of that address would be.  ``address=None``
+    means unknown (ECS SOURCE PREFIX-LENGTH 0: "do not use my address",
+    section 7.1.2): the catch-all answers, scope 0.  When the matched rule is
+    ``nearest``, its pools are ordered by :func:`order_by_distance`: the
+    client is then placed even if no geo rule was reached, and the scope
+    covers that placement.
 
     Scope (section 7.2.1; resolvers reuse the answer for the whole
     ``address/scope`` block, section 7.3.1): the shortest prefix P such that
     ``address/P``
 
-    * lies inside the subnet that matched, if a subnet matched;
-    * overlaps no subnet of a rule tried before the match (a subnet S not
-      holding the client needs P > the leading bits the client shares with S);
+    * lies inside the subnet that matched, if a subnet matched (the widest
+      subnet of the rule holding the address, not the first one listed);
+    * overlaps no subnet of a rule tried before the match, nor a subnet of
+      the matched rule when it matched on a geo (a subnet S not holding the
+      client needs P > the leading bits the client shares with S);
     * lies inside the placement's network (or the database's gap around an
       unplaced client) once any geo rule was tried, so every address in the
       block is placed alike; an unplaced client in a database that cannot
       say how far its gap goes claims the full address length.
 
-    The result is capped at SOURCE PREFIX-LENGTH.  Section 7.2.1 lets SCOPE
-    exceed SOURCE only to say "send more bits next time"; the resolver can
-    still only file the answer under the SOURCE bits it sent (section 7.3.1),
-    and a short SOURCE is the client's privacy choice, so we answer for the
-    ECS network address and claim exactly the block we were given.  A record
-    whose rules are all catch-alls (and not ``nearest``) answers scope 0:
-    nothing depends on the client.
+    Every address B of ``address/P`` then takes the same path through the
+    rules and gets this same P (given a locator whose networks and gaps are
+    blocks, as a MaxMind tree's are), so a reply kept for the block is the
+    very reply B would get: the handler's block caches rely on it.
+
+    The scope is *not* capped at SOURCE PREFIX-LENGTH.  When the source block
+    holds more than one answer (a /24 whose halves are in two countries, or
+    two subnet rules of /25), the answer is the network address's and the
+    scope is longer than the source: section 7.2.1's "the provided prefix
+    length was not specific enough", which tells the resolver to send more
+    bits for this network, and makes it keep this answer only for queries of
+    exactly this SOURCE PREFIX-LENGTH (section 7.3.1) rather than hand one
+    half's answer to the whole /24.  We learn no more bits than were sent:
+    whether to send them is the resolver's privacy choice (section 7.2.1).  A
+    record whose rules are all catch-alls (and not ``nearest``) answers scope
+    0: nothing depends on the client.
     """
     rules = record.rules
     if address is None:
@@ -550,12 +563,19 @@ def decide(
         if rule.is_catch_all:
             matched = index
             break
-        holding = next((s for s in rule.subnets
-                        if s.version == address.version and address in s), None)
+        # The widest holding subnet: it holds every other subnet of the rule that holds
+        # the address, so each address of the block finds this same one.
+        holding = min((s for s in rule.subnets if s.version == address.version and address in s),
+                      key=lambda s: s.prefixlen, default=None)
         if holding is not None:
             need = max(need, holding.prefixlen)
             matched, how = index, f" on subnet {holding}"
             break
+        # Not in this rule's subnets: nor may any address of the answered block be, so
+        # that all of it takes the same path (a geo match here included).
+        for s in rule.subnets:
+            if s.version == address.version:
+                need = max(need, _shared_bits(a, int(s.network_address), bits) + 1)
         if rule.geos:
             if not located:
                 place()
@@ -563,17 +583,13 @@ def decide(
             if geo is not None:
                 matched, how = index, f" on {geo}"
                 break
-        # No match: no address of the answered block may fall in this rule's subnets.
-        for s in rule.subnets:
-            if s.version == address.version:
-                need = max(need, _shared_bits(a, int(s.network_address), bits) + 1)
     if matched is None:
         matched = _fallback(record)
         how = " (nothing matched)"
     rule = rules[matched]
     if rule.nearest and not located:
         place()
-    scope = need if source_prefix is None else min(need, source_prefix)
+    scope = need  # may exceed source_prefix: "send more bits" (see above)
     why = (f"{client}{where}; {describe_rule(matched, rule)} matched{how}; "
            f"scope /{scope}")
     if rule.nearest:

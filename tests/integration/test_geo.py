@@ -31,6 +31,9 @@ DB = {
     "192.0.2.0/24": ("EU", "DE", None, (52.5, 13.4)),
     "198.51.100.0/24": ("NA", "US", "CA", (37.4, -122.1)),
     "2001:db8:1::/48": ("EU", "FR", None, (48.8, 2.3)),
+    # One /24 whose halves are in two countries (issue 11, item 9).
+    "198.18.2.0/25": ("EU", "DE", None, (52.5, 13.4)),
+    "198.18.2.128/25": ("NA", "US", "CA", (37.4, -122.1)),
 }
 
 
@@ -128,6 +131,21 @@ def zone_text(port: int) -> str:
           ttl: 30
           type: A
           values: [192.0.2.99]
+        halves:
+          dynamic:
+            pools:
+              high: {{values: [{{status: up, value: 127.0.0.62}}]}}
+              low: {{values: [{{status: up, value: 127.0.0.61}}]}}
+              rest: {{values: [{{status: up, value: 127.0.0.63}}]}}
+            rules:
+            - pool: low
+              subnets: [10.1.2.0/25]
+            - pool: high
+              subnets: [10.1.2.128/25]
+            - pool: rest
+          ttl: 30
+          type: A
+          values: [192.0.2.99]
         ns1:
           type: A
           value: 192.0.2.1
@@ -203,6 +221,41 @@ def test_ecs_steers_and_scope_is_honest(
         assert reply.rcode() == dns.rcode.NOERROR
         assert addresses(reply) == expected
         assert scope(reply) == echo
+
+
+@pytest.mark.parametrize(
+    ("qname", "asks"),
+    [
+        ("api.geo.test.", [  # the database splits 198.18.2.0/24 between DE and US
+            ("198.18.2.0/24", [SITES["eu"]], (24, 25)),
+            ("198.18.2.128/25", [SITES["us"]], (25, 25)),
+            ("198.18.2.0/25", [SITES["eu"]], (25, 25)),
+            ("198.18.2.0/23", [SITES["eu"]], (23, 25)),
+        ]),
+        ("halves.geo.test.", [  # two subnet rules of /25 split 10.1.2.0/24
+            ("10.1.2.0/24", ["127.0.0.61"], (24, 25)),
+            ("10.1.2.128/25", ["127.0.0.62"], (25, 25)),
+            ("10.1.2.0/25", ["127.0.0.61"], (25, 25)),
+            ("10.1.2.192/26", ["127.0.0.62"], (26, 25)),
+        ]),
+    ],
+    ids=["two-countries", "two-subnet-rules"],
+)
+def test_a_source_block_with_two_answers_gets_a_scope_longer_than_its_source(
+    geo: tuple[DnsfailProcess, dict[str, Site], Path], qname: str,
+    asks: list[tuple[str, list[str], tuple[int, int]]],
+) -> None:
+    """RFC 7871 section 7.2.1: SCOPE > SOURCE says "send more bits".  The /24 gets the
+    answer of its network address, 198.18.2.0, with scope /25, so a resolver keeps it for
+    /24 queries only (section 7.3.1); the other half, asked with more bits, gets its own
+    answer, also from warm caches (each round asks everything again)."""
+    server = geo[0]
+    for _ in range(2):
+        for tcp in (False, True):
+            for ecs, expected, echo in asks:
+                reply = ask(server, ecs, qname=qname, tcp=tcp)
+                assert reply.rcode() == dns.rcode.NOERROR
+                assert (addresses(reply), scope(reply)) == (expected, echo), (ecs, tcp)
 
 
 def test_without_ecs_the_source_address_decides(
