@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dnsfail import app, config, zonefiles
 from dnsfail.config import load_zones
@@ -243,3 +245,20 @@ def test_watch_sees_the_files_the_loader_reads(tmp_path: Path) -> None:
     ]
     assert watched[str(tmp_path / "x.test.yaml")] is None
     assert watched[str(tmp_path / "good.test.yaml")] is not None
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300).map(lambda tail: APEX.encode() + tail))
+def test_any_bytes_give_zones_or_located_problems(tmp_path: Path, content: bytes) -> None:
+    """Whatever the bytes, ``load_zones`` returns zones or raises ``ConfigError``."""
+    path = tmp_path / "x.test.yaml"
+    path.write_bytes(content)
+    problems = []
+    try:
+        load_zones([str(tmp_path)])
+    except ConfigError as exc:
+        problems = exc.problems
+        if not problems:
+            raise
+    assert all(p.source == str(path) and p.line >= 1 for p in problems)
