@@ -41,6 +41,7 @@ from dnsfail.server import TcpLimits, UdpListener, bind_udp, serve_tcp
 from dnsfail.state import Store
 from dnsfail.tasks import cancel_all
 from dnsfail.workers import Workers, WorkerSettings
+from dnsfail.zonefiles import discover
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +78,24 @@ class Settings:
     log_format: str = "text"
 
 
-def zone_files(paths: Sequence[str]) -> dict[str, float]:
-    """Modification times of every zone file the paths name, for ``--watch``."""
-    out: dict[str, float] = {}
-    for path in paths:
-        p = Path(path)
-        files = sorted(p.glob("*.y*ml")) if p.is_dir() else [p]
-        for f in files:
-            with contextlib.suppress(OSError):
-                out[str(f)] = f.stat().st_mtime
+#: Most problems a rejected reload logs and returns (``POST /v1/reload``, ``/v1/status``);
+#: the rest are counted.  A broken 64 MiB file can hold millions; ``dnsfail check`` lists all.
+MAX_REPORTED_PROBLEMS = 100
+
+
+def zone_files(paths: Sequence[str]) -> dict[str, tuple[int, int, int] | None]:
+    """What ``--watch`` compares: every zone file ``load_zones`` would read (the same
+    ``zonefiles.discover``), with its inode, size and mtime; None for one that cannot be
+    stat'ed (a dangling symlink, say), so that a change to it still triggers a reload."""
+    files, problems = discover(paths)
+    out: dict[str, tuple[int, int, int] | None] = {p.source: None for p in problems}
+    for file in files:
+        try:
+            st = os.stat(file)
+        except OSError:
+            out[file] = None
+        else:
+            out[file] = (st.st_ino, st.st_size, st.st_mtime_ns)
     return out
 
 
@@ -299,16 +309,10 @@ class Daemon:
                     geoip=self.settings.geoip is not None,
                 )
             except ConfigError as exc:
-                self.last_reload_ok = False
-                problems = [str(p) for p in exc.problems]
-                self._record_reload(trigger, problems)
-                for problem in exc.problems:
-                    log.error("reload rejected: %s", problem)
-                log.error("reload rejected: %d problem(s); still serving the previous zones",
-                          len(exc.problems),
-                          extra={"fields": {"event": "reload", "ok": False, "trigger": trigger,
-                                            "problems": problems}})
-                return problems
+                return self._reject_reload(trigger, [str(p) for p in exc.problems])
+            except Exception as exc:  # never a silent task failure or a bare 500: a problem
+                return self._reject_reload(trigger, [f"reload failed: {type(exc).__name__}: "
+                                                     f"{str(exc)[:500]}"])
             self.store.replace_zones(zones)
             if self.prober is not None:
                 await self.prober.update(self.store.targets)
@@ -326,12 +330,30 @@ class Daemon:
                                                "serial": zone.serial}})
             for origin in previous.keys() - zones.keys():
                 self.zone_loaded.pop(origin, None)
-                log.info("zone %s: no longer served", origin)
+                log.warning("zone %s removed (file gone): no longer served", origin,
+                            extra={"fields": {"event": "zone_removed", "zone": origin}})
             log.info("reload done%s: %d zone(s), config generation %d",
                      f" ({trigger})" if trigger else "", len(zones), self.config_generation,
                      extra={"fields": {"event": "reload", "ok": True, "trigger": trigger,
                                        "config_generation": self.config_generation}})
             return []
+
+    def _reject_reload(self, trigger: str, problems: list[str]) -> list[str]:
+        """Log a rejected reload at once, one line per problem (up to
+        ``MAX_REPORTED_PROBLEMS``), record it, and return the problems reported."""
+        self.last_reload_ok = False
+        shown = problems[:MAX_REPORTED_PROBLEMS]
+        if len(problems) > len(shown):
+            shown.append(f"... and {len(problems) - len(shown)} more problem(s) "
+                         "(dnsfail check lists them all)")
+        self._record_reload(trigger, shown)
+        for problem in shown:
+            log.error("reload rejected: %s", problem)
+        log.error("reload rejected: %d problem(s); still serving the previous zones",
+                  len(problems),
+                  extra={"fields": {"event": "reload", "ok": False, "trigger": trigger,
+                                    "problems": shown}})
+        return shown
 
     def _record_reload(self, trigger: str, problems: list[str]) -> None:
         at = time.time()

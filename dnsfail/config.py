@@ -70,6 +70,8 @@ from dnsfail.model import (
     Zone,
     parent_names,
 )
+from dnsfail.wiresize import MAX_RDATA, RR_OVERHEAD, RRSET_BUDGET, rdata_length, rrset_length
+from dnsfail.zonefiles import discover, read_zone_file
 
 __all__ = ["load_zones", "parse_zone"]
 
@@ -79,6 +81,28 @@ DEFAULT_TTL = 3600
 MAX_TTL = 2**31 - 1
 #: SOA serials are unsigned 32-bit, compared by RFC 1982 serial arithmetic.
 MAX_SERIAL = 2**32 - 1
+
+# Limits on hostile or broken files: each gives a located problem, never an exception.
+# (The file size limit is ``zonefiles.MAX_ZONE_FILE_BYTES``.)
+
+#: Deepest nesting of YAML collections (mappings and lists).  A zone needs 7 (a dynamic
+#: record's pool values); libyaml composes nodes by recursion in C, so about 100,000
+#: levels (a 200 KB file) overflow the C stack and kill the process, and Python's
+#: composer and ours recurse too.  Enforced before any recursion (``_nesting``).
+MAX_DEPTH = 64
+#: Most digits of an integer field (TTL, serial, port, ...): the largest, a serial, has 10.
+#: Checked before ``int()``, which refuses 4,300 digits and is quadratic below that.
+MAX_INTEGER_DIGITS = 10
+#: Longest plain scalar resolved as a YAML number: longer ones are kept as text.  PyYAML
+#: builds a sexagesimal integer (``1:00:00:...``) in time quadratic in its length.
+MAX_NUMBER_TEXT = 64
+#: Most mapping entries YAML merge keys (``<<``) may copy in one file.  PyYAML before 6.0.4
+#: copies an aliased mapping once per mention, so ``<<: [*a, *a]`` nested 30 deep would
+#: be a billion entries from a kilobyte of text (pyyaml issue 897).
+MAX_MERGED_ENTRIES = 100_000
+#: Longest reason or record label a problem carries: a 60 MB value quoted back in a
+#: problem would flood the log (the text is cut, with how much was left out).
+MAX_PROBLEM_CHARS = 1000
 
 _RECORD_KEYS = frozenset({"type", "ttl", "value", "values", "octodns", "dynamic"})
 #: Types whose record holds exactly one ``value`` (octoDNS ``ValueMixin``).
@@ -98,6 +122,7 @@ _GEO_RE = re.compile(r"^(AF|AN|AS|EU|NA|OC|SA)(-[A-Z]{2}(-[A-Z0-9]{1,3})?)?$")
 _UNESCAPED_SEMICOLON_RE = re.compile(r"\w;")
 
 _MAP_TAG = "tag:yaml.org,2002:map"
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -157,11 +182,18 @@ class _Problems:
         self.items: list[Problem] = []
 
     def add(self, line: int, record: str, reason: str) -> None:
-        self.items.append(Problem(self.source, line, record, reason))
+        self.items.append(Problem(self.source, line, _clip(record), _clip(reason)))
 
     def raise_if_any(self) -> None:
         if self.items:
             raise ConfigError(self.items)
+
+
+def _clip(text: str) -> str:
+    """``text`` cut to ``MAX_PROBLEM_CHARS``, saying how much was cut."""
+    if len(text) <= MAX_PROBLEM_CHARS:
+        return text
+    return f"{text[:MAX_PROBLEM_CHARS]}... ({len(text) - MAX_PROBLEM_CHARS} more characters)"
 
 
 class _Composer:
@@ -180,6 +212,9 @@ class _Composer:
         self._offset = first_line
         self._done: dict[int, YNode] = {}
         self._active: set[int] = set()
+        #: Entries each mapping has once its merge keys are flattened (``_merged_size``).
+        self._sizes: dict[int, int] = {}
+        self._merged = 0
 
     def convert(self, node: yaml.Node) -> YNode:
         key = id(node)
@@ -213,6 +248,8 @@ class _Composer:
 
     def _scalar(self, node: yaml.Node, line: int) -> YScalar:
         text = str(node.value)
+        if node.tag in _NUMBER_TAGS and len(text) > MAX_NUMBER_TEXT:
+            return YScalar(line, text, text)  # not built: see MAX_NUMBER_TEXT
         try:
             value: object = self._loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
@@ -229,6 +266,8 @@ class _Composer:
 
     def _mapping(self, node: yaml.MappingNode, line: int) -> YMap:
         own = sum(1 for key, _ in node.value if key.tag != _MERGE_TAG)
+        if own != len(node.value) and not self._merge_allowed(node, own, line):
+            node.value = [(k, v) for k, v in node.value if k.tag != _MERGE_TAG]
         try:
             self._loader.flatten_mapping(node)  # resolves ``<<`` merge keys, merged ones first
         except yaml.YAMLError as exc:
@@ -255,6 +294,41 @@ class _Composer:
             # Later entries win: own keys override merged ones, as in YAML merge semantics.
             entries[key] = YEntry(key_line, self.convert(value_node))
         return YMap(line, MappingProxyType(entries))
+
+
+    def _merge_allowed(self, node: yaml.MappingNode, own: int, line: int) -> bool:
+        """Whether flattening ``node``'s merge keys stays within ``MAX_MERGED_ENTRIES`` for
+        the file and ``MAX_DEPTH`` merges deep; else one problem, and its merges are dropped."""
+        if self._merged <= MAX_MERGED_ENTRIES:
+            self._merged += self._merged_size(node, 1) - own
+            if self._merged <= MAX_MERGED_ENTRIES:
+                return True
+            self._problems.add(line, "(yaml)", f"merge keys ('<<') copy more than "
+                               f"{MAX_MERGED_ENTRIES} entries or nest deeper than {MAX_DEPTH}")
+        return False
+
+    def _merged_size(self, node: yaml.MappingNode, depth: int) -> int:
+        """Entries of ``node`` after flattening, counted as PyYAML before 6.0.4 copies them
+        (once per mention); linear, memoized by node.  Too deep or a cycle counts as too many."""
+        too_many = MAX_MERGED_ENTRIES + 1
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        if depth > MAX_DEPTH:
+            return too_many
+        self._sizes[id(node)] = too_many  # until counted: a merge of itself is too many
+        size = 0
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE_TAG:
+                size += 1
+                continue
+            seq = isinstance(value_node, yaml.SequenceNode)
+            sources = value_node.value if seq else [value_node]
+            for source in sources:
+                if isinstance(source, yaml.MappingNode) and size <= MAX_MERGED_ENTRIES:
+                    size += self._merged_size(source, depth + 1)
+        self._sizes[id(node)] = size = min(size, too_many)
+        return size
 
 
 def _yaml_message(exc: yaml.YAMLError) -> str:
@@ -290,10 +364,12 @@ def _compose(text: str, problems: _Problems) -> YNode | None:
         try:
             return _compose_with(_FastLoader, text, problems)
         except yaml.YAMLError:
-            return _compose_with(yaml.SafeLoader, text, problems)
+            return _compose_with(_SafeLoader, text, problems)
     except yaml.YAMLError as exc:
         problems.add(_yaml_line(exc, text), "(yaml)", _yaml_message(exc))
-        return None
+    except _TooDeep as exc:
+        problems.add(exc.line, "(yaml)", _TOO_DEEP)
+    return None
 
 
 _FastLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -302,12 +378,77 @@ _FastLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 def _compose_with(
     loader_type: type[yaml.SafeLoader], text: str, problems: _Problems
 ) -> YNode | None:
-    loader = loader_type(text)
+    node, loader = _single_node(loader_type, text)
     try:
-        node = loader.get_single_node()
         return None if node is None else _Composer(loader, problems).convert(node)
     finally:
         loader.dispose()
+
+
+_TOO_DEEP = f"collections nested deeper than {MAX_DEPTH} levels"
+
+
+class _TooDeep(Exception):
+    """The text nests collections deeper than ``MAX_DEPTH``, first at ``line`` (from 1)."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's Python loader, refusing to compose collections nested past ``MAX_DEPTH``.
+
+    Its composer recurses once per level (several Python frames each), so the
+    depth is counted where it recurses, before it does.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        opens = self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent)
+        if opens and self._depth >= MAX_DEPTH:
+            raise _TooDeep(self.peek_event().start_mark.line + 1)  # type: ignore[no-untyped-call]
+        self._depth += opens
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= opens
+
+
+_OPENS = {yaml.MappingStartEvent: 1, yaml.SequenceStartEvent: 1,
+          yaml.MappingEndEvent: -1, yaml.SequenceEndEvent: -1}  # fmt: skip
+
+
+def _single_node(
+    loader_type: type[yaml.SafeLoader], text: str
+) -> tuple[yaml.Node | None, yaml.SafeLoader]:
+    """The one document of ``text`` composed by ``loader_type``; and the loader, to dispose.
+
+    libyaml composes by recursion in C, past any Python check, so for it the
+    events are read first (its parser keeps its own stack, so that is safe)
+    and nesting past ``MAX_DEPTH`` raises ``_TooDeep`` before composing;
+    ``_SafeLoader`` counts as it composes.  YAML errors are raised by the
+    composing, as before, so they read the same.
+    """
+    if loader_type is not _SafeLoader:
+        scan = loader_type(text)
+        try:
+            depth = 0
+            while (event := scan.get_event()) is not None:  # type: ignore[no-untyped-call]
+                depth += _OPENS.get(type(event), 0)
+                if depth > MAX_DEPTH:
+                    raise _TooDeep(event.start_mark.line + 1)
+        except yaml.YAMLError:
+            pass  # reported by composing below: it stops at the same place
+        finally:
+            scan.dispose()
+    loader = loader_type(text)
+    try:
+        return loader.get_single_node(), loader
+    except BaseException:
+        loader.dispose()
+        raise
 
 
 # --- strict reader: octoDNS's own layout, without libyaml ------------------------------------
@@ -504,6 +645,8 @@ def _plain_value(text: str) -> Scalar:
     tag = _plain_tag(text)
     if tag == _STR_TAG:
         return text
+    if tag in _NUMBER_TAGS and len(text) > MAX_NUMBER_TEXT:
+        raise _Bail  # the composer keeps it as text and says why where it is used
     construct = _CONSTRUCTOR.yaml_constructors.get(tag)
     if construct is None:
         raise _Bail
@@ -592,6 +735,9 @@ class _Block:
     def __init__(self, tokens: list[_Token]) -> None:
         self.tokens = tokens
         self.next = 0
+        #: Collections open around the one being read; past ``MAX_DEPTH`` the reader gives
+        #: up, and ``_compose`` reports the depth (recursing no deeper than that).
+        self.depth = 0
 
     def _peek(self) -> _Token | None:
         return self.tokens[self.next] if self.next < len(self.tokens) else None
@@ -601,6 +747,7 @@ class _Block:
         first = self.tokens[self.next]
         entries: dict[str, YEntry] = {}
         token: _Token | None = first
+        self._enter()
         while token is not None:
             if token.key is None or token.key in entries:
                 raise _Bail
@@ -615,7 +762,13 @@ class _Block:
                 break
             if token.indent > column or token.dash:
                 raise _Bail
+        self.depth -= 1
         return YMap(first.line, MappingProxyType(entries))
+
+    def _enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _Bail
 
     def _nested(self, column: int) -> YNode:
         """The value of a bare ``key:`` at ``column``, on the lines below it."""
@@ -630,6 +783,7 @@ class _Block:
         first_line = self.tokens[self.next].line
         items: list[YNode] = []
         token = self._peek()
+        self._enter()
         while token is not None and token.dash and token.indent == indent:
             if token.key is not None:
                 items.append(self.mapping(token.column))
@@ -640,6 +794,7 @@ class _Block:
             token = self._peek()
         if token is not None and token.indent > indent:
             raise _Bail
+        self.depth -= 1
         return YSeq(first_line, tuple(items))
 
 
@@ -673,12 +828,12 @@ def _libyaml_entry(text: str, line: int) -> tuple[str, YNode]:
     if text.startswith(" ") or "&" in text or "*" in text:
         raise _Bail
     problems = _Problems("")
-    loader = _FastLoader(text)
     try:
-        node = loader.get_single_node()
-        root = None if node is None else _Composer(loader, problems, line).convert(node)
-    except yaml.YAMLError as exc:
+        node, loader = _single_node(_FastLoader, text)
+    except (yaml.YAMLError, _TooDeep) as exc:
         raise _Bail from exc
+    try:
+        root = None if node is None else _Composer(loader, problems, line).convert(node)
     finally:
         loader.dispose()
     if problems.items or not isinstance(root, YMap) or len(root.entries) != 1:
@@ -810,6 +965,8 @@ def _show(node: YNode) -> str:
         return "a mapping"
     if isinstance(node, YSeq):
         return "a list"
+    if isinstance(node.value, str) and len(node.value) > 60:  # a long value is not echoed
+        return f"{node.value[:40]!r}... ({len(node.value)} characters)"
     return repr(node.value)
 
 
@@ -839,9 +996,15 @@ class _Scope:
             if isinstance(node.value, int) and not isinstance(node.value, bool):
                 value = node.value
             elif isinstance(node.value, str) and re.fullmatch(r"-?[0-9]+", node.value):
+                if len(node.value.lstrip("-0")) > MAX_INTEGER_DIGITS:
+                    self.error(node.line, f"{what} has more than {MAX_INTEGER_DIGITS} digits")
+                    return None
                 value = int(node.value)  # octoDNS calls int() on these, so "300" is fine
         if value is None:
             self.error(node.line, f"{what} must be an integer, not {_show(node)}")
+            return None
+        if abs(value) >= 10**MAX_INTEGER_DIGITS:  # not printed: str() refuses 4,300 digits
+            self.error(node.line, f"{what} has more than {MAX_INTEGER_DIGITS} digits")
             return None
         if not low <= value <= high:
             self.error(node.line, f"{what} {value} is out of range {low}..{high}")
@@ -1071,7 +1234,34 @@ def _text_txt(text: str) -> Rdata | str:
     except UnicodeEncodeError:
         return f"non-ASCII character in {text!r}"
     chunks = tuple(data[i : i + 255] for i in range(0, len(data), 255)) or (b"",)
+    if len(data) + len(chunks) > MAX_RDATA:
+        return _rdata_too_long("TXT", len(data) + len(chunks))
     return TXT(chunks)
+
+
+def _rdata_too_long(rtype: str, octets: int) -> str:
+    return (f"{rtype} value is {octets} octets on the wire, more than the {MAX_RDATA} "
+            "RDLENGTH allows (RFC 1035 section 3.2.1)")
+
+
+#: Values of one record that fit ``RRSET_BUDGET`` whatever they are, but for TXT and CAA
+#: (the longest other rdata is an SRV with a 255-octet target): no need to count them.
+_SAFE_VALUES = RRSET_BUDGET // (RR_OVERHEAD + 6 + 255)
+
+
+def _rrset_problem(rtype: str, rdatas: Sequence[Rdata]) -> str | None:
+    """Why one record's values cannot be sent in one reply, even over TCP, or None.
+
+    The rule: the RRset alone, with a header and the longest possible
+    question, must fit a 65,535-octet message (RFC 1035 section 4.2.2).
+    """
+    if len(rdatas) <= _SAFE_VALUES and rtype not in ("TXT", "CAA"):
+        return None
+    octets = rrset_length(rdatas)
+    if octets <= RRSET_BUDGET:
+        return None
+    return (f"the {len(rdatas)} value(s) take {octets} octets in a reply, more than the "
+            f"{RRSET_BUDGET} a 65535-octet message has room for (RFC 1035 section 4.2.2)")
 
 
 #: Record types whose every value is one string, each parsed by a ``_text_*`` function.
@@ -1171,7 +1361,11 @@ def _parse_caa(scope: _Scope, node: YNode) -> Rdata | None:
     text = scope.string(text_node, "value") if text_node else None
     if flags is None or tag is None or text is None:
         return None
-    return CAA(flags, tag, text)
+    caa = CAA(flags, tag, text)
+    if rdata_length(caa) > MAX_RDATA and text_node is not None:
+        scope.error(text_node.line, _rdata_too_long("CAA", rdata_length(caa)))
+        return None
+    return caa
 
 
 _PARSERS: Mapping[str, _ValueParser] = {
@@ -1295,6 +1489,8 @@ def _parse_record(
     # RFC 2181 section 8: a TTL is 0..2**31-1.
     ttl = scope.integer(ttl_node, "ttl", 0, MAX_TTL) if ttl_node else DEFAULT_TTL
     rdatas = _parse_rdatas(scope, rtype, _value_nodes(scope, rtype, line, body))
+    if (too_big := _rrset_problem(rtype, rdatas)) is not None:
+        scope.error(line, too_big)
     if rtype == "SRV" and not re.match(r"^(\*|_[^.]+)\.[^.]+", "" if rel == "@" else rel):
         scope.error(line, "SRV owner must look like _service._proto (RFC 2782)")
     if "dynamic" in body.entries and rtype not in ("A", "AAAA"):
@@ -1319,7 +1515,7 @@ def _simple_record(name: str, rel: str, line: int, simple: _Simple) -> _Record |
         return None
     if len(simple.values) == 1:
         rdata = parse(simple.values[0])
-        if isinstance(rdata, str):
+        if isinstance(rdata, str) or (simple.rtype == "TXT" and _rrset_problem("TXT", (rdata,))):
             return None
         return _Record(name, rel, simple.rtype, ttl, (rdata,), line)
     rdatas: list[Rdata] = []
@@ -1328,6 +1524,8 @@ def _simple_record(name: str, rel: str, line: int, simple: _Simple) -> _Record |
         if isinstance(rdata, str) or rdata in rdatas:
             return None
         rdatas.append(rdata)
+    if _rrset_problem(simple.rtype, rdatas) is not None:
+        return None
     return _Record(name, rel, simple.rtype, ttl, tuple(rdatas), line)
 
 
@@ -1545,6 +1743,10 @@ def _soa(
     fields = _SoaFields(
         mname=first.target if isinstance(first, NS) else origin, rname=f"hostmaster.{origin}"
     )
+    if len(fields.rname) + 1 > 255:  # the default, from a long origin
+        line = min((record.line for record in apex.values()), default=1)
+        problems.add(line, "@ SOA", f"the default SOA rname {fields.rname!r} is longer than "
+                     "255 octets: set octodns.dnsfail.soa.rname")
     seen: _Record | None = None
     for record in apex.values():
         node = options.get((record.name, record.rtype), _NO_OPTIONS).dnsfail_node("soa")
@@ -2399,28 +2601,6 @@ def _with_soa(zone: Zone, soa: RRset) -> Zone:
     return replace(zone, soa=soa, nodes=MappingProxyType(nodes))
 
 
-def _zone_files(paths: Sequence[str], problems: list[Problem]) -> Iterator[str]:
-    """Files named on the command line, and every *.yaml / *.yml directly in named directories."""
-    seen: set[str] = set()
-    for path in paths:
-        if os.path.isdir(path):
-            found = sorted(
-                os.path.join(path, entry)
-                for entry in os.listdir(path)
-                if entry.endswith((".yaml", ".yml")) and os.path.isfile(os.path.join(path, entry))
-            )
-        elif os.path.isfile(path):
-            found = [path]
-        else:
-            problems.append(Problem(path, 1, "(zone)", "no such file or directory"))
-            continue
-        for file in found:
-            real = os.path.realpath(file)
-            if real not in seen:
-                seen.add(real)
-                yield file
-
-
 def _origin_of(path: str) -> tuple[str | None, str | None]:
     """``zones/gw.example.com.yaml`` -> ``gw.example.com.`` (octoDNS's one file per zone)."""
     base = os.path.basename(path)
@@ -2444,10 +2624,9 @@ def load_zones(
     reload either takes the whole new configuration or none of it.
     ``previous`` (the zones being served) lets unchanged zones keep their serial.
     """
-    problems: list[Problem] = []
     zones: dict[str, Zone] = {}
     defined_in: dict[str, str] = {}
-    files = list(_zone_files(paths, problems))
+    files, problems = discover(paths)
     if not files and not problems:
         # A server with no zones would refuse every query; say why instead.
         where = ", ".join(paths) or "(no paths)"
@@ -2463,20 +2642,22 @@ def load_zones(
             )
             continue
         defined_in[origin] = path
-        try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-            mtime = int(os.stat(path).st_mtime)
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(path, 1, "(zone)", f"cannot read: {exc}"))
+        read = read_zone_file(path)
+        if read is None:
+            continue  # unlinked since it was listed: removed on purpose (zonefiles.py)
+        if isinstance(read, Problem):
+            problems.append(read)
             continue
         last = previous.get(origin) if previous is not None else None
         try:
             zones[origin] = parse_zone(
-                text, path, origin, serial=mtime, previous=last, geoip=geoip
+                read.text, path, origin, serial=read.mtime, previous=last, geoip=geoip
             )
         except ConfigError as exc:
             problems.extend(exc.problems)
+        except Exception as exc:  # the outermost loader boundary: a located problem, no trace
+            problems.append(Problem(path, 1, "(zone)", f"cannot load: internal error "
+                                    f"{type(exc).__name__}: {_clip(str(exc))}"))
     if problems:
         raise ConfigError(problems)
     return zones

@@ -871,7 +871,6 @@ def test_load_directory(tmp_path: Path) -> None:
     _write(tmp_path / "a.test.yaml", "'':\n  type: NS\n  value: ns.a.test.\n", 1_700_000_000)
     _write(tmp_path / "B.Test.yml", "'':\n  type: NS\n  value: ns.b.test.\n", 1_700_000_500)
     _write(tmp_path / "notes.txt", "not a zone")
-    (tmp_path / "sub.test.yaml").mkdir()  # directories are not zone files
     zones = load_zones([str(tmp_path)])
     assert sorted(zones) == ["a.test.", "b.test."]
     assert zones["a.test."].serial == 1_700_000_000

@@ -221,3 +221,47 @@ def test_version_flag() -> None:
     done = dnsfail("--version")
     assert done.returncode == 0
     assert re.fullmatch(r"dnsfail \S+\n", done.stdout)
+
+
+HOSTILE_APEX = "'':\n  type: NS\n  value: ns1.x.test.\n"
+
+
+def _deep_flow(levels: int) -> str:
+    return HOSTILE_APEX + "a: " + "[" * levels + "]" * levels + "\n"
+
+
+def _huge_ttl() -> str:
+    return HOSTILE_APEX + "a:\n  ttl: " + "9" * 5000 + "\n  type: A\n  value: 192.0.2.1\n"
+
+
+def _oversize(path: Path) -> None:
+    with path.open("wb") as f:
+        f.truncate(64 * 1024 * 1024 + 1)  # sparse
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        # libyaml composes by recursion in C: 200,000 levels (400 KB) overflowed its stack.
+        pytest.param(lambda p: p.write_text(_deep_flow(200_000)),
+                     "{path}:4: (yaml): collections nested deeper than 64 levels", id="deep-200k"),
+        pytest.param(lambda p: p.write_text(_deep_flow(600)),
+                     "{path}:4: (yaml): collections nested deeper than 64 levels", id="deep-600"),
+        pytest.param(lambda p: p.write_text(_huge_ttl()),
+                     "{path}:5: a A: ttl has more than 10 digits", id="ttl-5000-digits"),
+        pytest.param(_oversize, "{path}:1: (zone): file is 67108865 octets, more than the limit "
+                                "of 64 MiB", id="oversize"),
+        pytest.param(lambda p: p.write_bytes(HOSTILE_APEX.encode() + b"a: \xff\n"),
+                     "{path}:4: (zone): invalid UTF-8 (byte 0xff at column 4)", id="not-utf8"),
+    ],
+)  # fmt: skip
+def test_check_reports_hostile_files_without_a_traceback(
+    tmp_path: Path, make: Callable[[Path], None], expected: str
+) -> None:
+    path = tmp_path / "x.test.yaml"
+    make(path)
+    done = dnsfail("check", str(tmp_path))
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [expected.format(path=path)]
+    assert done.stderr == "1 problem(s)\n"

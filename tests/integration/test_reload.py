@@ -16,8 +16,9 @@ import dns.query
 import dns.rcode
 import pytest
 
-from ..conftest import DATA, DnsfailProcess
+from ..conftest import DATA, DnsfailProcess, free_port
 from .conftest import API_ADDRESSES
+from .ctl_server import Ctl, scrape
 
 ADDED = "added:\n  type: A\n  value: 192.0.2.99\n"
 FIXED = "fixed:\n  type: A\n  value: 192.0.2.100\n"
@@ -158,8 +159,9 @@ def test_removed_zone_is_no_longer_served(spawn: Callable[..., DnsfailProcess],
                      "  value: 192.0.2.200\n")
     server = spawn([str(zone_dir)]).wait_ready()
     assert addresses(server, "ns1.other.test.") == (dns.rcode.NOERROR, {"192.0.2.200"})
-    other.unlink()
-    sighup_and_wait(server, "zone other.test.: no longer served")
+    other.unlink()  # no directory entry at all: removed on purpose
+    line = sighup_and_wait(server, "zone other.test. removed (file gone)")
+    assert " WARNING " in line
     assert server.query("ns1.other.test.", "A").rcode() == dns.rcode.REFUSED
     assert addresses(server, "api.gw.test.") == (dns.rcode.NOERROR, API_ADDRESSES)
 
@@ -182,3 +184,76 @@ def test_watch_reloads_without_a_signal(spawn: Callable[..., DnsfailProcess], zo
     assert "zone files changed; reloading" in server.log
     load.finish(at_least=100)
     assert load.failures == []
+
+
+# --- reloads of hostile files (issue 11, items 6 and 7) -------------------------------------
+
+HOSTILE_APEX = "'':\n  type: NS\n  value: ns1.gw.test.\n"
+
+
+def _write(text: str) -> Callable[[Path], None]:
+    return lambda path: path.write_text(text)
+
+
+def _replace(make: Callable[[Path], None]) -> Callable[[Path], None]:
+    def replace(path: Path) -> None:
+        path.unlink()
+        make(path)
+    return replace
+
+
+HOSTILE_RELOADS = [
+    # (id, what is done to gw.test.yaml, the one problem expected ({path} is the file))
+    ("deep-nesting", _write(HOSTILE_APEX + "a: " + "[" * 200_000 + "]" * 200_000 + "\n"),
+     "{path}:4: (yaml): collections nested deeper than 64 levels"),
+    ("huge-ttl", _write(HOSTILE_APEX + "a:\n  ttl: " + "9" * 5000 + "\n  type: A\n"
+                        "  value: 192.0.2.1\n"),
+     "{path}:5: a A: ttl has more than 10 digits"),
+    ("txt-100000", _write(HOSTILE_APEX + "a:\n  type: TXT\n  value: " + "a" * 100_000 + "\n"),
+     "{path}:6: a TXT: TXT value is 100393 octets on the wire, more than the 65535 RDLENGTH "
+     "allows (RFC 1035 section 3.2.1)"),
+    ("dangling-symlink", _replace(lambda p: p.symlink_to(p.parent / "gone.yaml")),
+     "{path}:1: (zone): dangling symlink to '{dir}/gone.yaml'"),
+    ("symlink-loop", _replace(lambda p: p.symlink_to(p.name)), "{path}:1: (zone): symlink loop"),
+    ("fifo", _replace(os.mkfifo), "{path}:1: (zone): not a regular file (a FIFO)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("damage", "expected"),
+                         [pytest.param(d, e, id=i) for i, d, e in HOSTILE_RELOADS])
+def test_hostile_reload_is_rejected_and_reported(
+    spawn: Callable[..., DnsfailProcess], zone_dir: Path, damage: Callable[[Path], None],
+    expected: str,
+) -> None:
+    """SIGHUP and POST /v1/reload with a hostile zone file: the old zone keeps answering,
+    each problem is logged at once (no traceback), status and the reload metric show the
+    failure, and POST answers 422 with the problems."""
+    port = free_port()
+    server = spawn([str(zone_dir), "--control", f"127.0.0.1:{port}", "--state-file", ""])
+    ctl = Ctl(server.wait_ready(), port)
+    path = zone_dir / "gw.test.yaml"
+    problem = expected.format(path=path, dir=zone_dir)
+    damage(path)
+
+    mark = len(server.lines)
+    server.signal(signal.SIGHUP)
+    server.wait_for_log("still serving the previous zones", timeout=20, start=mark)
+    logged = [line.split(" ", 2)[2] for line in server.lines[mark:]]  # without the time
+    assert logged[:2] == [f"ERROR dnsfail.app: reload rejected: {problem}",
+                          "ERROR dnsfail.app: reload rejected: 1 problem(s); still serving the "
+                          "previous zones"], server.log
+    assert addresses(server, "api.gw.test.") == (dns.rcode.NOERROR, API_ADDRESSES)
+    code, status = ctl.get("/v1/status")
+    assert code == 200
+    assert status["reload"]["ok"] is False
+    assert status["reload"]["problems"] == [problem]
+    assert scrape(ctl)[("dnsfail_reloads_total", frozenset({("result", "error")}))] == 1
+
+    code, body = ctl.post("/v1/reload")
+    assert code == 422
+    assert body["ok"] is False
+    assert body["problems"] == [problem]
+    assert scrape(ctl)[("dnsfail_reloads_total", frozenset({("result", "error")}))] == 2
+    assert addresses(server, "api.gw.test.") == (dns.rcode.NOERROR, API_ADDRESSES)
+    assert server.proc.poll() is None
+    assert "Traceback" not in server.log
