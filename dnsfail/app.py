@@ -351,9 +351,12 @@ class Daemon:
                       aside, extra={"fields": {"event": "error", "state_file": str(aside)}})
             return []
 
-    def override_matches(self, o: Override) -> list[Match]:
+    def override_matches(self, o: Override) -> tuple[Match, ...]:
         assert self.store is not None
-        return overrides.matches(self.store.configured, overrides.parse_selector(o.selector))
+        found = self.store.index.matched.get(o.selector)
+        if found is None:  # not one of the store's overrides
+            found = self.store.values.lookup(overrides.parse_selector(o.selector))
+        return found
 
     def drain_complete_at(self, o: Override) -> float:
         """When no answer that contained the override's values can still be cached."""
@@ -376,7 +379,7 @@ class Daemon:
         """
         async with self._override_lock:
             assert self.store is not None
-            found = overrides.matches(self.store.configured, selector)
+            found = self.store.values.lookup(selector)
             if not found:
                 raise OverrideError(f"{selector.text} ({selector.kind.value}) matches no pool "
                                     "value of any health-checked record")
@@ -422,7 +425,7 @@ class Daemon:
         if not removed:
             return {"removed": []}
         now = time.time()
-        ttl = overrides.drain_ttl(overrides.matches(self.store.configured, selector))
+        ttl = overrides.drain_ttl(self.store.values.lookup(selector))
         for o in removed:
             log.warning("undrain %s by %s (was %s: %s)", o.selector, by, o.state.name, o.reason,
                         extra={"fields": {"event": "undrain", **o.to_json(), "undrain_by": by}})
