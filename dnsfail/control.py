@@ -30,6 +30,7 @@ Endpoints::
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
 import ipaddress
 import json
@@ -40,6 +41,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from dnsfail.addresses import CONTROL_HEAD_TIMEOUT, CONTROL_MAX_CONNECTIONS
 from dnsfail.errors import DnsfailError
@@ -177,9 +179,13 @@ async def _body(request: web.Request, required: set[str], optional: set[str]) ->
     """The request's JSON object, with exactly known keys; HTTPBadRequest with the reason."""
     raw = await _read(request)
     try:
-        data = json.loads(raw) if raw.strip() else None
+        data = json.loads(raw, object_pairs_hook=_unique_keys) if raw.strip() else None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _bad(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise _bad("body is nested too deeply") from None
+    except ValueError as exc:  # a duplicate key, or an integer past int_max_str_digits
+        raise _bad(f"body is not usable JSON: {exc}") from None
     if not isinstance(data, dict):
         raise _bad("body must be a JSON object, e.g. "
                    '{"target": "192.0.2.10", "for": "30m", "reason": "maintenance"}')
@@ -216,6 +222,36 @@ async def _deadline(request: web.Request, handler: Handler) -> web.StreamRespons
     finally:
         if guard is not None:
             guard.arm()
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: last-wins would hide the first value."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        counts = collections.Counter(key for key, _ in pairs)
+        twice = sorted(key for key, n in counts.items() if n > 1)
+        raise ValueError(f"duplicate key(s): {', '.join(repr(k) for k in twice)}")
+    return out
+
+
+#: RFC 1035 section 2.3.4: a name is at most 255 octets on the wire, a label at most 63.
+MAX_NAME = 255
+MAX_LABEL = 63
+
+
+def _name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a query name (RFC 1035 section 2.3.4), or None."""
+    if name == ".":
+        return None
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    octets = [len(label.encode("utf-8", "surrogateescape")) for label in labels]
+    if 0 in octets:
+        return "has an empty label"
+    if max(octets) > MAX_LABEL:
+        return f"has a label longer than {MAX_LABEL} octets"
+    if sum(octets) + len(octets) + 1 > MAX_NAME:
+        return f"is longer than {MAX_NAME} octets"
+    return None
 
 
 def _bad(reason: str) -> web.HTTPBadRequest:
@@ -395,6 +431,10 @@ async def get_explain(request: web.Request) -> web.Response:
     name = q.get("name", "").strip()
     if not name:
         raise _bad("name is required: /v1/explain?name=api.example.com&type=A&client=IP")
+    problem = _name_problem(name)
+    if problem is not None:
+        raise _bad(f"name {name[:80]!r}{'...' if len(name) > 80 else ''} {problem} "
+                   "(RFC 1035 section 2.3.4)")
     qtype = q.get("type", "A").strip().upper()
     if qtype not in RRType.__members__:
         raise _bad(f"type {qtype!r} is not one of {', '.join(RRType.__members__)}")
@@ -586,8 +626,10 @@ class _HttpLog(logging.LoggerAdapter):  # type: ignore[type-arg]
                   **kwargs: Any) -> None:
         exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
         text = str(msg) % args if args else str(msg)
-        self.logger.debug("control API: %s: %s", text,
-                          f"{type(exc).__name__}: {exc}" if exc is not None else "?")
+        # The peer's malformed HTTP is debug; anything else is our bug: one ERROR line.
+        level = logging.DEBUG if isinstance(exc, HttpProcessingError) else logging.ERROR
+        self.logger.log(level, "control API: %s: %s", text,
+                        f"{type(exc).__name__}: {exc}" if exc is not None else "?")
 
 
 _HTTP_LOG = _HttpLog(logging.getLogger("dnsfail.control.http"), {})

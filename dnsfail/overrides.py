@@ -453,7 +453,12 @@ def loads(text: str, now: float) -> list[Override]:
 
 
 def load(path: Path, now: float) -> list[Override]:
-    """The overrides saved at ``path`` that are still active; none if the file is missing."""
+    """The overrides saved at ``path`` that are still active; none if the file is missing.
+
+    First removes temporary files a killed :func:`save` left next to it: they are
+    never read, and a crash loop would otherwise fill the directory.
+    """
+    remove_stale_temporaries(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -466,11 +471,33 @@ def load(path: Path, now: float) -> list[Override]:
         raise OverrideError(f"{path}: {exc}") from None
 
 
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete ``.{name}.*.tmp`` beside ``path`` (what :func:`save` writes before its rename).
+
+    Only this process writes its state file, and this runs at load, before
+    any save: every such file is the remains of a write that was killed.
+    """
+    directory = path.parent if str(path.parent) else Path(".")
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in directory.iterdir():
+            name = entry.name
+            if name.startswith(_temporary_prefix(path)) and name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed.append(entry)
+    return removed
+
+
 def save(path: Path, overrides: Iterable[Override]) -> None:
     """Write ``overrides`` to ``path`` atomically and durably (see the module docstring)."""
     text = dumps(overrides)
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

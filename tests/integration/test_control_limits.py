@@ -171,3 +171,71 @@ def test_connections_over_the_cap_close_at_once_and_idle_ones_after_the_head_tim
             sock.close()
     assert wait_for(lambda: ctl.get("/healthz")[0] == 200, 5, "control API answers") < 5
     assert "Traceback" not in ctl.server.log
+
+
+# --- hostile requests: a 400 with a reason, never a 500 or a traceback ---------------------
+
+DEEP = b'{"target": ' + b"[" * 20_000 + b"]" * 20_000 + b', "for": 60, "reason": "r"}'
+LONG_INT = b'{"target": "127.0.0.61", "for": ' + b"9" * 5000 + b', "reason": "r"}'
+TWICE = b'{"target": "127.0.0.61", "target": "127.0.0.62", "for": 60, "reason": "r"}'
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (DEEP, "nested too deeply"),
+    (LONG_INT, "not usable JSON"),
+    (TWICE, "duplicate key(s): 'target'"),
+], ids=["deep", "long-int", "duplicate-key"])
+def test_hostile_json_is_a_400_with_a_reason(limited: Callable[..., Ctl], body: bytes,
+                                            reason: str) -> None:
+    ctl = limited()
+    code, reply = ctl.post("/v1/drain", raw=body)
+    assert (code, reason in reply["error"]) == (400, True), reply
+    assert ctl.get("/v1/status")[1]["overrides"] == []
+    assert "Traceback" not in ctl.server.log
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("a" * 64 + ".ctl.test", "label longer than 63 octets"),
+    (".".join(["a" * 63] * 4) + ".ctl.test", "longer than 255 octets"),
+    ("api..ctl.test", "empty label"),
+])
+def test_explain_refuses_names_dns_cannot_carry(limited: Callable[..., Ctl], name: str,
+                                                reason: str) -> None:
+    ctl = limited()
+    code, reply = ctl.get(f"/v1/explain?name={name}")
+    assert (code, reason in reply["error"]) == (400, True), reply
+    # A name at the limits is still explained: 4 labels of 61 + "ctl.test" = 255 octets.
+    code, _ = ctl.get("/v1/explain?name=" + ".".join(["a" * 61] * 4)[:-4] + ".ctl.test")
+    assert code == 200
+
+
+MALFORMED = [
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+    b"POST /v1/drain HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 10_000 + b"\r\n\r\n",
+    b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\x00y\r\n\r\n",
+    b"GET / HTTP/9.9\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(64),
+    b"\x00\x01\x02\xff\r\n\r\n",
+]
+
+
+def test_malformed_requests_without_a_token_log_no_traceback(limited: Callable[..., Ctl],
+                                                            tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    ctl = limited("--control-token-file", str(token))
+    for data in MALFORMED:
+        with socket.create_connection(("127.0.0.1", ctl.port), timeout=5) as sock:
+            sock.sendall(data)
+            reply = sock.recv(4096)
+            refused = reply == b"" or reply.startswith((b"HTTP/1.0 4", b"HTTP/1.1 4"))
+            assert refused, (data[:40], reply[:80])
+    assert ctl.get("/healthz")[0] == 200
+    log = ctl.server.log
+    assert "Traceback" not in log
+    assert "Error handling request" not in log
