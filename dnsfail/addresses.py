@@ -11,6 +11,15 @@ from __future__ import annotations
 #: Unprivileged, so ``dnsfail serve`` runs without root (gdnsd and PowerDNS default to 53).
 DEFAULT_LISTEN = ("127.0.0.1", 5300)
 DEFAULT_CONTROL = ("127.0.0.1", 8053)
+#: Control API connections open at once; one more is closed as soon as it is accepted.  Each
+#: costs a file descriptor, and idle ones cost the attacker nothing: 1,100 of them once
+#: took every descriptor, and every probe failed with EMFILE (issue 11).
+CONTROL_MAX_CONNECTIONS = 256
+#: Seconds a connection has to deliver a complete request head, from its accept and again
+#: after each response (aiohttp has no such deadline: headers that never end held a
+#: connection forever).  Then it is aborted (RST), not closed gracefully: a peer that does
+#: not read would keep a graceful close waiting on its unsent buffer.
+CONTROL_HEAD_TIMEOUT = 10.0
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -18,6 +18,7 @@ import contextlib
 import errno
 import logging
 import os
+import resource
 import signal
 import socket
 import time
@@ -27,7 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from dnsfail import overrides
-from dnsfail.addresses import DEFAULT_CONTROL, DEFAULT_LISTEN
+from dnsfail.addresses import (
+    CONTROL_HEAD_TIMEOUT,
+    CONTROL_MAX_CONNECTIONS,
+    DEFAULT_CONTROL,
+    DEFAULT_LISTEN,
+)
 from dnsfail.config import load_zones
 from dnsfail.control import ControlServer, check_exposure
 from dnsfail.errors import ConfigError, DnsfailError
@@ -45,6 +51,15 @@ from dnsfail.zonefiles import discover
 
 log = logging.getLogger(__name__)
 
+#: Probes in flight at once (each holds one socket while it runs).
+PROBE_IN_FLIGHT = 64
+#: Descriptors kept free of every connection cap: listeners, the log, the state file and its
+#: directory, the GeoIP database, epoll, worker pipes, threads' files, the interpreter's own.
+FD_RESERVE = 64
+#: Fewest connections a cap is lowered to when the open-file limit is too small for all.
+MIN_CAP = 16
+
+
 @dataclass
 class Settings:
     paths: list[str] = field(default_factory=lambda: ["zones"])
@@ -55,6 +70,9 @@ class Settings:
     watch_interval: float = 1.0
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 1000
+    #: Control API connections open at once, and seconds each has for a request head.
+    control_max_connections: int = CONTROL_MAX_CONNECTIONS
+    control_head_timeout: float = CONTROL_HEAD_TIMEOUT
     #: Longest wait for the first probe round before answering; None: derived from the
     #: slowest probe timeout (gdnsd waits for its first monitoring round too).
     startup_timeout: float | None = None
@@ -132,6 +150,32 @@ class Daemon:
         self._overrides_changed = asyncio.Event()
         self.workers: Workers | None = None
         self.metrics = Metrics(self, self.stats, self._worker_totals)
+        self.control_max_connections = settings.control_max_connections
+
+    def _fit_descriptors(self, limit: int) -> None:
+        """Keep DNS TCP + control + probes + FD_RESERVE within the open-file limit.
+
+        Every accepted connection costs a descriptor; when they are gone,
+        probes fail with EMFILE and healthy sites look down (issue 11).  If
+        the caps do not fit, they are lowered (control first, it matters
+        least) and a warning says so: a cap we cannot honour is a lie.
+        """
+        control = self.control_max_connections if self.settings.control is not None else 0
+        dns = self.limits.max_connections
+        room = limit - PROBE_IN_FLIGHT - FD_RESERVE
+        if dns + control <= room:
+            return
+        new_control = min(control, max(MIN_CAP, room // 8)) if control else 0
+        new_dns = min(dns, max(MIN_CAP, room - new_control))
+        log.warning("open-file limit %d is too small for %d DNS TCP + %d control connections "
+                    "+ %d probes + %d reserved: lowered to %d DNS TCP and %d control "
+                    "connections (raise the hard limit, e.g. LimitNOFILE= in systemd)",
+                    limit, dns, control, PROBE_IN_FLIGHT, FD_RESERVE, new_dns, new_control,
+                    extra={"fields": {"event": "fd_limit", "limit": limit,
+                                      "tcp_max_connections": new_dns,
+                                      "control_max_connections": new_control}})
+        self.limits.max_connections = new_dns
+        self.control_max_connections = new_control
 
     def _worker_totals(self) -> list[Totals]:
         return self.workers.totals() if self.workers is not None else []
@@ -168,6 +212,7 @@ class Daemon:
         """Load zones (raising ConfigError if any is bad), bind, and start answering."""
         if self.settings.control is not None:
             check_exposure(self.settings.control[0], self.settings.control_token)
+        self._fit_descriptors(raise_fd_limit())
         saved = await asyncio.to_thread(self._load_overrides)
         geoip = self.settings.geoip
         if geoip is not None:
@@ -245,7 +290,7 @@ class Daemon:
         """
         assert self.store is not None
         targets = self.store.targets
-        self.prober = Prober(targets, self._on_probe)
+        self.prober = Prober(targets, self._on_probe, max_in_flight=PROBE_IN_FLIGHT)
         await self.prober.start()
         if not targets:
             self.first_round = "complete"
@@ -273,7 +318,9 @@ class Daemon:
         if self.settings.control is None:
             return
         host, port = self.settings.control
-        server = ControlServer(self, host, port, self.settings.control_token)
+        server = ControlServer(self, host, port, self.settings.control_token,
+                               max_connections=self.control_max_connections,
+                               head_timeout=self.settings.control_head_timeout)
         try:
             self.control_address = await server.start()
         except OSError as exc:
@@ -381,9 +428,12 @@ class Daemon:
                       aside, extra={"fields": {"event": "error", "state_file": str(aside)}})
             return []
 
-    def override_matches(self, o: Override) -> list[Match]:
+    def override_matches(self, o: Override) -> tuple[Match, ...]:
         assert self.store is not None
-        return overrides.matches(self.store.configured, overrides.parse_selector(o.selector))
+        found = self.store.index.matched.get(o.selector)
+        if found is None:  # not one of the store's overrides
+            found = self.store.values.lookup(overrides.parse_selector(o.selector))
+        return found
 
     def drain_complete_at(self, o: Override) -> float:
         """When no answer that contained the override's values can still be cached."""
@@ -406,7 +456,7 @@ class Daemon:
         """
         async with self._override_lock:
             assert self.store is not None
-            found = overrides.matches(self.store.configured, selector)
+            found = self.store.values.lookup(selector)
             if not found:
                 raise OverrideError(f"{selector.text} ({selector.kind.value}) matches no pool "
                                     "value of any health-checked record")
@@ -452,7 +502,7 @@ class Daemon:
         if not removed:
             return {"removed": []}
         now = time.time()
-        ttl = overrides.drain_ttl(overrides.matches(self.store.configured, selector))
+        ttl = overrides.drain_ttl(self.store.values.lookup(selector))
         for o in removed:
             log.warning("undrain %s by %s (was %s: %s)", o.selector, by, o.state.name, o.reason,
                         extra={"fields": {"event": "undrain", **o.to_json(), "undrain_by": by}})
@@ -550,6 +600,30 @@ class Daemon:
             await self.stopped.wait()
         finally:
             await self.stop()
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft open-file limit to the hard one; the limit now in force.
+
+    The common soft limit of 1,024 is a compatibility default for select();
+    we use epoll, and every connection, probe and file needs a descriptor.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if target == resource.RLIM_INFINITY:  # the kernel still caps it (fs.nr_open)
+        target = max(soft, 1 << 20) if soft != resource.RLIM_INFINITY else soft
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("open-file limit: could not raise soft limit %d to %d: %s", soft,
+                        target, exc)
+            target = soft
+    else:
+        target = soft
+    log.info("open-file limit: %d (soft was %d, hard %s)", target, soft,
+             "unlimited" if hard == resource.RLIM_INFINITY else hard)
+    return int(target)
 
 
 def _iso(ts: float) -> str:

@@ -9,7 +9,13 @@ import sys
 from collections.abc import Sequence
 
 from dnsfail import __version__, ctl, logs
-from dnsfail.addresses import DEFAULT_CONTROL, DEFAULT_LISTEN, parse_listen
+from dnsfail.addresses import (
+    CONTROL_HEAD_TIMEOUT,
+    CONTROL_MAX_CONNECTIONS,
+    DEFAULT_CONTROL,
+    DEFAULT_LISTEN,
+    parse_listen,
+)
 from dnsfail.config import load_zones
 from dnsfail.errors import ConfigError, DnsfailError
 from dnsfail.geo import GeoError, MaxMindLocator, NoLocator
@@ -79,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="control API (status, drain, reload, metrics) address (default "
                             f"{DEFAULT_CONTROL[0]}:{DEFAULT_CONTROL[1]}; a busy default port "
                             "is skipped with a warning); beyond loopback it needs a token")
+    serve.add_argument("--control-max-connections", type=int, default=CONTROL_MAX_CONNECTIONS,
+                       metavar="N", help="control API connections open at once; more are "
+                       f"closed on accept (default {CONTROL_MAX_CONNECTIONS})")
+    serve.add_argument("--control-head-timeout", type=float, default=CONTROL_HEAD_TIMEOUT,
+                       metavar="SECONDS", help="time a control connection has to send a "
+                       f"complete request head (default {CONTROL_HEAD_TIMEOUT:g})")
     serve.add_argument("--control-token-file", metavar="FILE",
                        help="bearer token the control API requires (else env "
                             "DNSFAIL_CONTROL_TOKEN); once set, required even on loopback")
@@ -183,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         control=None if control == "off" else control,
         control_explicit=args.control is not None,
         control_token=token,
+        control_max_connections=args.control_max_connections,
+        control_head_timeout=args.control_head_timeout,
         state_file=args.state_file or None,
         workers=args.workers,
         log_level=args.log_level,

@@ -29,21 +29,26 @@ Endpoints::
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import hmac
 import ipaddress
 import json
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from dnsfail.addresses import CONTROL_HEAD_TIMEOUT, CONTROL_MAX_CONNECTIONS
 from dnsfail.errors import DnsfailError
 from dnsfail.explain import explain
 from dnsfail.health import Health, TargetHealth
 from dnsfail.metrics import CONTENT_TYPE, effective_state, value_statuses
-from dnsfail.model import ProbeSpec, RRType, Status
+from dnsfail.model import RRType, Status
 from dnsfail.overrides import (
     MAX_REASON,
     Override,
@@ -61,9 +66,14 @@ log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 #: Largest request body accepted (a drain is ~200 bytes).
 MAX_BODY = 64 * 1024
+#: At most one log line per this many seconds about connections closed by the limits.
+LIMIT_LOG_EVERY = 10.0
 
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 TOKEN: web.AppKey[str | None] = web.AppKey("token")
+GUARDS: web.AppKey[dict[object, _Guard]] = web.AppKey("guards")
+#: Seconds a request has to deliver its body (at most MAX_BODY octets): the head timeout.
+BODY_TIMEOUT: web.AppKey[float] = web.AppKey("body_timeout")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -111,7 +121,8 @@ def read_token(path: str | None, env: str | None) -> str | None:
 
 
 def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data, indent=2, default=str) + "\n", status=status,
+    # Compact: the indenting encoder is pure Python, 4x slower on a large status (issue 11).
+    return web.Response(text=json.dumps(data, default=str) + "\n", status=status,
                         content_type="application/json")
 
 
@@ -166,11 +177,15 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def _body(request: web.Request, required: set[str], optional: set[str]) -> dict[str, Any]:
     """The request's JSON object, with exactly known keys; HTTPBadRequest with the reason."""
-    raw = await request.read()
+    raw = await _read(request)
     try:
-        data = json.loads(raw) if raw.strip() else None
+        data = json.loads(raw, object_pairs_hook=_unique_keys) if raw.strip() else None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _bad(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise _bad("body is nested too deeply") from None
+    except ValueError as exc:  # a duplicate key, or an integer past int_max_str_digits
+        raise _bad(f"body is not usable JSON: {exc}") from None
     if not isinstance(data, dict):
         raise _bad("body must be a JSON object, e.g. "
                    '{"target": "192.0.2.10", "for": "30m", "reason": "maintenance"}')
@@ -182,6 +197,61 @@ async def _body(request: web.Request, required: set[str], optional: set[str]) ->
         allowed = ", ".join(sorted(required | optional))
         raise _bad(f"unknown field(s): {', '.join(unknown)} (allowed: {allowed})")
     return data
+
+
+async def _read(request: web.Request) -> bytes:
+    """The body, if it arrives in time (a trickled body must not hold a connection slot)."""
+    timeout = request.app[BODY_TIMEOUT]
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=json.dumps({"error": f"body not received within {timeout:g}s"}) + "\n",
+            content_type="application/json") from None
+
+
+@web.middleware
+async def _deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request head arrived: stop its connection's head timer until the reply is handed on."""
+    guard = request.app[GUARDS].get(request.protocol)
+    if guard is not None:
+        guard.disarm()
+    try:
+        return await handler(request)
+    finally:
+        if guard is not None:
+            guard.arm()
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: last-wins would hide the first value."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        counts = collections.Counter(key for key, _ in pairs)
+        twice = sorted(key for key, n in counts.items() if n > 1)
+        raise ValueError(f"duplicate key(s): {', '.join(repr(k) for k in twice)}")
+    return out
+
+
+#: RFC 1035 section 2.3.4: a name is at most 255 octets on the wire, a label at most 63.
+MAX_NAME = 255
+MAX_LABEL = 63
+
+
+def _name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a query name (RFC 1035 section 2.3.4), or None."""
+    if name == ".":
+        return None
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    octets = [len(label.encode("utf-8", "surrogateescape")) for label in labels]
+    if 0 in octets:
+        return "has an empty label"
+    if max(octets) > MAX_LABEL:
+        return f"has a label longer than {MAX_LABEL} octets"
+    if sum(octets) + len(octets) + 1 > MAX_NAME:
+        return f"is longer than {MAX_NAME} octets"
+    return None
 
 
 def _bad(reason: str) -> web.HTTPBadRequest:
@@ -253,6 +323,10 @@ def status(daemon: Daemon) -> dict[str, Any]:
         }
         for origin, zone in sorted(store.configured.items())
     ]
+    # Each override once, then shared by every target it touches (store.index): the view
+    # costs what it shows, not targets x overrides x values (issue 11).
+    shown = {o.selector: override_json(o, daemon) for o in store.overrides}
+    touching = store.index.by_target
     targets = []
     for spec, users in sorted(store.targets.items(), key=lambda item: item[0].label):
         h = snap.health.get(spec)
@@ -265,8 +339,7 @@ def status(daemon: Daemon) -> dict[str, Any]:
             "state": effective_state(statuses.get(spec, set()), real),
             "real_state": real.value,
             "zone_status": sorted(s.value for s in forced_in_zone),
-            "overrides": [override_json(o, daemon) for o in store.overrides
-                          if _touches(daemon, o, spec)],
+            "overrides": [shown[o.selector] for o in touching.get(spec, ())],
             **_health_json(h),
         })
     return {
@@ -277,14 +350,10 @@ def status(daemon: Daemon) -> dict[str, Any]:
         "reload": daemon.last_reload,
         "zones": zones,
         "targets": targets,
-        "overrides": [override_json(o, daemon) for o in store.overrides],
+        "overrides": list(shown.values()),
         "state_file": str(daemon.state_path) if daemon.state_path is not None else None,
         "workers": daemon.workers.describe() if daemon.workers is not None else [],
     }
-
-
-def _touches(daemon: Daemon, o: Override, spec: ProbeSpec) -> bool:
-    return any(m.value.probe == spec for m in daemon.override_matches(o))
 
 
 # --- handlers ------------------------------------------------------------------------------
@@ -349,7 +418,7 @@ async def undrain(request: web.Request) -> web.Response:
 
 async def reload(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
-    await request.read()
+    await _read(request)
     problems = await daemon.reload(trigger=f"control API ({_client(request)})")
     body = {"ok": not problems, "problems": problems, "reload": daemon.last_reload,
             "config_generation": daemon.config_generation}
@@ -362,6 +431,10 @@ async def get_explain(request: web.Request) -> web.Response:
     name = q.get("name", "").strip()
     if not name:
         raise _bad("name is required: /v1/explain?name=api.example.com&type=A&client=IP")
+    problem = _name_problem(name)
+    if problem is not None:
+        raise _bad(f"name {name[:80]!r}{'...' if len(name) > 80 else ''} {problem} "
+                   "(RFC 1035 section 2.3.4)")
     qtype = q.get("type", "A").strip().upper()
     if qtype not in RRType.__members__:
         raise _bad(f"type {qtype!r} is not one of {', '.join(RRType.__members__)}")
@@ -395,10 +468,13 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def make_app(daemon: Daemon, token: str | None) -> web.Application:
-    app = web.Application(middlewares=[_errors, _auth], client_max_size=MAX_BODY)
+def make_app(daemon: Daemon, token: str | None,
+             body_timeout: float = CONTROL_HEAD_TIMEOUT) -> web.Application:
+    app = web.Application(middlewares=[_errors, _deadline, _auth], client_max_size=MAX_BODY)
     app[DAEMON] = daemon
     app[TOKEN] = token
+    app[GUARDS] = {}
+    app[BODY_TIMEOUT] = body_timeout
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/v1/status", get_status)
@@ -410,31 +486,150 @@ def make_app(daemon: Daemon, token: str | None) -> web.Application:
     return app
 
 
-class ControlServer:
-    """The control API's runner and listening site, owned by the daemon."""
+class _Guard(asyncio.Protocol):
+    """One control connection: aiohttp's protocol inside the connection cap and head deadline.
 
-    def __init__(self, daemon: Daemon, host: str, port: int, token: str | None) -> None:
-        self.runner = web.AppRunner(make_app(daemon, token), access_log=None,
-                                    handle_signals=False)
+    aiohttp's ``RequestHandler`` has neither (issue 11), so the listener is
+    created here with this wrapper as its protocol; it forwards every call
+    to the handler and aborts the transport when the cap is full or the
+    deadline passes.  The ``_deadline`` middleware tells it when a request
+    head has arrived (the first point aiohttp hands us a request).
+    """
+
+    def __init__(self, owner: ControlServer) -> None:
+        self.owner = owner
+        self.transport: asyncio.Transport | None = None
+        self.inner: asyncio.Protocol | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        owner = self.owner
+        self.transport = cast(asyncio.Transport, transport)
+        if len(owner.guards) >= owner.max_connections:
+            owner.note("over_cap", f"over the cap of {owner.max_connections} connections")
+            self.transport.abort()
+            return
+        factory = owner.runner.server
+        assert factory is not None
+        self.inner = inner = factory()
+        owner.guards[inner] = self
+        self.arm()
+        inner.connection_made(transport)
+
+    def arm(self) -> None:
+        self.disarm()
+        if self.transport is not None:
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_later(self.owner.head_timeout, self._expire)
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _expire(self) -> None:
+        self.timer = None
+        if self.transport is not None:
+            self.owner.note("head_timeout",
+                            f"no complete request within {self.owner.head_timeout:g}s")
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.disarm()
+        self.transport = None
+        if self.inner is not None:
+            self.owner.guards.pop(self.inner, None)
+            self.inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received() if self.inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()
+
+
+class ControlServer:
+    """The control API's runner and listener, owned by the daemon.
+
+    The listener is ours (``loop.create_server`` with :class:`_Guard`), not
+    aiohttp's ``TCPSite``, so that connections are capped and timed.
+    """
+
+    def __init__(self, daemon: Daemon, host: str, port: int, token: str | None, *,
+                 max_connections: int = CONTROL_MAX_CONNECTIONS,
+                 head_timeout: float = CONTROL_HEAD_TIMEOUT) -> None:
+        app = make_app(daemon, token, head_timeout)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                    shutdown_timeout=1.0, logger=_HTTP_LOG)
         self.host, self.port = host, port
+        self.max_connections = max_connections
+        self.head_timeout = head_timeout
+        #: Open connections, by their aiohttp handler (what a request names as its protocol).
+        self.guards: dict[object, _Guard] = app[GUARDS]
+        #: Connections closed by each limit, for metrics: over_cap, head_timeout.
+        self.closed: dict[str, int] = {"over_cap": 0, "head_timeout": 0}
+        self._logged = 0.0
+        self.listener: asyncio.Server | None = None
+
+    def note(self, why: str, text: str) -> None:
+        """Count a connection closed by a limit; one info line per LIMIT_LOG_EVERY at most."""
+        self.closed[why] += 1
+        now = time.monotonic()
+        if now - self._logged >= LIMIT_LOG_EVERY:
+            self._logged = now
+            log.info("control API: closing connections: %s (so far: %d over the cap, %d "
+                     "timed out)", text, self.closed["over_cap"], self.closed["head_timeout"],
+                     extra={"fields": {"event": "control_limit", **self.closed}})
 
     async def start(self) -> tuple[str, int]:
         await self.runner.setup()
+        loop = asyncio.get_running_loop()
         try:
-            site = web.TCPSite(self.runner, self.host, self.port, shutdown_timeout=1.0,
-                               reuse_address=True)
-            await site.start()
+            self.listener = await loop.create_server(lambda: _Guard(self), self.host,
+                                                     self.port, reuse_address=True)
         except BaseException:
             await self.runner.cleanup()
             raise
-        sockets = [s for server in self.runner.sites for s in _sockets(server)]
+        sockets = list(self.listener.sockets)
         bound = sockets[0].getsockname()[1] if sockets else self.port
         return self.host, bound
 
     async def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        for guard in list(self.guards.values()):
+            if guard.transport is not None and guard.timer is not None:
+                guard.transport.abort()  # idle: waiting for a head, nothing to finish
         await self.runner.cleanup()
 
 
-def _sockets(site: web.BaseSite) -> list[Any]:
-    server = getattr(site, "_server", None)
-    return list(getattr(server, "sockets", None) or [])
+class _HttpLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server log without tracebacks: a malformed request is one debug line.
+
+    aiohttp logs a request it cannot parse (and a handler's error) with
+    ``logger.exception``; any client could flood the log with tracebacks
+    that way, without a token (issue 11).  Our handlers turn their own
+    errors into responses, so what reaches here is the peer's doing.
+    """
+
+    def exception(self, msg: object, *args: object, exc_info: object = True,
+                  **kwargs: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        text = str(msg) % args if args else str(msg)
+        # The peer's malformed HTTP is debug; anything else is our bug: one ERROR line.
+        level = logging.DEBUG if isinstance(exc, HttpProcessingError) else logging.ERROR
+        self.logger.log(level, "control API: %s: %s", text,
+                        f"{type(exc).__name__}: {exc}" if exc is not None else "?")
+
+
+_HTTP_LOG = _HttpLog(logging.getLogger("dnsfail.control.http"), {})

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from dnsfail.geo import Decision, Locator, NoLocator, decide
 from dnsfail.health import Health, TargetHealth, describe_change, next_change_bound, observe
 from dnsfail.model import AAAA, A, DynamicRecord, ProbeSpec, RRset, RRType, Zone, pool_values
-from dnsfail.overrides import Override, active, apply
+from dnsfail.overrides import Override, OverrideIndex, ValueIndex, active, apply
 from dnsfail.resolver import DynamicResult
 from dnsfail.selection import Selection, select
 
@@ -195,8 +195,12 @@ class Store:
     ) -> None:
         self.now = now
         self.configured: dict[str, Zone] = dict(zones)
+        #: The configured pool values by selector key, and what each override matches:
+        #: rebuilt with every zone or override change, so no view rescans the zones.
+        self.values = ValueIndex.build(self.configured)
         self.overrides: list[Override] = active(overrides, now())
-        self.snapshot = Snapshot(1, apply(self.configured, self.overrides, now()))
+        self.index = OverrideIndex.build(self.values, self.overrides)
+        self.snapshot = Snapshot(1, apply(self.configured, self.overrides, now(), self.values))
         self.targets = probe_specs(zones)
         #: Called with every newly published snapshot (worker processes mirror it).
         self.subscribers: list[Callable[[Snapshot], None]] = []
@@ -216,6 +220,8 @@ class Store:
         serve it until its next probe.
         """
         self.configured = dict(zones)
+        self.values = ValueIndex.build(self.configured)
+        self.index = OverrideIndex.build(self.values, self.overrides)
         self.targets = probe_specs(zones)
         old = self.snapshot.health
         by_target = {_what_is_probed(s): h for s, h in old.items()}
@@ -224,7 +230,7 @@ class Store:
             known = old.get(spec) or by_target.get(_what_is_probed(spec))
             if known is not None:
                 health[spec] = known
-        self._publish(apply(self.configured, self.overrides, self.now()), health)
+        self._publish(apply(self.configured, self.overrides, self.now(), self.values), health)
         return self.snapshot
 
     def touch(self) -> Snapshot:
@@ -240,7 +246,9 @@ class Store:
     def set_overrides(self, overrides: Sequence[Override]) -> Snapshot:
         """Publish answers under ``overrides`` (the complete new set); the next query sees them."""
         self.overrides = active(overrides, self.now())
-        self._publish(apply(self.configured, self.overrides, self.now()), self.snapshot.health)
+        self.index = OverrideIndex.build(self.values, self.overrides)
+        self._publish(apply(self.configured, self.overrides, self.now(), self.values),
+                      self.snapshot.health)
         return self.snapshot
 
     def expire(self) -> list[Override]:

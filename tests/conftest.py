@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dns.message
@@ -41,7 +41,8 @@ class DnsfailProcess:
 
     def __init__(self, args: list[str], host: str = "127.0.0.1", port: int | None = None,
                  extra_listen: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None,
+                 preexec_fn: Callable[[], None] | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
         listen = [f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"]
@@ -50,7 +51,7 @@ class DnsfailProcess:
             cmd += ["--listen", item]
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, preexec_fn=preexec_fn,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -285,3 +285,17 @@ def test_state_file_is_readable_json(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == {"version": 1, "overrides": [
         {"selector": "pool:eu", "state": "down", "reason": "r", "created": 1.0,
          "expires": 2.0, "by": "me"}]}
+
+
+def test_load_removes_temporaries_a_killed_save_left(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    overrides.save(path, [drain("192.0.2.10", 1.0, 1e12)])
+    left = [tmp_path / ".state.json.abc123.tmp", tmp_path / ".state.json.x.tmp"]
+    for stale in left:
+        stale.write_text('{"version": 1, "overr')  # a write cut short by kill -9
+    kept = [tmp_path / ".other.json.abc.tmp", tmp_path / "state.json.tmp", tmp_path / "notes"]
+    for other in kept:
+        other.write_text("x")
+    assert [o.selector for o in overrides.load(path, 2.0)] == ["192.0.2.10"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["state.json", *(k.name for k in kept)])
