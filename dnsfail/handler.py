@@ -5,7 +5,7 @@ prepared replies: scan the question (no dnslib), look the key up, patch in the
 ID, RD/CD and the question's letter case.  Faster still, a UDP query whose
 bytes after the ID were seen before (every repeat of one client's question)
 is answered from ``Snapshot.exact``: the finished reply but for its ID.
-Everything else takes the full path (parse with dnslib, resolve, render),
+Everything else takes the full path (parse, resolve, render),
 whose reply is cached when the answer does not depend on chance.  Because
 ``wire.render`` output is independent of ID, flags and case, both paths give
 the same bytes.
@@ -125,7 +125,7 @@ class Handler:
         client: str,
     ) -> bytes | None:
         try:
-            query = wire.parse_scanned(data, scanned[1]) if scanned else wire.parse_query(data)
+            query = wire.parse_query(data)
         except wire.Drop:
             self.stats.dropped += 1
             return None
