@@ -13,6 +13,10 @@ the same bytes.
 Metrics cost the fast path one list increment: each cached reply is stored
 with the index of its ``(zone, qtype, rcode)`` counter (metrics.QueryStats),
 and one message in ``SAMPLE_EVERY`` is timed.
+
+An exception while answering is a bug, and no packet may turn it into a log
+flood: it is answered SERVFAIL, counted, and logged as one line per kind
+(``logs.ErrorLog``), the traceback only at DEBUG.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections.abc import Callable
 
 from dnsfail import wire
 from dnsfail.geo import Locator, NoLocator
+from dnsfail.logs import ErrorLog
 from dnsfail.metrics import SAMPLE_EVERY, QueryStats
 from dnsfail.model import Message, Rcode, RRClass
 from dnsfail.resolver import chaos, find_zone, resolve
@@ -74,6 +79,7 @@ class Handler:
         self.stats = stats or QueryStats()
         self._counts = self.stats.counts
         self._countdown = SAMPLE_EVERY
+        self.errors = ErrorLog(log)
 
     def handle(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
         """The reply to ``data`` from ``client`` (an IP address), or None (RFC 1035 4.1.1)."""
@@ -103,8 +109,9 @@ class Handler:
                 return reply
         try:
             return self._full(data, tcp, snap, scanned, client)
-        except Exception:
-            log.exception("internal error answering a %d-byte message", len(data))
+        except Exception as exc:
+            self.stats.internal_errors += 1
+            self.errors.report(exc, f"answering a {len(data)}-byte message")
             self._counts[self.stats.slot("", 0, Rcode.SERVFAIL)] += 1
             return self._servfail(data)
 
@@ -303,13 +310,12 @@ class Handler:
             return wire.personalize(reply, data, qend)
         return wire.with_id(reply, data[0] << 8 | data[1], data[2:4])
 
-    @staticmethod
-    def _servfail(data: bytes) -> bytes | None:
+    def _servfail(self, data: bytes) -> bytes | None:
         if len(data) < wire.HEADER_LEN or data[2] & 0x80:
             return None
         refusal = wire.Refuse(Rcode.SERVFAIL, "internal error", query_id=data[0] << 8 | data[1])
         try:
             return wire.with_id(wire.render_refusal(refusal), refusal.query_id, data[2:4])
-        except Exception:
-            log.exception("could not even render SERVFAIL")
+        except Exception as exc:
+            self.errors.report(exc, "rendering SERVFAIL")
             return None

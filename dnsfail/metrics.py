@@ -84,6 +84,8 @@ class QueryStats:
         self.latency_sum = 0.0
         #: Messages dropped without a reply (too short, or a response).
         self.dropped = 0
+        #: Messages answered SERVFAIL because answering raised: each one is a bug.
+        self.internal_errors = 0
 
     def slot(self, zone: str, qtype: int, rcode: int) -> int:
         key = (zone, qtype_label(qtype), rcode_label(rcode))
@@ -101,7 +103,7 @@ class QueryStats:
     def totals(self) -> Totals:
         """Everything counted so far, as plain data a worker process can send."""
         return Totals(dict(zip(self.keys, self.counts, strict=True)), list(self.latency),
-                      self.latency_sum, self.dropped)
+                      self.latency_sum, self.dropped, internal_errors=self.internal_errors)
 
     def merged(self, others: Iterable[Totals]) -> QueryStats:
         """A new QueryStats holding this one's counts plus ``others`` (for the scrape)."""
@@ -122,6 +124,7 @@ class QueryStats:
             self.latency[i] += count
         self.latency_sum += part.latency_sum
         self.dropped += part.dropped
+        self.internal_errors += part.internal_errors
 
 
 @dataclass
@@ -139,6 +142,7 @@ class Totals:
     dropped: int = 0
     udp_dropped_sends: int = 0
     tcp_open: int = 0
+    internal_errors: int = 0
 
     def add(self, other: Totals) -> None:
         """Fold ``other`` in (a worker that exited: its counts must not vanish)."""
@@ -148,6 +152,7 @@ class Totals:
         self.latency_sum += other.latency_sum
         self.dropped += other.dropped
         self.udp_dropped_sends += other.udp_dropped_sends
+        self.internal_errors += other.internal_errors
 
 
 class Source(Protocol):
@@ -238,6 +243,9 @@ class _Collector(Collector):
         yield queries
         yield CounterMetricFamily("dnsfail_dropped_messages", "Messages dropped unanswered "
                                   "(shorter than a header, or not a query).", value=q.dropped)
+        yield CounterMetricFamily("dnsfail_internal_errors", "Messages answered SERVFAIL "
+                                  "because answering raised (a bug; logged rate-limited).",
+                                  value=q.internal_errors)
         cumulative, total = [], 0
         for bound, count in zip((*LATENCY_BUCKETS, float("inf")), q.latency, strict=True):
             total += count

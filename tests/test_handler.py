@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 
 import dns.edns
 import dns.flags
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from dnsfail.config import load_zones
 from dnsfail.handler import Handler
-from dnsfail.model import Zone
+from dnsfail.model import Message, Zone
 from dnsfail.state import Store
 
 from .conftest import DATA
@@ -253,3 +254,47 @@ def test_client_answers_are_shared_by_the_block_that_decided_them() -> None:
     assert len(blocks()) == 5
     assert answer("") == ["192.0.2.3"], "no address: answered, never cached"
     assert len(blocks()) == 5
+
+
+class Broken(Handler):
+    """A handler with a bug in its decision: a stand-in for one not found yet."""
+
+    def answer(self, *args: object, **kwargs: object) -> Message:
+        raise RuntimeError("boom\n2030-01-01 00:00:00 INFO dnsfail: a forged line")
+
+
+def test_internal_errors_log_one_line_per_kind_without_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A packet that finds a bug can be sent at line rate: one line per 10 s, no traceback,
+    each counted; the traceback only at DEBUG."""
+    store = Store(ZONES)
+    handler = Broken(lambda: store.snapshot)
+    now = [100.0]
+    handler.errors.clock = lambda: now[0]
+    caplog.set_level(logging.INFO)
+
+    def ask(i: int) -> None:
+        reply = handler.handle(dns.message.make_query(f"n{i}.gw.test.", "A").to_wire())
+        assert reply is not None
+        assert dns.message.from_wire(reply).rcode() == dns.rcode.SERVFAIL
+
+    for i in range(50):
+        ask(i)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert not any(r.exc_info for r in caplog.records)
+    line = errors[0].getMessage()
+    assert "RuntimeError" in line
+    assert "test_handler.py" in line
+    assert "in answer" in line
+    assert "\n" not in line, "the message is quoted: it cannot forge log lines"
+    assert handler.stats.internal_errors == 50
+    caplog.clear()
+    now[0] += 10
+    caplog.set_level(logging.DEBUG, logger="dnsfail.handler")
+    ask(50)
+    [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "(49 more since the last report)" in error.getMessage()
+    assert not error.exc_info
+    assert [r.levelno for r in caplog.records if r.exc_info] == [logging.DEBUG]
