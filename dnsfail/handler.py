@@ -37,6 +37,11 @@ from dnsfail.state import CACHE_LIMIT, Address, ClientBlocks, Entry, Snapshot, S
 
 log = logging.getLogger(__name__)
 
+#: Largest query whose exact bytes are remembered (``Snapshot.exact``): real queries are
+#: a few hundred octets, and a key of up to 64 KiB each would let unique padded queries
+#: hold gigabytes in a cache of ``CACHE_LIMIT`` entries.
+EXACT_QUERY_LIMIT = 512
+
 
 @functools.lru_cache(maxsize=65536)
 def client_address(client: str) -> Address | None:
@@ -248,6 +253,8 @@ class Handler:
     def _remember_exact(snap: Snapshot, data: bytes, reply: bytes, slot: int) -> None:
         """Keep ``reply`` for this exact query (ID aside): it already carries the query's
         flags and letter case, so the next identical query needs only its ID."""
+        if len(data) > EXACT_QUERY_LIMIT:
+            return
         exact = snap.exact
         if len(exact) >= CACHE_LIMIT:
             exact.clear()

@@ -298,3 +298,18 @@ def test_internal_errors_log_one_line_per_kind_without_traceback(
     assert "(49 more since the last report)" in error.getMessage()
     assert not error.exc_info
     assert [r.levelno for r in caplog.records if r.exc_info] == [logging.DEBUG]
+
+
+def test_large_queries_are_not_remembered_byte_for_byte() -> None:
+    """Snapshot.exact is keyed by the query's bytes: a 40 KB padded query (RFC 7830) is
+    answered, and its reply cached by question, but its bytes are not kept."""
+    handler, store = fresh_handler()
+    for size in (100, 40000):
+        padding = dns.edns.GenericOption(dns.edns.PADDING, bytes(size))
+        data = dns.message.make_query("api.gw.test.", "A", use_edns=0,
+                                      options=[padding]).to_wire(max_size=65535)
+        reply = handler.handle(data)
+        assert reply is not None
+        assert dns.message.from_wire(reply).rcode() == dns.rcode.NOERROR
+    assert store.snapshot.exact
+    assert max(len(key) for key in store.snapshot.exact) < 512
