@@ -21,6 +21,7 @@ from dnsfail.state import Store
 
 from .conftest import DATA
 from .fuzz.mutate import SEEDS, captured, check_reply, mutate
+from .test_wire import MALFORMED
 
 ZONES = load_zones([str(DATA / "zones")])
 
@@ -328,3 +329,19 @@ def test_large_queries_are_not_remembered_byte_for_byte() -> None:
         assert dns.message.from_wire(reply).rcode() == dns.rcode.NOERROR
     assert store.snapshot.exact
     assert max(len(key) for key in store.snapshot.exact) < 512
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_crafted_messages_get_their_rcode_and_log_nothing(
+    name: str, tcp: bool, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 11 items 1 and 5: the crafted messages of test_wire get FORMERR (or NOTIMP,
+    BADVERS) from the handler, with nothing at ERROR and no traceback in the log."""
+    data, rcode, _ = MALFORMED[name]
+    caplog.set_level(logging.DEBUG)
+    reply = fresh_handler()[0].handle(data, tcp)
+    check_reply(data, reply, tcp)
+    assert reply is not None
+    assert reply[3] & 0x0F == rcode & 0x0F  # BADVERS's upper bits are in the OPT
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
