@@ -5,7 +5,7 @@ prepared replies: scan the question (no dnslib), look the key up, patch in the
 ID, RD/CD and the question's letter case.  Faster still, a UDP query whose
 bytes after the ID were seen before (every repeat of one client's question)
 is answered from ``Snapshot.exact``: the finished reply but for its ID.
-Everything else takes the full path (parse with dnslib, resolve, render),
+Everything else takes the full path (parse, resolve, render),
 whose reply is cached when the answer does not depend on chance.  Because
 ``wire.render`` output is independent of ID, flags and case, both paths give
 the same bytes.
@@ -13,6 +13,10 @@ the same bytes.
 Metrics cost the fast path one list increment: each cached reply is stored
 with the index of its ``(zone, qtype, rcode)`` counter (metrics.QueryStats),
 and one message in ``SAMPLE_EVERY`` is timed.
+
+An exception while answering is a bug, and no packet may turn it into a log
+flood: it is answered SERVFAIL, counted, and logged as one line per kind
+(``logs.ErrorLog``), the traceback only at DEBUG.
 """
 
 from __future__ import annotations
@@ -25,12 +29,18 @@ from collections.abc import Callable
 
 from dnsfail import wire
 from dnsfail.geo import Locator, NoLocator
+from dnsfail.logs import ErrorLog
 from dnsfail.metrics import SAMPLE_EVERY, QueryStats
 from dnsfail.model import Message, Rcode, RRClass
 from dnsfail.resolver import chaos, find_zone, resolve
 from dnsfail.state import CACHE_LIMIT, Address, ClientBlocks, Entry, Snapshot, Steering, Step
 
 log = logging.getLogger(__name__)
+
+#: Largest query whose exact bytes are remembered (``Snapshot.exact``): real queries are
+#: a few hundred octets, and a key of up to 64 KiB each would let unique padded queries
+#: hold gigabytes in a cache of ``CACHE_LIMIT`` entries.
+EXACT_QUERY_LIMIT = 512
 
 
 @functools.lru_cache(maxsize=65536)
@@ -74,6 +84,7 @@ class Handler:
         self.stats = stats or QueryStats()
         self._counts = self.stats.counts
         self._countdown = SAMPLE_EVERY
+        self.errors = ErrorLog(log)
 
     def handle(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
         """The reply to ``data`` from ``client`` (an IP address), or None (RFC 1035 4.1.1)."""
@@ -103,8 +114,9 @@ class Handler:
                 return reply
         try:
             return self._full(data, tcp, snap, scanned, client)
-        except Exception:
-            log.exception("internal error answering a %d-byte message", len(data))
+        except Exception as exc:
+            self.stats.internal_errors += 1
+            self.errors.report(exc, f"answering a {len(data)}-byte message")
             self._counts[self.stats.slot("", 0, Rcode.SERVFAIL)] += 1
             return self._servfail(data)
 
@@ -125,7 +137,7 @@ class Handler:
         client: str,
     ) -> bytes | None:
         try:
-            query = wire.parse_scanned(data, scanned[1]) if scanned else wire.parse_query(data)
+            query = wire.parse_query(data)
         except wire.Drop:
             self.stats.dropped += 1
             return None
@@ -241,6 +253,8 @@ class Handler:
     def _remember_exact(snap: Snapshot, data: bytes, reply: bytes, slot: int) -> None:
         """Keep ``reply`` for this exact query (ID aside): it already carries the query's
         flags and letter case, so the next identical query needs only its ID."""
+        if len(data) > EXACT_QUERY_LIMIT:
+            return
         exact = snap.exact
         if len(exact) >= CACHE_LIMIT:
             exact.clear()
@@ -303,13 +317,12 @@ class Handler:
             return wire.personalize(reply, data, qend)
         return wire.with_id(reply, data[0] << 8 | data[1], data[2:4])
 
-    @staticmethod
-    def _servfail(data: bytes) -> bytes | None:
+    def _servfail(self, data: bytes) -> bytes | None:
         if len(data) < wire.HEADER_LEN or data[2] & 0x80:
             return None
         refusal = wire.Refuse(Rcode.SERVFAIL, "internal error", query_id=data[0] << 8 | data[1])
         try:
             return wire.with_id(wire.render_refusal(refusal), refusal.query_id, data[2:4])
-        except Exception:
-            log.exception("could not even render SERVFAIL")
+        except Exception as exc:
+            self.errors.report(exc, "rendering SERVFAIL")
             return None

@@ -90,6 +90,8 @@ class QueryStats:
         self.latency_sum = 0.0
         #: Messages dropped without a reply (too short, or a response).
         self.dropped = 0
+        #: Messages answered SERVFAIL because answering raised: each one is a bug.
+        self.internal_errors = 0
 
     def slot(self, zone: str, qtype: int, rcode: int) -> int:
         key = (zone, qtype_label(qtype), rcode_label(rcode))
@@ -107,7 +109,7 @@ class QueryStats:
     def totals(self) -> Totals:
         """Everything counted so far, as plain data a worker process can send."""
         return Totals(dict(zip(self.keys, self.counts, strict=True)), list(self.latency),
-                      self.latency_sum, self.dropped)
+                      self.latency_sum, self.dropped, internal_errors=self.internal_errors)
 
     def merged(self, others: Iterable[Totals]) -> QueryStats:
         """A new QueryStats holding this one's counts plus ``others`` (for the scrape)."""
@@ -128,6 +130,7 @@ class QueryStats:
             self.latency[i] += count
         self.latency_sum += part.latency_sum
         self.dropped += part.dropped
+        self.internal_errors += part.internal_errors
 
 
 @dataclass
@@ -147,6 +150,7 @@ class Totals:
     tcp_open: int = 0
     #: TCP connections the server ended, by reason (server.CLOSE_REASONS).
     tcp_closed: dict[str, int] = field(default_factory=dict)
+    internal_errors: int = 0
 
     def add(self, other: Totals) -> None:
         """Fold ``other`` in (a worker that exited: its counts must not vanish)."""
@@ -156,6 +160,7 @@ class Totals:
         self.latency_sum += other.latency_sum
         self.dropped += other.dropped
         self.udp_dropped_sends += other.udp_dropped_sends
+        self.internal_errors += other.internal_errors
         for reason, count in other.tcp_closed.items():
             self.tcp_closed[reason] = self.tcp_closed.get(reason, 0) + count
 
@@ -340,6 +345,9 @@ class _Collector(Collector):
         yield queries
         yield CounterMetricFamily("dnsfail_dropped_messages", "Messages dropped unanswered "
                                   "(shorter than a header, or not a query).", value=q.dropped)
+        yield CounterMetricFamily("dnsfail_internal_errors", "Messages answered SERVFAIL "
+                                  "because answering raised (a bug; logged rate-limited).",
+                                  value=q.internal_errors)
         cumulative, total = [], 0
         for bound, count in zip((*LATENCY_BUCKETS, float("inf")), q.latency, strict=True):
             total += count

@@ -1,12 +1,8 @@
-"""DNS wire format: the only module that imports dnslib.
+"""DNS wire format: the only module that imports dnslib, and only to test ``render``.
 
-Two ways in:
-
-* ``scan_question`` reads just the header and question with byte slicing and
-  yields a cache key.  It never allocates a dnslib object, which is what keeps
-  a repeated question cheap (see ``handler.py``).
-* ``parse_query`` uses dnslib for everything else and turns what it finds into
-  a ``Query`` or a ``WireError`` subclass that says how to answer.
+The way in is ``dnsfail.query`` (``scan_question``, ``parse_query``), re-exported
+here so that callers have one module for the wire; it reads queries by hand, in
+linear time, because dnslib's parser can be made to spend seconds on one packet.
 
 One way out: ``render`` packs a ``Message`` into bytes that are *independent of
 the query's ID, RD/CD bits and letter case*; ``personalize`` then patches
@@ -28,11 +24,9 @@ from __future__ import annotations
 import functools
 import ipaddress
 import struct
-from dataclasses import dataclass
 
 import dnslib
 
-from dnsfail.errors import WireError
 from dnsfail.model import (
     AAAA,
     CAA,
@@ -46,163 +40,26 @@ from dnsfail.model import (
     TXT,
     A,
     Message,
-    Rcode,
     RRClass,
     RRset,
     RRType,
 )
-
-#: Our UDP payload size, the DNS Flag Day 2020 value that avoids fragmentation.
-UDP_PAYLOAD = 1232
-#: Without EDNS a UDP reply may not exceed 512 octets (RFC 1035 section 4.2.1).
-CLASSIC_UDP_LIMIT = 512
-TCP_LIMIT = 65535
-HEADER_LEN = 12
-OPTION_NSID = 3
-OPTION_ECS = 8
-
-
-@dataclass(frozen=True, slots=True)
-class ClientSubnet:
-    """A decoded EDNS Client Subnet option (RFC 7871 section 6)."""
-
-    family: int
-    source_prefix: int
-    scope_prefix: int
-    network: ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@dataclass(frozen=True, slots=True)
-class Edns:
-    payload: int
-    version: int
-    do: bool
-    ecs: ClientSubnet | None = None
-    #: The client asked for our name server identifier (RFC 5001 section 2.3).
-    nsid: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """The parts of a query that decide its answer; names lower case, absolute."""
-
-    id: int
-    qname: str
-    qtype: int
-    qclass: int
-    edns: Edns | None
-
-    def udp_limit(self) -> int:
-        """Largest UDP reply the client accepts, capped at ours (RFC 6891 section 6.2.5)."""
-        if self.edns is None:
-            return CLASSIC_UDP_LIMIT
-        return min(max(self.edns.payload, CLASSIC_UDP_LIMIT), UDP_PAYLOAD)
-
-
-class Drop(WireError):
-    """Not worth a reply: shorter than a header, or a response (QR set), RFC 1035 4.1.1."""
-
-
-class Refuse(WireError):
-    """Answer with an error rcode and no data, echoing what we could read.
-
-    ``rcode`` is the rcode to send; ``query_id`` and ``opcode`` come from the
-    header; ``question`` is present when the question section was readable.
-    """
-
-    def __init__(
-        self,
-        rcode: Rcode,
-        reason: str,
-        *,
-        query_id: int,
-        opcode: int = 0,
-        question: tuple[str, int, int] | None = None,
-        edns: Edns | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.rcode = rcode
-        self.query_id = query_id
-        self.opcode = opcode
-        self.question = question
-        self.edns = edns
-
-
-# --- the fast scanner ----------------------------------------------------------
-
-
-def scan_question(data: bytes, tcp: bool) -> tuple[bytes, int] | None:
-    """Return ``(cache_key, question_end)`` for a plain query, or None.
-
-    A plain query has QR=0, OPCODE=0, one question, no answer or authority
-    records, no compression in the question and at most one OPT record of
-    version 0.  Anything else returns None and goes the slow way, so a wrong
-    guess here can only cost speed, never correctness.  The key holds
-    everything the reply depends on: the lower-cased qname, qtype and qclass,
-    the transport, and the EDNS facts that change the reply's bytes, including
-    the ECS option itself: the reply echoes its family, source prefix and
-    address, and the client's location is decided by it alone (RFC 7871
-    section 7.2.1), so one ECS option always gets the same reply bytes.
-    """
-    n = len(data)
-    if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
-        return None
-    i = HEADER_LEN
-    try:
-        length = data[i]
-        while length:
-            if length > 63:
-                return None
-            i += length + 1
-            length = data[i]
-    except IndexError:
-        return None
-    qend = i + 5
-    if qend > n:
-        return None
-    transport = b"T" if tcp else b"U"
-    key = data[HEADER_LEN : i + 1].lower() + data[i + 1 : qend]
-    arcount = data[11] | data[10] << 8
-    if arcount == 0:
-        return (key + transport, qend) if qend == n else None
-    if arcount != 1 or n < qend + 11 or data[qend : qend + 3] != b"\x00\x00\x29":
-        return None
-    rdlen = data[qend + 9] << 8 | data[qend + 10]
-    if qend + 11 + rdlen != n or data[qend + 6]:  # EDNS version other than 0
-        return None
-    j = qend + 11
-    nsid = ecs = b""
-    while j < n:
-        if j + 4 > n:
-            return None
-        code = data[j] << 8 | data[j + 1]
-        end = j + 4 + (data[j + 2] << 8 | data[j + 3])
-        if code == OPTION_ECS:
-            if ecs:
-                return None  # two ECS options: let the full parser judge
-            ecs = b"C" + data[j + 4 : end]
-        elif code == OPTION_NSID:
-            nsid = b"N"
-        j = end
-    if j != n:
-        return None
-    payload = data[qend + 3] << 8 | data[qend + 4]
-    limit = TCP_LIMIT if tcp else min(max(payload, CLASSIC_UDP_LIMIT), UDP_PAYLOAD)
-    do = b"D" if data[qend + 7] & 0x80 else b"E"
-    return key + transport + limit.to_bytes(2, "big") + do + nsid + ecs, qend
-
-
-def question_end(data: bytes) -> int | None:
-    """Offset just past the question of an uncompressed single-question message."""
-    i = HEADER_LEN
-    try:
-        while data[i]:
-            if data[i] > 63:
-                return None
-            i += data[i] + 1
-    except IndexError:
-        return None
-    return i + 5 if i + 5 <= len(data) else None
+from dnsfail.query import CLASSIC_UDP_LIMIT as CLASSIC_UDP_LIMIT
+from dnsfail.query import HEADER_LEN as HEADER_LEN
+from dnsfail.query import OPTION_ECS as OPTION_ECS
+from dnsfail.query import OPTION_NSID as OPTION_NSID
+from dnsfail.query import TCP_LIMIT as TCP_LIMIT
+from dnsfail.query import UDP_PAYLOAD as UDP_PAYLOAD
+from dnsfail.query import ClientSubnet as ClientSubnet
+from dnsfail.query import Drop as Drop
+from dnsfail.query import Edns as Edns
+from dnsfail.query import Query as Query
+from dnsfail.query import Refuse as Refuse
+from dnsfail.query import decode_ecs as decode_ecs
+from dnsfail.query import labels_to_text as labels_to_text
+from dnsfail.query import parse_query as parse_query
+from dnsfail.query import question_end as question_end
+from dnsfail.query import scan_question as scan_question
 
 
 def personalize(reply: bytes, query: bytes, qend: int) -> bytes:
@@ -223,105 +80,9 @@ def personalize(reply: bytes, query: bytes, qend: int) -> bytes:
     )
 
 
-# --- the full parser -------------------------------------------------------------
-
-
 def name_to_text(label: dnslib.DNSLabel) -> str:
     """Lower-case, absolute text form; odd octets escaped as \\DDD so they never match."""
     return labels_to_text(label.label)
-
-
-def labels_to_text(labels: tuple[bytes, ...] | list[bytes]) -> str:
-    """``name_to_text`` for raw labels."""
-    parts = []
-    for raw in labels:
-        low = raw.lower()
-        if all(0x21 <= c <= 0x7E and c not in (0x2E, 0x5C) for c in low):
-            parts.append(low.decode("ascii"))
-        else:
-            parts.append("".join(
-                chr(c) if 0x21 <= c <= 0x7E and c not in (0x2E, 0x5C) else f"\\{c:03d}"
-                for c in low
-            ))
-    return ".".join(parts) + "." if parts else "."
-
-
-def parse_scanned(data: bytes, qend: int) -> Query:
-    """The ``Query`` of a message that ``scan_question`` accepted, read without dnslib.
-
-    ``scan_question`` has already checked the framing (one uncompressed
-    question, at most one well-formed OPT of version 0), so what is left is
-    to read the fields; dnslib's general parser costs more than the rest of
-    a cache miss together.  Gives the same result as ``parse_query``.
-    """
-    labels = []
-    i = HEADER_LEN
-    while data[i]:
-        labels.append(data[i + 1 : i + 1 + data[i]])
-        i += data[i] + 1
-    query_id = data[0] << 8 | data[1]
-    if i - HEADER_LEN + 1 > 255:
-        raise Refuse(Rcode.FORMERR, "name too long", query_id=query_id)
-    question = (labels_to_text(labels), data[qend - 4] << 8 | data[qend - 3],
-                data[qend - 2] << 8 | data[qend - 1])
-    edns = None
-    if len(data) > qend:
-        ecs = None
-        nsid = False
-        j = qend + 11
-        while j < len(data):
-            code = data[j] << 8 | data[j + 1]
-            end = j + 4 + (data[j + 2] << 8 | data[j + 3])
-            if code == OPTION_ECS:
-                ecs = decode_ecs(data[j + 4 : end], query_id, 0, question)
-            elif code == OPTION_NSID:
-                nsid = True
-            j = end
-        payload = data[qend + 3] << 8 | data[qend + 4]
-        edns = Edns(payload, 0, bool(data[qend + 7] & 0x80), ecs, nsid)
-    return Query(query_id, question[0], question[1], question[2], edns)
-
-
-def parse_query(data: bytes) -> Query:
-    """Parse a query, or raise ``Drop`` / ``Refuse`` saying how to answer it.
-
-    FORMERR for anything unreadable after a readable header (RFC 1035
-    section 4.1.1), for QDCOUNT other than 1, and for more than one OPT or an
-    OPT not owned by the root (RFC 6891 section 6.1.1); NOTIMP for opcodes
-    other than QUERY; BADVERS for EDNS versions above 0 (RFC 6891 6.1.3).
-    """
-    if len(data) < HEADER_LEN:
-        raise Drop("shorter than a DNS header")
-    query_id = data[0] << 8 | data[1]
-    if data[2] & 0x80:
-        raise Drop("QR set: a response, not a query")
-    opcode = (data[2] >> 3) & 0x0F
-    try:
-        record = dnslib.DNSRecord.parse(data)
-    except Exception as exc:  # dnslib raises many types on garbage
-        raise Refuse(
-            Rcode.FORMERR, f"unparsable: {exc}", query_id=query_id, opcode=opcode
-        ) from None
-    question = None
-    if len(record.questions) == 1:
-        q = record.questions[0]
-        labels = q.qname.label
-        if any(len(label) > 63 for label in labels) or sum(len(x) + 1 for x in labels) + 1 > 255:
-            # RFC 1035 section 2.3.4; dnslib parses such names but cannot render them.
-            raise Refuse(Rcode.FORMERR, "name too long", query_id=query_id, opcode=opcode)
-        question = (name_to_text(q.qname), q.qtype, q.qclass)
-    edns = _parse_edns(record, data, query_id, opcode, question)
-    if opcode != 0:
-        raise Refuse(Rcode.NOTIMP, f"opcode {opcode}", query_id=query_id, opcode=opcode,
-                     question=question, edns=edns)
-    if question is None:
-        raise Refuse(Rcode.FORMERR, f"QDCOUNT {len(record.questions)}", query_id=query_id,
-                     edns=edns)
-    if edns is not None and edns.version > 0:
-        raise Refuse(Rcode.BADVERS, f"EDNS version {edns.version}", query_id=query_id,
-                     question=question, edns=Edns(edns.payload, 0, edns.do))
-    qname, qtype, qclass = question
-    return Query(query_id, qname, qtype, qclass, edns)
 
 
 def skip_name(data: bytes, i: int) -> int:
@@ -333,89 +94,6 @@ def skip_name(data: bytes, i: int) -> int:
         if length & 0xC0 == 0xC0:
             return i + 2
         i += length + 1
-
-
-def _opt_options(data: bytes) -> list[tuple[int, bytes]]:
-    """The OPT record's options, read from the raw message.
-
-    dnslib loops ``while remaining() > 4`` and so silently drops a last
-    option with empty data, which is exactly how NSID is asked for
-    (RFC 5001 section 2.1).  Called only after dnslib parsed the message,
-    so the structure is known to be sound.
-    """
-    counts = [data[i] << 8 | data[i + 1] for i in (4, 6, 8, 10)]
-    i = HEADER_LEN
-    for _ in range(counts[0]):
-        i = skip_name(data, i) + 4
-    for _ in range(counts[1] + counts[2] + counts[3]):
-        i = skip_name(data, i)
-        rtype = data[i] << 8 | data[i + 1]
-        rdlen = data[i + 8] << 8 | data[i + 9]
-        start, i = i + 10, i + 10 + rdlen
-        if rtype == RRType.OPT:
-            options = []
-            j = start
-            while j + 4 <= i:
-                length = data[j + 2] << 8 | data[j + 3]
-                options.append((data[j] << 8 | data[j + 1], data[j + 4 : j + 4 + length]))
-                j += 4 + length
-            return options
-    return []
-
-
-def _parse_edns(
-    record: dnslib.DNSRecord,
-    data: bytes,
-    query_id: int,
-    opcode: int,
-    question: tuple[str, int, int] | None,
-) -> Edns | None:
-    opts = [rr for rr in record.ar if rr.rtype == RRType.OPT]
-    if not opts:
-        return None
-    if len(opts) > 1 or opts[0].rname.label != ():
-        raise Refuse(Rcode.FORMERR, "bad OPT record", query_id=query_id, opcode=opcode,
-                     question=question)
-    opt = opts[0]
-    version = (opt.ttl >> 16) & 0xFF
-    do = bool(opt.ttl & 0x8000)
-    ecs = None
-    nsid = False
-    for code, payload in _opt_options(data):
-        if code == OPTION_ECS:
-            ecs = decode_ecs(payload, query_id, opcode, question)
-        elif code == OPTION_NSID:
-            nsid = True
-    return Edns(opt.rclass, version, do, ecs, nsid)
-
-
-def decode_ecs(
-    data: bytes, query_id: int = 0, opcode: int = 0, question: tuple[str, int, int] | None = None
-) -> ClientSubnet:
-    """Decode an ECS option; malformed ones get FORMERR (RFC 7871 section 7.1.1)."""
-
-    def bad(why: str) -> Refuse:
-        return Refuse(Rcode.FORMERR, f"bad ECS option: {why}", query_id=query_id, opcode=opcode,
-                      question=question)
-
-    if len(data) < 4:
-        raise bad("too short")
-    family = data[0] << 8 | data[1]
-    source, scope = data[2], data[3]
-    address = data[4:]
-    width = {1: 4, 2: 16}.get(family)
-    if width is None:
-        raise bad(f"unknown family {family}")
-    if source > width * 8 or scope != 0:
-        raise bad("prefix length out of range or SCOPE set in a query")
-    if len(address) != (source + 7) // 8:
-        raise bad("address length does not match SOURCE PREFIX-LENGTH")
-    padded = address + bytes(width - len(address))
-    ip = ipaddress.ip_address(padded)
-    network = ipaddress.ip_network(f"{ip}/{source}", strict=False)
-    if network.network_address != ip:
-        raise bad("address bits set beyond SOURCE PREFIX-LENGTH")
-    return ClientSubnet(family, source, scope, network)
 
 
 def encode_ecs(ecs: ClientSubnet, scope: int) -> bytes:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
+import time
 
 import dns.edns
 import dns.flags
@@ -14,10 +16,12 @@ from hypothesis import strategies as st
 
 from dnsfail.config import load_zones
 from dnsfail.handler import Handler
-from dnsfail.model import Zone
+from dnsfail.model import Message, Zone
 from dnsfail.state import Store
 
 from .conftest import DATA
+from .fuzz.mutate import SEEDS, captured, check_reply, mutate
+from .test_wire import MALFORMED
 
 ZONES = load_zones([str(DATA / "zones")])
 
@@ -81,18 +85,21 @@ def test_cached_reply_is_byte_identical_to_full_path(spec: tuple, tcp: bool) -> 
     assert handler.handle(again, tcp) == fresh_handler()[0].handle(again, tcp)
 
 
+def exchange(handler: Handler, data: bytes, tcp: bool, client: str = "192.0.2.7") -> float:
+    """Hand ``data`` to the handler and check the reply and the log; the seconds it took."""
+    with captured() as records:
+        started = time.perf_counter()
+        reply = handler.handle(data, tcp, client)
+        took = time.perf_counter() - started
+    check_reply(data, reply, tcp)
+    records.check()
+    return took
+
+
 @settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
-@given(st.binary(max_size=700))
-def test_any_bytes_never_raise_and_replies_are_well_formed(data: bytes) -> None:
-    handler, _ = fresh_handler()
-    reply = handler.handle(data, False)
-    if reply is None:
-        assert len(data) < 12 or data[2] & 0x80
-        return
-    message = dns.message.from_wire(reply, ignore_trailing=False)
-    assert message.id == int.from_bytes(data[:2], "big")
-    assert message.flags & dns.flags.QR
-    assert not message.flags & dns.flags.RA
+@given(st.binary(max_size=700), st.booleans())
+def test_any_bytes_never_raise_and_replies_are_well_formed(data: bytes, tcp: bool) -> None:
+    exchange(fresh_handler()[0], data, tcp)
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -100,10 +107,20 @@ def test_any_bytes_never_raise_and_replies_are_well_formed(data: bytes) -> None:
 def test_mutated_queries_never_raise(spec: tuple, junk: bytes, at: int) -> None:  # type: ignore[type-arg]
     data = build(spec)
     mutated = data[:at] + junk + data[at + len(junk):]
-    handler, _ = fresh_handler()
-    reply = handler.handle(mutated, False)
-    if reply is not None:
-        dns.message.from_wire(reply, ignore_trailing=False)
+    exchange(fresh_handler()[0], mutated, False)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(SEEDS), st.binary(max_size=120), st.booleans())
+def test_edited_queries_get_sound_replies_or_none(seed: bytes, program: bytes, tcp: bool) -> None:
+    """Sound queries edited as issue 11's attacks were made (tests/fuzz/mutate.py): counts,
+    truncation, pointer chains of up to 64 KB, extra OPTs, bad ECS.  Each message is
+    answered twice (the second may come from a cache) within a generous time bound."""
+    handler = fresh_handler()[0]
+    data = mutate(seed, program)
+    for _ in range(2):
+        took = exchange(handler, data, tcp)
+        assert took < 0.25, f"{len(data)} octets took {took * 1000:.1f} ms"
 
 
 @pytest.mark.parametrize(
@@ -253,3 +270,78 @@ def test_client_answers_are_shared_by_the_block_that_decided_them() -> None:
     assert len(blocks()) == 5
     assert answer("") == ["192.0.2.3"], "no address: answered, never cached"
     assert len(blocks()) == 5
+
+
+class Broken(Handler):
+    """A handler with a bug in its decision: a stand-in for one not found yet."""
+
+    def answer(self, *args: object, **kwargs: object) -> Message:
+        raise RuntimeError("boom\n2030-01-01 00:00:00 INFO dnsfail: a forged line")
+
+
+def test_internal_errors_log_one_line_per_kind_without_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A packet that finds a bug can be sent at line rate: one line per 10 s, no traceback,
+    each counted; the traceback only at DEBUG."""
+    store = Store(ZONES)
+    handler = Broken(lambda: store.snapshot)
+    now = [100.0]
+    handler.errors.clock = lambda: now[0]
+    caplog.set_level(logging.INFO)
+
+    def ask(i: int) -> None:
+        reply = handler.handle(dns.message.make_query(f"n{i}.gw.test.", "A").to_wire())
+        assert reply is not None
+        assert dns.message.from_wire(reply).rcode() == dns.rcode.SERVFAIL
+
+    for i in range(50):
+        ask(i)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert not any(r.exc_info for r in caplog.records)
+    line = errors[0].getMessage()
+    assert "RuntimeError" in line
+    assert "test_handler.py" in line
+    assert "in answer" in line
+    assert "\n" not in line, "the message is quoted: it cannot forge log lines"
+    assert handler.stats.internal_errors == 50
+    caplog.clear()
+    now[0] += 10
+    caplog.set_level(logging.DEBUG, logger="dnsfail.handler")
+    ask(50)
+    [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "(49 more since the last report)" in error.getMessage()
+    assert not error.exc_info
+    assert [r.levelno for r in caplog.records if r.exc_info] == [logging.DEBUG]
+
+
+def test_large_queries_are_not_remembered_byte_for_byte() -> None:
+    """Snapshot.exact is keyed by the query's bytes: a 40 KB padded query (RFC 7830) is
+    answered, and its reply cached by question, but its bytes are not kept."""
+    handler, store = fresh_handler()
+    for size in (100, 40000):
+        padding = dns.edns.GenericOption(dns.edns.PADDING, bytes(size))
+        data = dns.message.make_query("api.gw.test.", "A", use_edns=0,
+                                      options=[padding]).to_wire(max_size=65535)
+        reply = handler.handle(data)
+        assert reply is not None
+        assert dns.message.from_wire(reply).rcode() == dns.rcode.NOERROR
+    assert store.snapshot.exact
+    assert max(len(key) for key in store.snapshot.exact) < 512
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_crafted_messages_get_their_rcode_and_log_nothing(
+    name: str, tcp: bool, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 11 items 1 and 5: the crafted messages of test_wire get FORMERR (or NOTIMP,
+    BADVERS) from the handler, with nothing at ERROR and no traceback in the log."""
+    data, rcode, _ = MALFORMED[name]
+    caplog.set_level(logging.DEBUG)
+    reply = fresh_handler()[0].handle(data, tcp)
+    check_reply(data, reply, tcp)
+    assert reply is not None
+    assert reply[3] & 0x0F == rcode & 0x0F  # BADVERS's upper bits are in the OPT
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]

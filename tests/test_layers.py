@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "dnsfail"
 
 #: Decision code: no event loop, sockets, HTTP or process control.
-CORE = ["model", "errors", "config", "wire", "resolver", "health", "selection", "state",
+CORE = ["model", "errors", "config", "query", "wire", "resolver", "health", "selection", "state",
         "handler", "geo", "explain", "overrides"]
 IO = {"asyncio", "socket", "aiohttp", "uvloop", "subprocess", "selectors"}
 #: Each third-party library and the one module allowed to import it.

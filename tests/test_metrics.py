@@ -86,6 +86,7 @@ def test_formerr_and_servfail_are_counted(setup: tuple[Handler, Metrics, Store],
     got = samples(metrics)
     assert queries(got, "", "other", "FORMERR") == 1
     assert queries(got, "", "other", "SERVFAIL") == 1
+    assert got[("dnsfail_internal_errors_total", ())] == 1
 
 
 def test_state_zones_and_daemon_gauges(setup: tuple[Handler, Metrics, Store]) -> None:
@@ -138,6 +139,7 @@ def test_worker_totals_merge_into_the_scrape() -> None:
     worker.counts[worker.slot("gw.test.", 1, 0)] += 3
     worker.time(3e-6)
     worker.dropped = 1
+    worker.internal_errors = 1
     exited = Totals()
     exited.add(worker.totals())  # a worker that exited: its counts are kept
     merged = main.merged([worker.totals(), exited])
@@ -145,6 +147,7 @@ def test_worker_totals_merge_into_the_scrape() -> None:
     assert counts == {("gw.test.", "A", "NOERROR"): 11, ("gw.test.", "AAAA", "NOERROR"): 4}
     assert sum(merged.latency) == 2
     assert merged.dropped == 2
+    assert merged.internal_errors == 2
     assert main.counts == [5], "merging leaves the main process's counters alone"
 
 
