@@ -21,12 +21,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from dnsfail.geo import Decision, Locator, NoLocator, decide
-from dnsfail.health import Health, TargetHealth, describe_change, next_change_bound, observe
+from dnsfail.dns.resolver import DynamicResult
 from dnsfail.model import AAAA, A, DynamicRecord, ProbeSpec, RRset, RRType, Zone, pool_values
-from dnsfail.overrides import Override, OverrideIndex, ValueIndex, active, apply
-from dnsfail.resolver import DynamicResult
-from dnsfail.selection import Selection, select
+from dnsfail.steering.geo import Decision, Locator, NoLocator, decide
+from dnsfail.steering.health import (
+    Health,
+    TargetHealth,
+    describe_change,
+    next_change_bound,
+    observe,
+)
+from dnsfail.steering.overrides import Override, OverrideIndex, ValueIndex, active, apply
+from dnsfail.steering.selection import Selection, select
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ import dns.message
 import dns.rcode
 import pytest
 
-from dnsfail.config import parse_zone
-from dnsfail.handler import Handler
+from dnsfail.dns.handler import Handler
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.state import Store
+from dnsfail.zonefile.load import parse_zone
 
 ZONE = textwrap.dedent("""\
     '':
