@@ -232,7 +232,7 @@ def explain(args: argparse.Namespace) -> int:
     """``dnsfail explain``: the server's decision for one client, after one probe round."""
     import asyncio
 
-    from dnsfail.cli.explain import explain as explain_text
+    from dnsfail.dns.explain import explain as explain_text
     from dnsfail.dns.handler import Handler
     from dnsfail.serve.probe import Prober
     from dnsfail.state import Store

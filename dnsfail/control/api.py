@@ -44,8 +44,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from dnsfail.addresses import CONTROL_HEAD_TIMEOUT, CONTROL_MAX_CONNECTIONS
-from dnsfail.cli.explain import explain
 from dnsfail.control.metrics import CONTENT_TYPE, effective_state, value_statuses
+from dnsfail.dns.explain import explain
 from dnsfail.errors import DnsfailError
 from dnsfail.model import RRType, Status
 from dnsfail.steering.health import Health, TargetHealth

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnsfail.cli.explain import explain
 from dnsfail.control import api as control
+from dnsfail.dns.explain import explain
 from dnsfail.dns.handler import Handler
 from dnsfail.model import ProbeSpec, Status, Zone, pool_values
 from dnsfail.serve.app import Daemon, Settings

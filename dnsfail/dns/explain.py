@@ -5,8 +5,11 @@
 dynamic-record decisions, and prints where the client was placed and by
 which network, the rule that matched, each pool tried with the health of
 each value, the fallback taken, and the final answer with its TTL and ECS
-scope.  Pure: it reads a snapshot and formats; the CLI and the control API
-supply the snapshot.
+scope.  Pure: it reads a snapshot and formats; the CLI (``cli.explain``) and
+the control API (``GET /v1/explain``) supply the snapshot.
+
+Core: imports only the model, the state and the rest of ``dns``; no I/O,
+nothing from serve, control or cli.
 """
 
 from __future__ import annotations
