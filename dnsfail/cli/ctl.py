@@ -47,10 +47,11 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
 def token_from(args: argparse.Namespace) -> str | None:
     """The bearer token: ``--token-file`` (first line), else the environment.
 
-    Read by the server's own ``control.read_token``, so client and server
-    agree on the file format.
+    Read by the server's own ``control.token.read_token`` (stdlib only), so client and
+    server agree on the file format.  Imported here, not at the top: ``cli.main`` imports
+    this module, and ``dnsfail check`` loads nothing of the server's packages.
     """
-    from dnsfail.control.api import ControlError, read_token
+    from dnsfail.control.token import ControlError, read_token
 
     env = os.environ.get("DNSFAIL_TOKEN") or os.environ.get("DNSFAIL_CONTROL_TOKEN")
     try:

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TypeAlias
 
 from dnsfail import __version__, logs
 from dnsfail.addresses import (
@@ -17,8 +18,8 @@ from dnsfail.addresses import (
     parse_listen,
 )
 from dnsfail.cli import ctl
-from dnsfail.errors import ConfigError, DnsfailError
-from dnsfail.steering.geo import GeoError, MaxMindLocator, NoLocator
+from dnsfail.errors import ConfigError
+from dnsfail.steering.geo import GeoError, MaxMindLocator
 from dnsfail.zonefile.load import load_zones
 
 
@@ -55,6 +56,10 @@ def _duration(text: str) -> str:
     return text
 
 
+#: What ``add_subparsers`` returns (argparse names no public type for it).
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnsfail",
@@ -62,7 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dnsfail {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _check_parser(sub)
+    _explain_parser(sub)
+    _site_parser(sub)
+    _client_parsers(sub)
+    return parser
 
+
+def _serve_parser(sub: Subparsers) -> None:
     serve = sub.add_parser("serve", help="answer DNS queries for the zones")
     serve.add_argument("paths", nargs="*", default=["zones"], metavar="ZONE_FILE_OR_DIR",
                        help="zone files or directories of <zone>.yaml files (default: zones/)")
@@ -107,10 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", default="text", choices=["text", "json"],
                        help="json: one object per line with the event's fields")
 
+
+def _check_parser(sub: Subparsers) -> None:
     check = sub.add_parser("check", help="validate zone files without serving them")
     check.add_argument("paths", nargs="*", default=["zones"], metavar="ZONE_FILE_OR_DIR")
     check.add_argument("--geoip", metavar="MMDB", help="the database serve will use, if any")
 
+
+def _explain_parser(sub: Subparsers) -> None:
     explain = sub.add_parser("explain", help="why does this client get this answer?")
     explain.add_argument("name")
     explain.add_argument("--type", default="A", help="query type (default A)")
@@ -123,11 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="do not probe the targets first (their health shows as unknown)")
     explain.add_argument("--probe-timeout", type=float, default=5.0, metavar="SECONDS")
 
+
+def _site_parser(sub: Subparsers) -> None:
     site = sub.add_parser("site", help="run a stand-in gateway health endpoint for drills")
     site.add_argument("listen", type=_listen, metavar="HOST:PORT")
     site.add_argument("--name", default="site")
     site.add_argument("--status", type=int, default=200, help="status of GET /health")
 
+
+def _client_parsers(sub: Subparsers) -> None:
+    """The control API clients (``cli.ctl``): status, drain, undrain, reload."""
     status = sub.add_parser("status", help="zones, targets and drains of a running server")
     status.add_argument("--json", action="store_true", help="the API's JSON document")
     ctl.add_client_options(status)
@@ -153,7 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     reload = sub.add_parser("reload", help="reload a running server's zones (all or nothing)")
     ctl.add_client_options(reload)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,7 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         return check(args.paths, args.geoip)
     if args.command == "explain":
-        return explain(args)
+        from dnsfail.cli import explain
+
+        return explain.main(args)
     if args.command == "site":
         import asyncio
 
@@ -174,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ctl.main(args)
     # The server (app, control, aiohttp) is imported by ``serve`` alone: ``check`` on a big
     # zone would otherwise spend a third of its time importing what it never uses.
-    from dnsfail.control.api import ControlError, read_token
+    from dnsfail.control.token import ControlError, read_token
     from dnsfail.serve.app import Settings, run
 
     logs.setup(args.log_level, args.log_format)
@@ -225,43 +248,4 @@ def check(paths: Sequence[str], geoip: str | None = None) -> int:
     for zone in zones.values():
         print(f"{zone.source}: zone {zone.origin} OK: {zone.record_count} records, "
               f"serial {zone.serial}")
-    return 0
-
-
-def explain(args: argparse.Namespace) -> int:
-    """``dnsfail explain``: the server's decision for one client, after one probe round."""
-    import asyncio
-
-    from dnsfail.dns.explain import explain as explain_text
-    from dnsfail.dns.handler import Handler
-    from dnsfail.serve.probe import Prober
-    from dnsfail.state import Store
-
-    async def run() -> str:
-        locator = MaxMindLocator(args.geoip) if args.geoip else NoLocator()
-        try:
-            store = Store(load_zones(args.zones, geoip=args.geoip is not None))
-            if not args.no_probe and store.targets:
-                prober = Prober(store.targets, store.observe)
-                await prober.start()
-                try:
-                    await prober.first_round(args.probe_timeout)
-                finally:
-                    await prober.stop()
-            handler = Handler(lambda: store.snapshot, locator=locator)
-            return explain_text(handler, store.snapshot, args.name, args.type, args.client,
-                                args.ecs)
-        finally:
-            if isinstance(locator, MaxMindLocator):
-                locator.close()
-
-    try:
-        print(asyncio.run(run()))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem)
-        return 1
-    except (DnsfailError, KeyError, ValueError) as exc:
-        print(f"dnsfail explain: {exc}", file=sys.stderr)
-        return 2
     return 0

@@ -56,12 +56,12 @@ from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from dnsfail.control.metrics import QueryStats, Totals
-from dnsfail.dns.handler import Handler
+from dnsfail.control.metrics import Totals
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.serve.server import TcpConnection, TcpLimits, UdpListener
+from dnsfail.serve.wiring import answer_path, open_locator
 from dnsfail.state import Snapshot
-from dnsfail.steering.geo import Locator, MaxMindLocator, NoLocator
+from dnsfail.steering.geo import MaxMindLocator
 from dnsfail.steering.health import TargetHealth
 from dnsfail.tasks import cancel_all
 
@@ -395,10 +395,9 @@ async def _serve(spec: dict[str, Any]) -> None:
     if not isinstance(first, Publish):
         return  # the main process went away before sending anything
     mirror.apply(first)
-    locator: Locator = MaxMindLocator(spec["geoip"]) if spec["geoip"] else NoLocator()
-    stats = QueryStats()
-    handler = Handler(lambda: mirror.snapshot, identity=spec["identity"],
-                      version=spec["version"], locator=locator, stats=stats)
+    answers = answer_path(lambda: mirror.snapshot, open_locator(spec["geoip"]),
+                          identity=spec["identity"], version=spec["version"])
+    handler, locator, stats = answers.handler, answers.locator, answers.stats
     limits = TcpLimits(spec["tcp_idle_timeout"], spec["tcp_max_connections"])
     udp: list[UdpListener] = []
     tcp: list[asyncio.Server] = []
@@ -443,8 +442,7 @@ async def _serve(spec: dict[str, Any]) -> None:
             listener.stop(loop)
         for server in tcp:
             server.close()
-        if isinstance(locator, MaxMindLocator):
-            locator.close()
+        answers.close()
         writer.close()
 
 
