@@ -1,18 +1,16 @@
 """The control API: health, status, drains, reload, explain and metrics over HTTP.
 
-It runs on the DNS event loop (aiohttp ``AppRunner`` + ``TCPSite``, started
-and stopped by ``Daemon``), so it reads the same snapshot the answers use
-and changes state through the same single writer, the store.  No handler
-awaits anything but its own request body and the daemon's reload (which
-reads files off the loop): nothing here can stall DNS.
+It runs on the DNS event loop (aiohttp ``AppRunner`` under our own listener,
+started and stopped by the daemon), so it reads the same snapshot the
+answers use and changes state through the same single writer, the store.
+No handler awaits anything but its own request body and the server's
+reload (which reads files off the loop): nothing here can stall DNS.
 
-Security: loopback-only by default.  Binding any other address requires a
-bearer token (``--control-token-file`` or ``DNSFAIL_CONTROL_TOKEN``), and a
-token, once configured, is required on every endpoint but ``/healthz`` and
-``/readyz`` (load balancers and kubelets probe those without secrets, and
-they reveal nothing).  The token is compared with ``hmac.compare_digest``;
-a refused request changes nothing and is logged.  Bodies are JSON objects
-with known keys only; anything else is a 400 that says what is wrong.
+It talks to the server only through a :class:`~dnsfail.control.port.ControlPort`
+and never imports ``serve``.  Who may call it is ``control.auth``; the
+connection cap and head deadline are ``control.guard``; the status document
+is ``control.status``.  Bodies are JSON objects with known keys only;
+anything else is a 400 that says what is wrong.
 
 Endpoints::
 
@@ -31,90 +29,40 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hmac
 import ipaddress
 import json
 import logging
 import sys
-import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from dnsfail.addresses import CONTROL_HEAD_TIMEOUT, CONTROL_MAX_CONNECTIONS
-from dnsfail.control.metrics import CONTENT_TYPE, effective_state, value_statuses
+from dnsfail.control.auth import TOKEN, auth, peer
+from dnsfail.control.guard import GUARDS, Guard, Limits, RouteHandler, deadline
+from dnsfail.control.metrics import CONTENT_TYPE
+from dnsfail.control.port import ControlPort
+from dnsfail.control.status import status
 from dnsfail.dns.explain import explain
 from dnsfail.errors import DnsfailError
+from dnsfail.logs import iso
 from dnsfail.model import RRType, Status
-from dnsfail.steering.health import Health, TargetHealth
 from dnsfail.steering.overrides import (
     MAX_REASON,
-    Override,
     OverrideError,
     parse_duration,
     parse_selector,
 )
 
-if TYPE_CHECKING:
-    from dnsfail.serve.app import Daemon
-
 log = logging.getLogger(__name__)
 
-#: Reachable without the token: liveness and readiness carry no information worth a secret.
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 #: Largest request body accepted (a drain is ~200 bytes).
 MAX_BODY = 64 * 1024
-#: At most one log line per this many seconds about connections closed by the limits.
-LIMIT_LOG_EVERY = 10.0
 
-DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
-TOKEN: web.AppKey[str | None] = web.AppKey("token")
-GUARDS: web.AppKey[dict[object, _Guard]] = web.AppKey("guards")
+PORT: web.AppKey[ControlPort] = web.AppKey("port")
 #: Seconds a request has to deliver its body (at most MAX_BODY octets): the head timeout.
 BODY_TIMEOUT: web.AppKey[float] = web.AppKey("body_timeout")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class ControlError(DnsfailError):
-    """The control API cannot be started as configured (e.g. exposed without a token)."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and 127.0.0.0/8 or ::1 literals; any other name is not trusted."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_exposure(host: str, token: str | None) -> None:
-    """Refuse to serve the control API beyond loopback without a token."""
-    if token is None and not is_loopback(host):
-        raise ControlError(
-            f"control API on {host} is reachable beyond this host: it needs a bearer token "
-            "(--control-token-file FILE or DNSFAIL_CONTROL_TOKEN), or bind it to 127.0.0.1"
-        )
-
-
-def read_token(path: str | None, env: str | None) -> str | None:
-    """The token from ``path`` (first line, stripped) or else ``env``; None if neither."""
-    if path:
-        try:
-            with open(path, encoding="utf-8") as f:
-                token = f.readline().strip()
-        except OSError as exc:
-            raise ControlError(f"control token file {path}: {exc.strerror or exc}") from None
-        if not token:
-            raise ControlError(f"control token file {path} is empty")
-        return token
-    if env is not None and env.strip():
-        return env.strip()
-    return None
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -130,18 +78,8 @@ def _error(status: int, reason: str, **extra: object) -> web.Response:
     return _json({"error": reason, **extra}, status)
 
 
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-def _client(request: web.Request) -> str:
-    return request.remote or "?"
-
-
 @web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _errors(request: web.Request, handler: RouteHandler) -> web.StreamResponse:
     """Every error as JSON with a reason, including aiohttp's own 404/405/413."""
     try:
         return await handler(request)
@@ -152,27 +90,6 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             return web.Response(status=exc.status, text=exc.text,
                                 content_type="application/json")
         return _error(exc.status, exc.reason, path=request.path)
-
-
-@web.middleware
-async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    token = request.app[TOKEN]
-    if token is None or request.path in OPEN_PATHS:
-        return await handler(request)
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                          token.encode()):
-        return await handler(request)
-    why = "no bearer token" if not given else "wrong bearer token"
-    log.warning("control: refused %s %s from %s: %s", request.method, request.path,
-                _client(request), why,
-                extra={"fields": {"event": "control_refused", "method": request.method,
-                                  "path": request.path, "client": _client(request)}})
-    return web.Response(
-        status=401, text=json.dumps({"error": f"unauthorized: {why}"}) + "\n",
-        content_type="application/json",
-        headers={"WWW-Authenticate": 'Bearer realm="dnsfail"'},
-    )
 
 
 async def _body(request: web.Request, required: set[str], optional: set[str]) -> dict[str, Any]:
@@ -209,19 +126,6 @@ async def _read(request: web.Request) -> bytes:
         raise web.HTTPRequestTimeout(
             text=json.dumps({"error": f"body not received within {timeout:g}s"}) + "\n",
             content_type="application/json") from None
-
-
-@web.middleware
-async def _deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A request head arrived: stop its connection's head timer until the reply is handed on."""
-    guard = request.app[GUARDS].get(request.protocol)
-    if guard is not None:
-        guard.disarm()
-    try:
-        return await handler(request)
-    finally:
-        if guard is not None:
-            guard.arm()
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -271,91 +175,6 @@ def _text_field(data: dict[str, Any], key: str, limit: int = MAX_REASON) -> str:
     return value
 
 
-# --- views ---------------------------------------------------------------------------------
-
-
-def override_json(o: Override, daemon: Daemon) -> dict[str, Any]:
-    """An override as the API shows it, with how far its drain has come."""
-    now = time.time()
-    complete = daemon.drain_complete_at(o)
-    return {
-        **o.to_json(),
-        "created_iso": _iso(o.created),
-        "expires_iso": _iso(o.expires),
-        "expires_in": max(0.0, round(o.expires - now, 3)),
-        "complete_at": complete,
-        "complete_at_iso": _iso(complete),
-        "complete": complete <= now,
-        "matches": len(daemon.override_matches(o)),
-    }
-
-
-def _health_json(h: TargetHealth | None) -> dict[str, Any]:
-    if h is None or h.last is None:
-        return {"last_probe": None, "transitions": 0, "since": None}
-    # Probe times are monotonic; show them on the wall clock.
-    offset = time.time() - time.monotonic()
-    return {
-        "last_probe": {
-            "ok": h.last.ok, "detail": h.last.detail,
-            "latency_ms": round(h.last.latency * 1000, 3),
-            "at": round(h.last.at + offset, 3), "at_iso": _iso(h.last.at + offset),
-        },
-        "consecutive_successes": h.successes,
-        "consecutive_failures": h.failures,
-        "transitions": h.transitions,
-        "since": round(h.since + offset, 3),
-    }
-
-
-def status(daemon: Daemon) -> dict[str, Any]:
-    """Everything ``GET /v1/status`` and ``dnsfail status`` show."""
-    store = daemon.store
-    assert store is not None
-    snap = store.snapshot
-    statuses = value_statuses(snap.zones)
-    configured = value_statuses(store.configured)
-    zones = [
-        {
-            "zone": origin, "serial": zone.serial, "records": zone.record_count,
-            "source": zone.source, "loaded_at": daemon.zone_loaded.get(origin),
-            "loaded_at_iso": _iso(daemon.zone_loaded.get(origin)),
-        }
-        for origin, zone in sorted(store.configured.items())
-    ]
-    # Each override once, then shared by every target it touches (store.index): the view
-    # costs what it shows, not targets x overrides x values (issue 11).
-    shown = {o.selector: override_json(o, daemon) for o in store.overrides}
-    touching = store.index.by_target
-    targets = []
-    for spec, users in sorted(store.targets.items(), key=lambda item: item[0].label):
-        h = snap.health.get(spec)
-        real = h.state if h is not None else Health.UNKNOWN
-        forced_in_zone = configured.get(spec, set()) - {Status.OBEY}
-        targets.append({
-            "target": spec.label,
-            "protocol": spec.protocol.value,
-            "used_by": users,
-            "state": effective_state(statuses.get(spec, set()), real),
-            "real_state": real.value,
-            "zone_status": sorted(s.value for s in forced_in_zone),
-            "overrides": [shown[o.selector] for o in touching.get(spec, ())],
-            **_health_json(h),
-        })
-    return {
-        "identity": daemon.settings.identity,
-        "ready": daemon.ready,
-        "generation": snap.generation,
-        "config_generation": daemon.config_generation,
-        "reload": daemon.last_reload,
-        "zones": zones,
-        "targets": targets,
-        "overrides": list(shown.values()),
-        "state_file": str(daemon.state_path) if daemon.state_path is not None else None,
-        "workers": daemon.workers.describe() if daemon.workers is not None else [],
-    }
-
-
 # --- handlers ------------------------------------------------------------------------------
 
 
@@ -364,32 +183,32 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    body = {"ready": daemon.ready, "zones": len(daemon.zones) if daemon.store else 0,
-            "first_probe_round": daemon.first_round}
-    return _json(body, 200 if daemon.ready else 503)
+    port = request.app[PORT]
+    body = {"ready": port.ready, "zones": len(port.zones) if port.store else 0,
+            "first_probe_round": port.first_round}
+    return _json(body, 200 if port.ready else 503)
 
 
 async def get_status(request: web.Request) -> web.Response:
-    return _json(status(request.app[DAEMON]))
+    return _json(status(request.app[PORT]))
 
 
 async def drain(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
+    port = request.app[PORT]
     data = await _body(request, {"target", "for", "reason"}, {"state", "by"})
     if not isinstance(data["target"], str):
         raise _bad("target must be a string")
     reason = _text_field(data, "reason")
     if not reason:
         raise _bad("reason must not be empty: say why, for whoever reads the status next")
-    by = _text_field(data, "by", 200) or _client(request)
+    by = _text_field(data, "by", 200) or peer(request)
     state_text = data.get("state", "down")
     if state_text not in ("down", "up"):
         raise _bad(f"state must be 'down' or 'up', not {state_text!r}")
     try:
         selector = parse_selector(data["target"])
         seconds = parse_duration(data["for"])
-        result = await daemon.drain(selector, Status(state_text), seconds, reason, by)
+        result = await port.drains.drain(selector, Status(state_text), seconds, reason, by)
     except OverrideError as exc:
         raise _bad(str(exc)) from None
     except OSError as exc:
@@ -398,35 +217,36 @@ async def drain(request: web.Request) -> web.Response:
 
 
 async def undrain(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
+    port = request.app[PORT]
     data = await _body(request, {"target"}, {"by"})
     if not isinstance(data["target"], str):
         raise _bad("target must be a string")
-    by = _text_field(data, "by", 200) or _client(request)
+    by = _text_field(data, "by", 200) or peer(request)
     try:
         selector = parse_selector(data["target"])
-        result = await daemon.undrain(selector, by)
+        result = await port.drains.undrain(selector, by)
     except OverrideError as exc:
         raise _bad(str(exc)) from None
     except OSError as exc:
         return _error(500, f"could not save the state file, nothing changed: {exc}")
     if not result["removed"]:
         return _error(404, f"no override for {selector.text}",
-                      active=[o.selector for o in daemon.overrides])
+                      active=[o.selector for o in port.overrides])
     return _json(result)
 
 
 async def reload(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
+    port = request.app[PORT]
     await _read(request)
-    problems = await daemon.reload(trigger=f"control API ({_client(request)})")
-    body = {"ok": not problems, "problems": problems, "reload": daemon.last_reload,
-            "config_generation": daemon.config_generation}
+    reloads = port.reloads
+    problems = await reloads.reload(trigger=f"control API ({peer(request)})")
+    body = {"ok": not problems, "problems": problems, "reload": reloads.last_reload,
+            "config_generation": reloads.config_generation}
     return _json(body, 422 if problems else 200)
 
 
 async def get_explain(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
+    port = request.app[PORT]
     q = request.query
     name = q.get("name", "").strip()
     if not name:
@@ -450,30 +270,31 @@ async def get_explain(request: web.Request) -> web.Response:
             ipaddress.ip_network(ecs, strict=False)
         except ValueError:
             raise _bad(f"ecs {ecs!r} is not a subnet like 192.0.2.0/24") from None
-    assert daemon.handler is not None
-    assert daemon.store is not None
+    assert port.handler is not None
+    assert port.store is not None
     try:
-        text = explain(daemon.handler, daemon.store.snapshot, name, qtype, client, ecs)
+        text = explain(port.handler, port.store.snapshot, name, qtype, client, ecs)
     except (DnsfailError, ValueError) as exc:
         raise _bad(f"cannot explain {name!r}: {exc}") from None
-    lines = [f"override {o.selector} {o.state.name} until {_iso(o.expires)}: {o.reason}"
-             for o in daemon.overrides]
+    lines = [f"override {o.selector} {o.state.name} until {iso(o.expires)}: {o.reason}"
+             for o in port.overrides]
     if lines:
         text += "\noperator overrides in force (shown above as status):\n  " + "\n  ".join(lines)
     return web.Response(text=text + "\n", content_type="text/plain")
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[DAEMON].metrics.render()
+    body = request.app[PORT].metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def make_app(daemon: Daemon, token: str | None,
+def make_app(port: ControlPort, token: str | None, guards: Limits,
              body_timeout: float = CONTROL_HEAD_TIMEOUT) -> web.Application:
-    app = web.Application(middlewares=[_errors, _deadline, _auth], client_max_size=MAX_BODY)
-    app[DAEMON] = daemon
+    """The routes over ``port``; ``guards``: the listener's connections (see control.guard)."""
+    app = web.Application(middlewares=[_errors, deadline, auth], client_max_size=MAX_BODY)
+    app[PORT] = port
     app[TOKEN] = token
-    app[GUARDS] = {}
+    app[GUARDS] = guards
     app[BODY_TIMEOUT] = body_timeout
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -486,116 +307,32 @@ def make_app(daemon: Daemon, token: str | None,
     return app
 
 
-class _Guard(asyncio.Protocol):
-    """One control connection: aiohttp's protocol inside the connection cap and head deadline.
-
-    aiohttp's ``RequestHandler`` has neither (issue 11), so the listener is
-    created here with this wrapper as its protocol; it forwards every call
-    to the handler and aborts the transport when the cap is full or the
-    deadline passes.  The ``_deadline`` middleware tells it when a request
-    head has arrived (the first point aiohttp hands us a request).
-    """
-
-    def __init__(self, owner: ControlServer) -> None:
-        self.owner = owner
-        self.transport: asyncio.Transport | None = None
-        self.inner: asyncio.Protocol | None = None
-        self.timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        owner = self.owner
-        self.transport = cast(asyncio.Transport, transport)
-        if len(owner.guards) >= owner.max_connections:
-            owner.note("over_cap", f"over the cap of {owner.max_connections} connections")
-            self.transport.abort()
-            return
-        factory = owner.runner.server
-        assert factory is not None
-        self.inner = inner = factory()
-        owner.guards[inner] = self
-        self.arm()
-        inner.connection_made(transport)
-
-    def arm(self) -> None:
-        self.disarm()
-        if self.transport is not None:
-            loop = asyncio.get_running_loop()
-            self.timer = loop.call_later(self.owner.head_timeout, self._expire)
-
-    def disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def _expire(self) -> None:
-        self.timer = None
-        if self.transport is not None:
-            self.owner.note("head_timeout",
-                            f"no complete request within {self.owner.head_timeout:g}s")
-            self.transport.abort()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.disarm()
-        self.transport = None
-        if self.inner is not None:
-            self.owner.guards.pop(self.inner, None)
-            self.inner.connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        if self.inner is not None:
-            self.inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self.inner.eof_received() if self.inner is not None else None
-
-    def pause_writing(self) -> None:
-        if self.inner is not None:
-            self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self.inner is not None:
-            self.inner.resume_writing()
-
-
 class ControlServer:
     """The control API's runner and listener, owned by the daemon.
 
-    The listener is ours (``loop.create_server`` with :class:`_Guard`), not
+    The listener is ours (``loop.create_server`` with ``guard.Guard``), not
     aiohttp's ``TCPSite``, so that connections are capped and timed.
     """
 
-    def __init__(self, daemon: Daemon, host: str, port: int, token: str | None, *,
+    def __init__(self, port: ControlPort, host: str, port_number: int, token: str | None, *,
                  max_connections: int = CONTROL_MAX_CONNECTIONS,
                  head_timeout: float = CONTROL_HEAD_TIMEOUT) -> None:
-        app = make_app(daemon, token, head_timeout)
+        #: Open connections, the cap and the head deadline, and what they closed.
+        self.limits = Limits(max_connections, head_timeout)
+        app = make_app(port, token, self.limits, head_timeout)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                     shutdown_timeout=1.0, logger=_HTTP_LOG)
-        self.host, self.port = host, port
-        self.max_connections = max_connections
-        self.head_timeout = head_timeout
-        #: Open connections, by their aiohttp handler (what a request names as its protocol).
-        self.guards: dict[object, _Guard] = app[GUARDS]
-        #: Connections closed by each limit, for metrics: over_cap, head_timeout.
-        self.closed: dict[str, int] = {"over_cap": 0, "head_timeout": 0}
-        self._logged = 0.0
+        self.host, self.port = host, port_number
         self.listener: asyncio.Server | None = None
-
-    def note(self, why: str, text: str) -> None:
-        """Count a connection closed by a limit; one info line per LIMIT_LOG_EVERY at most."""
-        self.closed[why] += 1
-        now = time.monotonic()
-        if now - self._logged >= LIMIT_LOG_EVERY:
-            self._logged = now
-            log.info("control API: closing connections: %s (so far: %d over the cap, %d "
-                     "timed out)", text, self.closed["over_cap"], self.closed["head_timeout"],
-                     extra={"fields": {"event": "control_limit", **self.closed}})
 
     async def start(self) -> tuple[str, int]:
         await self.runner.setup()
+        factory = self.runner.server
+        assert factory is not None
         loop = asyncio.get_running_loop()
         try:
-            self.listener = await loop.create_server(lambda: _Guard(self), self.host,
-                                                     self.port, reuse_address=True)
+            self.listener = await loop.create_server(lambda: Guard(self.limits, factory),
+                                                     self.host, self.port, reuse_address=True)
         except BaseException:
             await self.runner.cleanup()
             raise
@@ -607,9 +344,7 @@ class ControlServer:
         if self.listener is not None:
             self.listener.close()
             self.listener = None
-        for guard in list(self.guards.values()):
-            if guard.transport is not None and guard.timer is not None:
-                guard.transport.abort()  # idle: waiting for a head, nothing to finish
+        self.limits.abort_idle()
         await self.runner.cleanup()
 
 

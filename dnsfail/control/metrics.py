@@ -8,7 +8,8 @@ it never calls prometheus-client: each cached reply carries the index of its
 cache hit), so ``dnsfail_answer_latency_seconds`` is a sampled histogram:
 its quantiles are right, its ``_count`` is the number of samples.
 Everything else (target state, zones, generations, TCP connections) is
-read from the daemon when Prometheus scrapes, by :class:`_Collector`;
+read from the server (a ``control.port.Counters``) when Prometheus scrapes,
+by :class:`_Collector`;
 reloads and overrides are rare and go to ordinary prometheus-client
 counters.
 
@@ -25,7 +26,6 @@ import bisect
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -42,6 +42,7 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from dnsfail.control.port import Counters as Source
 from dnsfail.model import ProbeSpec, Rcode, RRType, Status, Zone, pool_values
 from dnsfail.state import Store
 from dnsfail.steering.health import Health
@@ -252,25 +253,6 @@ def target_text(store: Store, probes: ProbeStats) -> str:
         latency.append(f'dnsfail_probe_latency_seconds_sum{{target="{label}"}} '
                        f"{counts.latency_sum!r}")
     return "\n".join([*state, *effective, *transitions, *results, *latency]) + "\n"
-
-
-class Source(Protocol):
-    """What the collector reads from the daemon at scrape time."""
-
-    @property
-    def store(self) -> Store | None: ...
-
-    @property
-    def tcp_open(self) -> int: ...
-
-    @property
-    def config_generation(self) -> int: ...
-
-    @property
-    def udp_dropped_sends(self) -> int: ...
-
-    @property
-    def tcp_closed(self) -> Mapping[str, int]: ...
 
 
 def value_statuses(zones: Mapping[str, Zone]) -> dict[ProbeSpec, set[Status]]:

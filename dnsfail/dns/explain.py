@@ -16,11 +16,22 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import astuple
+from typing import Protocol
 
 from dnsfail.dns import wire
-from dnsfail.dns.handler import Handler
 from dnsfail.model import Message, PoolValue, RRset, RRType, Status
 from dnsfail.state import Snapshot, Step
+
+
+class Answerer(Protocol):
+    """What ``explain`` needs of the server: the decision for a parsed query.
+
+    ``dns.handler.Handler`` is one; naming only this keeps explain (and the
+    control port, which hands a handler over) free of the handler's module.
+    """
+
+    def answer(self, snap: Snapshot, query: wire.Query, client: str,
+               steps: list[Step] | None = None) -> Message: ...
 
 
 def client_subnet(cidr: str) -> wire.ClientSubnet:
@@ -94,7 +105,7 @@ def _step_lines(snap: Snapshot, step: Step) -> list[str]:
 
 
 def explain(
-    handler: Handler,
+    handler: Answerer,
     snap: Snapshot,
     qname: str,
     qtype: str = "A",

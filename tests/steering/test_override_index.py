@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dnsfail.control import api as control
+from dnsfail.control.status import status
 from dnsfail.dns.explain import explain
 from dnsfail.dns.handler import Handler
 from dnsfail.model import ProbeSpec, Status, Zone, pool_values
@@ -185,8 +186,8 @@ def test_status_metrics_and_explain_at_1000_targets_100_drains() -> None:
             store.observe(spec, True, "connected", 0.001, time.monotonic())
             daemon.metrics.observe_probe(spec, True, 0.001)
         daemon.handler = Handler(lambda: store.snapshot)
-        doc = control.status(daemon)
-        shown = best_of(3, lambda: control._json(control.status(daemon)))
+        doc = status(daemon)
+        shown = best_of(3, lambda: control._json(status(daemon)))
         scraped = best_of(3, daemon.metrics.render)
         explained = best_of(3, lambda: explain(daemon.handler, store.snapshot,  # type: ignore[arg-type]
                                                "r7.big.test.", "A", "192.0.2.1"))

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dnsfail.errors import ConfigError
-from dnsfail.serve import app
+from dnsfail.serve import reload
 from dnsfail.zonefile import files as zonefiles
 from dnsfail.zonefile import load as config
 from dnsfail.zonefile.load import load_zones
@@ -241,7 +241,7 @@ def test_watch_sees_the_files_the_loader_reads(tmp_path: Path) -> None:
     (tmp_path / ".#good.test.yaml").symlink_to("nowhere")
     _dangling(tmp_path / "x.test.yaml")
     files, _ = zonefiles.discover([str(tmp_path)])
-    watched = app.zone_files([str(tmp_path)])
+    watched = reload.zone_files([str(tmp_path)])
     assert sorted(watched) == sorted(files) == [
         str(tmp_path / name) for name in ("b.test.yml", "good.test.yaml", "x.test.yaml")
     ]
