@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from dnsfail.errors import ConfigError
 from dnsfail.model import TXT, RRType, Zone
 from dnsfail.zonefile import load as config
-from tests.zonefile.test_config import (
+from tests.zonefile.test_load import (
     APEX,
     BAD_DYNAMIC,
     BAD_KNOBS,
@@ -284,7 +284,7 @@ def test_tricky_texts_make_the_same_zone(text: str) -> None:
     assert_parses_alike(APEX + text if text.startswith(("a", "'", '"', "#")) else text)
 
 
-# --- every table of test_config, by both routes --------------------------------------------------
+# --- every table of test_load, by both routes ----------------------------------------------------
 
 GOOD = [
     ("base", APEX + BASE),
