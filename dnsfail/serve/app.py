@@ -46,8 +46,7 @@ from dnsfail.steering import overrides
 from dnsfail.steering.geo import Locator, MaxMindLocator, NoLocator
 from dnsfail.steering.overrides import Match, Override, OverrideError, Selector
 from dnsfail.tasks import cancel_all
-from dnsfail.zonefile.files import discover
-from dnsfail.zonefile.load import load_zones
+from dnsfail.zonefile import discover, load_zones
 
 log = logging.getLogger(__name__)
 
