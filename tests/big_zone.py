@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dnsfail.model import Status, Zone
 from dnsfail.steering.overrides import Override, parse_selector
-from dnsfail.zonefile.load import parse_zone
+from dnsfail.zonefile import parse_zone
 
 ORIGIN = "big.test."
 PORT = 443

@@ -11,7 +11,7 @@ import pytest
 from dnsfail.dns.handler import Handler
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.state import Store
-from dnsfail.zonefile.load import parse_zone
+from dnsfail.zonefile import parse_zone
 
 ZONE = textwrap.dedent("""\
     '':

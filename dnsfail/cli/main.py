@@ -20,7 +20,7 @@ from dnsfail.addresses import (
 from dnsfail.cli import ctl
 from dnsfail.errors import ConfigError
 from dnsfail.steering.geo import GeoError, MaxMindLocator
-from dnsfail.zonefile.load import load_zones
+from dnsfail.zonefile import load_zones
 
 
 def _listen(text: str) -> tuple[str, int]:

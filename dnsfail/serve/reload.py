@@ -27,8 +27,7 @@ from dnsfail.errors import ConfigError
 from dnsfail.logs import iso
 from dnsfail.model import ProbeSpec
 from dnsfail.state import Store
-from dnsfail.zonefile.files import discover
-from dnsfail.zonefile.load import load_zones
+from dnsfail.zonefile import discover, load_zones
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from dnsfail.dns.handler import Handler
 from dnsfail.state import Snapshot, Store
 from dnsfail.steering.geo import Locator, MaxMindLocator, NoLocator
 from dnsfail.steering.overrides import Override
-from dnsfail.zonefile.load import load_zones
+from dnsfail.zonefile import load_zones
 
 
 @dataclass

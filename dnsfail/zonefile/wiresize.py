@@ -5,7 +5,7 @@ RDLENGTH can say (65,535 octets, RFC 1035 section 3.2.1), and an RRset that
 cannot fit one DNS message even over TCP (65,535 octets, RFC 1035 section
 4.2.2).  Names are counted uncompressed, owners as a compression pointer:
 an upper bound of what any packer writes.  Names themselves (255 octets,
-labels of 63, RFC 1035 section 2.3.4) are checked where config.py parses them.
+labels of 63, RFC 1035 section 2.3.4) are checked where zonefile.names parses them.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from dnsfail.dns.handler import Handler
 from dnsfail.model import Status
 from dnsfail.state import Store
 from dnsfail.steering.overrides import Override
-from dnsfail.zonefile.load import load_zones
+from dnsfail.zonefile import load_zones
 from tests.conftest import DATA
 
 ZONES = load_zones([str(DATA / "zones")])
@@ -100,7 +100,7 @@ def test_state_zones_and_daemon_gauges(setup: tuple[Handler, Metrics, Store]) ->
 
 
 def test_target_state_real_and_effective() -> None:
-    from dnsfail.zonefile.load import parse_zone
+    from dnsfail.zonefile import parse_zone
     from tests.steering.test_overrides import ZONE
 
     zones = {"drain.test.": parse_zone(ZONE, "drain.test.yaml", "drain.test.", serial=1)}

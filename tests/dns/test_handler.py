@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from dnsfail.dns.handler import Handler
 from dnsfail.model import Message, Zone
 from dnsfail.state import Store
-from dnsfail.zonefile.load import load_zones
+from dnsfail.zonefile import load_zones
 from tests.conftest import DATA
 from tests.dns.test_wire import MALFORMED
 from tests.fuzz.mutate import SEEDS, captured, check_reply, mutate
@@ -221,7 +221,7 @@ ecs_options = st.one_of(
 def test_client_dependent_answers_from_the_cache_equal_fresh_ones(
     asks: list[tuple[str, tuple[str, int] | None, str]],
 ) -> None:
-    from dnsfail.zonefile.load import parse_zone
+    from dnsfail.zonefile import parse_zone
 
     zones = {"geo.test.": parse_zone(GEO_ZONE, "geo.test.yaml", "geo.test.", serial=1)}
     cached, _ = fresh_handler(zones)
@@ -240,7 +240,7 @@ def test_client_dependent_answers_from_the_cache_equal_fresh_ones(
 def test_client_answers_are_shared_by_the_block_that_decided_them() -> None:
     """Without ECS, a new resolver in a known block is answered from the cache."""
     from dnsfail.state import ClientBlocks
-    from dnsfail.zonefile.load import parse_zone
+    from dnsfail.zonefile import parse_zone
 
     zones = {"geo.test.": parse_zone(GEO_ZONE, "geo.test.yaml", "geo.test.", serial=1)}
     handler, store = fresh_handler(zones)

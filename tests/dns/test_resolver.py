@@ -11,7 +11,7 @@ import pytest
 from dnsfail.dns.resolver import chaos, find_zone, resolve
 from dnsfail.model import Message, Rcode, RRClass, RRset, RRType
 from dnsfail.state import Snapshot
-from dnsfail.zonefile.load import load_zones
+from dnsfail.zonefile import load_zones
 from tests.conftest import DATA
 
 ZONES = load_zones([str(DATA / "zones")])

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 with atheris.instrument_imports(include=["dnsfail"]):
     from dnsfail.dns.handler import Handler
     from dnsfail.state import Store
-    from dnsfail.zonefile.load import load_zones
+    from dnsfail.zonefile import load_zones
 
 from tests.fuzz.mutate import SEEDS, captured, check_reply, mutate  # noqa: E402
 

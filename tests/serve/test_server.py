@@ -19,7 +19,7 @@ import pytest
 from dnsfail.dns.handler import Handler
 from dnsfail.serve.server import INPUT_LIMIT, OUTPUT_LIMIT, WRITE_HIGH, TcpConnection, TcpLimits
 from dnsfail.state import Store
-from dnsfail.zonefile.load import load_zones
+from dnsfail.zonefile import load_zones
 from tests.conftest import DATA, largest_query
 
 STORE = Store(load_zones([str(DATA / "zones")]))

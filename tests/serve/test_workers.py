@@ -11,7 +11,7 @@ from dnsfail.model import Zone
 from dnsfail.serve.workers import Mirror, Publish, changes, encode, receive
 from dnsfail.state import Store
 from dnsfail.steering.health import Health, TargetHealth
-from dnsfail.zonefile.load import load_zones
+from dnsfail.zonefile import load_zones
 from tests.conftest import DATA, ROOT
 
 #: The example zones (health-checked records) and the test zones (several zones).

@@ -38,7 +38,7 @@ from dnsfail.steering.geo import (
     distance_km,
     order_by_distance,
 )
-from dnsfail.zonefile.load import parse_zone
+from dnsfail.zonefile import parse_zone
 from tests.mmdb import Entry, city_record, write_city_db, write_country_db, write_db
 
 IPAddress = IPv4Address | IPv6Address

@@ -27,7 +27,7 @@ from dnsfail.serve.app import Daemon, Settings
 from dnsfail.state import Store
 from dnsfail.steering import overrides
 from dnsfail.steering.overrides import Match, Override, OverrideIndex, ValueIndex, parse_selector
-from dnsfail.zonefile.load import parse_zone
+from dnsfail.zonefile import parse_zone
 from tests.big_zone import big_drains, big_zones
 from tests.steering.test_overrides import ZONE
 

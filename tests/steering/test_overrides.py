@@ -15,7 +15,7 @@ from dnsfail.model import Status, Zone
 from dnsfail.state import Store
 from dnsfail.steering import overrides
 from dnsfail.steering.overrides import Kind, Override, OverrideError, parse_duration, parse_selector
-from dnsfail.zonefile.load import parse_zone
+from dnsfail.zonefile import parse_zone
 
 ZONE = textwrap.dedent("""\
     '':

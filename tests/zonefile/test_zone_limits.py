@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 from dnsfail.errors import ConfigError
 from dnsfail.serve import reload
 from dnsfail.zonefile import files as zonefiles
-from dnsfail.zonefile import load as config
-from dnsfail.zonefile.load import load_zones
+from dnsfail.zonefile import load_zones, parse_zone
+from dnsfail.zonefile.libyaml import FastLoader, SafeLoader, TooDeep, single_node
+from dnsfail.zonefile.located import MAX_DEPTH, MAX_PROBLEM_CHARS
+from dnsfail.zonefile.strict import read_strict
 
 APEX = "'':\n  type: NS\n  value: ns1.x.test.\n"  # lines 1-3
 
@@ -122,12 +124,12 @@ def test_deep_nesting_is_found_by_the_strict_reader_and_libyaml_alike() -> None:
     """The strict reader gives up past MAX_DEPTH; libyaml (and PyYAML's Python loader, when
     libyaml refuses the text) report the same depth problem at the same line."""
     text = _deep_block(70)
-    assert config._read_strict(text) is None
-    for loader in (config._FastLoader, config._SafeLoader):
-        with pytest.raises(config._TooDeep) as caught:
-            config._single_node(loader, text)
+    assert read_strict(text) is None
+    for loader in (FastLoader, SafeLoader):
+        with pytest.raises(TooDeep) as caught:
+            single_node(loader, text)
         assert caught.value.line == 68
-    assert config._read_strict(_deep_block(config.MAX_DEPTH - 1)) is not None
+    assert read_strict(_deep_block(MAX_DEPTH - 1)) is not None
 
 
 def test_oversized_file_is_refused_before_reading(tmp_path: Path) -> None:
@@ -152,9 +154,9 @@ def test_long_soa_rname_from_a_long_origin(tmp_path: Path) -> None:
 def test_long_values_are_not_echoed_whole() -> None:
     text = APEX + "a:\n  type: TXT\n  value: " + "x;" * 50_000 + "\n"
     with pytest.raises(ConfigError) as caught:
-        config.parse_zone(text, "z.yaml", "x.test.", serial=1)
+        parse_zone(text, "z.yaml", "x.test.", serial=1)
     (problem,) = caught.value.problems
-    assert len(problem.reason) < config.MAX_PROBLEM_CHARS + 50
+    assert len(problem.reason) < MAX_PROBLEM_CHARS + 50
     assert problem.reason.endswith("more characters)")
 
 

@@ -1,4 +1,4 @@
-"""Tests for dnsfail.zonefile.load: zone YAML -> validated Zone, every problem located.
+"""Tests of parse_zone and load_zones: zone YAML -> validated Zone, every problem located.
 
 Bad inputs are tables of (zone text, exact ``file:line: record: reason`` lines);
 each text starts from ``APEX`` (lines 1-3; the apex NS under its absolute name,
@@ -42,8 +42,9 @@ from dnsfail.model import (
     Status,
     Zone,
 )
-from dnsfail.zonefile import load as config
-from dnsfail.zonefile.load import load_zones, parse_zone
+from dnsfail.zonefile import load_zones, parse_zone
+from dnsfail.zonefile.load import collector_paused
+from dnsfail.zonefile.names import owner_name
 
 ROOT = Path(__file__).resolve().parents[2]
 ORIGIN = "x.test."
@@ -1019,7 +1020,7 @@ LONG = ".".join(["a" * 61] * 4)  # 247 octets
     ],
 )  # fmt: skip
 def test_owner_names(key: str, expected: tuple[str | None, str | None]) -> None:
-    assert config._owner_name(key, ORIGIN) == expected
+    assert owner_name(key, ORIGIN) == expected
 
 
 # --- the garbage collector pause -------------------------------------------------------------
@@ -1034,7 +1035,7 @@ def test_collector_is_on_again_after_a_parse_good_or_bad() -> None:
 
 
 def test_collector_is_off_while_paused() -> None:
-    with config._collector_paused():
+    with collector_paused():
         assert not gc.isenabled()
     assert gc.isenabled()
 
@@ -1044,13 +1045,13 @@ def test_collector_pauses_nest_across_threads() -> None:
     leave = threading.Event()
 
     def load() -> None:
-        with config._collector_paused():
+        with collector_paused():
             inside.wait()
             leave.wait()
 
     thread = threading.Thread(target=load)
     thread.start()
-    with config._collector_paused():
+    with collector_paused():
         inside.wait()
     assert not gc.isenabled()  # the other load still runs
     leave.set()
@@ -1061,7 +1062,7 @@ def test_collector_pauses_nest_across_threads() -> None:
 def test_collector_stays_off_if_it_was_off() -> None:
     gc.disable()
     try:
-        with config._collector_paused():
+        with collector_paused():
             pass
         assert not gc.isenabled()
     finally:

@@ -1,7 +1,7 @@
-"""The strict YAML reader and the fast record path of dnsfail.zonefile.load give what libyaml gives.
+"""The strict YAML reader and the fast record path of dnsfail.zonefile give what libyaml gives.
 
-``config._read_strict`` reads octoDNS's own layout without libyaml, and
-``config._simple_record`` checks the common record shape without located
+``read_strict`` reads octoDNS's own layout without libyaml, and
+``simple_record`` checks the common record shape without located
 nodes.  Both only speed things up: for every text, either the strict reader
 declines (and libyaml reads it) or its entries equal libyaml's, line numbers
 included; and a zone parses to the same ``Zone``, or the same problems, by
@@ -23,8 +23,13 @@ from hypothesis import strategies as st
 
 from dnsfail.errors import ConfigError
 from dnsfail.model import TXT, RRType, Zone
-from dnsfail.zonefile import load as config
-from tests.zonefile.test_config import (
+from dnsfail.zonefile import parse_zone
+from dnsfail.zonefile.libyaml import read_libyaml
+from dnsfail.zonefile.load import Reader, parse_zone_with, read_entries
+from dnsfail.zonefile.located import Entry, Problems, Simple, SimpleList, YMap, YScalar, YSeq
+from dnsfail.zonefile.rdata import TEXT_PARSERS
+from dnsfail.zonefile.strict import SIMPLE_TYPES, STR_TAG, plain_tag, read_strict, string
+from tests.zonefile.test_load import (
     APEX,
     BAD_DYNAMIC,
     BAD_KNOBS,
@@ -52,28 +57,28 @@ def shape(value: object) -> object:
     ``YMap`` compares its entries as a dict (ignoring order) and NaN is not
     equal to itself, so the trees are compared through this instead.
     """
-    if isinstance(value, config._Simple | config._SimpleList):
+    if isinstance(value, Simple | SimpleList):
         value = value.node()
-    if isinstance(value, config.YMap):
+    if isinstance(value, YMap):
         pairs = [[key, entry.key_line, shape(entry.value)] for key, entry in value.entries.items()]
         return ["map", value.line, pairs]
-    if isinstance(value, config.YSeq):
+    if isinstance(value, YSeq):
         return ["seq", value.line, [shape(item) for item in value.items]]
-    assert isinstance(value, config.YScalar)
+    assert isinstance(value, YScalar)
     v = value.value
     shown = "nan" if isinstance(v, float) and math.isnan(v) else repr(v)
     return ["scalar", value.line, type(v).__name__, shown, value.text]
 
 
-def entries_shape(entries: list[config._Entry]) -> list[object]:
+def entries_shape(entries: list[Entry]) -> list[object]:
     return [[key, line, shape(value)] for key, line, value in entries]
 
 
 def libyaml(text: str) -> tuple[list[object] | None, list[str]]:
     """What the general path reads: (entries, or None if it raises; its problems)."""
-    problems = config._Problems("z.yaml")
+    problems = Problems("z.yaml")
     try:
-        entries = config._read_libyaml(text, problems)
+        entries = read_libyaml(text, problems)
     except ConfigError:
         return None, [str(p) for p in problems.items]
     return entries_shape(entries), [str(p) for p in problems.items]
@@ -81,7 +86,7 @@ def libyaml(text: str) -> tuple[list[object] | None, list[str]]:
 
 def assert_reads_alike(text: str) -> bool:
     """The strict reader declines ``text`` or agrees with libyaml; returns whether it read it."""
-    strict = config._read_strict(text)
+    strict = read_strict(text)
     if strict is None:
         return False
     entries, problems = libyaml(text)
@@ -90,16 +95,16 @@ def assert_reads_alike(text: str) -> bool:
     return True
 
 
-def outcome(text: str, read: config._Reader) -> Zone | list[str]:
+def outcome(text: str, read: Reader) -> Zone | list[str]:
     """The zone ``text`` makes with the given reader, or its problems."""
     try:
-        return config._parse_zone(text, "z.yaml", ORIGIN, 1, None, True, read)
+        return parse_zone_with(text, "z.yaml", ORIGIN, 1, None, True, read)
     except ConfigError as exc:
         return [str(p) for p in exc.problems]
 
 
 def assert_parses_alike(text: str) -> None:
-    assert outcome(text, config._read) == outcome(text, config._read_libyaml)
+    assert outcome(text, read_entries) == outcome(text, read_libyaml)
 
 
 # --- octoDNS's layout is read by the strict reader, the records by the fast path -------------
@@ -107,9 +112,9 @@ def assert_parses_alike(text: str) -> None:
 
 def test_octodns_layout_is_read_without_libyaml(tmp_path: Path) -> None:
     text = compare_zone.write_yaml(tmp_path / "big.example.com.yaml", 50).read_text()
-    entries = config._read_strict(text)
+    entries = read_strict(text)
     assert entries is not None
-    simple = [value for _, _, value in entries if isinstance(value, config._Simple)]
+    simple = [value for _, _, value in entries if isinstance(value, Simple)]
     assert len(simple) == len(entries) == 53  # the apex, 50 names, ns1 and ns2
     assert assert_reads_alike(text)
 
@@ -117,9 +122,9 @@ def test_octodns_layout_is_read_without_libyaml(tmp_path: Path) -> None:
 def test_the_example_zone_is_read_without_libyaml() -> None:
     text = (ROOT / "zones" / "gw.example.com.yaml").read_text()
     assert assert_reads_alike(text)
-    zone = config.parse_zone(text, "z", "gw.example.com.", serial=1)
-    assert zone == config._parse_zone(text, "z", "gw.example.com.", 1, None, True,
-                                      config._read_libyaml)  # fmt: skip
+    zone = parse_zone(text, "z", "gw.example.com.", serial=1)
+    assert zone == parse_zone_with(text, "z", "gw.example.com.", 1, None, True,
+                                      read_libyaml)  # fmt: skip
 
 
 def test_one_odd_entry_is_read_by_libyaml_alone(tmp_path: Path) -> None:
@@ -130,30 +135,30 @@ def test_one_odd_entry_is_read_by_libyaml_alone(tmp_path: Path) -> None:
         "  value: v=DKIM1\\; k=rsa\\; p=MIIBIjANBgkqhkiG9w0BAQEFAAOC\n    AQ8AMIIBCgKCAQEAu5PZ\n"
     )
     text = path.read_text().replace("h000010:\n", folded + "h000010:\n")
-    assert config._read_strict(text, entry_by_libyaml=False) is None
-    entries = config._read_strict(text)
+    assert read_strict(text, entry_by_libyaml=False) is None
+    entries = read_strict(text)
     assert entries is not None
-    assert [key for key, _, value in entries if not isinstance(value, config._Simple)] == [
+    assert [key for key, _, value in entries if not isinstance(value, Simple)] == [
         "dkim._domainkey"
     ]
     assert assert_reads_alike(text)
-    zone = config.parse_zone(text, "z", "big.example.com.", serial=1)
+    zone = parse_zone(text, "z", "big.example.com.", serial=1)
     txt = zone.nodes["dkim._domainkey.big.example.com."][RRType.TXT].rdatas
     assert txt == (TXT((b"v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOC AQ8AMIIBCgKCAQEAu5PZ",)),)
 
 
 def test_simple_types_are_the_string_valued_ones() -> None:
-    assert set(config._SIMPLE_TYPES) == set(config._TEXT_PARSERS)
+    assert set(SIMPLE_TYPES) == set(TEXT_PARSERS)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.ip_addresses(v=4))
 def test_dotted_quads_are_strings_to_yaml(address: object) -> None:
-    """``config._string`` takes a dotted quad for a string without asking the resolver."""
+    """``string`` takes a dotted quad for a string without asking the resolver."""
     text = str(address)
-    assert config._plain_tag(text) == config._STR_TAG
+    assert plain_tag(text) == STR_TAG
     assert yaml.safe_load(f"a: {text}") == {"a": text}
-    assert config._string(text) == text
+    assert string(text) == text
 
 
 # --- tricky texts: the strict reader reads them as libyaml does, or declines --------------------
@@ -275,7 +280,7 @@ TEXTS = [
 @pytest.mark.parametrize(("text", "how"), [pytest.param(t, h, id=i) for i, t, h in TEXTS])
 def test_strict_reader_reads_as_libyaml_does(text: str, how: str) -> None:
     assert assert_reads_alike(text) is (how != "file")
-    by_lines = config._read_strict(text, entry_by_libyaml=False)
+    by_lines = read_strict(text, entry_by_libyaml=False)
     assert (by_lines is not None) is (how == "lines")
 
 
@@ -284,7 +289,7 @@ def test_tricky_texts_make_the_same_zone(text: str) -> None:
     assert_parses_alike(APEX + text if text.startswith(("a", "'", '"', "#")) else text)
 
 
-# --- every table of test_config, by both routes --------------------------------------------------
+# --- every table of test_load, by both routes ----------------------------------------------------
 
 GOOD = [
     ("base", APEX + BASE),
@@ -364,16 +369,16 @@ def test_both_routes_agree(text: str) -> None:
 
 @pytest.mark.parametrize("body", [pytest.param(b, id=i) for i, b in FAST_BUT_BAD])
 def test_fast_records_with_problems_still_report_them(body: str) -> None:
-    result = outcome(APEX + body, config._read)
+    result = outcome(APEX + body, read_entries)
     assert isinstance(result, list)
     assert result
 
 
 def test_serial_follows_content_by_either_route() -> None:
-    first = config.parse_zone(APEX + BASE, "z", ORIGIN, serial=10)
-    same = config.parse_zone(APEX + "# a comment\n" + BASE, "z", ORIGIN, serial=20, previous=first)
+    first = parse_zone(APEX + BASE, "z", ORIGIN, serial=10)
+    same = parse_zone(APEX + "# a comment\n" + BASE, "z", ORIGIN, serial=20, previous=first)
     assert same.serial == 10  # reformatting is not a change
-    changed = config.parse_zone(APEX + BASE.replace(".1\n", ".2\n"), "z", ORIGIN, serial=5,
+    changed = parse_zone(APEX + BASE.replace(".1\n", ".2\n"), "z", ORIGIN, serial=5,
                                 previous=first)  # fmt: skip
     assert changed.serial == 11
 
