@@ -98,7 +98,7 @@ class Snapshot:
     zones: Mapping[str, Zone]
     health: Mapping[ProbeSpec, TargetHealth] = field(default_factory=dict)
     #: Prepared wire replies by ``wire.scan_question`` key (a memo, not state), each with
-    #: its slot in the handler's query counters (metrics.QueryStats).
+    #: its slot in the handler's query counters (dns.stats.QueryStats).
     cache: dict[bytes, Entry | ClientBlocks] = field(default_factory=dict, compare=False)
     #: Ready UDP replies by the query's exact bytes after its ID (``data[2:]``): a
     #: resolver or client repeating a question sends the same bytes but for the ID, and

@@ -11,7 +11,7 @@ whose reply is cached when the answer does not depend on chance.  Because
 the same bytes.
 
 Metrics cost the fast path one list increment: each cached reply is stored
-with the index of its ``(zone, qtype, rcode)`` counter (metrics.QueryStats),
+with the index of its ``(zone, qtype, rcode)`` counter (dns.stats.QueryStats),
 and one message in ``SAMPLE_EVERY`` is timed.
 
 An exception while answering is a bug, and no packet may turn it into a log
@@ -27,9 +27,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from dnsfail.control.metrics import SAMPLE_EVERY, QueryStats
 from dnsfail.dns import wire
 from dnsfail.dns.resolver import chaos, find_zone, resolve
+from dnsfail.dns.stats import SAMPLE_EVERY, QueryStats
 from dnsfail.logs import ErrorLog
 from dnsfail.model import Message, Rcode, RRClass
 from dnsfail.state import CACHE_LIMIT, Address, ClientBlocks, Entry, Snapshot, Steering, Step

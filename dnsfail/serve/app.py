@@ -34,8 +34,9 @@ from dnsfail.addresses import (
     DEFAULT_LISTEN,
 )
 from dnsfail.control.api import ControlServer, check_exposure
-from dnsfail.control.metrics import Metrics, QueryStats, Totals
+from dnsfail.control.metrics import Metrics
 from dnsfail.dns.handler import Handler
+from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.errors import ConfigError, DnsfailError
 from dnsfail.model import ProbeSpec, Status, Zone
 from dnsfail.serve.probe import Prober

@@ -56,8 +56,8 @@ from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from dnsfail.control.metrics import QueryStats, Totals
 from dnsfail.dns.handler import Handler
+from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.serve.server import TcpConnection, TcpLimits, UdpListener
 from dnsfail.state import Snapshot
