@@ -1,4 +1,5 @@
-"""wire.py and query.py without sockets: the fast scanner, parsing, personalisation, rendering."""
+"""wire.py and query.py without sockets: the fast scanner, parsing, personalisation, rendering
+(held byte for byte to reference.py, the dnslib oracle)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from dnsfail.dns import wire
+from dnsfail.dns.reference import name_to_text, render_reference, text_to_label
 from dnsfail.model import (
     AAAA,
     CAA,
@@ -165,8 +167,8 @@ def test_truncation_keeps_question_and_opt() -> None:
 def test_label_text_round_trip(labels: list[bytes]) -> None:
     import dnslib
 
-    text = wire.name_to_text(dnslib.DNSLabel(tuple(labels)))
-    assert wire.text_to_label(text).label == tuple(x.lower() for x in labels)
+    text = name_to_text(dnslib.DNSLabel(tuple(labels)))
+    assert text_to_label(text).label == tuple(x.lower() for x in labels)
 
 
 labels = st.binary(min_size=1, max_size=63)
@@ -204,7 +206,7 @@ def test_parse_query_reads_what_dnspython_writes(
     data = message.to_wire()
     got = wire.parse_query(data)
     assert (got.id, got.qtype, got.qclass) == (qid, qtype, qclass)
-    assert wire.text_to_label(got.qname).label == tuple(x.lower() for x in qname)
+    assert text_to_label(got.qname).label == tuple(x.lower() for x in qname)
     if use_edns is None:
         assert got.edns is None
         return
@@ -404,7 +406,7 @@ def names(target: bool) -> st.SearchStrategy[str]:
 
 
 def wire_length(name: str) -> int:
-    return sum(len(label) + 1 for label in wire.text_to_label(name).label) + 1
+    return sum(len(label) + 1 for label in text_to_label(name).label) + 1
 
 
 owners, targets = names(False), names(True)
@@ -472,7 +474,7 @@ def test_render_is_byte_identical_to_dnslib(
     def both(limit: int, message: Message = message) -> tuple[bytes | None, bytes | None]:
         kwargs = dict(edns=edns, limit=limit, opcode=opcode, ecs_scope=ecs_scope, nsid=nsid)
         return (attempt(wire.render, question, message, **kwargs),
-                attempt(wire.render_reference, question, message, **kwargs))
+                attempt(render_reference, question, message, **kwargs))
 
     whole = both(wire.TCP_LIMIT)[1]
     lean = both(wire.TCP_LIMIT, dataclasses.replace(message, additional=()))[1]
@@ -482,7 +484,7 @@ def test_render_is_byte_identical_to_dnslib(
         if reference is None or whole is None:
             event("refused")
         elif len(reference) > 0x4000:
-            # Past 16 KiB dnslib writes wrong pointers (see wire.render_reference);
+            # Past 16 KiB dnslib writes wrong pointers (see reference.render_reference);
             # here only the shape must agree.
             event("over 16 KiB")
             assert ours is not None
@@ -498,7 +500,7 @@ def render_both(message: Message, question: tuple[str, int, int] | None = None,
                 ) -> tuple[bytes | None, bytes | None]:
     kwargs = dict(edns=None, limit=wire.TCP_LIMIT)
     return (attempt(wire.render, question, message, **kwargs),
-            attempt(wire.render_reference, question, message, **kwargs))
+            attempt(render_reference, question, message, **kwargs))
 
 
 @pytest.mark.parametrize("fillers", [61, 70])
