@@ -17,7 +17,8 @@ from dataclasses import astuple
 from dnsfail.dns import wire
 from dnsfail.dns.handler import Handler
 from dnsfail.model import Message, PoolValue, RRset, RRType, Status
-from dnsfail.state import Snapshot, Step
+from dnsfail.state import Snapshot
+from dnsfail.steering.answers import Step
 
 
 def client_subnet(cidr: str) -> wire.ClientSubnet:

@@ -35,7 +35,6 @@ from dnsfail.dns.query import decode_ecs as decode_ecs
 from dnsfail.dns.query import labels_to_text as labels_to_text
 from dnsfail.dns.query import parse_query as parse_query
 from dnsfail.dns.query import question_end as question_end
-from dnsfail.dns.query import scan_question as scan_question
 from dnsfail.model import (
     AAAA,
     CAA,

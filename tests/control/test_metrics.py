@@ -56,7 +56,7 @@ def test_cached_and_full_answers_count_once_each(setup: tuple[Handler, Metrics, 
     wire = dns.message.make_query("api.gw.test.", "A").to_wire()
     for _ in range(50):
         assert handler.handle(wire) is not None
-    assert store.snapshot.cache  # 49 of them were cache hits
+    assert store.snapshot.replies.keyed  # 49 of them were cache hits
     for _ in range(7):
         handler.handle(dns.message.make_query("nope.gw.test.", "TXT").to_wire())
     for _ in range(5):

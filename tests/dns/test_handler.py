@@ -145,7 +145,7 @@ def test_a_reload_gets_a_fresh_cache() -> None:
     handler, store = fresh_handler()
     data = dns.message.make_query("api.gw.test.", "A").to_wire()
     handler.handle(data)
-    assert store.snapshot.cache
+    assert store.snapshot.replies.keyed
     store.replace_zones({})
     reply = handler.handle(data)
     assert reply is not None
@@ -239,7 +239,7 @@ def test_client_dependent_answers_from_the_cache_equal_fresh_ones(
 
 def test_client_answers_are_shared_by_the_block_that_decided_them() -> None:
     """Without ECS, a new resolver in a known block is answered from the cache."""
-    from dnsfail.state import ClientBlocks
+    from dnsfail.dns.replycache import ClientBlocks
     from dnsfail.zonefile.load import parse_zone
 
     zones = {"geo.test.": parse_zone(GEO_ZONE, "geo.test.yaml", "geo.test.", serial=1)}
@@ -247,7 +247,7 @@ def test_client_answers_are_shared_by_the_block_that_decided_them() -> None:
     data = dns.message.make_query("api.geo.test.", "A").to_wire()
 
     def blocks() -> ClientBlocks:
-        [found] = [v for v in store.snapshot.cache.values() if isinstance(v, ClientBlocks)]
+        [found] = [v for v in store.snapshot.replies.keyed.values() if isinstance(v, ClientBlocks)]
         return found
 
     def answer(client: str) -> list[str]:
@@ -316,7 +316,7 @@ def test_internal_errors_log_one_line_per_kind_without_traceback(
 
 
 def test_large_queries_are_not_remembered_byte_for_byte() -> None:
-    """Snapshot.exact is keyed by the query's bytes: a 40 KB padded query (RFC 7830) is
+    """The exact-bytes cache is keyed by the query's bytes: a 40 KB padded query (RFC 7830) is
     answered, and its reply cached by question, but its bytes are not kept."""
     handler, store = fresh_handler()
     for size in (100, 40000):
@@ -326,8 +326,8 @@ def test_large_queries_are_not_remembered_byte_for_byte() -> None:
         reply = handler.handle(data)
         assert reply is not None
         assert dns.message.from_wire(reply).rcode() == dns.rcode.NOERROR
-    assert store.snapshot.exact
-    assert max(len(key) for key in store.snapshot.exact) < 512
+    assert store.snapshot.replies
+    assert max(len(key) for key in store.snapshot.replies) < 512
 
 
 @pytest.mark.parametrize("name", MALFORMED)
