@@ -18,7 +18,8 @@ from dnsfail.addresses import (
 )
 from dnsfail.cli import ctl
 from dnsfail.errors import ConfigError, DnsfailError
-from dnsfail.steering.geo import GeoError, MaxMindLocator, NoLocator
+from dnsfail.steering.geo import NoLocator
+from dnsfail.steering.mmdb import GeoError, MaxMindLocator
 from dnsfail.zonefile.load import load_zones
 
 

@@ -44,7 +44,8 @@ from dnsfail.serve.server import TcpLimits, UdpListener, bind_udp, serve_tcp
 from dnsfail.serve.workers import Workers, WorkerSettings
 from dnsfail.state import Store
 from dnsfail.steering import overrides
-from dnsfail.steering.geo import Locator, MaxMindLocator, NoLocator
+from dnsfail.steering.geo import Locator, NoLocator
+from dnsfail.steering.mmdb import MaxMindLocator
 from dnsfail.steering.overrides import Match, Override, OverrideError, Selector
 from dnsfail.tasks import cancel_all
 from dnsfail.zonefile.files import discover

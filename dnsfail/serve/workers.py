@@ -61,8 +61,9 @@ from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.serve.server import TcpConnection, TcpLimits, UdpListener
 from dnsfail.state import Snapshot
-from dnsfail.steering.geo import Locator, MaxMindLocator, NoLocator
+from dnsfail.steering.geo import Locator, NoLocator
 from dnsfail.steering.health import TargetHealth
+from dnsfail.steering.mmdb import MaxMindLocator
 from dnsfail.tasks import cancel_all
 
 log = logging.getLogger(__name__)
