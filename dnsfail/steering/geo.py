@@ -289,82 +289,113 @@ def decide(
         return Decision(rules[index], index, 0, None,
                         f"client unknown (ECS source prefix 0); "
                         f"{describe_rule(index, rules[index])} matched; scope /0")
-    if source_prefix is not None:
-        source_prefix = max(0, min(source_prefix, address.max_prefixlen))
-        address = ip_network((address, source_prefix), strict=False).network_address
-        client = f"client {address}/{source_prefix} (ECS)"
-    else:
-        if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
-        client = f"client {address}"
-
+    address, client = _as_decided(address, source_prefix)
     nearest = any(rule.nearest for rule in rules)
     if not nearest and all(rule.is_catch_all for rule in rules):
         index = _fallback(record)
         return Decision(rules[index], index, 0, None,
                         f"{client}; {describe_rule(index, rules[index])} matched "
                         "(no rule depends on the client); scope /0")
+    block = _Block(address)
+    matched, how = _first_match(rules, block, locator)
+    if matched is None:
+        matched = _fallback(record)
+        how = " (nothing matched)"
+    rule = rules[matched]
+    if rule.nearest and not block.located:
+        block.place(locator)
+    scope = block.need  # may exceed source_prefix: "send more bits" (see above)
+    why = (f"{client}{block.where}; {describe_rule(matched, rule)} matched{how}; "
+           f"scope /{scope}")
+    if rule.nearest:
+        ordered = order_by_distance({p: record.coordinates[p] for p in rule.pools},
+                                    block.placement)
+        rule = replace(rule, pools=ordered)
+        why += f"; nearest first: {', '.join(ordered)}"
+    return Decision(rule, matched, scope, block.placement, why)
 
-    where_client: IPAddress = address  # a plain name, so the closure below knows it is set
-    bits = address.max_prefixlen
-    a = int(address)
-    need = 0
-    located = False
-    placement: Placement | None = None
-    where = ""
 
-    def place() -> None:
-        nonlocal located, placement, need, where
-        located = True
-        placement = locator.locate(where_client)
-        if placement is not None:
-            need = max(need, placement.network.prefixlen)
-            where = f" placed {placement.describe()}"
+def _as_decided(address: IPAddress, source_prefix: int | None) -> tuple[IPAddress, str]:
+    """The address a client is decided as, and how ``why`` names the client.
+
+    An ECS client is its network address, the bits past ``source_prefix``
+    zero (RFC 7871 section 6); a plain one its source, an IPv4-mapped IPv6
+    address (a dual-stack socket's view of an IPv4 client) as IPv4.
+    """
+    if source_prefix is not None:
+        source_prefix = max(0, min(source_prefix, address.max_prefixlen))
+        address = ip_network((address, source_prefix), strict=False).network_address
+        return address, f"client {address}/{source_prefix} (ECS)"
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address, f"client {address}"
+
+
+class _Block:
+    """The block being answered for, as the rules narrow it: ``need`` is the scope so far.
+
+    ``place`` looks the client up at most once (when a geo rule is reached,
+    or the matched rule is ``nearest``), and narrows the block to the
+    placement's network, or to the gap around an unplaced client.
+    """
+
+    __slots__ = ("address", "located", "need", "placement", "where")
+
+    def __init__(self, address: IPAddress) -> None:
+        self.address = address
+        self.need = 0
+        self.located = False
+        self.placement: Placement | None = None
+        #: How the client was placed, for ``why``; empty until placed.
+        self.where = ""
+
+    def place(self, locator: Locator) -> None:
+        self.located = True
+        self.placement = locator.locate(self.address)
+        if self.placement is not None:
+            self.need = max(self.need, self.placement.network.prefixlen)
+            self.where = f" placed {self.placement.describe()}"
             return
-        gap = locator.gap(where_client)
-        need = max(need, bits if gap is None else gap.prefixlen)
-        where = f" not placed ({'nothing known in ' + str(gap) if gap else 'gap unknown'})"
+        gap = locator.gap(self.address)
+        self.need = max(self.need, self.address.max_prefixlen if gap is None else gap.prefixlen)
+        self.where = f" not placed ({'nothing known in ' + str(gap) if gap else 'gap unknown'})"
 
-    matched: int | None = None
-    how = ""
+    def avoid(self, network: IPNetwork) -> None:
+        """Narrow the block until it no longer overlaps ``network`` (which does not hold the
+        client): P must exceed the leading bits the two share."""
+        bits = self.address.max_prefixlen
+        shared = _shared_bits(int(self.address), int(network.network_address), bits)
+        self.need = max(self.need, shared + 1)
+
+
+def _first_match(rules: tuple[Rule, ...], block: _Block, locator: Locator
+                 ) -> tuple[int | None, str]:
+    """The index of the first rule that matches ``block.address`` and how it matched (for
+    ``why``), narrowing ``block`` so that every address in it takes the same path."""
+    address = block.address
     for index, rule in enumerate(rules):
         if rule.is_catch_all:
-            matched = index
-            break
+            return index, ""
         # The widest holding subnet: it holds every other subnet of the rule that holds
         # the address, so each address of the block finds this same one.
         holding = min((s for s in rule.subnets if s.version == address.version and address in s),
                       key=lambda s: s.prefixlen, default=None)
         if holding is not None:
-            need = max(need, holding.prefixlen)
-            matched, how = index, f" on subnet {holding}"
-            break
+            block.need = max(block.need, holding.prefixlen)
+            return index, f" on subnet {holding}"
         # Not in this rule's subnets: nor may any address of the answered block be, so
         # that all of it takes the same path (a geo match here included).
         for s in rule.subnets:
             if s.version == address.version:
-                need = max(need, _shared_bits(a, int(s.network_address), bits) + 1)
+                block.avoid(s)
         if rule.geos:
-            if not located:
-                place()
+            if not block.located:
+                block.place(locator)
+            placement = block.placement
             geo = _geo_match(rule.geos, placement) if placement is not None else None
             if geo is not None:
-                matched, how = index, f" on {geo}"
-                break
-    if matched is None:
-        matched = _fallback(record)
-        how = " (nothing matched)"
-    rule = rules[matched]
-    if rule.nearest and not located:
-        place()
-    scope = need  # may exceed source_prefix: "send more bits" (see above)
-    why = (f"{client}{where}; {describe_rule(matched, rule)} matched{how}; "
-           f"scope /{scope}")
-    if rule.nearest:
-        ordered = order_by_distance({p: record.coordinates[p] for p in rule.pools}, placement)
-        rule = replace(rule, pools=ordered)
-        why += f"; nearest first: {', '.join(ordered)}"
-    return Decision(rule, matched, scope, placement, why)
+                return index, f" on {geo}"
+    return None, ""
 
 
 # --- nearest site --------------------------------------------------------------------------------
