@@ -140,8 +140,8 @@ class Store:
         self._publish(apply(self.configured, self.overrides, self.now(), self.values), health)
         return self.snapshot
 
-    def touch(self) -> Snapshot:
-        """Publish the same data anew, with an empty reply cache.
+    def republish(self) -> Snapshot:
+        """Publish the same zones and health as a new generation: an empty reply cache.
 
         For inputs that change answers without living in the snapshot: a
         reloaded GeoIP database places clients differently.

@@ -561,8 +561,8 @@ class Daemon:
             await asyncio.sleep(self.settings.geoip_refresh)
             if await asyncio.to_thread(locator.refresh) and self.store is not None:
                 if self.workers is not None:
-                    self.workers.geoip_changed()  # sent with the snapshot that touch() makes
-                self.store.touch()  # cached geo answers came from the old database
+                    self.workers.geoip_changed()  # sent with the snapshot that republish() makes
+                self.store.republish()  # cached geo answers came from the old database
 
     async def stop(self) -> None:
         """Stop listening and cancel every task this daemon owns."""

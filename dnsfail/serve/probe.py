@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import aiohttp
 from yarl import URL
 
-from dnsfail.model import ProbeSpec, Protocol
+from dnsfail.model import ProbeProtocol, ProbeSpec
 from dnsfail.tasks import cancel_all
 
 log = logging.getLogger(__name__)
@@ -92,10 +92,10 @@ async def check(spec: ProbeSpec, session: aiohttp.ClientSession) -> ProbeResult:
     """Probe ``spec`` once, within ``spec.timeout``; report failures as results."""
     started = time.perf_counter()
     # Without new_session()'s tracing an HTTP timeout cannot be placed; it says just "timeout".
-    state = _Progress("connect" if spec.protocol is Protocol.TCP else "")
+    state = _Progress("connect" if spec.protocol is ProbeProtocol.TCP else "")
     try:
         async with asyncio.timeout(spec.timeout):
-            if spec.protocol is Protocol.TCP:
+            if spec.protocol is ProbeProtocol.TCP:
                 _, writer = await asyncio.open_connection(spec.address, spec.port)
                 writer.close()
                 with contextlib.suppress(OSError):
@@ -114,7 +114,7 @@ async def check(spec: ProbeSpec, session: aiohttp.ClientSession) -> ProbeResult:
     except aiohttp.ClientConnectorError as e:
         ok, detail = False, _os_detail(e.os_error, "connect failed")
     except OSError as e:  # the TCP probe's connect, or a reset mid-response (ClientOSError)
-        where = "connect failed" if spec.protocol is Protocol.TCP else "connection error"
+        where = "connect failed" if spec.protocol is ProbeProtocol.TCP else "connection error"
         ok, detail = False, _os_detail(e, where)
     except aiohttp.ServerDisconnectedError:
         ok, detail = False, "server disconnected"
@@ -135,7 +135,7 @@ async def _http(
     spec: ProbeSpec, session: aiohttp.ClientSession, state: _Progress
 ) -> tuple[bool, str]:
     """GET the URL at ``spec.address`` with ``spec.host`` as Host and SNI."""
-    scheme = "https" if spec.protocol is Protocol.HTTPS else "http"
+    scheme = "https" if spec.protocol is ProbeProtocol.HTTPS else "http"
     host = f"[{spec.address}]" if ":" in spec.address else spec.address
     path = spec.path if spec.path.startswith("/") else f"/{spec.path}"
     url = URL(f"{scheme}://{host}:{spec.port}{path}", encoded=True)
