@@ -5,7 +5,8 @@ each result goes to the ``on_result`` callback, and health.py's machine turns
 results into UP/DOWN.  :func:`check` performs one probe and never raises
 (short of cancellation); :class:`Prober` owns one task per distinct
 :class:`~dnsfail.model.ProbeSpec`, so a target shared by many records is
-probed once (gdnsd's dedupe; PRIOR_ART.md gap 13 on probe load).
+probed once, as gdnsd monitors each (service type, address) pair once however many
+resources name it (gdnsd.config(5), ``service_types``).
 
 HTTPS is verified by default, unlike Route 53, PowerDNS and polaris: a site
 whose certificate broke is down for its clients, so it is down for us.

@@ -6,9 +6,9 @@ implements (``NoLocator``, ``StaticLocator`` here; MaxMind databases in
 ECS scope (:func:`decide`) and nearest-site ordering.  Pure: no geoip2, no
 I/O, no clock.  The query path calls :func:`decide` on a reply-cache miss.
 
-Rule semantics follow octoDNS's ``dynamic`` records (``docs/dynamic_records.rst``
-and ``octodns/record/dynamic.py``): rules are tried in order and the first
-match wins; a rule with neither ``geos`` nor ``subnets`` is the catch-all.
+Rule semantics follow octoDNS's ``dynamic`` records (github.com/octodns/octodns:
+``docs/dynamic_records.rst`` and ``octodns/record/dynamic.py``): rules are tried
+in order and the first match wins; a rule with neither ``geos`` nor ``subnets`` is the catch-all.
 A rule with *both* matches when the client is in any of its subnets **or**
 in any of its geos: octoDNS leaves this to providers, and every provider that
 implements combined rules does it that way (octodns-ns1 puts the subnet
