@@ -19,7 +19,7 @@ from dnsfail.addresses import (
 )
 from dnsfail.cli import ctl
 from dnsfail.errors import ConfigError
-from dnsfail.steering.geo import GeoError, MaxMindLocator
+from dnsfail.steering.mmdb import GeoError, MaxMindLocator
 from dnsfail.zonefile import load_zones
 
 

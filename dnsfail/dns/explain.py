@@ -20,7 +20,8 @@ from typing import Protocol
 
 from dnsfail.dns import wire
 from dnsfail.model import Message, PoolValue, RRset, RRType, Status
-from dnsfail.state import Snapshot, Step
+from dnsfail.state import Snapshot
+from dnsfail.steering.answers import Step
 
 
 class Answerer(Protocol):

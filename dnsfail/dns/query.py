@@ -1,13 +1,9 @@
 """Reading a query off the wire, by hand, in time linear in its length.
 
-Two ways in:
-
-* ``scan_question`` reads just the header and question with byte slicing and
-  yields a cache key, which is what keeps a repeated question cheap (see
-  ``handler.py``).
-* ``parse_query`` reads what decides the answer, header, the one question
-  and at most one OPT record (RFC 1035 section 4.1, RFC 6891 section 6.1),
-  into a ``Query``, or raises a ``WireError`` subclass that says how to answer.
+``parse_query`` reads what decides the answer, header, the one question and
+at most one OPT record (RFC 1035 section 4.1, RFC 6891 section 6.1), into a
+``Query``, or raises a ``WireError`` subclass that says how to answer.  (The
+reply cache's key is read apart, by ``dns.replycache.question_key``.)
 
 ``parse_query`` replaced dnslib's general parser, which reads every section
 and follows compression pointers recursively without a bound: one 12.8 KB
@@ -122,68 +118,7 @@ class _Malformed(Exception):
     """Why the octets are not a sound message; ``parse_query`` turns it into FORMERR."""
 
 
-# --- the fast scanner ----------------------------------------------------------
-
-
-def scan_question(data: bytes, tcp: bool) -> tuple[bytes, int] | None:
-    """Return ``(cache_key, question_end)`` for a plain query, or None.
-
-    A plain query has QR=0, OPCODE=0, one question, no answer or authority
-    records, no compression in the question and at most one OPT record of
-    version 0.  Anything else returns None and goes the slow way, so a wrong
-    guess here can only cost speed, never correctness.  The key holds
-    everything the reply depends on: the lower-cased qname, qtype and qclass,
-    the transport, and the EDNS facts that change the reply's bytes, including
-    the ECS option itself: the reply echoes its family, source prefix and
-    address, and the client's location is decided by it alone (RFC 7871
-    section 7.2.1), so one ECS option always gets the same reply bytes.
-    """
-    n = len(data)
-    if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
-        return None
-    i = HEADER_LEN
-    try:
-        length = data[i]
-        while length:
-            if length > 63:
-                return None
-            i += length + 1
-            length = data[i]
-    except IndexError:
-        return None
-    qend = i + 5
-    if qend > n:
-        return None
-    transport = b"T" if tcp else b"U"
-    key = data[HEADER_LEN : i + 1].lower() + data[i + 1 : qend]
-    arcount = data[11] | data[10] << 8
-    if arcount == 0:
-        return (key + transport, qend) if qend == n else None
-    if arcount != 1 or n < qend + 11 or data[qend : qend + 3] != b"\x00\x00\x29":
-        return None
-    rdlen = data[qend + 9] << 8 | data[qend + 10]
-    if qend + 11 + rdlen != n or data[qend + 6]:  # EDNS version other than 0
-        return None
-    j = qend + 11
-    nsid = ecs = b""
-    while j < n:
-        if j + 4 > n:
-            return None
-        code = data[j] << 8 | data[j + 1]
-        end = j + 4 + (data[j + 2] << 8 | data[j + 3])
-        if code == OPTION_ECS:
-            if ecs:
-                return None  # two ECS options: let the full parser judge
-            ecs = b"C" + data[j + 4 : end]
-        elif code == OPTION_NSID:
-            nsid = b"N"
-        j = end
-    if j != n:
-        return None
-    payload = data[qend + 3] << 8 | data[qend + 4]
-    limit = TCP_LIMIT if tcp else min(max(payload, CLASSIC_UDP_LIMIT), UDP_PAYLOAD)
-    do = b"D" if data[qend + 7] & 0x80 else b"E"
-    return key + transport + limit.to_bytes(2, "big") + do + nsid + ecs, qend
+# --- the question, by offset -----------------------------------------------------
 
 
 def question_end(data: bytes) -> int | None:

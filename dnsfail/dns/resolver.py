@@ -115,10 +115,10 @@ def resolve(
         return Message(Rcode.FORMERR, False)
     if qtype in NOTIMP_QTYPES:
         return Message(Rcode.NOTIMP, False)
-    return _Lookup(zone, qtype, dynamic).run(qname)
+    return _ZoneWalk(zone, qtype, dynamic).run(qname)
 
 
-class _Lookup:
+class _ZoneWalk:
     """One walk through one zone; collects the chain, the rcode and what is cacheable."""
 
     def __init__(self, zone: Zone, qtype: int, dynamic: DynamicAnswers) -> None:
@@ -236,7 +236,7 @@ class _Lookup:
         assert alias is not None
         target = alias.rdatas[0]
         assert isinstance(target, CNAME)
-        found = _Lookup(self.zone, qtype, self.dynamic)
+        found = _ZoneWalk(self.zone, qtype, self.dynamic)
         reply = found.run(target.target)
         self.cacheable = self.cacheable and reply.cacheable
         self.scope = max(self.scope, reply.scope)

@@ -1,22 +1,17 @@
-"""DNS wire format: the only module that imports dnslib, and only to test ``render``.
+"""DNS wire format: packing replies by hand, and the way in re-exported (no dnslib).
 
-The way in is ``dnsfail.dns.query`` (``scan_question``, ``parse_query``), re-exported
-here so that callers have one module for the wire; it reads queries by hand, in
+The way in is ``dnsfail.dns.query`` (``parse_query``), re-exported here so
+that callers have one module for the wire; it reads queries by hand, in
 linear time, because dnslib's parser can be made to spend seconds on one packet.
 
 One way out: ``render`` packs a ``Message`` into bytes that are *independent of
 the query's ID, RD/CD bits and letter case*; ``personalize`` then patches
 those in.  A cached reply and a freshly rendered one are therefore the same
 bytes, by construction.  ``render`` packs by hand, without dnslib, because
-dnslib objects cost three quarters of a cache miss; ``render_reference`` is
-the dnslib renderer it replaced, kept so that tests hold the two byte-identical.
+dnslib objects cost three quarters of a cache miss; ``dns.reference`` keeps
+the dnslib renderer it replaced, so that tests hold the two byte-identical.
 
-dnslib traps avoided here: ``DNSRecord.reply()`` sets RA, so replies have a
-bare header (an authoritative server never offers recursion, RFC 1035 section
-4.1.1); ``truncate()`` drops the question, so truncation is done by hand and
-keeps it (RFC 2181 section 9); its name compression is case-sensitive, so
-every name is rendered in lower case; and past 16 KiB its compression
-pointers go wrong (see ``render_reference``).
+Part of the core: no I/O, and no dnslib (``dns.reference`` is its one importer).
 """
 
 from __future__ import annotations
@@ -24,8 +19,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import struct
-
-import dnslib
 
 from dnsfail.dns.query import CLASSIC_UDP_LIMIT as CLASSIC_UDP_LIMIT
 from dnsfail.dns.query import HEADER_LEN as HEADER_LEN
@@ -42,7 +35,6 @@ from dnsfail.dns.query import decode_ecs as decode_ecs
 from dnsfail.dns.query import labels_to_text as labels_to_text
 from dnsfail.dns.query import parse_query as parse_query
 from dnsfail.dns.query import question_end as question_end
-from dnsfail.dns.query import scan_question as scan_question
 from dnsfail.model import (
     AAAA,
     CAA,
@@ -80,11 +72,6 @@ def personalize(reply: bytes, query: bytes, qend: int) -> bytes:
     )
 
 
-def name_to_text(label: dnslib.DNSLabel) -> str:
-    """Lower-case, absolute text form; odd octets escaped as \\DDD so they never match."""
-    return labels_to_text(label.label)
-
-
 def skip_name(data: bytes, i: int) -> int:
     """Offset just past the (possibly compressed) name at ``i`` of a sound message."""
     while True:
@@ -107,13 +94,13 @@ def encode_ecs(ecs: ClientSubnet, scope: int) -> bytes:
 #
 # Replies are packed by hand: building and packing dnslib objects cost ~110 us, three
 # quarters of a cache miss, which every new name, random-subdomain flood and 0x20 query
-# pays.  The output is byte-identical to dnslib's (``render_reference`` below, checked by
-# a property test), so that which of the two made a cached reply can never matter.  That
+# pays.  The output is byte-identical to dnslib's (``reference.render_reference``, checked
+# by a property test), so that which of the two made a cached reply can never matter.  That
 # means copying dnslib's choices where the RFCs leave one: which names are compressed
 # (owners and the names in NS, CNAME, PTR, MX and SOA rdata, the types RFC 3597 section 4
 # allows, but not SRV's target, RFC 2782), that compression matches labels
 # case-sensitively and never points at the root, and the record order.  Where dnslib is
-# wrong we are right instead, and ``render_reference`` lists each case.
+# wrong we are right instead, and ``reference.render_reference`` lists each case.
 
 #: A compression table: the wire form of a name's suffix (length-prefixed labels, no
 #: terminating zero; a case-sensitive key, as dnslib's) -> its offset in the message.
@@ -139,7 +126,7 @@ _TC = 0x0200
 _FLAT = (A, AAAA, TXT, CAA, HINFO)
 
 
-def _unescape(part: str) -> bytes:
+def unescape_label(part: str) -> bytes:
     """One label of name text whose octets may be written ``\\DDD`` (see ``name_to_text``)."""
     out = bytearray()
     i = 0
@@ -165,7 +152,7 @@ def _name(text: str) -> _Name:
     if text in ("", "."):
         return _ROOT
     labels = [
-        part.encode("ascii") if "\\" not in part else _unescape(part)
+        part.encode("ascii") if "\\" not in part else unescape_label(part)
         for part in text.rstrip(".").split(".")
     ]
     if not all(0 < len(label) < 64 for label in labels):
@@ -200,7 +187,7 @@ def _flat_rdata(rdata: A | AAAA | TXT | CAA | HINFO) -> bytes:
     """RDLENGTH and RDATA of a record without names, which pack the same anywhere.
 
     Addresses are read by ``ipaddress``; the model holds them in normal form
-    (config.py), for which that and dnslib agree.
+    (zonefile.load), for which that and dnslib agree.
     """
     match rdata:
         case A(address):
@@ -290,7 +277,7 @@ def render(
     is sent with TC set, its question kept and its OPT kept (RFC 1035 section
     4.2.1, RFC 2181 section 9, RFC 6891 section 7), so that the resolver
     retries over TCP (RFC 7766 section 5).  Byte for byte what
-    ``render_reference`` gives, but for the dnslib bugs it lists.
+    ``reference.render_reference`` gives, but for the dnslib bugs it lists.
     """
     rclass = question[2] if question else RRClass.IN
     rcode = int(message.rcode)
@@ -333,125 +320,3 @@ def with_id(reply: bytes, query_id: int, rd_cd: bytes) -> bytes:
         bytes(((reply[2] & 0xFE) | (rd_cd[0] & 0x01), (reply[3] & 0xEF) | (rd_cd[1] & 0x10))),
         reply[4:],
     ))
-
-
-# --- the reference renderer -----------------------------------------------------------
-
-
-def _rdata(rdata: object) -> dnslib.RD:
-    match rdata:
-        case A(address):
-            return dnslib.A(address)
-        case AAAA(address):
-            return dnslib.AAAA(address)
-        case NS(target):
-            return dnslib.NS(target)
-        case CNAME(target):
-            return dnslib.CNAME(target)
-        case PTR(target):
-            return dnslib.PTR(target)
-        case MX(preference, exchange):
-            return dnslib.MX(exchange, preference)
-        case TXT(strings):
-            return dnslib.TXT(list(strings))
-        case SRV(priority, weight, port, target):
-            return dnslib.SRV(priority, weight, port, target)
-        case CAA(flags, tag, value):
-            return dnslib.CAA(flags, tag, value)
-        case SOA(mname, rname, serial, refresh, retry, expire, minimum):
-            return dnslib.SOA(mname, rname, (serial, refresh, retry, expire, minimum))
-        case HINFO(cpu, os):
-            return dnslib.RD(bytes((len(cpu),)) + cpu + bytes((len(os),)) + os)
-    raise TypeError(f"no wire form for {rdata!r}")
-
-
-def text_to_label(name: str) -> dnslib.DNSLabel:
-    """Inverse of ``name_to_text``: dnslib's own parser ignores ``\\DDD`` escapes."""
-    if name == ".":
-        return dnslib.DNSLabel(())
-    labels = []
-    for part in name.rstrip(".").split("."):
-        if "\\" not in part:
-            labels.append(part.encode("ascii"))
-            continue
-        labels.append(_unescape(part))
-    return dnslib.DNSLabel(tuple(labels))
-
-
-def _rrs(rrset: RRset, rclass: int) -> list[dnslib.RR]:
-    owner = text_to_label(rrset.name)
-    rtype = int(rrset.rtype)
-    return [dnslib.RR(owner, rtype, rclass, rrset.ttl, _rdata(rd)) for rd in rrset.rdatas]
-
-
-def render_reference(
-    question: tuple[str, int, int] | None,
-    message: Message,
-    *,
-    edns: Edns | None,
-    limit: int,
-    opcode: int = 0,
-    ecs_scope: int | None = None,
-    nsid: bytes = b"",
-) -> bytes:
-    """``render`` through dnslib objects, as it was done before: for tests only.
-
-    ``render`` gives the same bytes for every input except these, where
-    dnslib 0.9.26 is wrong and ``render`` is right:
-
-    * Past 16 KiB of message, dnslib keeps compressing against names it wrote
-      there, and masks their offsets to the 14 bits a pointer has (RFC 1035
-      section 4.1.4): the pointer lands on the wrong octets.
-    * Rdata names (targets, SOA names) are read by ``dnslib.DNSLabel``, which
-      turns ``\\046`` into a label break and octets above 127 into IDNA
-      ``xn--`` labels, and rejects repeated trailing dots; ``render`` reads
-      every name as ``text_to_label`` does.  config.py only admits targets of
-      letters, digits, ``-`` and ``_``, for which both agree.
-    * A name with an empty label (``"a..b."``, ``".."``) is packed as a
-      premature end of name, wrecking the rest of the message; ``render``
-      raises.  An empty owner name is packed as two zero octets; ``render``
-      packs the root, as dnslib does for an empty target.
-    * Addresses: dnslib cannot read IPv4-mapped IPv6 text in dotted form
-      (``::ffff:192.0.2.1``, which Python 3.13's ``ipaddress`` writes), and
-      takes some malformed text (``01.2.3.4``, ``1::2::3``); ``render``
-      reads addresses with ``ipaddress``.
-    * A CAA tag outside ASCII gets its length in characters, not octets.
-    """
-    rclass = question[2] if question else RRClass.IN
-    rcode = int(message.rcode)
-    header = dnslib.DNSHeader(id=0, qr=1, opcode=opcode, aa=int(message.aa), ra=0, rd=0,
-                              rcode=rcode & 0x0F)
-    record = dnslib.DNSRecord(header)
-    if question is not None:
-        record.add_question(
-            dnslib.DNSQuestion(text_to_label(question[0]), question[1], question[2])
-        )
-    for rrset in message.answer:
-        record.add_answer(*_rrs(rrset, rclass))
-    for rrset in message.authority:
-        record.add_auth(*_rrs(rrset, rclass))
-    opt: dnslib.RR | None = None
-    if edns is not None:
-        options = []
-        if edns.ecs is not None and ecs_scope is not None:
-            options.append(dnslib.EDNSOption(OPTION_ECS, encode_ecs(edns.ecs, ecs_scope)))
-        if edns.nsid and nsid:
-            options.append(dnslib.EDNSOption(OPTION_NSID, nsid))
-        opt = dnslib.EDNS0(udp_len=UDP_PAYLOAD, ext_rcode=rcode >> 4, version=0,
-                           flags="do" if edns.do else "", opts=options)
-    full = _pack(record, [rr for s in message.additional for rr in _rrs(s, rclass)], opt)
-    if len(full) <= limit:
-        return full
-    if not message.glue_required:
-        lean = _pack(record, [], opt)
-        if len(lean) <= limit:
-            return lean
-    record.rr = []
-    record.auth = []
-    record.header.tc = 1
-    return _pack(record, [], opt)
-
-
-def _pack(record: dnslib.DNSRecord, additional: list[dnslib.RR], opt: dnslib.RR | None) -> bytes:
-    record.ar = additional + ([opt] if opt is not None else [])
-    return bytes(record.pack())

@@ -34,9 +34,10 @@ from dnsfail.addresses import (
 )
 from dnsfail.control.api import ControlServer
 from dnsfail.control.auth import check_exposure
-from dnsfail.control.metrics import Metrics, QueryStats, Totals
+from dnsfail.control.metrics import Metrics
 from dnsfail.control.port import ControlPort
 from dnsfail.dns.handler import Handler
+from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.errors import ConfigError, DnsfailError
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.serve.drains import Drains
@@ -47,7 +48,8 @@ from dnsfail.serve.server import TcpLimits, UdpListener, bind_udp, serve_tcp
 from dnsfail.serve.wiring import answer_path, close_locator, load_store, open_locator
 from dnsfail.serve.workers import Workers, WorkerSettings
 from dnsfail.state import Store
-from dnsfail.steering.geo import Locator, MaxMindLocator, NoLocator
+from dnsfail.steering.geo import Locator, NoLocator
+from dnsfail.steering.mmdb import MaxMindLocator
 from dnsfail.steering.overrides import Override
 from dnsfail.tasks import cancel_all
 
@@ -283,8 +285,8 @@ class Daemon:
             await asyncio.sleep(self.settings.geoip_refresh)
             if await asyncio.to_thread(locator.refresh) and self.store is not None:
                 if self.workers is not None:
-                    self.workers.geoip_changed()  # sent with the snapshot that touch() makes
-                self.store.touch()  # cached geo answers came from the old database
+                    self.workers.geoip_changed()  # sent with the snapshot that republish() makes
+                self.store.republish()  # cached geo answers came from the old database
 
     async def stop(self) -> None:
         """Stop listening and cancel every task this daemon owns."""

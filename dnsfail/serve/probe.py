@@ -5,7 +5,8 @@ each result goes to the ``on_result`` callback, and health.py's machine turns
 results into UP/DOWN.  :func:`check` performs one probe and never raises
 (short of cancellation); :class:`Prober` owns one task per distinct
 :class:`~dnsfail.model.ProbeSpec`, so a target shared by many records is
-probed once (gdnsd's dedupe; PRIOR_ART.md gap 13 on probe load).
+probed once, as gdnsd monitors each (service type, address) pair once however many
+resources name it (gdnsd.config(5), ``service_types``).
 
 HTTPS is verified by default, unlike Route 53, PowerDNS and polaris: a site
 whose certificate broke is down for its clients, so it is down for us.
@@ -28,7 +29,7 @@ from types import SimpleNamespace
 import aiohttp
 from yarl import URL
 
-from dnsfail.model import ProbeSpec, Protocol
+from dnsfail.model import ProbeProtocol, ProbeSpec
 from dnsfail.tasks import cancel_all
 
 log = logging.getLogger(__name__)
@@ -92,10 +93,10 @@ async def check(spec: ProbeSpec, session: aiohttp.ClientSession) -> ProbeResult:
     """Probe ``spec`` once, within ``spec.timeout``; report failures as results."""
     started = time.perf_counter()
     # Without new_session()'s tracing an HTTP timeout cannot be placed; it says just "timeout".
-    state = _Progress("connect" if spec.protocol is Protocol.TCP else "")
+    state = _Progress("connect" if spec.protocol is ProbeProtocol.TCP else "")
     try:
         async with asyncio.timeout(spec.timeout):
-            if spec.protocol is Protocol.TCP:
+            if spec.protocol is ProbeProtocol.TCP:
                 _, writer = await asyncio.open_connection(spec.address, spec.port)
                 writer.close()
                 with contextlib.suppress(OSError):
@@ -114,7 +115,7 @@ async def check(spec: ProbeSpec, session: aiohttp.ClientSession) -> ProbeResult:
     except aiohttp.ClientConnectorError as e:
         ok, detail = False, _os_detail(e.os_error, "connect failed")
     except OSError as e:  # the TCP probe's connect, or a reset mid-response (ClientOSError)
-        where = "connect failed" if spec.protocol is Protocol.TCP else "connection error"
+        where = "connect failed" if spec.protocol is ProbeProtocol.TCP else "connection error"
         ok, detail = False, _os_detail(e, where)
     except aiohttp.ServerDisconnectedError:
         ok, detail = False, "server disconnected"
@@ -135,7 +136,7 @@ async def _http(
     spec: ProbeSpec, session: aiohttp.ClientSession, state: _Progress
 ) -> tuple[bool, str]:
     """GET the URL at ``spec.address`` with ``spec.host`` as Host and SNI."""
-    scheme = "https" if spec.protocol is Protocol.HTTPS else "http"
+    scheme = "https" if spec.protocol is ProbeProtocol.HTTPS else "http"
     host = f"[{spec.address}]" if ":" in spec.address else spec.address
     path = spec.path if spec.path.startswith("/") else f"/{spec.path}"
     url = URL(f"{scheme}://{host}:{spec.port}{path}", encoded=True)

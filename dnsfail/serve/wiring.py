@@ -22,10 +22,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from dnsfail.control.metrics import QueryStats
 from dnsfail.dns.handler import Handler
+from dnsfail.dns.stats import QueryStats
 from dnsfail.state import Snapshot, Store
-from dnsfail.steering.geo import Locator, MaxMindLocator, NoLocator
+from dnsfail.steering.geo import Locator, NoLocator
+from dnsfail.steering.mmdb import MaxMindLocator
 from dnsfail.steering.overrides import Override
 from dnsfail.zonefile import load_zones
 

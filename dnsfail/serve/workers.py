@@ -56,13 +56,13 @@ from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from dnsfail.control.metrics import Totals
+from dnsfail.dns.stats import Totals
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.serve.server import TcpConnection, TcpLimits, UdpListener
 from dnsfail.serve.wiring import answer_path, open_locator
 from dnsfail.state import Snapshot
-from dnsfail.steering.geo import MaxMindLocator
 from dnsfail.steering.health import TargetHealth
+from dnsfail.steering.mmdb import MaxMindLocator
 from dnsfail.tasks import cancel_all
 
 log = logging.getLogger(__name__)

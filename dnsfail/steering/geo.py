@@ -1,15 +1,14 @@
 """Where a client is, and which rule of a dynamic record it gets: geo and subnet steering.
 
-This module owns client placement (a GeoIP lookup, or a static table) and
-rule matching with its honest ECS scope.  It is the only module that imports
-``geoip2``; it never imports asyncio or sockets, and nothing here reads the
-clock.  The query path calls :func:`decide` on a reply-cache miss;
-:meth:`MaxMindLocator.refresh` is the only thing that touches the disk after
-start-up.
+This module owns the decision: the ``Locator`` protocol a placement source
+implements (``NoLocator``, ``StaticLocator`` here; MaxMind databases in
+``steering.mmdb``, the one importer of geoip2), rule matching with its honest
+ECS scope (:func:`decide`) and nearest-site ordering.  Pure: no geoip2, no
+I/O, no clock.  The query path calls :func:`decide` on a reply-cache miss.
 
-Rule semantics follow octoDNS's ``dynamic`` records (``docs/dynamic_records.rst``
-and ``octodns/record/dynamic.py``): rules are tried in order and the first
-match wins; a rule with neither ``geos`` nor ``subnets`` is the catch-all.
+Rule semantics follow octoDNS's ``dynamic`` records (github.com/octodns/octodns:
+``docs/dynamic_records.rst`` and ``octodns/record/dynamic.py``): rules are tried
+in order and the first match wins; a rule with neither ``geos`` nor ``subnets`` is the catch-all.
 A rule with *both* matches when the client is in any of its subnets **or**
 in any of its geos: octoDNS leaves this to providers, and every provider that
 implements combined rules does it that way (octodns-ns1 puts the subnet
@@ -24,39 +23,19 @@ which every address would have matched the same rule.
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import shutil
-import tempfile
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Protocol
 
-import geoip2.database
-import geoip2.errors
-import geoip2.models
-import maxminddb
-
-from dnsfail.errors import DnsfailError
 from dnsfail.model import DynamicRecord, Rule
-
-log = logging.getLogger(__name__)
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 
-#: Lookups remembered per open database (address -> result), least recently used out first.
-CACHE_LIMIT = 65_536
-
 #: Mean Earth radius in km (IUGG), for great-circle distances.
 EARTH_RADIUS_KM = 6371.0088
-
-
-class GeoError(DnsfailError):
-    """A GeoIP database cannot be used: missing, unreadable, corrupt or of the wrong kind."""
 
 
 # --- placement -----------------------------------------------------------------------------------
@@ -164,217 +143,6 @@ class StaticLocator:
             return None
         prefix = _block_prefix(address, inside=(), outside=self._table)
         return ip_network((address, prefix), strict=False)
-
-
-# --- MaxMind databases ---------------------------------------------------------------------------
-
-#: Result of one database lookup: the placement, or the gap around an unplaced address.
-_Lookup = tuple[Placement | None, IPNetwork | None]
-
-
-@dataclass(frozen=True, slots=True)
-class _Opened:
-    """One generation of an open database; replaced whole by :meth:`MaxMindLocator.refresh`."""
-
-    reader: geoip2.database.Reader
-    #: Which geoip2 method reads it: "city", "country" or "enterprise".
-    method: str
-    database_type: str
-    ip_version: int
-    #: (mtime_ns, size, inode) of the file this generation was read from.
-    signature: tuple[int, int, int]
-    cache: OrderedDict[IPAddress, _Lookup]
-
-
-#: Addresses looked up once when a file is opened, to catch a broken search tree early.
-_PROBES: tuple[IPAddress, ...] = (
-    IPv4Address("1.1.1.1"), IPv4Address("8.8.8.8"), IPv6Address("2001:4860:4860::8888"),
-)
-
-#: What a lookup in a damaged file raises (a bad tree, or a record geoip2 cannot model).
-_LOOKUP_ERRORS = (maxminddb.InvalidDatabaseError, ValueError, TypeError, KeyError, AttributeError)
-
-
-def _signature(path: str) -> tuple[int, int, int]:
-    st = os.stat(path)
-    return st.st_mtime_ns, st.st_size, st.st_ino
-
-
-def _method_for(database_type: str) -> str | None:
-    """The geoip2 reader method for a database type, None if it carries no locations.
-
-    geoip2 itself matches by substring ("City" in "GeoLite2-City", in
-    "DBIP-City-Lite"), and so do we; Enterprise has City's shape but its own
-    method.
-    """
-    if "Enterprise" in database_type:
-        return "enterprise"
-    if "City" in database_type:
-        return "city"
-    if "Country" in database_type:
-        return "country"
-    return None
-
-
-def _open(path: str) -> _Opened:
-    """Open a private copy of ``path`` and check that it can answer lookups.
-
-    The copy is why an operator may overwrite the file in place (``cp new
-    old``): the reader memory-maps its file, and truncating a mapped file
-    under a running process kills it with SIGBUS.  The copy is unlinked once
-    open, so it disappears with the reader.  A file that opens but whose
-    search tree is broken fails the probe lookups here rather than at query
-    time.
-    """
-    try:
-        signature = _signature(path)
-        fd, copy = tempfile.mkstemp(prefix="dnsfail-geoip-", suffix=".mmdb")
-        try:
-            with os.fdopen(fd, "wb") as dst, open(path, "rb") as src:
-                shutil.copyfileobj(src, dst)
-            reader = geoip2.database.Reader(copy, locales=["en"])
-        finally:
-            os.unlink(copy)
-    except OSError as exc:
-        raise GeoError(f"{path}: cannot read GeoIP database: {exc.strerror or exc}") from exc
-    except (maxminddb.InvalidDatabaseError, ValueError) as exc:
-        raise GeoError(f"{path}: not a valid MaxMind DB (.mmdb) file: {exc}") from exc
-    meta = reader.metadata()
-    method = _method_for(meta.database_type)
-    if method is None:
-        reader.close()
-        raise GeoError(
-            f"{path}: database type {meta.database_type!r} has no locations "
-            "(need a Country or City database, e.g. GeoLite2-City or DBIP-Country-Lite)"
-        )
-    opened = _Opened(reader, method, meta.database_type, meta.ip_version, signature, OrderedDict())
-    for probe in _PROBES:
-        try:
-            _read(opened, probe)
-        except _LOOKUP_ERRORS as exc:
-            reader.close()
-            raise GeoError(f"{path}: corrupt MaxMind DB: {exc}") from exc
-    return opened
-
-
-def _read(opened: _Opened, address: IPAddress) -> _Lookup:
-    """One uncached lookup; database errors propagate (the caller decides what they mean)."""
-    if address.version == 6 and opened.ip_version == 4:
-        # An IPv4-only database knows no IPv6 address at all.
-        return None, ip_network((address, 0), strict=False)
-    reader = opened.reader
-    try:
-        model: geoip2.models.Country
-        if opened.method == "city":
-            model = reader.city(address)
-        elif opened.method == "enterprise":
-            model = reader.enterprise(address)
-        else:
-            model = reader.country(address)
-    except geoip2.errors.AddressNotFoundError as exc:
-        gap = exc.network
-        if gap is None or gap.version != address.version:
-            return None, None
-        return None, gap
-    network = model.traits.network
-    if network is None or network.version != address.version:
-        network = ip_network(address)  # cannot happen with geoip2 >= 4.8; claim only the address
-    subdivision: str | None = None
-    latitude: float | None = None
-    longitude: float | None = None
-    if isinstance(model, geoip2.models.City):
-        if model.subdivisions:
-            subdivision = model.subdivisions[0].iso_code
-        latitude, longitude = model.location.latitude, model.location.longitude
-    placement = Placement(
-        continent=model.continent.code,
-        country=model.country.iso_code,
-        subdivision=subdivision,
-        latitude=latitude,
-        longitude=longitude,
-        network=network,
-    )
-    return placement, None
-
-
-class MaxMindLocator:
-    """Placements from a MaxMind DB file: GeoIP2/GeoLite2 or DB-IP lite, Country or City.
-
-    Only ``country`` (where the client is) is used, never
-    ``registered_country``: an anycast block registered in one country says
-    nothing about where its users sit, and the catch-all is a better answer
-    than a wrong continent.  Lookups are remembered per address (bounded
-    LRU, emptied on reload), since resolvers send the same ECS prefixes over
-    and over.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._opened = _open(path)
-        #: Signature of a file that failed to load, so a broken file is reported once.
-        self._failed: tuple[int, int, int] | None = None
-
-    @property
-    def database_type(self) -> str:
-        return self._opened.database_type
-
-    def locate(self, address: IPAddress) -> Placement | None:
-        return self._lookup(address)[0]
-
-    def gap(self, address: IPAddress) -> IPNetwork | None:
-        return self._lookup(address)[1]
-
-    def _lookup(self, address: IPAddress) -> _Lookup:
-        opened = self._opened  # one generation for the whole lookup, even if refresh() swaps
-        cache = opened.cache
-        hit = cache.get(address)
-        if hit is not None:
-            cache.move_to_end(address)
-            return hit
-        try:
-            result = _read(opened, address)
-        except _LOOKUP_ERRORS as exc:
-            # Never fail a query over the database: treat the client as unplaced, scope unknown.
-            log.error("GeoIP lookup of %s in %s failed: %s", address, self.path, exc)
-            return None, None
-        cache[address] = result
-        if len(cache) > CACHE_LIMIT:
-            cache.popitem(last=False)
-        return result
-
-    def refresh(self) -> bool:
-        """Reload the database if its file changed (mtime, size or inode); True if reloaded.
-
-        A new file that cannot be used is logged once and the loaded data
-        keeps serving: a bad download must not turn geo steering off.  Safe to
-        call from a worker thread (``asyncio.to_thread``): the swap is one
-        attribute assignment, and the old reader is closed by garbage
-        collection once no lookup still holds it.
-        """
-        try:
-            signature = _signature(self.path)
-        except OSError as exc:
-            marker = (-1, -1, -1)
-            if self._failed != marker:
-                log.error("GeoIP database %s: %s; keeping the loaded copy", self.path,
-                          exc.strerror or exc)
-                self._failed = marker
-            return False
-        if signature in (self._opened.signature, self._failed):
-            return False
-        try:
-            opened = _open(self.path)
-        except GeoError as exc:
-            log.error("%s; keeping the loaded %s", exc, self._opened.database_type)
-            self._failed = signature
-            return False
-        self._opened = opened
-        self._failed = None
-        log.info("GeoIP database %s reloaded (%s)", self.path, opened.database_type)
-        return True
-
-    def close(self) -> None:
-        self._opened.reader.close()
 
 
 # --- rule matching -------------------------------------------------------------------------------
@@ -521,82 +289,113 @@ def decide(
         return Decision(rules[index], index, 0, None,
                         f"client unknown (ECS source prefix 0); "
                         f"{describe_rule(index, rules[index])} matched; scope /0")
-    if source_prefix is not None:
-        source_prefix = max(0, min(source_prefix, address.max_prefixlen))
-        address = ip_network((address, source_prefix), strict=False).network_address
-        client = f"client {address}/{source_prefix} (ECS)"
-    else:
-        if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
-        client = f"client {address}"
-
+    address, client = _as_decided(address, source_prefix)
     nearest = any(rule.nearest for rule in rules)
     if not nearest and all(rule.is_catch_all for rule in rules):
         index = _fallback(record)
         return Decision(rules[index], index, 0, None,
                         f"{client}; {describe_rule(index, rules[index])} matched "
                         "(no rule depends on the client); scope /0")
+    block = _Block(address)
+    matched, how = _first_match(rules, block, locator)
+    if matched is None:
+        matched = _fallback(record)
+        how = " (nothing matched)"
+    rule = rules[matched]
+    if rule.nearest and not block.located:
+        block.place(locator)
+    scope = block.need  # may exceed source_prefix: "send more bits" (see above)
+    why = (f"{client}{block.where}; {describe_rule(matched, rule)} matched{how}; "
+           f"scope /{scope}")
+    if rule.nearest:
+        ordered = order_by_distance({p: record.coordinates[p] for p in rule.pools},
+                                    block.placement)
+        rule = replace(rule, pools=ordered)
+        why += f"; nearest first: {', '.join(ordered)}"
+    return Decision(rule, matched, scope, block.placement, why)
 
-    where_client: IPAddress = address  # a plain name, so the closure below knows it is set
-    bits = address.max_prefixlen
-    a = int(address)
-    need = 0
-    located = False
-    placement: Placement | None = None
-    where = ""
 
-    def place() -> None:
-        nonlocal located, placement, need, where
-        located = True
-        placement = locator.locate(where_client)
-        if placement is not None:
-            need = max(need, placement.network.prefixlen)
-            where = f" placed {placement.describe()}"
+def _as_decided(address: IPAddress, source_prefix: int | None) -> tuple[IPAddress, str]:
+    """The address a client is decided as, and how ``why`` names the client.
+
+    An ECS client is its network address, the bits past ``source_prefix``
+    zero (RFC 7871 section 6); a plain one its source, an IPv4-mapped IPv6
+    address (a dual-stack socket's view of an IPv4 client) as IPv4.
+    """
+    if source_prefix is not None:
+        source_prefix = max(0, min(source_prefix, address.max_prefixlen))
+        address = ip_network((address, source_prefix), strict=False).network_address
+        return address, f"client {address}/{source_prefix} (ECS)"
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address, f"client {address}"
+
+
+class _Block:
+    """The block being answered for, as the rules narrow it: ``need`` is the scope so far.
+
+    ``place`` looks the client up at most once (when a geo rule is reached,
+    or the matched rule is ``nearest``), and narrows the block to the
+    placement's network, or to the gap around an unplaced client.
+    """
+
+    __slots__ = ("address", "located", "need", "placement", "where")
+
+    def __init__(self, address: IPAddress) -> None:
+        self.address = address
+        self.need = 0
+        self.located = False
+        self.placement: Placement | None = None
+        #: How the client was placed, for ``why``; empty until placed.
+        self.where = ""
+
+    def place(self, locator: Locator) -> None:
+        self.located = True
+        self.placement = locator.locate(self.address)
+        if self.placement is not None:
+            self.need = max(self.need, self.placement.network.prefixlen)
+            self.where = f" placed {self.placement.describe()}"
             return
-        gap = locator.gap(where_client)
-        need = max(need, bits if gap is None else gap.prefixlen)
-        where = f" not placed ({'nothing known in ' + str(gap) if gap else 'gap unknown'})"
+        gap = locator.gap(self.address)
+        self.need = max(self.need, self.address.max_prefixlen if gap is None else gap.prefixlen)
+        self.where = f" not placed ({'nothing known in ' + str(gap) if gap else 'gap unknown'})"
 
-    matched: int | None = None
-    how = ""
+    def avoid(self, network: IPNetwork) -> None:
+        """Narrow the block until it no longer overlaps ``network`` (which does not hold the
+        client): P must exceed the leading bits the two share."""
+        bits = self.address.max_prefixlen
+        shared = _shared_bits(int(self.address), int(network.network_address), bits)
+        self.need = max(self.need, shared + 1)
+
+
+def _first_match(rules: tuple[Rule, ...], block: _Block, locator: Locator
+                 ) -> tuple[int | None, str]:
+    """The index of the first rule that matches ``block.address`` and how it matched (for
+    ``why``), narrowing ``block`` so that every address in it takes the same path."""
+    address = block.address
     for index, rule in enumerate(rules):
         if rule.is_catch_all:
-            matched = index
-            break
+            return index, ""
         # The widest holding subnet: it holds every other subnet of the rule that holds
         # the address, so each address of the block finds this same one.
         holding = min((s for s in rule.subnets if s.version == address.version and address in s),
                       key=lambda s: s.prefixlen, default=None)
         if holding is not None:
-            need = max(need, holding.prefixlen)
-            matched, how = index, f" on subnet {holding}"
-            break
+            block.need = max(block.need, holding.prefixlen)
+            return index, f" on subnet {holding}"
         # Not in this rule's subnets: nor may any address of the answered block be, so
         # that all of it takes the same path (a geo match here included).
         for s in rule.subnets:
             if s.version == address.version:
-                need = max(need, _shared_bits(a, int(s.network_address), bits) + 1)
+                block.avoid(s)
         if rule.geos:
-            if not located:
-                place()
+            if not block.located:
+                block.place(locator)
+            placement = block.placement
             geo = _geo_match(rule.geos, placement) if placement is not None else None
             if geo is not None:
-                matched, how = index, f" on {geo}"
-                break
-    if matched is None:
-        matched = _fallback(record)
-        how = " (nothing matched)"
-    rule = rules[matched]
-    if rule.nearest and not located:
-        place()
-    scope = need  # may exceed source_prefix: "send more bits" (see above)
-    why = (f"{client}{where}; {describe_rule(matched, rule)} matched{how}; "
-           f"scope /{scope}")
-    if rule.nearest:
-        ordered = order_by_distance({p: record.coordinates[p] for p in rule.pools}, placement)
-        rule = replace(rule, pools=ordered)
-        why += f"; nearest first: {', '.join(ordered)}"
-    return Decision(rule, matched, scope, placement, why)
+                return index, f" on {geo}"
+    return None, ""
 
 
 # --- nearest site --------------------------------------------------------------------------------

@@ -23,7 +23,9 @@ PowerDNS's opposite problem is pdns#9529) or withdraw healthy ones for
 that a target whose very first probe fails transiently stays withdrawn for
 ``rise x interval``, which is the safe direction: other pools answer.
 
-Defaults for an API gateway, against the prior art (PRIOR_ART.md section d):
+Defaults for an API gateway, against the prior art (gdnsd.config(5) ``service_types``;
+the Amazon Route 53 Developer Guide, "Values that you specify when you create or update
+health checks"; PowerDNS's Lua records documentation, ``ifportup`` and ``ifurlup`` options):
 
 ============  ===========  ==========  ==============================  =========================
 System        Interval     Timeout     Down after                      Up after
@@ -163,9 +165,10 @@ def describe_change(
 def next_change_bound(h: TargetHealth, rise: int, fall: int, interval: float) -> float:
     """The soonest, in seconds, that the state of ``h`` could flip.
 
-    gdnsd's rule (``dnspacket.c: do_dyn_callback``): a flip needs the missing
-    consecutive results, and results come one per ``interval``, so an answer
-    built on this state can be cached that long without going stale.  An UP
+    gdnsd's rule (github.com/gdnsd/gdnsd, ``src/dnspacket.c``: ``do_dyn_callback``):
+    a flip needs the missing consecutive results, and results come one per
+    ``interval``, so an answer built on this state can be cached that long
+    without going stale.  An UP
     target needs ``fall - failures`` more failures, a DOWN one ``rise -
     successes`` more successes.  UNKNOWN returns 0: the next result decides,
     so nothing built on it should be cached beyond the TTL floor.

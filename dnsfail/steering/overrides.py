@@ -8,7 +8,7 @@ zone file, including by the all-down policy (a drained site stays out).
 The store keeps the configured zones and publishes ``apply(...)`` of them,
 and probes go on underneath: the real state stays known (gdnsd's
 ``admin_state`` FORCED bit over the tracked state, but with an expiry and a
-reason, which gdnsd's file lacks; PRIOR_ART.md gap 9).
+reason, which gdnsd's ``admin_state`` file lacks; see the gdnsd manual, gdnsd(8)).
 
 Selectors, checked by :func:`parse_selector`:
 

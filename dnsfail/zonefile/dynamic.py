@@ -26,8 +26,8 @@ from dnsfail.model import (
     DynamicRecord,
     Pool,
     PoolValue,
+    ProbeProtocol,
     ProbeSpec,
-    Protocol,
     RRType,
     Rule,
     Status,
@@ -45,12 +45,12 @@ _GEO_RE = re.compile(r"^(AF|AN|AS|EU|NA|OC|SA)(-[A-Z]{2}(-[A-Z0-9]{1,3})?)?$")
 
 #: octoDNS's health-check defaults (HTTPS to port 443, path /_dns) with dnsfail's timing;
 #: a record's check starts from this template, with the address filled in per value.
-_OCTODNS_CHECK = ProbeSpec(Protocol.HTTPS, "", 443, path="/_dns")
+_OCTODNS_CHECK = ProbeSpec(ProbeProtocol.HTTPS, "", 443, path="/_dns")
 
 
 def _probe_for(check: ProbeSpec, address: str) -> ProbeSpec:
     """The probe for one address; TCP drops the HTTP knobs so equal TCP probes dedupe."""
-    if check.protocol is Protocol.TCP:
+    if check.protocol is ProbeProtocol.TCP:
         return ProbeSpec(
             check.protocol, address, check.port, interval=check.interval,
             timeout=check.timeout, rise=check.rise, fall=check.fall,
@@ -69,11 +69,11 @@ def _octodns_health(scope: Scope, node: YMap | None, health: ProbeSpec) -> Probe
     """octoDNS's ``octodns.healthcheck``: protocol, port, host and path."""
     if node is None or scope.mapping(node, "octodns.healthcheck", _OCTODNS_HEALTH_KEYS) is None:
         return health
-    choices = [p.value for p in Protocol]
+    choices = [p.value for p in ProbeProtocol]
     if (n := node.get("protocol")) and (
         protocol := scope.choice(n, "healthcheck protocol", choices)
     ):
-        health = replace(health, protocol=Protocol(protocol))
+        health = replace(health, protocol=ProbeProtocol(protocol))
     if (n := node.get("port")) and (port := scope.integer(n, "healthcheck port", 1, 65535)):
         health = replace(health, port=port)
     if (n := node.get("host")) and (host := scope.string(n, "healthcheck host")):

@@ -8,8 +8,9 @@ import dns.message
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dnsfail.control.metrics import SAMPLE_EVERY, Metrics, QueryStats, Totals, qtype_label
+from dnsfail.control.metrics import Metrics
 from dnsfail.dns.handler import Handler
+from dnsfail.dns.stats import SAMPLE_EVERY, QueryStats, Totals
 from dnsfail.model import Status
 from dnsfail.state import Store
 from dnsfail.steering.overrides import Override
@@ -55,7 +56,7 @@ def test_cached_and_full_answers_count_once_each(setup: tuple[Handler, Metrics, 
     wire = dns.message.make_query("api.gw.test.", "A").to_wire()
     for _ in range(50):
         assert handler.handle(wire) is not None
-    assert store.snapshot.cache  # 49 of them were cache hits
+    assert store.snapshot.replies.keyed  # 49 of them were cache hits
     for _ in range(7):
         handler.handle(dns.message.make_query("nope.gw.test.", "TXT").to_wire())
     for _ in range(5):
@@ -123,31 +124,6 @@ def test_target_state_real_and_effective() -> None:
     assert got[("dnsfail_probes_total", (("result", "fail"), ("target", "192.0.2.11:443")))] == 1
     assert got[("dnsfail_probe_latency_seconds_count", (("target", "192.0.2.10:443"),))] == 1
     assert got[("dnsfail_overrides_active", ())] == 1
-
-
-def test_qtype_labels_are_bounded() -> None:
-    assert qtype_label(1) == "A"
-    assert qtype_label(65) == "HTTPS"
-    assert {qtype_label(t) for t in range(1000, 2000)} == {"other"}
-
-
-def test_worker_totals_merge_into_the_scrape() -> None:
-    main, worker = QueryStats(), QueryStats()
-    main.counts[main.slot("gw.test.", 1, 0)] += 5
-    worker.counts[worker.slot("gw.test.", 28, 0)] += 2  # a key the main process never saw
-    worker.counts[worker.slot("gw.test.", 1, 0)] += 3
-    worker.time(3e-6)
-    worker.dropped = 1
-    worker.internal_errors = 1
-    exited = Totals()
-    exited.add(worker.totals())  # a worker that exited: its counts are kept
-    merged = main.merged([worker.totals(), exited])
-    counts = dict(zip(merged.keys, merged.counts, strict=True))
-    assert counts == {("gw.test.", "A", "NOERROR"): 11, ("gw.test.", "AAAA", "NOERROR"): 4}
-    assert sum(merged.latency) == 2
-    assert merged.dropped == 2
-    assert merged.internal_errors == 2
-    assert main.counts == [5], "merging leaves the main process's counters alone"
 
 
 def test_tcp_closed_by_reason() -> None:

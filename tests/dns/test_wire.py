@@ -1,4 +1,5 @@
-"""wire.py and query.py without sockets: the fast scanner, parsing, personalisation, rendering."""
+"""wire.py and query.py without sockets: parsing, personalisation, rendering
+(held byte for byte to reference.py, the dnslib oracle)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from dnsfail.dns import wire
+from dnsfail.dns.reference import name_to_text, render_reference, text_to_label
+from dnsfail.dns.replycache import question_key
 from dnsfail.model import (
     AAAA,
     CAA,
@@ -42,49 +45,6 @@ def query(name: str = "api.gw.test.", rdtype: str = "A", **kwargs: object) -> by
     return dns.message.make_query(name, rdtype, **kwargs).to_wire()  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    ("data", "scannable"),
-    [
-        (query(), True),
-        (query(use_edns=0), True),
-        (query(use_edns=0, want_dnssec=True), True),
-        (query(use_edns=0, options=[dns.edns.GenericOption(10, b"12345678")]), True),
-        (query(use_edns=0, options=[dns.edns.ECSOption("192.0.2.0", 24)]), True),
-        (query(use_edns=1), False),
-        (query() + b"x", False),
-        (query()[:-1], False),
-        (b"\x00" * 11, False),
-    ],
-)
-def test_scan_question_accepts_only_plain_queries(data: bytes, scannable: bool) -> None:
-    assert (wire.scan_question(data, tcp=False) is not None) is scannable
-
-
-def test_scan_key_ignores_case_and_id_but_not_type_edns_or_transport() -> None:
-    base = wire.scan_question(query("api.gw.test."), False)
-    assert base is not None
-    same = wire.scan_question(query("API.Gw.TEST."), False)
-    assert same is not None
-    assert same[0] == base[0]
-    for other in (
-        wire.scan_question(query("api.gw.test.", "AAAA"), False),
-        wire.scan_question(query("api.gw.test.", use_edns=0), False),
-        wire.scan_question(query("api.gw.test.", use_edns=0, want_dnssec=True), False),
-        wire.scan_question(query("api.gw.test."), True),
-    ):
-        assert other is not None
-        assert other[0] != base[0]
-
-
-def test_qtype_bytes_are_not_lowercased() -> None:
-    # qtype 65 (HTTPS) is 0x0041, 'A' in ASCII: folding it would collide with qtype 97.
-    a = wire.scan_question(query("x.gw.test.", "HTTPS"), False)
-    b = wire.scan_question(query("x.gw.test.", 97), False)
-    assert a is not None
-    assert b is not None
-    assert a[0] != b[0]
-
-
 def test_personalize_copies_id_rd_cd_and_case() -> None:
     q = dns.message.make_query("ApI.gw.test.", "A")
     q.flags |= dns.flags.CD
@@ -92,7 +52,7 @@ def test_personalize_copies_id_rd_cd_and_case() -> None:
     data = q.to_wire()
     reply = wire.render(("api.gw.test.", 1, 1), Message(Rcode.NOERROR, True, answer=(
         RRset("api.gw.test.", RRType.A, 30, (A("192.0.2.1"),)),)), edns=None, limit=512)
-    scanned = wire.scan_question(data, False)
+    scanned = question_key(data, False)
     assert scanned is not None
     out = dns.message.from_wire(wire.personalize(reply, data, scanned[1]))
     assert out.id == 4242
@@ -165,8 +125,8 @@ def test_truncation_keeps_question_and_opt() -> None:
 def test_label_text_round_trip(labels: list[bytes]) -> None:
     import dnslib
 
-    text = wire.name_to_text(dnslib.DNSLabel(tuple(labels)))
-    assert wire.text_to_label(text).label == tuple(x.lower() for x in labels)
+    text = name_to_text(dnslib.DNSLabel(tuple(labels)))
+    assert text_to_label(text).label == tuple(x.lower() for x in labels)
 
 
 labels = st.binary(min_size=1, max_size=63)
@@ -204,7 +164,7 @@ def test_parse_query_reads_what_dnspython_writes(
     data = message.to_wire()
     got = wire.parse_query(data)
     assert (got.id, got.qtype, got.qclass) == (qid, qtype, qclass)
-    assert wire.text_to_label(got.qname).label == tuple(x.lower() for x in qname)
+    assert text_to_label(got.qname).label == tuple(x.lower() for x in qname)
     if use_edns is None:
         assert got.edns is None
         return
@@ -345,24 +305,6 @@ def test_parse_query_is_fast_on_any_message(data: bytes) -> None:
     assert min(took) < 0.05, took
 
 
-def test_ecs_options_key_apart_and_malformed_ecs_still_scans() -> None:
-    def key(option: bytes) -> bytes:
-        data = query(use_edns=0, options=[dns.edns.GenericOption(8, option)])
-        scanned = wire.scan_question(data, False)
-        assert scanned is not None
-        return scanned[0]
-
-    eu, us = bytes.fromhex("00011800c00002"), bytes.fromhex("00011800c63364")
-    assert key(eu) != key(us)
-    assert key(eu) == key(eu)
-    data = query(use_edns=0, options=[dns.edns.GenericOption(8, bytes.fromhex("0003180000"))])
-    scanned = wire.scan_question(data, False)
-    assert scanned is not None
-    with pytest.raises(wire.Refuse) as caught:
-        wire.parse_query(data)
-    assert caught.value.rcode == Rcode.FORMERR
-
-
 # --- the hand-written renderer against dnslib's -----------------------------------------
 
 
@@ -404,7 +346,7 @@ def names(target: bool) -> st.SearchStrategy[str]:
 
 
 def wire_length(name: str) -> int:
-    return sum(len(label) + 1 for label in wire.text_to_label(name).label) + 1
+    return sum(len(label) + 1 for label in text_to_label(name).label) + 1
 
 
 owners, targets = names(False), names(True)
@@ -472,7 +414,7 @@ def test_render_is_byte_identical_to_dnslib(
     def both(limit: int, message: Message = message) -> tuple[bytes | None, bytes | None]:
         kwargs = dict(edns=edns, limit=limit, opcode=opcode, ecs_scope=ecs_scope, nsid=nsid)
         return (attempt(wire.render, question, message, **kwargs),
-                attempt(wire.render_reference, question, message, **kwargs))
+                attempt(render_reference, question, message, **kwargs))
 
     whole = both(wire.TCP_LIMIT)[1]
     lean = both(wire.TCP_LIMIT, dataclasses.replace(message, additional=()))[1]
@@ -482,7 +424,7 @@ def test_render_is_byte_identical_to_dnslib(
         if reference is None or whole is None:
             event("refused")
         elif len(reference) > 0x4000:
-            # Past 16 KiB dnslib writes wrong pointers (see wire.render_reference);
+            # Past 16 KiB dnslib writes wrong pointers (see reference.render_reference);
             # here only the shape must agree.
             event("over 16 KiB")
             assert ours is not None
@@ -498,7 +440,7 @@ def render_both(message: Message, question: tuple[str, int, int] | None = None,
                 ) -> tuple[bytes | None, bytes | None]:
     kwargs = dict(edns=None, limit=wire.TCP_LIMIT)
     return (attempt(wire.render, question, message, **kwargs),
-            attempt(wire.render_reference, question, message, **kwargs))
+            attempt(render_reference, question, message, **kwargs))
 
 
 @pytest.mark.parametrize("fillers", [61, 70])

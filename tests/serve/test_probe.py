@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from dnsfail.model import ProbeSpec, Protocol
+from dnsfail.model import ProbeProtocol, ProbeSpec
 from dnsfail.serve.probe import Prober, check, new_session
 from tests.pki import write_pki
 
@@ -87,7 +87,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def http(site: Site, path: str = "/health", **kw: Any) -> ProbeSpec:
-    return ProbeSpec(Protocol.HTTP, site.address, site.port, path=path, **kw)
+    return ProbeSpec(ProbeProtocol.HTTP, site.address, site.port, path=path, **kw)
 
 
 # --- HTTP --------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def closed_port(address: str) -> int:
 
 
 async def test_http_connection_refused(session: aiohttp.ClientSession) -> None:
-    spec = ProbeSpec(Protocol.HTTP, HOST, closed_port(HOST))
+    spec = ProbeSpec(ProbeProtocol.HTTP, HOST, closed_port(HOST))
     result = await check(spec, session)
     assert (result.ok, result.detail) == (False, "connection refused")
 
@@ -177,12 +177,12 @@ async def test_tcp_open_port(
     sites: Callable[..., Awaitable[Site]], session: aiohttp.ClientSession
 ) -> None:
     site = await sites()
-    result = await check(ProbeSpec(Protocol.TCP, site.address, site.port), session)
+    result = await check(ProbeSpec(ProbeProtocol.TCP, site.address, site.port), session)
     assert (result.ok, result.detail) == (True, "connected")
 
 
 async def test_tcp_closed_port(session: aiohttp.ClientSession) -> None:
-    result = await check(ProbeSpec(Protocol.TCP, HOST, closed_port(HOST)), session)
+    result = await check(ProbeSpec(ProbeProtocol.TCP, HOST, closed_port(HOST)), session)
     assert (result.ok, result.detail) == (False, "connection refused")
 
 
@@ -206,7 +206,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 def https(site: Site, **kw: Any) -> ProbeSpec:
     return ProbeSpec(
-        Protocol.HTTPS, site.address, site.port, host="site.test", path="/health", **kw
+        ProbeProtocol.HTTPS, site.address, site.port, host="site.test", path="/health", **kw
     )
 
 
@@ -233,7 +233,7 @@ async def test_https_checks_the_name_not_just_the_chain(
 ) -> None:
     site = await sites(TLS_HOST, pki.server)
     spec = ProbeSpec(
-        Protocol.HTTPS, site.address, site.port, host="other.test", ca_file=pki.ca_file
+        ProbeProtocol.HTTPS, site.address, site.port, host="other.test", ca_file=pki.ca_file
     )
     result = await check(spec, session)
     assert not result.ok
@@ -250,10 +250,10 @@ async def test_tls_handshake_that_never_completes_is_a_connect_timeout(
     server = await asyncio.start_server(silent, TLS_HOST, 0)
     try:
         port = server.sockets[0].getsockname()[1]
-        spec = ProbeSpec(Protocol.HTTPS, TLS_HOST, port, host="site.test", timeout=0.2)
+        spec = ProbeSpec(ProbeProtocol.HTTPS, TLS_HOST, port, host="site.test", timeout=0.2)
         result = await check(spec, session)
         assert (result.ok, result.detail) == (False, "connect timeout after 0.2s")
-        tcp = await check(ProbeSpec(Protocol.TCP, TLS_HOST, port, timeout=0.2), session)
+        tcp = await check(ProbeSpec(ProbeProtocol.TCP, TLS_HOST, port, timeout=0.2), session)
         assert (tcp.ok, tcp.detail) == (True, "connected")
     finally:
         server.close()

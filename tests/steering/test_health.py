@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dnsfail.model import ProbeSpec, Protocol
+from dnsfail.model import ProbeProtocol, ProbeSpec
 from dnsfail.steering.health import (
     DEFAULT_FALL,
     DEFAULT_INTERVAL,
@@ -127,7 +127,7 @@ def test_describe_change_without_context(seq: str, line: str | None) -> None:
 
 
 def test_label_comes_from_probe_spec() -> None:
-    v6 = ProbeSpec(Protocol.TCP, "2001:db8::1", 443)
+    v6 = ProbeSpec(ProbeProtocol.TCP, "2001:db8::1", 443)
     a, b = TargetHealth(), run("x")[0]
     assert describe_change(a, b, v6.label, "") == (
         "target [2001:db8::1]:443 UNKNOWN -> DOWN (1 failure; last: HTTP 503)"
@@ -159,7 +159,7 @@ def test_next_change_bound_is_at_least_one_interval_after_threshold_change() -> 
 
 
 def test_defaults_match_model_probe_spec() -> None:
-    spec = ProbeSpec(Protocol.HTTPS, "192.0.2.1", 443)
+    spec = ProbeSpec(ProbeProtocol.HTTPS, "192.0.2.1", 443)
     assert (spec.interval, spec.timeout, spec.rise, spec.fall) == (
         DEFAULT_INTERVAL,
         DEFAULT_TIMEOUT,

@@ -13,8 +13,8 @@ from dnsfail.model import (
     DynamicRecord,
     Pool,
     PoolValue,
+    ProbeProtocol,
     ProbeSpec,
-    Protocol,
     RRType,
     Rule,
     Status,
@@ -23,7 +23,7 @@ from dnsfail.steering.selection import Selection, select
 
 
 def spec(address: str) -> ProbeSpec:
-    return ProbeSpec(Protocol.HTTPS, address, 443, host="api.gw.example.com")
+    return ProbeSpec(ProbeProtocol.HTTPS, address, 443, host="api.gw.example.com")
 
 
 def pv(

@@ -34,8 +34,8 @@ from dnsfail.model import (
     AllDown,
     Pool,
     PoolValue,
+    ProbeProtocol,
     ProbeSpec,
-    Protocol,
     RRset,
     RRType,
     Rule,
@@ -601,7 +601,7 @@ def test_dynamic_record_parses() -> None:
     z = zone(DYNAMIC)
     record = z.dynamic[("api.x.test.", RRType.A)]
     probe = ProbeSpec(
-        protocol=Protocol.HTTPS,
+        protocol=ProbeProtocol.HTTPS,
         address="192.0.2.11",
         port=8443,
         host="health.x.test",
@@ -663,7 +663,7 @@ def test_dynamic_defaults_follow_octodns() -> None:
     record = z.dynamic[("api.x.test.", RRType.AAAA)]
     (value,) = record.pools["one"].values
     # octoDNS: HTTPS, port 443, path /_dns, host = record FQDN; dnsfail: 5 s / 2 s, rise 2, fall 3
-    assert value.probe == ProbeSpec(Protocol.HTTPS, "2001:db8::1", 443, "api.x.test", "/_dns")
+    assert value.probe == ProbeSpec(ProbeProtocol.HTTPS, "2001:db8::1", 443, "api.x.test", "/_dns")
     assert record.rules[0].subnets[0].prefixlen == 8
     assert record.rules == (Rule(("one",), subnets=record.rules[0].subnets), Rule(("one",)))
     assert record.all_down is AllDown.BACKUP
@@ -687,7 +687,7 @@ def test_tcp_probes_ignore_http_knobs() -> None:
         """
     )
     (value,) = z.dynamic[("api.x.test.", RRType.A)].pools["one"].values
-    assert value.probe == ProbeSpec(Protocol.TCP, "192.0.2.1", 25)
+    assert value.probe == ProbeSpec(ProbeProtocol.TCP, "192.0.2.1", 25)
 
 
 def _dyn(pools: str, rules: str, extra: str = "", values: str = "  values: [192.0.2.99]\n") -> str:
@@ -1108,7 +1108,7 @@ def test_ipv6_shorthand_makes_an_aaaa_twin_probed_per_family() -> None:
     assert probe is not None
     assert probe.address == "2001:db8:1::10"
     assert probe.port == 8443
-    assert probe.protocol == Protocol.TCP
+    assert probe.protocol == ProbeProtocol.TCP
 
 
 @pytest.mark.parametrize(
