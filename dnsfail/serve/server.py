@@ -24,7 +24,11 @@ import time
 from collections.abc import Callable
 from typing import cast
 
+from dnsfail.logs import ErrorLog
+
 log = logging.getLogger(__name__)
+#: The handler never raises; if a bug makes it, one line per kind, never a traceback per packet.
+_errors = ErrorLog(log)
 
 #: Datagrams answered per reader wake-up before yielding to the event loop.
 UDP_BATCH = 256
@@ -80,8 +84,8 @@ class UdpListener:
                 continue
             try:
                 reply = handle(data, False, addr[0])
-            except Exception:  # the handler never raises; this guards the listener anyway
-                log.exception("handler raised")
+            except Exception as exc:  # the handler never raises; this guards the listener anyway
+                _errors.report(exc, f"in the UDP listener on a {len(data)}-byte datagram")
                 continue
             if reply is None:
                 continue
