@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from dnsfail.cli import main
+from dnsfail.cli.main import main
 
 raise SystemExit(main())

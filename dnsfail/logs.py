@@ -30,6 +30,11 @@ ERROR_KINDS_LIMIT = 256
 ERROR_MESSAGE_LIMIT = 200
 
 
+def iso(ts: float) -> str:
+    """A wall-clock time as the logs and the control API show it: UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, the event fields, and exc."""
 

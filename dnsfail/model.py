@@ -194,7 +194,9 @@ class Status(enum.Enum):
     OBEY = "obey"
 
 
-class Protocol(enum.Enum):
+class ProbeProtocol(enum.Enum):
+    """How a target is probed: an HTTP(S) GET or a TCP connect (octoDNS's healthcheck protocol)."""
+
     HTTP = "HTTP"
     HTTPS = "HTTPS"
     TCP = "TCP"
@@ -217,7 +219,7 @@ class AllDown(enum.Enum):
 class ProbeSpec:
     """One thing to probe.  Equal specs are probed once, however many records share them."""
 
-    protocol: Protocol
+    protocol: ProbeProtocol
     address: str
     port: int
     host: str = ""

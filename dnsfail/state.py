@@ -6,78 +6,37 @@ result replaces the snapshot (the same idea as gdnsd's RCU-swapped state table
 and CoreDNS's ``zone.snapshot()``).  Replacing is a single attribute
 assignment, atomic for every reader on the event loop.
 
-Each snapshot carries its own reply cache: answers are a pure function of the
-snapshot and the question, so a new snapshot simply starts with an empty
-cache and no invalidation logic is needed.  A probe result that changes a
-target's state, or how soon it could change (which bounds the TTL), swaps in
-a new snapshot; the very next query sees it.
+Each snapshot carries its own reply cache (``dns.replycache.ReplyCache``):
+answers are a pure function of the snapshot and the question, so a new
+snapshot simply starts with an empty cache and no invalidation logic is
+needed.  A probe result that changes a target's state, or how soon it could
+change (which bounds the TTL), swaps in a new snapshot; the very next query
+sees it.
+
+This module owns ``Snapshot`` and ``Store`` only (a query's view of dynamic
+records is ``steering.answers.Steering``).  Part of the core: no I/O, no
+clock but the one ``Store`` is given, nothing from serve, control or cli.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from dnsfail.geo import Decision, Locator, NoLocator, decide
-from dnsfail.health import Health, TargetHealth, describe_change, next_change_bound, observe
-from dnsfail.model import AAAA, A, DynamicRecord, ProbeSpec, RRset, RRType, Zone, pool_values
-from dnsfail.overrides import Override, OverrideIndex, ValueIndex, active, apply
-from dnsfail.resolver import DynamicResult
-from dnsfail.selection import Selection, select
+from dnsfail.dns.replycache import ReplyCache
+from dnsfail.model import ProbeSpec, Zone, pool_values
+from dnsfail.steering.health import (
+    Health,
+    TargetHealth,
+    describe_change,
+    next_change_bound,
+    observe,
+)
+from dnsfail.steering.overrides import Override, OverrideIndex, ValueIndex, active, apply
 
 log = logging.getLogger(__name__)
-
-#: Replies kept per snapshot before the cache is emptied and refilled.
-CACHE_LIMIT = 50_000
-
-
-Entry = tuple[bytes, int]
-
-
-class ClientBlocks:
-    """One question's replies that depend on the client, by the address block that decided them.
-
-    Without ECS, a geo or subnet answer depends on the packet's source
-    address, but only through the rule it lands on: ``geo.decide`` computes the
-    largest block around the address in which every address gets the same
-    decision (the ECS scope it would claim, RFC 7871 section 7.2.1).  Keyed by
-    that block, one reply serves every resolver in it, not just one address,
-    so a new resolver of a known network is a cache hit.  Blocks are per
-    address family: a scope says nothing about the other family.
-    """
-
-    __slots__ = ("entries", "prefixes")
-
-    def __init__(self) -> None:
-        #: Prefix lengths in use, per IP version, longest first (the most specific wins,
-        #: though blocks of one question never overlap: each is where one decision holds).
-        self.prefixes: dict[int, list[int]] = {4: [], 6: []}
-        self.entries: dict[tuple[int, int, int], Entry] = {}
-
-    def find(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Entry | None:
-        value, bits = int(address), address.max_prefixlen
-        for prefix in self.prefixes[address.version]:
-            entry = self.entries.get((address.version, prefix, value >> (bits - prefix)))
-            if entry is not None:
-                return entry
-        return None
-
-    def add(
-        self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: int, entry: Entry
-    ) -> None:
-        bits = address.max_prefixlen
-        prefix = max(0, min(prefix, bits))
-        prefixes = self.prefixes[address.version]
-        if prefix not in prefixes:
-            prefixes.append(prefix)
-            prefixes.sort(reverse=True)
-        self.entries[(address.version, prefix, int(address) >> (bits - prefix))] = entry
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +50,9 @@ class Snapshot:
     generation: int
     zones: Mapping[str, Zone]
     health: Mapping[ProbeSpec, TargetHealth] = field(default_factory=dict)
-    #: Prepared wire replies by ``wire.scan_question`` key (a memo, not state), each with
-    #: its slot in the handler's query counters (metrics.QueryStats).
-    cache: dict[bytes, Entry | ClientBlocks] = field(default_factory=dict, compare=False)
-    #: Ready UDP replies by the query's exact bytes after its ID (``data[2:]``): a
-    #: resolver or client repeating a question sends the same bytes but for the ID, and
-    #: then the answer costs one lookup and one concatenation (see handler.py).
-    exact: dict[bytes, Entry] = field(default_factory=dict, compare=False)
+    #: Prepared replies (a memo, not state): answers are a pure function of this
+    #: snapshot and the question, so each snapshot starts with an empty cache.
+    replies: ReplyCache = field(default_factory=ReplyCache, compare=False)
 
     def is_up(self, spec: ProbeSpec) -> bool | None:
         h = self.health.get(spec)
@@ -110,54 +65,6 @@ class Snapshot:
         if h is None:
             return 0.0
         return next_change_bound(h, spec.rise, spec.fall, spec.interval)
-
-
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """What one dynamic record decided for one query: for ``explain`` and logs."""
-
-    record: DynamicRecord
-    decision: Decision
-    selection: Selection
-
-
-@dataclass(slots=True)
-class Steering:
-    """One query's view for dynamic records: a snapshot and where the client is.
-
-    This is the resolver's ``DynamicAnswers``.  ``address`` is the ECS address
-    when the query carried ECS, else the packet's source; None means the
-    client asked us not to use its address (ECS SOURCE PREFIX-LENGTH 0,
-    RFC 7871 section 7.1.2).  ``steps`` collects decisions when set (explain).
-    """
-
-    snapshot: Snapshot
-    address: Address | None = None
-    source_prefix: int | None = None
-    locator: Locator = field(default_factory=NoLocator)
-    steps: list[Step] | None = None
-
-    def answer(self, record: DynamicRecord, owner: str) -> DynamicResult:
-        snap = self.snapshot
-        decision = decide(record, self.address, self.source_prefix, self.locator)
-        chosen = select(record, decision.rule, snap.is_up, snap.change_bound)
-        if self.steps is not None:
-            self.steps.append(Step(record, decision, chosen))
-        # Only a random (weighted) draw makes an answer uncacheable; an answer that
-        # depends on the client carries its scope, and the handler caches it per client.
-        cacheable = chosen.cacheable
-        depends = any(not rule.is_catch_all or rule.nearest for rule in record.rules)
-        if chosen.servfail:
-            return DynamicResult(None, cacheable=cacheable, scope=decision.scope,
-                                 client_dependent=depends)
-        rdata = A if record.rtype == RRType.A else AAAA
-        rrset = RRset(owner, record.rtype, chosen.ttl, tuple(rdata(a) for a in chosen.addresses))
-        return DynamicResult(rrset, cacheable=cacheable, scope=decision.scope,
-                             client_dependent=depends)
 
 
 def probe_specs(zones: Mapping[str, Zone]) -> dict[ProbeSpec, list[str]]:
@@ -233,8 +140,8 @@ class Store:
         self._publish(apply(self.configured, self.overrides, self.now(), self.values), health)
         return self.snapshot
 
-    def touch(self) -> Snapshot:
-        """Publish the same data anew, with an empty reply cache.
+    def republish(self) -> Snapshot:
+        """Publish the same zones and health as a new generation: an empty reply cache.
 
         For inputs that change answers without living in the snapshot: a
         reloaded GeoIP database places clients differently.
@@ -285,7 +192,7 @@ class Store:
             self._publish(snap.zones, health)
         else:
             # Same answers, so the prepared replies stay valid: share the warm caches.
-            self.snapshot = Snapshot(snap.generation, snap.zones, health, snap.cache, snap.exact)
+            self.snapshot = Snapshot(snap.generation, snap.zones, health, snap.replies)
 
     def unknown_targets(self) -> Iterable[ProbeSpec]:
         return [s for s in self.targets if self.snapshot.is_up(s) is None]

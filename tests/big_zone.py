@@ -8,9 +8,9 @@ explain views can be timed in-process.
 
 from __future__ import annotations
 
-from dnsfail.config import parse_zone
 from dnsfail.model import Status, Zone
-from dnsfail.overrides import Override, parse_selector
+from dnsfail.steering.overrides import Override, parse_selector
+from dnsfail.zonefile import parse_zone
 
 ORIGIN = "big.test."
 PORT = 443

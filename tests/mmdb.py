@@ -24,6 +24,19 @@ from netaddr import IPSet  # type: ignore[import-untyped]  # no stubs published
 
 Entry = tuple[str | None, str | None, str | None, tuple[float, float] | None]
 
+#: Client networks of the test world, as (continent, country, subdivision, (lat, lon)).
+WORLD: dict[str, Entry] = {
+    "192.0.2.0/24": ("EU", "DE", "BE", (52.5, 13.4)),  # Berlin
+    "192.0.3.0/24": ("EU", "FR", None, (48.86, 2.35)),  # Paris
+    "203.0.113.0/24": ("AS", "JP", None, (35.68, 139.69)),  # Tokyo
+    "198.18.0.0/15": ("NA", "US", "CA", (37.4, -122.1)),  # Mountain View
+    "198.20.0.0/16": ("NA", "US", "TX", (30.27, -97.74)),  # Austin
+    "2001:db8:1::/48": ("NA", "US", "CA", (37.4, -122.1)),
+    "2001:db8:2::/48": ("EU", "GB", "ENG", (51.5, -0.13)),  # London
+    "2001:db8:3::/48": ("EU", None, None, None),  # a continent and nothing else
+}
+
+
 CONTINENTS = {
     "AF": "Africa", "AN": "Antarctica", "AS": "Asia", "EU": "Europe",
     "NA": "North America", "OC": "Oceania", "SA": "South America",

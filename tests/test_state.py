@@ -8,10 +8,10 @@ import dns.message
 import dns.rcode
 import pytest
 
-from dnsfail.config import parse_zone
-from dnsfail.handler import Handler
+from dnsfail.dns.handler import Handler
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.state import Store
+from dnsfail.zonefile import parse_zone
 
 ZONE = textwrap.dedent("""\
     '':
@@ -111,11 +111,11 @@ def test_results_that_change_nothing_keep_the_warm_cache(zone: Zone) -> None:
     for spec in store.targets:
         store.observe(spec, True, "connected", 0.001, 0.0)
     ask(handler, "A")
-    cache = store.snapshot.cache
+    cache = store.snapshot.replies.keyed
     assert cache
     for spec in store.targets:
         store.observe(spec, True, "connected", 0.001, 2.0)
-    assert store.snapshot.cache is cache
+    assert store.snapshot.replies.keyed is cache
 
 
 def test_reload_keeps_health_of_remaining_targets(zone: Zone) -> None:

@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 with atheris.instrument_imports(include=["dnsfail"]):
-    from dnsfail.config import load_zones
-    from dnsfail.handler import Handler
+    from dnsfail.dns.handler import Handler
     from dnsfail.state import Store
+    from dnsfail.zonefile import load_zones
 
 from tests.fuzz.mutate import SEEDS, captured, check_reply, mutate  # noqa: E402
 

@@ -405,6 +405,6 @@ def test_json_logs_carry_event_fields(start: Callable[..., Ctl]) -> None:
     assert (event["selector"], event["reason"], event["by"], event["max_ttl"]) == (
         SITES[0], "json", "me", 30)
     assert event["level"] == "warning"
-    assert event["logger"] == "dnsfail.app"
+    assert event["logger"] == "dnsfail.serve.drains"
     first = json.loads(ctl.server.lines[0])
     assert {"ts", "level", "logger", "msg"} <= first.keys()

@@ -30,7 +30,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from dnsfail.health import Health, Result, TargetHealth, describe_change
+from dnsfail.steering.health import Health, Result, TargetHealth, describe_change
 
 from ..conftest import DnsfailProcess
 from ..pki import PkiFiles, write_pki

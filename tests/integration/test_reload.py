@@ -239,8 +239,9 @@ def test_hostile_reload_is_rejected_and_reported(
     server.signal(signal.SIGHUP)
     server.wait_for_log("still serving the previous zones", timeout=20, start=mark)
     logged = [line.split(" ", 2)[2] for line in server.lines[mark:]]  # without the time
-    assert logged[:2] == [f"ERROR dnsfail.app: reload rejected: {problem}",
-                          "ERROR dnsfail.app: reload rejected: 1 problem(s); still serving the "
+    assert logged[:2] == [f"ERROR dnsfail.serve.reload: reload rejected: {problem}",
+                          "ERROR dnsfail.serve.reload: reload rejected: 1 problem(s); "
+                          "still serving the "
                           "previous zones"], server.log
     assert addresses(server, "api.gw.test.") == (dns.rcode.NOERROR, API_ADDRESSES)
     code, status = ctl.get("/v1/status")

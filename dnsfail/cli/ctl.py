@@ -1,0 +1,259 @@
+"""``dnsfail status | drain | undrain | reload``: a thin client of the control API.
+
+Synchronous and stdlib-only (urllib), because a command that makes one
+request needs no event loop.  Everything it shows comes from the server;
+it adds a table layout and turns transport failures into one clear line:
+unreachable server, missing or wrong token, bad request (with the server's
+reason).  Exit codes: 0 done, 1 the server said no (e.g. reload problems,
+nothing to undrain), 2 could not ask (unreachable, unauthorized, bad usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from dnsfail.addresses import DEFAULT_CONTROL
+
+DEFAULT_ADDRESS = f"{DEFAULT_CONTROL[0]}:{DEFAULT_CONTROL[1]}"
+
+
+class CtlError(Exception):
+    """Could not get an answer from the control API; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def add_client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--control", default=os.environ.get("DNSFAIL_CONTROL", DEFAULT_ADDRESS),
+                        metavar="HOST:PORT",
+                        help=f"control API of the server (env DNSFAIL_CONTROL; default "
+                             f"{DEFAULT_ADDRESS})")
+    parser.add_argument("--token-file", metavar="FILE",
+                        help="bearer token for the control API (else env DNSFAIL_TOKEN)")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+
+
+def token_from(args: argparse.Namespace) -> str | None:
+    """The bearer token: ``--token-file`` (first line), else the environment.
+
+    Read by the server's own ``control.token.read_token`` (stdlib only), so client and
+    server agree on the file format.  Imported here, not at the top: ``cli.main`` imports
+    this module, and ``dnsfail check`` loads nothing of the server's packages.
+    """
+    from dnsfail.control.token import ControlError, read_token
+
+    env = os.environ.get("DNSFAIL_TOKEN") or os.environ.get("DNSFAIL_CONTROL_TOKEN")
+    try:
+        return read_token(args.token_file, env)
+    except ControlError as exc:
+        raise CtlError(str(exc)) from None
+
+
+def base_url(control: str) -> str:
+    if control.startswith(("http://", "https://")):
+        return control.rstrip("/")
+    return f"http://{control}"
+
+
+def request(
+    args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    """``(status, decoded JSON or text)`` for 2xx and the 4xx/5xx the caller handles."""
+    url = base_url(args.control) + path
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    token = token_from(args)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=args.timeout) as resp:
+            return resp.status, _decode(resp.read(), resp.headers.get_content_type())
+    except urllib.error.HTTPError as exc:
+        payload = _decode(exc.read(), exc.headers.get_content_type())
+        if exc.code == 401:
+            hint = ("the server wants a token: --token-file FILE or DNSFAIL_TOKEN"
+                    if token is None else "the token was rejected (wrong token?)")
+            raise CtlError(f"unauthorized by {url}: {hint}") from None
+        return exc.code, payload
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ConnectionRefusedError):
+            reason = "connection refused"
+        elif isinstance(reason, socket.timeout | TimeoutError):
+            reason = f"no answer in {args.timeout:g}s"
+        raise CtlError(f"cannot reach the control API at {base_url(args.control)}: {reason} "
+                       "(is `dnsfail serve` running there? see --control HOST:PORT)") from None
+
+
+def _decode(raw: bytes, content_type: str) -> Any:
+    text = raw.decode(errors="replace")
+    if content_type == "application/json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return text
+
+
+def _reason(payload: Any) -> str:
+    if isinstance(payload, dict) and "error" in payload:
+        return str(payload["error"])
+    return str(payload).strip()
+
+
+def _ago(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "-"
+    delta = now - ts
+    if delta < 0:
+        return f"in {_span(-delta)}"
+    return f"{_span(delta)} ago"
+
+
+def _span(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in rows]
+
+
+def render_status(s: dict[str, Any], now: float | None = None) -> str:
+    """The status document as tables for a terminal."""
+    now = time.time() if now is None else now
+    lines = [f"dnsfail {s.get('identity', '')}: {'ready' if s.get('ready') else 'NOT READY'}, "
+             f"snapshot generation {s.get('generation')}, config generation "
+             f"{s.get('config_generation')}"]
+    reload = s.get("reload")
+    if reload:
+        result = "ok" if reload["ok"] else f"REJECTED ({len(reload['problems'])} problem(s))"
+        lines.append(f"last reload: {result}, {_ago(reload['at'], now)}"
+                     + (f" ({reload['trigger']})" if reload.get("trigger") else ""))
+        lines.extend(f"  {p}" for p in reload.get("problems", []))
+    lines.append("")
+    rows = [["ZONE", "SERIAL", "RECORDS", "LOADED"]]
+    rows += [[z["zone"], str(z["serial"]), str(z["records"]), _ago(z.get("loaded_at"), now)]
+             for z in s.get("zones", [])]
+    lines += _table(rows)
+    lines.append("")
+    rows = [["TARGET", "STATE", "REAL", "LAST PROBE", "TRANSITIONS", "OVERRIDE"]]
+    for t in s.get("targets", []):
+        last = t.get("last_probe")
+        probe = (f"{last['detail']} in {last['latency_ms']:.0f}ms, {_ago(last['at'], now)}"
+                 if last else "none yet")
+        over = "; ".join(f"{o['selector']} {o['state'].upper()} for {_span(o['expires_in'])}"
+                         for o in t.get("overrides", []))
+        if not over and t.get("zone_status"):
+            over = "zone status " + ",".join(t["zone_status"])
+        state = t["state"].upper() + ("*" if t["state"] != t["real_state"] else "")
+        rows.append([t["target"], state, t["real_state"].upper(), probe,
+                     str(t.get("transitions", 0)), over or "-"])
+    if len(rows) > 1:
+        lines += _table(rows)
+        lines.append("(* forced: the state answers use differs from the probed one)")
+    else:
+        lines.append("no health-checked targets")
+    overrides = s.get("overrides", [])
+    if overrides:
+        lines.append("")
+        rows = [["OVERRIDE", "STATE", "EXPIRES", "DRAIN COMPLETE", "BY", "REASON"]]
+        for o in overrides:
+            complete = "yes" if o["complete"] else _ago(o["complete_at"], now)
+            rows.append([o["selector"], o["state"].upper(), _ago(o["expires"], now), complete,
+                         o.get("by") or "-", o["reason"]])
+        lines += _table(rows)
+    return "\n".join(lines)
+
+
+def who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "?"
+    return f"{user}@{socket.gethostname()}"
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run one client command; every failure is one line on stderr."""
+    try:
+        return _run(args)
+    except CtlError as exc:
+        print(f"dnsfail {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "status":
+        code, payload = request(args, "GET", "/v1/status")
+        if code != 200:
+            raise CtlError(f"server answered {code}: {_reason(payload)}")
+        print(json.dumps(payload, indent=2) if args.json else render_status(payload))
+        return 0
+    if args.command == "drain":
+        body = {"target": args.target, "for": args.duration, "reason": args.reason,
+                "state": args.state, "by": who()}
+        code, payload = request(args, "POST", "/v1/drain", body)
+        if code != 200:
+            raise CtlError(f"refused ({code}): {_reason(payload)}", 2 if code == 400 else 1)
+        if args.json:
+            print(json.dumps(payload, indent=2))
+            return 0
+        o = payload["override"]
+        values = ", ".join(sorted({f"{m['record'].rstrip('.')}/{m['pool']} {m['value']}"
+                                   for m in payload["matched"]}))
+        verb = "drained" if o["state"] == "down" else "forced up"
+        print(f"{verb} {o['selector']} until {payload['expires_at_iso']} ({o['reason']})")
+        print(f"  values: {values}")
+        print(f"  answers changed now; drain complete at {payload['complete_at_iso']} "
+              f"(in {payload['max_ttl']}s: the longest TTL of the records containing it)")
+        for warning in payload.get("warnings", []):
+            print(f"  note: still answered by {warning}")
+        return 0
+    if args.command == "undrain":
+        code, payload = request(args, "POST", "/v1/undrain", {"target": args.target, "by": who()})
+        if code == 404:
+            active = ", ".join(payload.get("active", [])) if isinstance(payload, dict) else ""
+            print(f"dnsfail undrain: {_reason(payload)} (active: {active or 'none'})",
+                  file=sys.stderr)
+            return 1
+        if code != 200:
+            raise CtlError(f"refused ({code}): {_reason(payload)}", 2 if code == 400 else 1)
+        if args.json:
+            print(json.dumps(payload, indent=2))
+            return 0
+        for o in payload["removed"]:
+            print(f"undrained {o['selector']} (was {o['state'].upper()}: {o['reason']})")
+        print(f"  answers changed now; every cache has them by {payload['complete_at_iso']}")
+        return 0
+    # reload
+    code, payload = request(args, "POST", "/v1/reload", {})
+    if code == 200:
+        print(f"reloaded: config generation {payload['config_generation']}")
+        return 0
+    if code == 422 and isinstance(payload, dict):
+        for problem in payload.get("problems", []):
+            print(problem)
+        print(f"reload rejected: {len(payload.get('problems', []))} problem(s); "
+              "the server keeps serving the previous zones", file=sys.stderr)
+        return 1
+    raise CtlError(f"server answered {code}: {_reason(payload)}", 1)

@@ -1,0 +1,251 @@
+"""The ``dnsfail`` command line: ``serve``, ``check`` (gdnsd's ``checkconf``), ``explain``,
+``site``, and the control API clients ``status``, ``drain``, ``undrain``, ``reload``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import TypeAlias
+
+from dnsfail import __version__, logs
+from dnsfail.addresses import (
+    CONTROL_HEAD_TIMEOUT,
+    CONTROL_MAX_CONNECTIONS,
+    DEFAULT_CONTROL,
+    DEFAULT_LISTEN,
+    parse_listen,
+)
+from dnsfail.cli import ctl
+from dnsfail.errors import ConfigError
+from dnsfail.steering.mmdb import GeoError, MaxMindLocator
+from dnsfail.zonefile import load_zones
+
+
+def _listen(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _workers(text: str) -> int:
+    if text == "auto":
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                   else os.cpu_count() or 1)
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1-64) "
+                                         "or 'auto'")
+    return int(text)
+
+
+def _control(text: str) -> tuple[str, int] | str:
+    if text.lower() in ("off", "none"):
+        return "off"
+    return _listen(text)
+
+
+def _duration(text: str) -> str:
+    from dnsfail.steering.overrides import OverrideError, parse_duration
+
+    try:
+        parse_duration(text)
+    except OverrideError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+#: What ``add_subparsers`` returns (argparse names no public type for it).
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dnsfail",
+        description="Authoritative DNS for health-checked failover and geo routing.",
+    )
+    parser.add_argument("--version", action="version", version=f"dnsfail {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _check_parser(sub)
+    _explain_parser(sub)
+    _site_parser(sub)
+    _client_parsers(sub)
+    return parser
+
+
+def _serve_parser(sub: Subparsers) -> None:
+    serve = sub.add_parser("serve", help="answer DNS queries for the zones")
+    serve.add_argument("paths", nargs="*", default=["zones"], metavar="ZONE_FILE_OR_DIR",
+                       help="zone files or directories of <zone>.yaml files (default: zones/)")
+    serve.add_argument("--listen", action="append", type=_listen, metavar="HOST:PORT",
+                       help="address to answer on, UDP and TCP; repeatable "
+                            f"(default {DEFAULT_LISTEN[0]}:{DEFAULT_LISTEN[1]})")
+    serve.add_argument("--identity", help="name answered to CHAOS id.server/hostname.bind "
+                                          "(default: the host name)")
+    serve.add_argument("--version-string", help="answer CHAOS version.bind with this "
+                                                "(default: refused)")
+    serve.add_argument("--geoip", metavar="MMDB",
+                       help="MaxMind or DB-IP .mmdb database for geos rules (reloaded when "
+                            "the file changes)")
+    serve.add_argument("--geoip-refresh", type=float, default=5.0, metavar="SECONDS",
+                       help="how often to look for a new GeoIP file (default 5)")
+    serve.add_argument("--watch", action="store_true",
+                       help="reload when a zone file changes (as on SIGHUP)")
+    serve.add_argument("--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS")
+    serve.add_argument("--tcp-max-connections", type=int, default=1000, metavar="N")
+    serve.add_argument("--control", type=_control, metavar="HOST:PORT|off",
+                       help="control API (status, drain, reload, metrics) address (default "
+                            f"{DEFAULT_CONTROL[0]}:{DEFAULT_CONTROL[1]}; a busy default port "
+                            "is skipped with a warning); beyond loopback it needs a token")
+    serve.add_argument("--control-max-connections", type=int, default=CONTROL_MAX_CONNECTIONS,
+                       metavar="N", help="control API connections open at once; more are "
+                       f"closed on accept (default {CONTROL_MAX_CONNECTIONS})")
+    serve.add_argument("--control-head-timeout", type=float, default=CONTROL_HEAD_TIMEOUT,
+                       metavar="SECONDS", help="time a control connection has to send a "
+                       f"complete request head (default {CONTROL_HEAD_TIMEOUT:g})")
+    serve.add_argument("--control-token-file", metavar="FILE",
+                       help="bearer token the control API requires (else env "
+                            "DNSFAIL_CONTROL_TOKEN); once set, required even on loopback")
+    serve.add_argument("--state-file", metavar="PATH",
+                       default=os.environ.get("DNSFAIL_STATE_FILE", "dnsfail-state.json"),
+                       help="where drains are kept across restarts (env DNSFAIL_STATE_FILE; "
+                            "default ./dnsfail-state.json; '' keeps them in memory only)")
+    serve.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
+                       help="processes answering DNS, sharing the sockets and one health "
+                            "view (default 1; auto: one per CPU core)")
+    serve.add_argument("--log-level", default="info",
+                       choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", default="text", choices=["text", "json"],
+                       help="json: one object per line with the event's fields")
+
+
+def _check_parser(sub: Subparsers) -> None:
+    check = sub.add_parser("check", help="validate zone files without serving them")
+    check.add_argument("paths", nargs="*", default=["zones"], metavar="ZONE_FILE_OR_DIR")
+    check.add_argument("--geoip", metavar="MMDB", help="the database serve will use, if any")
+
+
+def _explain_parser(sub: Subparsers) -> None:
+    explain = sub.add_parser("explain", help="why does this client get this answer?")
+    explain.add_argument("name")
+    explain.add_argument("--type", default="A", help="query type (default A)")
+    explain.add_argument("--client", default="", metavar="IP",
+                         help="the querying address (a resolver's, when no ECS)")
+    explain.add_argument("--ecs", metavar="CIDR", help="EDNS Client Subnet the resolver sends")
+    explain.add_argument("--zones", nargs="*", default=["zones"], metavar="ZONE_FILE_OR_DIR")
+    explain.add_argument("--geoip", metavar="MMDB")
+    explain.add_argument("--no-probe", action="store_true",
+                         help="do not probe the targets first (their health shows as unknown)")
+    explain.add_argument("--probe-timeout", type=float, default=5.0, metavar="SECONDS")
+
+
+def _site_parser(sub: Subparsers) -> None:
+    site = sub.add_parser("site", help="run a stand-in gateway health endpoint for drills")
+    site.add_argument("listen", type=_listen, metavar="HOST:PORT")
+    site.add_argument("--name", default="site")
+    site.add_argument("--status", type=int, default=200, help="status of GET /health")
+
+
+def _client_parsers(sub: Subparsers) -> None:
+    """The control API clients (``cli.ctl``): status, drain, undrain, reload."""
+    status = sub.add_parser("status", help="zones, targets and drains of a running server")
+    status.add_argument("--json", action="store_true", help="the API's JSON document")
+    ctl.add_client_options(status)
+
+    drain = sub.add_parser("drain", help="take a site, target or pool out of the answers "
+                                         "for a while")
+    drain.add_argument("target", metavar="TARGET",
+                       help="ADDRESS (a site), ADDRESS:PORT (a probe target), NAME/POOL or "
+                            "pool:NAME")
+    drain.add_argument("--for", dest="duration", required=True, type=_duration,
+                       metavar="DURATION", help="how long, e.g. 90s, 30m, 2h (at most 30d); "
+                                                "the drain ends by itself")
+    drain.add_argument("--reason", required=True, help="why; shown in status and logs")
+    drain.add_argument("--state", choices=["down", "up"], default="down",
+                       help="up forces the target into the answers instead (default down)")
+    drain.add_argument("--json", action="store_true")
+    ctl.add_client_options(drain)
+
+    undrain = sub.add_parser("undrain", help="end a drain early")
+    undrain.add_argument("target", metavar="TARGET", help="the selector given to drain")
+    undrain.add_argument("--json", action="store_true")
+    ctl.add_client_options(undrain)
+
+    reload = sub.add_parser("reload", help="reload a running server's zones (all or nothing)")
+    ctl.add_client_options(reload)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        return check(args.paths, args.geoip)
+    if args.command == "explain":
+        from dnsfail.cli import explain
+
+        return explain.main(args)
+    if args.command == "site":
+        import asyncio
+
+        from dnsfail.drill.site import serve_site
+
+        host, port = args.listen
+        asyncio.run(serve_site(host, port, args.name, args.status))
+        return 0
+    if args.command in ("status", "drain", "undrain", "reload"):
+        return ctl.main(args)
+    # The server (app, control, aiohttp) is imported by ``serve`` alone: ``check`` on a big
+    # zone would otherwise spend a third of its time importing what it never uses.
+    from dnsfail.control.token import ControlError, read_token
+    from dnsfail.serve.app import Settings, run
+
+    logs.setup(args.log_level, args.log_format)
+    try:
+        token = read_token(args.control_token_file, os.environ.get("DNSFAIL_CONTROL_TOKEN"))
+    except ControlError as exc:
+        print(f"dnsfail serve: {exc}", file=sys.stderr)
+        return 1
+    control = DEFAULT_CONTROL if args.control is None else args.control
+    settings = Settings(
+        paths=args.paths,
+        listen=args.listen or [DEFAULT_LISTEN],
+        version=args.version_string,
+        watch=args.watch,
+        geoip=args.geoip,
+        geoip_refresh=args.geoip_refresh,
+        tcp_idle_timeout=args.tcp_idle_timeout,
+        tcp_max_connections=args.tcp_max_connections,
+        control=None if control == "off" else control,
+        control_explicit=args.control is not None,
+        control_token=token,
+        control_max_connections=args.control_max_connections,
+        control_head_timeout=args.control_head_timeout,
+        state_file=args.state_file or None,
+        workers=args.workers,
+        log_level=args.log_level,
+        log_format=args.log_format,
+    )
+    if args.identity:
+        settings.identity = args.identity
+    return run(settings)
+
+
+def check(paths: Sequence[str], geoip: str | None = None) -> int:
+    """Validate like startup does; print every problem as ``file:line: record: reason``."""
+    try:
+        if geoip is not None:
+            MaxMindLocator(geoip).close()
+        zones = load_zones(paths, geoip=geoip is not None)
+    except GeoError as exc:
+        print(f"{geoip}: {exc}")
+        return 1
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{len(exc.problems)} problem(s)", file=sys.stderr)
+        return 1
+    for zone in zones.values():
+        print(f"{zone.source}: zone {zone.origin} OK: {zone.record_count} records, "
+              f"serial {zone.serial}")
+    return 0

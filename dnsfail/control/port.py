@@ -1,0 +1,117 @@
+"""What the control API and the metrics may ask of the server: the ``ControlPort`` protocol.
+
+``control`` never imports ``serve``: the daemon (``serve.app.Daemon``)
+implements these protocols structurally, and ``control.api``,
+``control.status`` and ``control.metrics`` see only what is written here.
+A second implementation (a test double, or a cluster of instances sharing
+drains) needs nothing else.
+
+* :class:`Counters`: what a Prometheus scrape reads besides the query
+  counters (``metrics.Source`` is this protocol);
+* :class:`DrainService`: set and end operator overrides, and say what an
+  override matches and when its drain is complete;
+* :class:`ReloadService`: reload the zones, and the facts of the last reload;
+* :class:`ControlPort`: all of it, plus the status facts of the process.
+
+Typing only: this module imports no I/O library and nothing from ``serve``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from dnsfail.dns.explain import Answerer
+from dnsfail.model import Status, Zone
+from dnsfail.state import Store
+from dnsfail.steering.overrides import Match, Override, Selector
+
+
+class Counters(Protocol):
+    """What the metrics collector reads from the server at scrape time."""
+
+    @property
+    def store(self) -> Store | None: ...
+
+    @property
+    def tcp_open(self) -> int: ...
+
+    @property
+    def config_generation(self) -> int: ...
+
+    @property
+    def udp_dropped_sends(self) -> int: ...
+
+    @property
+    def tcp_closed(self) -> Mapping[str, int]: ...
+
+
+class DrainService(Protocol):
+    """Operator overrides: the one writer of drains (``serve.drains.Drains``)."""
+
+    def override_matches(self, o: Override) -> tuple[Match, ...]: ...
+
+    def drain_complete_at(self, o: Override) -> float: ...
+
+    async def drain(self, selector: Selector, state: Status, seconds: float, reason: str,
+                    by: str) -> dict[str, Any]: ...
+
+    async def undrain(self, selector: Selector, by: str) -> dict[str, Any]: ...
+
+
+class ReloadService(Protocol):
+    """All-or-nothing zone reloads and their record (``serve.reload.Reloader``)."""
+
+    @property
+    def last_reload(self) -> dict[str, Any] | None: ...
+
+    @property
+    def config_generation(self) -> int: ...
+
+    @property
+    def zone_loaded(self) -> Mapping[str, float]: ...
+
+    async def reload(self, trigger: str = "") -> list[str]: ...
+
+
+class Exposition(Protocol):
+    """The metrics registry, rendered for ``GET /metrics``."""
+
+    def render(self) -> bytes: ...
+
+
+class ControlPort(Counters, Protocol):
+    """Everything the control API reads or asks of the server."""
+
+    @property
+    def identity(self) -> str: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def first_round(self) -> str: ...
+
+    @property
+    def state_path(self) -> Path | None: ...
+
+    @property
+    def zones(self) -> dict[str, Zone]: ...
+
+    @property
+    def overrides(self) -> list[Override]: ...
+
+    @property
+    def handler(self) -> Answerer | None: ...
+
+    @property
+    def drains(self) -> DrainService: ...
+
+    @property
+    def reloads(self) -> ReloadService: ...
+
+    @property
+    def metrics(self) -> Exposition: ...
+
+    def workers_status(self) -> list[dict[str, Any]]: ...

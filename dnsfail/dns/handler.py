@@ -1,0 +1,207 @@
+"""Bytes in, bytes out: one DNS message to its reply.  Never raises.
+
+The fast path answers a repeated plain question from the snapshot's
+``dns.replycache.ReplyCache``: a UDP query whose bytes after the ID were
+seen before (every repeat of one client's question) costs one lookup and the
+ID; else the question's key (``replycache.question_key``, no parser) finds a
+prepared reply, patched with the ID, RD/CD and the question's letter case.
+Everything else takes the full path (parse, resolve, render), whose reply
+is cached when the answer does not depend on chance; what is kept under
+which key is the cache's policy.  Because ``wire.render`` output is
+independent of ID, flags and case, both paths give the same bytes.
+
+Metrics cost the fast path one list increment: each cached reply is stored
+with the index of its ``(zone, qtype, rcode)`` counter (dns.stats.QueryStats),
+and one message in ``SAMPLE_EVERY`` is timed.
+
+An exception while answering is a bug, and no packet may turn it into a log
+flood: it is answered SERVFAIL, counted, and logged as one line per kind
+(``logs.ErrorLog``), the traceback only at DEBUG.
+
+Part of the core: no I/O, no prometheus-client, no dnslib; nothing from
+serve, control or cli (they wire a Handler in).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from dnsfail.dns import wire
+from dnsfail.dns.replycache import ClientBlocks, Entry, client_address, question_key
+from dnsfail.dns.resolver import chaos, find_zone, resolve
+from dnsfail.dns.stats import SAMPLE_EVERY, QueryStats
+from dnsfail.logs import ErrorLog
+from dnsfail.model import Message, Rcode, RRClass
+from dnsfail.state import Snapshot
+from dnsfail.steering.answers import Steering, Step
+from dnsfail.steering.geo import Locator, NoLocator
+
+log = logging.getLogger(__name__)
+
+class Handler:
+    """Answers messages from the current snapshot.
+
+    ``snapshot`` is a callable so that each message reads the store's
+    snapshot exactly once, at its start.  ``locator`` places clients for geo
+    rules; it may be replaced at run time (a reloaded GeoIP database).
+    """
+
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        *,
+        identity: str = "dnsfail",
+        version: str | None = None,
+        locator: Locator | None = None,
+        stats: QueryStats | None = None,
+    ) -> None:
+        self.snapshot = snapshot
+        self.identity = identity
+        self.version = version
+        self.locator: Locator = locator or NoLocator()
+        self.stats = stats or QueryStats()
+        self._counts = self.stats.counts
+        self._countdown = SAMPLE_EVERY
+        self.errors = ErrorLog(log)
+
+    def handle(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
+        """The reply to ``data`` from ``client`` (an IP address), or None (RFC 1035 4.1.1)."""
+        self._countdown -= 1
+        if not self._countdown:
+            return self._timed(data, tcp, client)
+        snap = self.snapshot()
+        replies = snap.replies
+        if not tcp:
+            ready = replies.get(data[2:])
+            if ready is not None:
+                self._counts[ready[1]] += 1
+                return data[:2] + ready[0]
+        scanned = question_key(data, tcp)
+        if scanned is not None:
+            found = replies.keyed.get(scanned[0])
+            hit: Entry | None
+            if isinstance(found, ClientBlocks):
+                address = client_address(client)
+                hit = found.find(address) if address is not None else None
+            else:
+                hit = found
+            if hit is not None:
+                self._counts[hit[1]] += 1
+                reply = wire.personalize(hit[0], data, scanned[1])
+                if not (tcp or found is not hit):
+                    replies.remember_exact(data, reply, hit[1])
+                return reply
+        try:
+            return self._full(data, tcp, snap, scanned, client)
+        except Exception as exc:
+            self.stats.internal_errors += 1
+            self.errors.report(exc, f"answering a {len(data)}-byte message")
+            self._counts[self.stats.slot("", 0, Rcode.SERVFAIL)] += 1
+            return self._servfail(data)
+
+    def _timed(self, data: bytes, tcp: bool, client: str) -> bytes | None:
+        """``handle`` with a stopwatch: the latency histogram's one-in-N sample."""
+        self._countdown = SAMPLE_EVERY
+        started = time.perf_counter()
+        reply = self.handle(data, tcp, client)
+        self.stats.time(time.perf_counter() - started)
+        return reply
+
+    def _full(
+        self,
+        data: bytes,
+        tcp: bool,
+        snap: Snapshot,
+        scanned: tuple[bytes, int] | None,
+        client: str,
+    ) -> bytes | None:
+        try:
+            query = wire.parse_query(data)
+        except wire.Drop:
+            self.stats.dropped += 1
+            return None
+        except wire.Refuse as refusal:
+            qtype = refusal.question[1] if refusal.question is not None else 0
+            self._counts[self.stats.slot("", qtype, refusal.rcode)] += 1
+            return self._finish(wire.render_refusal(refusal), data)
+        replies = snap.replies
+        nsid = self.identity.encode()[:512]
+        ecs_block = replies.ecs_block(query, scanned)
+        if ecs_block is not None:
+            found = replies.keyed.get(ecs_block[0])
+            hit = found.find(ecs_block[1]) if isinstance(found, ClientBlocks) else None
+            if hit is not None and scanned is not None:
+                self._counts[hit[1]] += 1
+                rendered = replies.echo(hit[0], query, ecs_block[2], nsid)
+                replies.remember_entry(scanned[0], (rendered, hit[1]))
+                reply = self._finish(rendered, data)
+                if not tcp:
+                    replies.remember_exact(data, reply, hit[1])
+                return reply
+        message = self.answer(snap, query, client)
+        zone = find_zone(snap.zones, query.qname) if query.qclass != RRClass.CH else None
+        slot = self.stats.slot(zone.origin if zone is not None else "", query.qtype,
+                               message.rcode)
+        self._counts[slot] += 1
+        limit = wire.TCP_LIMIT if tcp else query.udp_limit()
+        reply = wire.render(
+            (query.qname, query.qtype, query.qclass),
+            message,
+            edns=query.edns,
+            limit=limit,
+            ecs_scope=message.scope,
+            nsid=nsid,
+        )
+        if scanned is None or not message.cacheable:
+            return self._finish(reply, data)
+        if (ecs_block is not None
+                and replies.echo_start(reply, query, ecs_block[2], nsid) is not None):
+            replies.remember_block(ecs_block[0], ecs_block[1], message.scope, (reply, slot))
+        per_client = replies.remember(scanned[0], query, message, client, (reply, slot))
+        reply = self._finish(reply, data)
+        if not (tcp or per_client):
+            replies.remember_exact(data, reply, slot)
+        return reply
+
+    def answer(
+        self, snap: Snapshot, query: wire.Query, client: str, steps: list[Step] | None = None
+    ) -> Message:
+        """The decision for a parsed query; ``explain`` calls this too, with ``steps``."""
+        if query.qclass == RRClass.CH:
+            return chaos(query.qname, query.qtype, self.identity, self.version)
+        steering = self.steering(snap, query, client)
+        steering.steps = steps
+        return resolve(snap.zones, query.qname, query.qtype, query.qclass, steering)
+
+    def steering(self, snap: Snapshot, query: wire.Query, client: str) -> Steering:
+        """Where the client is: its ECS subnet when sent (RFC 7871 section 7.1.1), else its
+        packet source address."""
+        ecs = query.edns.ecs if query.edns is not None else None
+        if ecs is not None:
+            if ecs.source_prefix == 0:
+                return Steering(snap, None, 0, self.locator)
+            return Steering(snap, ecs.network.network_address, ecs.source_prefix, self.locator)
+        return Steering(snap, client_address(client), None, self.locator)
+
+    @staticmethod
+    def _finish(reply: bytes, data: bytes) -> bytes:
+        qend = wire.question_end(data)
+        if (
+            qend is not None
+            and reply[4:6] == b"\x00\x01"
+            and reply[12:qend].lower() == data[12:qend].lower()
+        ):
+            return wire.personalize(reply, data, qend)
+        return wire.with_id(reply, data[0] << 8 | data[1], data[2:4])
+
+    def _servfail(self, data: bytes) -> bytes | None:
+        if len(data) < wire.HEADER_LEN or data[2] & 0x80:
+            return None
+        refusal = wire.Refuse(Rcode.SERVFAIL, "internal error", query_id=data[0] << 8 | data[1])
+        try:
+            return wire.with_id(wire.render_refusal(refusal), refusal.query_id, data[2:4])
+        except Exception as exc:
+            self.errors.report(exc, "rendering SERVFAIL")
+            return None

@@ -1,0 +1,133 @@
+"""Query counters of the answer path: plain ints, cheap enough for every message.
+
+This module owns :class:`QueryStats` (the handler's counters by ``(zone,
+qtype, rcode)`` and its sampled latency histogram), :class:`Totals` (the
+same as plain data a worker process sends) and their label values.  A
+cached reply carries the index of its counter, so a hit costs one list
+increment; latency is timed on one message in :data:`SAMPLE_EVERY`.
+
+Part of the core: it imports no prometheus-client (``control.metrics``
+exports these at scrape time), no I/O and nothing outside ``model``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from dnsfail.model import Rcode, RRType
+
+#: One query in this many is timed for the latency histogram.
+SAMPLE_EVERY = 16
+#: Upper bounds (seconds) of the answer latency buckets: a cache hit is ~2-4 us, a full
+#: answer ~50-200 us, anything near a millisecond is worth seeing.
+LATENCY_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1)
+
+#: Query types with their own label value; anything else counts as "other", so that a
+#: client sending random types cannot create unbounded series.
+_QTYPES = {int(t): t.name for t in RRType} | {
+    35: "NAPTR", 48: "DNSKEY", 52: "TLSA", 64: "SVCB", 65: "HTTPS", 99: "SPF",
+}
+_RCODES = {int(r): r.name for r in Rcode}
+
+Key = tuple[str, str, str]
+
+
+def qtype_label(qtype: int) -> str:
+    return _QTYPES.get(qtype, "other")
+
+
+def rcode_label(rcode: int) -> str:
+    return _RCODES.get(rcode, str(rcode))
+
+
+class QueryStats:
+    """Query counters by (zone, qtype, rcode) and a sampled latency histogram.
+
+    ``slot()`` is called once per distinct key on the slow path; the fast
+    path does ``counts[slot] += 1``.  Only the event loop thread writes.
+    """
+
+    def __init__(self) -> None:
+        self.slots: dict[Key, int] = {}
+        self.keys: list[Key] = []
+        self.counts: list[int] = []
+        #: Per-bucket (not cumulative) sample counts; the last is +Inf.
+        self.latency = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        #: Messages dropped without a reply (too short, or a response).
+        self.dropped = 0
+        #: Messages answered SERVFAIL because answering raised: each one is a bug.
+        self.internal_errors = 0
+
+    def slot(self, zone: str, qtype: int, rcode: int) -> int:
+        key = (zone, qtype_label(qtype), rcode_label(rcode))
+        index = self.slots.get(key)
+        if index is None:
+            index = self.slots[key] = len(self.counts)
+            self.keys.append(key)
+            self.counts.append(0)
+        return index
+
+    def time(self, seconds: float) -> None:
+        self.latency[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+    def totals(self) -> Totals:
+        """Everything counted so far, as plain data a worker process can send."""
+        return Totals(dict(zip(self.keys, self.counts, strict=True)), list(self.latency),
+                      self.latency_sum, self.dropped, internal_errors=self.internal_errors)
+
+    def merged(self, others: Iterable[Totals]) -> QueryStats:
+        """A new QueryStats holding this one's counts plus ``others`` (for the scrape)."""
+        out = QueryStats()
+        for part in (self.totals(), *others):
+            out.add(part)
+        return out
+
+    def add(self, part: Totals) -> None:
+        for (zone, qtype, rcode), count in part.counts.items():
+            index = self.slots.get((zone, qtype, rcode))
+            if index is None:
+                index = self.slots[(zone, qtype, rcode)] = len(self.counts)
+                self.keys.append((zone, qtype, rcode))
+                self.counts.append(0)
+            self.counts[index] += count
+        for i, count in enumerate(part.latency):
+            self.latency[i] += count
+        self.latency_sum += part.latency_sum
+        self.dropped += part.dropped
+        self.internal_errors += part.internal_errors
+
+
+@dataclass
+class Totals:
+    """A QueryStats' counts as plain data: what a worker reports to the main process.
+
+    Counts are cumulative since the worker started, so a lost report loses
+    nothing; ``udp_dropped_sends``, ``tcp_open`` and ``tcp_closed`` come from
+    the worker's listeners.
+    """
+
+    counts: dict[Key, int] = field(default_factory=dict)
+    latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
+    dropped: int = 0
+    udp_dropped_sends: int = 0
+    tcp_open: int = 0
+    #: TCP connections the server ended, by reason (server.CLOSE_REASONS).
+    tcp_closed: dict[str, int] = field(default_factory=dict)
+    internal_errors: int = 0
+
+    def add(self, other: Totals) -> None:
+        """Fold ``other`` in (a worker that exited: its counts must not vanish)."""
+        for key, count in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + count
+        self.latency = [a + b for a, b in zip(self.latency, other.latency, strict=True)]
+        self.latency_sum += other.latency_sum
+        self.dropped += other.dropped
+        self.udp_dropped_sends += other.udp_dropped_sends
+        self.internal_errors += other.internal_errors
+        for reason, count in other.tcp_closed.items():
+            self.tcp_closed[reason] = self.tcp_closed.get(reason, 0) + count

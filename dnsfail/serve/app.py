@@ -1,0 +1,401 @@
+"""The composition root: builds the answer path and listeners, and owns their lifetime.
+
+Everything long-lived is created in ``Daemon.start`` and torn down in
+``Daemon.stop``: sockets, worker processes, the prober, the control API, the
+zone-watch, GeoIP-refresh and override-expiry tasks and signal handlers.
+The jobs themselves live in their own rooms: the answer path is built by
+``serve.wiring``, drains by ``serve.drains``, reloads by ``serve.reload``,
+the descriptor budget by ``serve.fds``.
+
+The daemon is what the control API talks to: it implements
+``control.port.ControlPort`` structurally (the store, the drain and reload
+services, the status facts and counters), and control never imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dnsfail.addresses import (
+    CONTROL_HEAD_TIMEOUT,
+    CONTROL_MAX_CONNECTIONS,
+    DEFAULT_CONTROL,
+    DEFAULT_LISTEN,
+)
+from dnsfail.control.api import ControlServer
+from dnsfail.control.auth import check_exposure
+from dnsfail.control.metrics import Metrics
+from dnsfail.control.port import ControlPort
+from dnsfail.dns.handler import Handler
+from dnsfail.dns.stats import QueryStats, Totals
+from dnsfail.errors import ConfigError, DnsfailError
+from dnsfail.model import ProbeSpec, Zone
+from dnsfail.serve.drains import Drains
+from dnsfail.serve.fds import PROBE_IN_FLIGHT, fit_descriptors, raise_fd_limit
+from dnsfail.serve.probe import Prober
+from dnsfail.serve.reload import Reloader
+from dnsfail.serve.server import TcpLimits, UdpListener, bind_udp, serve_tcp
+from dnsfail.serve.wiring import answer_path, close_locator, load_store, open_locator
+from dnsfail.serve.workers import Workers, WorkerSettings
+from dnsfail.state import Store
+from dnsfail.steering.geo import Locator, NoLocator
+from dnsfail.steering.mmdb import MaxMindLocator
+from dnsfail.steering.overrides import Override
+from dnsfail.tasks import cancel_all
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Settings:
+    paths: list[str] = field(default_factory=lambda: ["zones"])
+    listen: list[tuple[str, int]] = field(default_factory=lambda: [DEFAULT_LISTEN])
+    identity: str = field(default_factory=socket.gethostname)
+    version: str | None = None
+    watch: bool = False
+    watch_interval: float = 1.0
+    tcp_idle_timeout: float = 10.0
+    tcp_max_connections: int = 1000
+    #: Control API connections open at once, and seconds each has for a request head.
+    control_max_connections: int = CONTROL_MAX_CONNECTIONS
+    control_head_timeout: float = CONTROL_HEAD_TIMEOUT
+    #: Longest wait for the first probe round before answering; None: derived from the
+    #: slowest probe timeout (gdnsd waits for its first monitoring round too).
+    startup_timeout: float | None = None
+    #: MaxMind/DB-IP .mmdb file for ``geos`` rules; None: subnet rules only.
+    geoip: str | None = None
+    #: Seconds between checks of the GeoIP file for a new version.
+    geoip_refresh: float = 5.0
+    #: Control API address; None: no control API.
+    control: tuple[str, int] | None = DEFAULT_CONTROL
+    #: False when ``control`` is the default: then a busy port is a warning, not a failure,
+    #: so a second instance on one host (or a test) still starts.
+    control_explicit: bool = False
+    #: Bearer token the control API requires; required to bind beyond loopback.
+    control_token: str | None = None
+    #: Where operator overrides are kept across restarts; None: in memory only.
+    state_file: str | None = "dnsfail-state.json"
+    #: Processes answering DNS: this one plus ``workers - 1`` worker processes (workers.py).
+    workers: int = 1
+    #: How worker processes log (the main process's logging is set up by the CLI).
+    log_level: str = "info"
+    log_format: str = "text"
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.handler: Handler | None = None
+        self.udp: list[UdpListener] = []
+        self.tcp: list[asyncio.Server] = []
+        self.limits = TcpLimits(settings.tcp_idle_timeout, settings.tcp_max_connections)
+        self.ports: list[tuple[str, int]] = []
+        self.stopped = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.prober: Prober | None = None
+        self.locator: Locator = NoLocator()
+        self._signals: list[int] = []
+        self.stats = QueryStats()
+        self.control: ControlServer | None = None
+        #: True once DNS is being served (after the first probe round or its timeout).
+        self.ready = False
+        self.first_round = "pending"
+        self.state_path = Path(settings.state_file) if settings.state_file else None
+        self.workers: Workers | None = None
+        self.metrics = Metrics(self, self.stats, self._worker_totals)
+        self.drains = Drains(self.state_path, self.metrics)
+        self.reloads = Reloader(settings.paths, settings.geoip is not None, self.metrics,
+                                self._targets_changed)
+        self.control_max_connections = settings.control_max_connections
+
+    @property
+    def store(self) -> Store | None:
+        """The one store (set at start), shared by the drain and reload services."""
+        return self.drains.store
+
+    @store.setter
+    def store(self, store: Store | None) -> None:
+        self.drains.store = self.reloads.store = store
+
+    def _worker_totals(self) -> list[Totals]:
+        return self.workers.totals() if self.workers is not None else []
+
+    # --- control.port.ControlPort ---------------------------------------------------------
+
+    @property
+    def identity(self) -> str:
+        return self.settings.identity
+
+    @property
+    def config_generation(self) -> int:
+        return self.reloads.config_generation
+
+    @property
+    def tcp_open(self) -> int:
+        return self.limits.open + sum(t.tcp_open for t in self._worker_totals())
+
+    @property
+    def udp_dropped_sends(self) -> int:
+        return (sum(listener.dropped_sends for listener in self.udp)
+                + sum(t.udp_dropped_sends for t in self._worker_totals()))
+
+    @property
+    def tcp_closed(self) -> dict[str, int]:
+        out = dict(self.limits.closed)
+        for totals in self._worker_totals():
+            for reason, count in totals.tcp_closed.items():
+                out[reason] = out.get(reason, 0) + count
+        return out
+
+    @property
+    def overrides(self) -> list[Override]:
+        return list(self.store.overrides) if self.store is not None else []
+
+    @property
+    def zones(self) -> dict[str, Zone]:
+        assert self.store is not None
+        return dict(self.store.snapshot.zones)
+
+    def workers_status(self) -> list[dict[str, Any]]:
+        return self.workers.describe() if self.workers is not None else []
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load zones (raising ConfigError if any is bad), bind, and start answering."""
+        s = self.settings
+        if s.control is not None:
+            check_exposure(s.control[0], s.control_token)
+        control = self.control_max_connections if s.control is not None else 0
+        self.limits.max_connections, self.control_max_connections = fit_descriptors(
+            raise_fd_limit(), self.limits.max_connections, control)
+        saved = await asyncio.to_thread(self.drains.load_saved)
+        if s.geoip is not None:
+            self.locator = await asyncio.to_thread(open_locator, s.geoip)
+            log.info("GeoIP database %s loaded", s.geoip)
+        self.store = store = await asyncio.to_thread(load_store, s.paths,
+                                                     geoip=s.geoip is not None, saved=saved)
+        self.reloads.loaded(store)
+        self.drains.log_restored()
+        self.handler = answer_path(lambda: store.snapshot, self.locator, identity=s.identity,
+                                   version=s.version, stats=self.stats).handler
+        try:
+            await self._listen()
+            await self._start_control()
+            await self._first_probe_round()
+            await self._start_serving(store)
+        except BaseException:
+            await self.stop()
+            raise
+        self.ready = True
+        for host, bound in self.ports:
+            log.info("listening on %s port %d (udp, tcp)%s", host, bound,
+                     f", {s.workers} processes" if self.workers else "")
+        self._start_tasks()
+
+    async def _listen(self) -> None:
+        """Bind every address first: a busy port fails fast, before any probe."""
+        assert self.handler is not None
+        for host, port in self.settings.listen:
+            sock = bind_udp(host, port)
+            bound = sock.getsockname()[1]
+            self.udp.append(UdpListener(sock, self.handler.handle))
+            self.tcp.append(await serve_tcp(host, bound, self.handler.handle, self.limits))
+            self.ports.append((host, bound))
+
+    async def _start_serving(self, store: Store) -> None:
+        loop = asyncio.get_running_loop()
+        for listener in self.udp:
+            listener.start(loop)
+        for server in self.tcp:
+            await server.start_serving()
+        if self.settings.workers > 1:
+            await self._start_workers(store)
+
+    def _start_tasks(self) -> None:
+        """The owned tasks and the signal handlers (cancelled and removed by ``stop``)."""
+        self.tasks.append(asyncio.create_task(self.drains.expire_forever(),
+                                              name="override-expiry"))
+        if self.settings.watch:
+            self.tasks.append(asyncio.create_task(
+                self.reloads.watch_forever(self.settings.watch_interval), name="zone-watch"))
+        if isinstance(self.locator, MaxMindLocator):
+            self.tasks.append(asyncio.create_task(self._refresh_geoip(self.locator),
+                                                  name="geoip-refresh"))
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, self._on_signal, signum)
+                self._signals.append(signum)
+
+    async def _start_workers(self, store: Store) -> None:
+        """Share the listening sockets with ``workers - 1`` processes fed by ``store``."""
+        s = self.settings
+        sockets = [(listener.sock.fileno(), False) for listener in self.udp]
+        sockets += [(sock.fileno(), True) for server in self.tcp for sock in server.sockets]
+        self.workers = Workers(s.workers - 1, sockets, WorkerSettings(
+            s.identity, s.version, s.geoip, s.tcp_idle_timeout, s.tcp_max_connections,
+            s.log_level, s.log_format, uvloop=_uvloop_running()))
+        store.subscribers.append(self.workers.publish)
+        await self.workers.start(store.snapshot)
+
+    async def _first_probe_round(self) -> None:
+        assert self.store is not None
+        self.prober = Prober(self.store.targets, self._on_probe, max_in_flight=PROBE_IN_FLIGHT)
+        await self.prober.start()
+        self.first_round = await first_probe_round(self.prober, self.store,
+                                                   self.settings.startup_timeout)
+
+    def _on_probe(self, spec: ProbeSpec, ok: bool, detail: str, latency: float,
+                  at: float) -> None:
+        assert self.store is not None
+        self.metrics.observe_probe(spec, ok, latency)
+        self.store.observe(spec, ok, detail, latency, at)
+
+    async def _start_control(self) -> None:
+        if self.settings.control is not None:
+            self.control = await start_control(self, self.settings, self.control_max_connections)
+
+    def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP:
+            self.tasks = [t for t in self.tasks if not t.done()]
+            self.tasks.append(asyncio.create_task(self.reloads.quietly("SIGHUP"), name="reload"))
+        else:
+            log.info("signal %s: shutting down", signal.Signals(signum).name)
+            self.stopped.set()
+
+    async def _targets_changed(self, targets: Iterable[ProbeSpec]) -> None:
+        """A reload changed the zones: probe exactly their targets from now on."""
+        if self.prober is not None:
+            await self.prober.update(targets)
+
+    async def _refresh_geoip(self, locator: MaxMindLocator) -> None:
+        """Pick up a replaced database file without a restart (gdnsd watches its files too)."""
+        while True:
+            await asyncio.sleep(self.settings.geoip_refresh)
+            if await asyncio.to_thread(locator.refresh) and self.store is not None:
+                if self.workers is not None:
+                    self.workers.geoip_changed()  # sent with the snapshot that republish() makes
+                self.store.republish()  # cached geo answers came from the old database
+
+    async def stop(self) -> None:
+        """Stop listening and cancel every task this daemon owns."""
+        self.ready = False
+        loop = asyncio.get_running_loop()
+        for signum in self._signals:
+            loop.remove_signal_handler(signum)
+        self._signals = []
+        await cancel_all(self.tasks)
+        self.tasks = []
+        if self.prober is not None:
+            await self.prober.stop()
+            self.prober = None
+        if self.workers is not None:
+            workers, self.workers = self.workers, None
+            if self.store is not None and workers.publish in self.store.subscribers:
+                self.store.subscribers.remove(workers.publish)
+            await workers.stop()
+        for listener in self.udp:
+            listener.stop(loop)
+        self.udp = []
+        for server in self.tcp:
+            server.close()
+        for server in self.tcp:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2.0)
+        self.tcp = []
+        if self.control is not None:
+            await self.control.stop()
+            self.control = None
+        close_locator(self.locator)
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await self.stopped.wait()
+        finally:
+            await self.stop()
+
+
+async def first_probe_round(prober: Prober, store: Store, wait: float | None) -> str:
+    """Cold start: answer dynamic names from probe results, never from guesses.
+
+    Like gdnsd, queries wait (in the socket buffers) until every target
+    has been probed once.  If some target gives no result in time it is
+    served as up until it does: starting by declaring sites down is the
+    PowerDNS failure mode (pdns#9529) that withdraws healthy gateways.
+    ``wait`` None: derived from the slowest probe timeout.  Returns the
+    round's outcome for ``/readyz``: "complete" or "timed out".
+    """
+    targets = store.targets
+    if not targets:
+        return "complete"
+    timeout = max(spec.timeout for spec in targets) + 2.0 if wait is None else wait
+    if await prober.first_round(timeout):
+        log.info("first probe round complete: %d target(s)", len(targets))
+        return "complete"
+    missing = ", ".join(s.label for s in store.unknown_targets())
+    log.warning("no probe result after %.1fs for %s; serving them as up until probed",
+                timeout, missing)
+    return "timed out"
+
+
+async def start_control(port: ControlPort, settings: Settings,
+                        max_connections: int) -> ControlServer | None:
+    """Serve the control API over ``port``; a busy *default* port is only a warning (None)."""
+    assert settings.control is not None
+    host, number = settings.control
+    server = ControlServer(port, host, number, settings.control_token,
+                           max_connections=max_connections,
+                           head_timeout=settings.control_head_timeout)
+    try:
+        address = await server.start()
+    except OSError as exc:
+        if settings.control_explicit or exc.errno != errno.EADDRINUSE:
+            raise DnsfailError(f"control API on {host}:{number}: {exc.strerror or exc}") from exc
+        log.warning("control API not started: %s:%d is in use (another dnsfail?); "
+                    "pass --control HOST:PORT, or --control off", host, number)
+        return None
+    log.info("control API on http://%s:%d/%s", address[0], address[1],
+             " (bearer token required)" if settings.control_token else "")
+    return server
+
+
+def _uvloop_running() -> bool:
+    return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+
+
+def run(settings: Settings) -> int:
+    """Run the daemon until SIGTERM/SIGINT, on uvloop when it is installed."""
+
+    async def main() -> int:
+        daemon = Daemon(settings)
+        try:
+            await daemon.serve_forever()
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("%s", problem)
+            log.error("not starting: %d problem(s) in the zone files", len(exc.problems))
+            return 1
+        except (OSError, DnsfailError) as exc:
+            log.error("not starting: %s", exc)
+            return 1
+        return 0
+
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main())
+    if os.environ.get("DNSFAIL_NO_UVLOOP"):
+        return asyncio.run(main())
+    return uvloop.run(main())

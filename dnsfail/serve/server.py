@@ -1,0 +1,290 @@
+"""UDP and TCP listeners: bytes in, bytes out, nothing else.
+
+UDP reads the socket directly from a reader callback and drains it until it
+would block (bounded per wake-up so TCP and probes still get turns): one
+wake-up answers a burst of queries, which is where most of the speed of a
+Python DNS server is won or lost.  TCP follows RFC 7766: two-octet length
+framing (section 8), several pipelined queries per connection answered in
+order (section 6.2.1), an idle timeout (section 6.2.3) and a cap on
+concurrent connections.  A client that trickles bytes never extends its own
+idle timer, and one that does not read its replies gets no more answers
+once they back up, holds at most INPUT_LIMIT + OUTPUT_LIMIT octets here and
+TCP_SEND_BUFFER in the kernel, and is reset at its idle timeout: neither can
+hold the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import cast
+
+from dnsfail.logs import ErrorLog
+
+log = logging.getLogger(__name__)
+#: The handler never raises; if a bug makes it, one line per kind, never a traceback per packet.
+_errors = ErrorLog(log)
+
+#: Datagrams answered per reader wake-up before yielding to the event loop.
+UDP_BATCH = 256
+SOCKET_BUFFER = 4 * 1024 * 1024
+
+#: ``handle(message, tcp, client_ip)`` -> reply or None.
+Handle = Callable[[bytes, bool, str], "bytes | None"]
+
+
+def bind_udp(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class UdpListener:
+    """Answers datagrams on one socket from the event loop's reader callback."""
+
+    def __init__(self, sock: socket.socket, handle: Handle) -> None:
+        self.sock = sock
+        self.handle = handle
+        self.dropped_sends = 0
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_reader(self.sock.fileno(), self._readable)
+
+    def stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.sock.fileno() >= 0:
+            loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+
+    def _readable(self) -> None:
+        recvfrom = self.sock.recvfrom
+        sendto = self.sock.sendto
+        handle = self.handle
+        for _ in range(UDP_BATCH):
+            try:
+                data, addr = recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. a queued ICMP error; the socket is still fine
+                log.debug("udp receive error: %s", exc)
+                continue
+            try:
+                reply = handle(data, False, addr[0])
+            except Exception as exc:  # the handler never raises; this guards the listener anyway
+                _errors.report(exc, f"in the UDP listener on a {len(data)}-byte datagram")
+                continue
+            if reply is None:
+                continue
+            try:
+                sendto(reply, addr)
+            except (BlockingIOError, InterruptedError):
+                self.dropped_sends += 1
+            except OSError as exc:
+                log.debug("udp send to %s failed: %s", addr, exc)
+
+
+#: RFC 1035 section 4.2.2: a two-octet length prefix, so no message is longer than this.
+MAX_MESSAGE = 65535
+#: Unanswered input a connection may hold: one maximum-size message and its length prefix,
+#: plus a margin for the start of the next one.  More than that only builds up while the
+#: client's replies back up unread (reading is paused then, so it is what the last read
+#: brought beyond what could be answered): such a client is aborted, not buffered for.
+INPUT_LIMIT = 2 + MAX_MESSAGE + 4096
+#: Write-buffer marks (asyncio ``set_write_buffer_limits``): above HIGH the transport calls
+#: ``pause_writing`` and no further message is answered; below LOW answering resumes.  The
+#: kernel's socket buffer comes first, so this is what the process holds beyond it.
+WRITE_HIGH = 64 * 1024
+WRITE_LOW = 16 * 1024
+#: SO_SNDBUF of the TCP listeners, which accepted connections inherit (Linux doubles it for
+#: its bookkeeping).  Without it autotuning lets each connection whose client does not read
+#: pin up to net.ipv4.tcp_wmem's maximum (often 4 MiB) of kernel memory: 100 such clients
+#: held 382 MiB.  Enough for DNS: a maximum-size reply per round trip.
+TCP_SEND_BUFFER = 64 * 1024
+#: Unsent output a connection may hold: the high mark, the reply that crossed it and two
+#: more maximum-size replies.  Answering stops at WRITE_HIGH, so this is a guard against a
+#: transport whose flow control comes late or never; a connection over it is aborted.
+OUTPUT_LIMIT = WRITE_HIGH + 3 * (2 + MAX_MESSAGE)
+#: Why the server ends a connection: the labels of ``dnsfail_tcp_closed_total``.
+#: ``idle``: the RFC 7766 section 6.2.3 idle timeout, nothing left unsent (a FIN);
+#: ``stalled``: the idle timeout with replies unsent, the client not reading (a reset);
+#: ``input_limit`` / ``output_limit``: over INPUT_LIMIT / OUTPUT_LIMIT (a reset);
+#: ``connection_limit``: closed at accept, ``max_connections`` already open (a FIN).
+CLOSE_REASONS = ("idle", "stalled", "input_limit", "output_limit", "connection_limit")
+#: Seconds between two log lines about the connection limit: a flood of connects is
+#: counted in metrics, and must not flood the log.
+LIMIT_LOG_EVERY = 10.0
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+class TcpLimits:
+    """The settings and counters shared by every connection of one process."""
+
+    def __init__(self, idle_timeout: float = 10.0, max_connections: int = 1000) -> None:
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.open = 0
+        #: Connections the server ended, by reason (CLOSE_REASONS); cumulative.
+        self.closed = dict.fromkeys(CLOSE_REASONS, 0)
+        #: When the connection limit was last logged (time.monotonic), see LIMIT_LOG_EVERY.
+        self.limit_logged = -LIMIT_LOG_EVERY
+
+
+class TcpConnection(asyncio.Protocol):
+    """One TCP client: frames, answers in order, times out when idle.
+
+    Memory per connection is bounded whatever the client does: answering
+    stops while the transport's write buffer is over WRITE_HIGH (reading is
+    paused too, and the messages already read wait, at most INPUT_LIMIT
+    octets of them), and a client that does not read is idle under RFC 7766
+    section 6.2.3: answers earn no time, so the idle timer still runs, and it
+    resets the connection rather than closing it, since a close would wait for
+    the unsent replies forever.  Input is kept in a bytearray consumed from
+    the front, so a message delivered one octet at a time costs linear time.
+    """
+
+    def __init__(self, handle: Handle, limits: TcpLimits) -> None:
+        self.handle = handle
+        self.limits = limits
+        #: Input not yet answered: a partial message, or whole ones waiting while paused.
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.counted = False
+        self.paused = False
+        self.client = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TCPTransport does not derive from asyncio.Transport, so no isinstance check.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client = peer[0] if peer else ""
+        limits = self.limits
+        if limits.open >= limits.max_connections:
+            now = time.monotonic()
+            if now - limits.limit_logged >= LIMIT_LOG_EVERY:
+                limits.limit_logged = now
+                log.warning("tcp connection limit %d reached; closing new connections "
+                            "(%d so far)", limits.max_connections,
+                            limits.closed["connection_limit"] + 1)
+            limits.closed["connection_limit"] += 1
+            transport.abort()  # nothing was sent: a plain close, no reset needed
+            return
+        limits.open += 1
+        self.counted = True
+        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(self.limits.idle_timeout, self._idle)
+
+    def _idle(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if self.paused or transport.get_write_buffer_size():
+            self._abort("stalled")
+        else:
+            self.limits.closed["idle"] += 1
+            transport.close()
+
+    def _abort(self, reason: str) -> None:
+        """End the connection now, unsent data dropped, with a reset (SO_LINGER 0).
+
+        A plain close would leave the replies the client does not read in the
+        kernel's send buffer, retried against a zero window; a reset frees it.
+        """
+        transport = self.transport
+        if transport is None:
+            return
+        self.limits.closed[reason] += 1
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        self.buffer = bytearray()
+        transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.buffer += data
+        self._answer(transport)
+
+    def _answer(self, transport: asyncio.Transport) -> None:
+        """Answer the whole messages in the buffer, in order, until output backs up."""
+        buffer = self.buffer
+        size = len(buffer)
+        start = 0
+        while not self.paused and size - start >= 2:
+            end = start + 2 + (buffer[start] << 8 | buffer[start + 1])
+            if size < end:
+                break
+            message = bytes(buffer[start + 2 : end])
+            start = end
+            reply = self.handle(message, True, self.client)
+            if reply is not None:
+                transport.write(len(reply).to_bytes(2, "big") + reply)
+                if transport.get_write_buffer_size() > OUTPUT_LIMIT:
+                    self._abort("output_limit")
+                    return
+        if start:
+            del buffer[:start]  # O(1) in CPython: a bytearray advances its start
+            self._arm()  # only complete messages earn more time, RFC 7766 section 6.2.3
+        if len(buffer) > INPUT_LIMIT:
+            self._abort("input_limit")
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self._answer(transport)  # the messages that waited
+        if not self.paused and not transport.is_closing():
+            transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.counted:
+            self.limits.open -= 1
+            self.counted = False
+        self.buffer = bytearray()
+        self.transport = None
+
+
+async def serve_tcp(
+    host: str, port: int, handle: Handle, limits: TcpLimits
+) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    server = await loop.create_server(
+        lambda: TcpConnection(handle, limits), host, port, family=family,
+        reuse_address=True, backlog=1024, start_serving=False,
+    )
+    for sock in server.sockets:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, TCP_SEND_BUFFER)
+    return server

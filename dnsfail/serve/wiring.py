@@ -1,0 +1,81 @@
+"""The answer path, built in one place: zones into a Store, a Locator, a Handler, its counters.
+
+``dnsfail serve`` (``serve.app``), each worker process (``serve.workers``)
+and ``dnsfail explain`` (``cli.explain``) answer with the same code; this
+module is the only one that puts it together, so that the three cannot
+drift apart (a GeoIP option honoured by one and not another, say).
+
+* :func:`load_store` reads the zone files (``zonefile.load``) into a Store,
+  with the operator overrides restored from the state file, if any;
+* :func:`open_locator` picks how clients are placed: a GeoIP database, or
+  subnet rules only;
+* :func:`answer_path` builds the Handler over a source of snapshots (the
+  store's, or a worker's mirror of the main process's) with its counters.
+
+It owns no task, socket or thread: callers run the slow parts (reading
+zones, opening a database) off their event loop.  It must not import
+``serve.app`` or ``control.api``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from dnsfail.dns.handler import Handler
+from dnsfail.dns.stats import QueryStats
+from dnsfail.state import Snapshot, Store
+from dnsfail.steering.geo import Locator, NoLocator
+from dnsfail.steering.mmdb import MaxMindLocator
+from dnsfail.steering.overrides import Override
+from dnsfail.zonefile import load_zones
+
+
+@dataclass
+class AnswerPath:
+    """One process's answer path: who answers, how clients are placed, what is counted."""
+
+    handler: Handler
+    locator: Locator
+    stats: QueryStats
+
+    def close(self) -> None:
+        close_locator(self.locator)
+
+
+def load_store(paths: Sequence[str], *, geoip: bool,
+               saved: Sequence[Override] = ()) -> Store:
+    """The zones under ``paths`` (raising ConfigError on any problem) with ``saved`` overrides.
+
+    ``geoip``: a GeoIP database will place clients, so ``geos`` rules are allowed.
+    """
+    return Store(load_zones(paths, geoip=geoip), saved)
+
+
+def open_locator(geoip: str | None) -> Locator:
+    """The database at ``geoip`` (raising GeoError if unusable), or subnet rules only."""
+    return MaxMindLocator(geoip) if geoip else NoLocator()
+
+
+def close_locator(locator: Locator) -> None:
+    if isinstance(locator, MaxMindLocator):
+        locator.close()
+
+
+def answer_path(
+    snapshot: Callable[[], Snapshot],
+    locator: Locator,
+    *,
+    identity: str = "dnsfail",
+    version: str | None = None,
+    stats: QueryStats | None = None,
+) -> AnswerPath:
+    """The Handler answering from ``snapshot()`` (read once per message), and its counters.
+
+    ``stats``: counters that exist before the handler (the daemon's metrics read them);
+    new ones otherwise.
+    """
+    stats = stats if stats is not None else QueryStats()
+    handler = Handler(snapshot, identity=identity, version=version, locator=locator,
+                      stats=stats)
+    return AnswerPath(handler, locator, stats)

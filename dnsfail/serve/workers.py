@@ -1,0 +1,481 @@
+"""Worker processes that answer DNS from the main process's view (``serve --workers N``).
+
+Why: one CPython process answers on one core.  A cached answer costs a few
+microseconds of Python, but each datagram also costs a receive and a send
+system call and the event loop's dispatch, so one process saturates a core
+well below what the network stack can carry.  N processes answer on N cores.
+
+How the work is shared: the main process binds the UDP and TCP sockets and
+hands *the same sockets* to every worker (file-descriptor inheritance).  The
+kernel gives each datagram to whichever process reads first, so the load is
+balanced however few client ports there are.  ``SO_REUSEPORT`` (what gdnsd
+and CoreDNS use) gives each process its own socket and spreads clients by a
+hash of their address and port: with a handful of busy resolver ports it
+leaves one process with most of the traffic (measured with two processes:
+91k q/s from four dnsperf ports, one process doing 70% of the work, and
+103k from eight; a shared socket split four ports evenly, 95k).
+
+Why the workers decide nothing: probing, reloads, drains, GeoIP refreshes,
+the control API and metrics stay in the main process, so every target is
+probed once, not once per worker, and there is one state file and one
+control address.  Every snapshot the main process publishes is sent to each
+worker over a Unix socket: the zones that changed (by object identity, so a
+health change sends only the small health map) and the health of every
+target.  A worker answers with ``Handler`` exactly as the main process does,
+from its mirror of the latest snapshot; it reports its counters once a second
+and acknowledges every generation it applies, which ``/v1/status`` shows.
+
+Lifetimes: the main process owns the worker processes and one supervising task
+per worker; a worker that dies is logged and restarted (with a growing pause),
+its counts folded into the totals so that counters never go backwards.  A
+worker exits when its channel closes, so no worker outlives the main process,
+even one killed with SIGKILL.
+
+The channel carries length-prefixed pickles between processes of the same
+program (never from the network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copyreg
+import io
+import json
+import logging
+import os
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from dnsfail.dns.stats import Totals
+from dnsfail.model import ProbeSpec, Zone
+from dnsfail.serve.server import TcpConnection, TcpLimits, UdpListener
+from dnsfail.serve.wiring import answer_path, open_locator
+from dnsfail.state import Snapshot
+from dnsfail.steering.health import TargetHealth
+from dnsfail.steering.mmdb import MaxMindLocator
+from dnsfail.tasks import cancel_all
+
+log = logging.getLogger(__name__)
+
+#: Seconds between a worker's counter reports.
+REPORT_EVERY = 1.0
+#: Longest wait for a worker to start answering, and for one message to be written.
+START_TIMEOUT = 60.0
+SEND_TIMEOUT = 10.0
+#: Pause before restarting a worker that died: doubles per quick death, up to the maximum.
+RESTART_PAUSE = 0.5
+RESTART_PAUSE_MAX = 30.0
+
+_FRAME = struct.Struct("!I")
+
+
+# --- the channel: length-prefixed pickles -----------------------------------------------------
+
+def _mapping_proxy(items: dict[Any, Any]) -> MappingProxyType[Any, Any]:
+    return MappingProxyType(items)
+
+
+def _reduce_mapping_proxy(proxy: MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, Any]]]:
+    return _mapping_proxy, (dict(proxy),)
+
+
+def encode(message: object) -> bytes:
+    """One frame: a 4-octet length and the pickled message.
+
+    Zones hold read-only mapping proxies, which pickle cannot store on its
+    own; they travel as the dicts they wrap and are wrapped again on arrival.
+    """
+    out = io.BytesIO()
+    out.write(b"\0\0\0\0")
+    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = copyreg.dispatch_table.copy()
+    pickler.dispatch_table[MappingProxyType] = _reduce_mapping_proxy
+    pickler.dump(message)
+    frame = out.getbuffer()
+    _FRAME.pack_into(frame, 0, len(frame) - _FRAME.size)
+    return bytes(frame)
+
+
+async def receive(reader: asyncio.StreamReader) -> object | None:
+    """The next message, or None when the other end has closed the channel."""
+    try:
+        head = await reader.readexactly(_FRAME.size)
+        body = await reader.readexactly(_FRAME.unpack(head)[0])
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    message: object = pickle.loads(body)
+    return message
+
+
+@dataclass(frozen=True)
+class Publish:
+    """One snapshot as a worker needs it: the zones that changed since the last one sent."""
+
+    generation: int
+    #: Every zone origin, in the main process's order.
+    order: tuple[str, ...]
+    changed: Mapping[str, Zone]
+    health: Mapping[ProbeSpec, TargetHealth]
+    #: Reopen the GeoIP database before applying (the main process reloaded it).
+    geoip_changed: bool = False
+
+
+class Mirror:
+    """A worker's copy of the main process's snapshot, rebuilt from ``Publish`` messages."""
+
+    def __init__(self) -> None:
+        self.zones: dict[str, Zone] = {}
+        self.snapshot = Snapshot(0, {})
+
+    def apply(self, message: Publish) -> Snapshot:
+        changed = message.changed
+        zones = {origin: changed[origin] if origin in changed else self.zones[origin]
+                 for origin in message.order}
+        self.zones = zones
+        self.snapshot = Snapshot(message.generation, zones, message.health)
+        return self.snapshot
+
+
+def changes(snapshot: Snapshot, sent: Mapping[str, Zone]) -> dict[str, Zone]:
+    """The zones of ``snapshot`` a worker that has ``sent`` does not have (by identity)."""
+    return {origin: zone for origin, zone in snapshot.zones.items() if sent.get(origin) is not zone}
+
+
+# --- the main process's side ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a worker needs besides the snapshots: how to answer and how to log."""
+
+    identity: str
+    version: str | None
+    geoip: str | None
+    tcp_idle_timeout: float
+    tcp_max_connections: int
+    log_level: str
+    log_format: str
+    uvloop: bool = True
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: asyncio.subprocess.Process | None = None
+    writer: asyncio.StreamWriter | None = None
+    #: The zones this worker has been sent, by origin (identity tells what changed).
+    sent: dict[str, Zone] = field(default_factory=dict)
+    #: The last snapshot generation the worker said it applied.
+    applied: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    totals: Totals = field(default_factory=Totals)
+    reported_at: float = 0.0
+    restarts: int = 0
+    started_at: float = 0.0
+    #: Sends to one worker happen one at a time, so generations arrive in order.
+    sending: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Workers:
+    """Starts, feeds, supervises and stops the ``count`` worker processes.
+
+    ``count`` is the number of *extra* processes; the main process answers
+    too.  ``sockets`` are the listening sockets as (file descriptor, is TCP).
+    ``publish`` is a Store subscriber: it only notes the newest snapshot, and
+    one owned task sends it (so a slow worker never delays the event loop,
+    and a burst of snapshots sends only the last).
+    """
+
+    def __init__(
+        self, count: int, sockets: Sequence[tuple[int, bool]], settings: WorkerSettings
+    ) -> None:
+        self.settings = settings
+        self.sockets = list(sockets)
+        self.workers = [_Worker(i + 1) for i in range(count)]
+        self.tasks: list[asyncio.Task[None]] = []
+        self.pending: Snapshot | None = None
+        self.geoip_pending = False
+        self.wake = asyncio.Event()
+        #: Counts of worker processes that have exited, so that counters never go back.
+        self.retired = Totals()
+        self.stopping = False
+
+    async def start(self, snapshot: Snapshot) -> None:
+        """Start every worker with ``snapshot`` and wait (bounded) until each is answering."""
+        self.pending = snapshot
+        for worker in self.workers:
+            self.tasks.append(asyncio.create_task(self._supervise(worker),
+                                                  name=f"worker-{worker.index}"))
+        self.tasks.append(asyncio.create_task(self._send_loop(), name="worker-publish"))
+        waits = [asyncio.create_task(w.ready.wait()) for w in self.workers]
+        _, not_done = await asyncio.wait(waits, timeout=START_TIMEOUT)
+        for task in not_done:
+            task.cancel()
+        if not_done:
+            log.warning("%d worker(s) not answering after %.0fs; the others are",
+                        len(not_done), START_TIMEOUT)
+
+    def publish(self, snapshot: Snapshot) -> None:
+        self.pending = snapshot
+        self.wake.set()
+
+    def geoip_changed(self) -> None:
+        self.geoip_pending = True
+        self.wake.set()
+
+    def totals(self) -> list[Totals]:
+        """Every worker's latest counts, plus those of exited workers."""
+        return [self.retired, *(w.totals for w in self.workers)]
+
+    def describe(self) -> list[dict[str, Any]]:
+        """For ``/v1/status``: which workers run, what they applied, when they last reported."""
+        out = []
+        for w in self.workers:
+            alive = w.process is not None and w.process.returncode is None
+            out.append({
+                "index": w.index, "pid": w.process.pid if w.process is not None else None,
+                "alive": alive, "ready": w.ready.is_set(), "generation": w.applied,
+                "restarts": w.restarts, "queries": sum(w.totals.counts.values()),
+                "reported_at": round(w.reported_at, 3) if w.reported_at else None,
+            })
+        return out
+
+    async def stop(self) -> None:
+        """Close every channel (workers exit on EOF), then wait; kill what lingers."""
+        self.stopping = True
+        for w in self.workers:
+            if w.writer is not None:
+                w.writer.close()
+        for w in self.workers:
+            if w.process is not None and w.process.returncode is None:
+                try:
+                    await asyncio.wait_for(w.process.wait(), 5.0)
+                except TimeoutError:
+                    log.warning("worker %d (pid %d) did not exit; killing it", w.index,
+                                w.process.pid)
+                    _kill(w.process)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(w.process.wait(), 5.0)
+        await cancel_all(self.tasks)
+        self.tasks = []
+
+    async def _supervise(self, worker: _Worker) -> None:
+        pause = RESTART_PAUSE
+        while not self.stopping:
+            started = time.monotonic()
+            try:
+                await self._run(worker)
+            except OSError as exc:
+                log.error("worker %d could not be started: %s", worker.index, exc)
+            except Exception:  # a bug here must not end supervision
+                log.exception("worker %d failed", worker.index)
+            if self.stopping:
+                return
+            code = worker.process.returncode if worker.process is not None else None
+            log.error("worker %d exited (code %s); restarting it in %.1fs", worker.index,
+                      code, pause, extra={"fields": {"event": "worker_exit",
+                                                     "worker": worker.index, "code": code}})
+            self.retired.add(worker.totals)
+            worker.totals = Totals()
+            worker.restarts += 1
+            await asyncio.sleep(pause)
+            pause = RESTART_PAUSE if time.monotonic() - started > 60 else min(
+                pause * 2, RESTART_PAUSE_MAX)
+
+    async def _run(self, worker: _Worker) -> None:
+        """One life of one worker process: spawn, feed the current snapshot, read reports."""
+        parent, child = socket.socketpair()
+        spec = {"index": worker.index, "channel": child.fileno(), "sockets": self.sockets,
+                **asdict(self.settings)}
+        try:
+            worker.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "dnsfail.serve.workers", json.dumps(spec),
+                pass_fds=[child.fileno(), *(fd for fd, _ in self.sockets)],
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            child.close()
+        worker.started_at = time.time()
+        reader, writer = await asyncio.open_unix_connection(sock=parent)
+        worker.writer = writer
+        worker.sent = {}
+        worker.ready.clear()
+        try:
+            if self.pending is not None:
+                await self._send(worker, self.pending, geoip=False)
+            while True:
+                message = await receive(reader)
+                if message is None:
+                    break
+                self._on_report(worker, message)
+        finally:
+            worker.writer = None
+            writer.close()
+            if not self.stopping:
+                _kill(worker.process)
+            await worker.process.wait()
+
+    def _on_report(self, worker: _Worker, message: object) -> None:
+        if isinstance(message, Totals):
+            worker.totals = message
+            worker.reported_at = time.time()
+        elif isinstance(message, tuple) and message and message[0] == "applied":
+            worker.applied = int(message[1])
+            if not worker.ready.is_set():
+                worker.ready.set()
+                log.info("worker %d (pid %s) answering, generation %d", worker.index,
+                         worker.process.pid if worker.process is not None else "?",
+                         worker.applied)
+
+    async def _send_loop(self) -> None:
+        """Send the newest snapshot to every worker, whenever one is published."""
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            snapshot, geoip = self.pending, self.geoip_pending
+            self.geoip_pending = False
+            if snapshot is None:
+                continue
+            results = await asyncio.gather(
+                *(self._send(w, snapshot, geoip) for w in self.workers if w.writer is not None),
+                return_exceptions=True)
+            for failure in results:
+                if isinstance(failure, Exception):  # a bug must not stop every later publish
+                    log.error("publishing generation %d to workers failed: %r",
+                              snapshot.generation, failure)
+
+    async def _send(self, worker: _Worker, snapshot: Snapshot, geoip: bool) -> None:
+        async with worker.sending:
+            await self._send_one(worker, snapshot, geoip)
+
+    async def _send_one(self, worker: _Worker, snapshot: Snapshot, geoip: bool) -> None:
+        writer = worker.writer
+        if writer is None:
+            return
+        changed = changes(snapshot, worker.sent)
+        message = Publish(snapshot.generation, tuple(snapshot.zones), changed,
+                          dict(snapshot.health), geoip)
+        # Pickling a large zone takes a while; off the loop it delays answers less.
+        frame = await asyncio.to_thread(encode, message) if changed else encode(message)
+        try:
+            writer.write(frame)
+            await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            log.error("worker %d: could not send generation %d (%s); restarting it",
+                      worker.index, snapshot.generation, exc or "timed out")
+            if worker.process is not None:
+                _kill(worker.process)
+            return
+        worker.sent = dict(snapshot.zones)
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+
+
+# --- the worker process's side ----------------------------------------------------------------
+
+async def _serve(spec: dict[str, Any]) -> None:
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_unix_connection(
+        sock=socket.socket(fileno=spec["channel"]))
+    mirror = Mirror()
+    first = await receive(reader)
+    if not isinstance(first, Publish):
+        return  # the main process went away before sending anything
+    mirror.apply(first)
+    answers = answer_path(lambda: mirror.snapshot, open_locator(spec["geoip"]),
+                          identity=spec["identity"], version=spec["version"])
+    handler, locator, stats = answers.handler, answers.locator, answers.stats
+    limits = TcpLimits(spec["tcp_idle_timeout"], spec["tcp_max_connections"])
+    udp: list[UdpListener] = []
+    tcp: list[asyncio.Server] = []
+    for fd, stream in spec["sockets"]:
+        sock = socket.socket(fileno=fd)
+        if stream:
+            tcp.append(await loop.create_server(
+                lambda: TcpConnection(handler.handle, limits), sock=sock))
+        else:
+            listener = UdpListener(sock, handler.handle)
+            listener.start(loop)
+            udp.append(listener)
+
+    def totals() -> Totals:
+        out = stats.totals()
+        out.udp_dropped_sends = sum(u.dropped_sends for u in udp)
+        out.tcp_open = limits.open
+        out.tcp_closed = dict(limits.closed)
+        return out
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(REPORT_EVERY)
+            writer.write(encode(totals()))
+            await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)
+
+    writer.write(encode(("applied", mirror.snapshot.generation)))
+    reporter = asyncio.create_task(report(), name="report")
+    try:
+        while (message := await receive(reader)) is not None:
+            if not isinstance(message, Publish):
+                continue
+            if message.geoip_changed and isinstance(locator, MaxMindLocator):
+                await asyncio.to_thread(locator.refresh)
+            mirror.apply(message)
+            writer.write(encode(("applied", message.generation)))
+    finally:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError, TimeoutError):
+            await reporter
+        for listener in udp:
+            listener.stop(loop)
+        for server in tcp:
+            server.close()
+        answers.close()
+        writer.close()
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m dnsfail.serve.workers SPEC``: started by ``Workers``, never by hand."""
+    from dnsfail import logs
+
+    spec = json.loads(argv[0])
+    logs.setup(spec["log_level"], spec["log_format"])
+    prefix = f"worker {int(spec['index'])}: "
+
+    def tag(record: logging.LogRecord) -> bool:
+        record.msg = prefix + str(record.msg)  # workers share the main process's stderr
+        return True
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(tag)
+    # Ctrl-C reaches the whole process group; the main process decides when workers stop
+    # (it closes their channels), so that it can stop them in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if spec.get("uvloop") and not os.environ.get("DNSFAIL_NO_UVLOOP"):
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            uvloop.run(_serve(spec))
+            return 0
+    asyncio.run(_serve(spec))
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the imported module's main, not this __main__ copy's: messages unpickle as
+    # dnsfail.serve.workers classes, and isinstance must recognise them.
+    from dnsfail.serve.workers import main as _main
+
+    raise SystemExit(_main(sys.argv[1:]))

@@ -1,0 +1,247 @@
+"""Zone files in octoDNS's YamlProvider format -> validated, immutable ``model.Zone`` objects.
+
+Owns ``parse_zone`` and ``load_zones`` (the entry points: ``dnsfail check``,
+startup and reload all run ``load_zones``, so what ``check`` accepts is
+exactly what the server will serve), the choice of reader (``strict``, else
+``libyaml``), the order of the checks, the pause of the cyclic garbage
+collector while a zone is built, and the assembly of the ``Zone``.  The
+package docstring tells how a file is read.
+
+Imports ``files``, the two readers and the module of each check, never ``yaml``
+itself, and does no I/O beyond ``files.read_zone_file``.  No module of
+``zonefile`` but the package's ``__init__`` may import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import MappingProxyType
+
+from dnsfail.errors import ConfigError, Problem
+from dnsfail.model import DynamicRecord, RRset, RRType, Zone
+from dnsfail.zonefile.dynamic import dynamic_records
+from dnsfail.zonefile.files import discover, read_zone_file
+from dnsfail.zonefile.libyaml import read_libyaml
+from dnsfail.zonefile.located import Entry, Problems, clip
+from dnsfail.zonefile.names import name_problem
+from dnsfail.zonefile.records import Record, parse_records, read_options
+from dnsfail.zonefile.rules import (
+    check_alias_target,
+    check_apex_ns,
+    check_exclusive,
+    delegations,
+    index_records,
+    zone_names,
+)
+from dnsfail.zonefile.soa import SoaFields, publish_soa, soa_fields, soa_rrset
+from dnsfail.zonefile.strict import read_strict
+
+
+def _nodes(
+    index: Mapping[str, Mapping[str, Record]],
+) -> tuple[Mapping[str, Mapping[RRType, RRset]], int]:
+    """Owner -> type -> RRset for every record except ALIAS (which is ``Zone.alias``),
+    and how many rdatas they hold.
+
+    A dynamic record's backup ``values`` are here too, so type existence
+    (NODATA, CNAME exclusivity, ANY) is uniform; ``Zone.dynamic`` decides the answer.
+    """
+    nodes: dict[str, Mapping[RRType, RRset]] = {}
+    count = 0
+    for name, by_type in index.items():
+        rrsets: dict[RRType, RRset] = {}
+        for rtype, record in by_type.items():
+            if rtype != "ALIAS":
+                qtype = _RRTYPES[rtype]
+                rrsets[qtype] = RRset(name, qtype, record.ttl, record.rdatas)
+                count += len(record.rdatas)
+        if rrsets:
+            nodes[name] = MappingProxyType(rrsets)
+    return MappingProxyType(nodes), count
+
+
+#: ``RRType[name]`` without the enum machinery's per-call cost.
+_RRTYPES: Mapping[str, RRType] = {rtype.name: rtype for rtype in RRType}
+
+
+def _build(
+    origin: str, index: dict[str, dict[str, Record]], cuts: set[str], names: frozenset[str],
+    dynamic: dict[tuple[str, RRType], DynamicRecord], fields: SoaFields, source: str,
+) -> Zone:  # fmt: skip
+    nodes, count = _nodes(index)
+    alias_record = index.get(origin, {}).get("ALIAS")
+    alias = None
+    if alias_record is not None:
+        alias = RRset(origin, RRType.CNAME, alias_record.ttl, alias_record.rdatas)
+    return Zone(
+        origin=origin,
+        soa=soa_rrset(origin, fields, 0),
+        nodes=nodes,
+        names=names,
+        cuts=frozenset(cuts),
+        alias=alias,
+        dynamic=MappingProxyType(dynamic),
+        source=source,
+        record_count=count + (1 if alias else 0),
+    )
+
+
+def parse_zone(
+    text: str,
+    source: str,
+    origin: str,
+    *,
+    serial: int,
+    previous: Zone | None = None,
+    geoip: bool = True,
+) -> Zone:
+    """Parse and validate one zone file's text into a ``Zone``.
+
+    ``origin`` is the zone's absolute name (``gw.example.com.``).  ``serial``
+    is used when the file sets none and there is no ``previous`` zone (the
+    one being replaced on reload) to compare with: see ``soa._serial``.  ``geoip``
+    says whether a GeoIP database is configured; without one, ``geos`` rules
+    could never match and are problems.  Raises ``ConfigError`` carrying every
+    problem in the file.
+    """
+    with collector_paused():
+        return parse_zone_with(text, source, origin, serial, previous, geoip, read_entries)
+
+
+#: How a zone file's text becomes its top-level entries: ``read_entries`` or ``read_libyaml``.
+Reader = Callable[[str, Problems], list[Entry]]
+
+
+def parse_zone_with(
+    text: str, source: str, origin: str, serial: int, previous: Zone | None, geoip: bool,
+    read: Reader,
+) -> Zone:  # fmt: skip
+    """``parse_zone`` with the YAML reader given: tests compare ``read_entries`` with
+    ``read_libyaml``."""
+    origin = origin.lower() if origin.endswith(".") else origin.lower() + "."
+    problems = Problems(source)
+    index = index_records(problems, parse_records(problems, read(text, problems), origin))
+    check_apex_ns(problems, index, origin)
+    check_exclusive(problems, index, origin)
+    cuts = delegations(problems, index, origin)
+    names = zone_names(list(index), origin)
+    alias = index.get(origin, {}).get("ALIAS")
+    if alias is not None:
+        check_alias_target(problems, alias, origin, names)
+    options = {
+        (record.name, rtype): read_options(problems, record, origin)
+        for by_type in index.values()
+        for rtype, record in by_type.items()
+        if record.octodns is not None
+    }
+    dynamic = dynamic_records(problems, index, options, geoip)
+    fields = soa_fields(problems, index, origin, options)
+    problems.raise_if_any()
+    zone = _build(origin, index, cuts, names, dynamic, fields, source)
+    return publish_soa(zone, fields, serial, previous)
+
+
+_collector_lock = threading.Lock()
+_collector_pauses = 0
+_collector_was_enabled = False
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a zone is built.
+
+    A zone is several objects per record and none of them is in a cycle, yet
+    every few thousand new objects make the collector walk all those alive,
+    the zone being replaced included: a third of a 100,000-record load.
+    Counted, so that loads in several threads at once (``load_zones`` runs in
+    a worker thread) turn it back on only when the last one ends, and only if
+    it was on.
+    """
+    global _collector_pauses, _collector_was_enabled
+    with _collector_lock:
+        if _collector_pauses == 0:
+            _collector_was_enabled = gc.isenabled()
+            gc.disable()
+        _collector_pauses += 1
+    try:
+        yield
+    finally:
+        with _collector_lock:
+            _collector_pauses -= 1
+            if _collector_pauses == 0 and _collector_was_enabled:
+                gc.enable()
+
+
+def read_entries(text: str, problems: Problems) -> list[Entry]:
+    """The top-level entries of a zone file: by the strict reader if it can, else libyaml.
+
+    Raises ``ConfigError`` if the text is not YAML or not a mapping.
+    """
+    entries = read_strict(text)
+    return entries if entries is not None else read_libyaml(text, problems)
+
+
+def _origin_of(path: str) -> tuple[str | None, str | None]:
+    """``zones/gw.example.com.yaml`` -> ``gw.example.com.`` (octoDNS's one file per zone)."""
+    base = os.path.basename(path)
+    stem, dot, ext = base.rpartition(".")
+    if not dot or ext not in ("yaml", "yml") or not stem:
+        return None, f"zone file {base!r} must be named <zone>.yaml"
+    origin = stem.lower().rstrip(".") + "."
+    reason = name_problem(origin)
+    if reason is not None or origin == ".":
+        return None, f"file name {base!r} is not a zone name: {reason or 'root zone'}"
+    return origin, None
+
+
+def load_zones(
+    paths: Sequence[str], previous: Mapping[str, Zone] | None = None, *, geoip: bool = True
+) -> dict[str, Zone]:
+    """Load every zone file under ``paths`` (files, or directories read non-recursively).
+
+    Returns origin -> Zone.  Raises one ``ConfigError`` listing every problem
+    in every file, so ``dnsfail check``, startup and reload agree, and a
+    reload either takes the whole new configuration or none of it.
+    ``previous`` (the zones being served) lets unchanged zones keep their serial.
+    """
+    zones: dict[str, Zone] = {}
+    defined_in: dict[str, str] = {}
+    files, problems = discover(paths)
+    if not files and not problems:
+        # A server with no zones would refuse every query; say why instead.
+        where = ", ".join(paths) or "(no paths)"
+        problems.append(Problem(where, 1, "(zone)", "no zone files (*.yaml, *.yml) found"))
+    for path in files:
+        origin, reason = _origin_of(path)
+        if origin is None:
+            problems.append(Problem(path, 1, "(zone)", reason or "bad file name"))
+            continue
+        if origin in defined_in:
+            problems.append(
+                Problem(path, 1, "(zone)", f"zone {origin} is also defined in {defined_in[origin]}")
+            )
+            continue
+        defined_in[origin] = path
+        read = read_zone_file(path)
+        if read is None:
+            continue  # unlinked since it was listed: removed on purpose (zonefiles.py)
+        if isinstance(read, Problem):
+            problems.append(read)
+            continue
+        last = previous.get(origin) if previous is not None else None
+        try:
+            zones[origin] = parse_zone(
+                read.text, path, origin, serial=read.mtime, previous=last, geoip=geoip
+            )
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        except Exception as exc:  # the outermost loader boundary: a located problem, no trace
+            problems.append(Problem(path, 1, "(zone)", f"cannot load: internal error "
+                                    f"{type(exc).__name__}: {clip(str(exc))}"))
+    if problems:
+        raise ConfigError(problems)
+    return zones
