@@ -236,11 +236,20 @@ class _Collector(Collector):
                                   "the socket buffer was full.", value=source.udp_dropped_sends)
         closed = CounterMetricFamily("dnsfail_tcp_closed", "DNS TCP connections the server "
                                      "ended, by reason (idle, stalled: idle with replies "
-                                     "unread, input_limit, output_limit, connection_limit).",
+                                     "unread, input_limit, output_limit, connection_limit, "
+                                     "malformed).",
                                      labels=["reason"])
         for reason, count in source.tcp_closed.items():
             closed.add_metric([reason], count)
         yield closed
+        guarded = CounterMetricFamily("dnsfail_control_closed", "Control-API connections closed "
+                                      "by its limits, by reason (over_cap: past "
+                                      "--control-max-connections; head_timeout: no complete "
+                                      "request head in --control-head-timeout).",
+                                      labels=["reason"])
+        for reason, count in source.control_closed.items():
+            guarded.add_metric([reason], count)
+        yield guarded
         yield GaugeMetricFamily("dnsfail_config_generation", "Zone sets loaded so far (1 at "
                                 "start, +1 per successful reload).",
                                 value=source.config_generation)

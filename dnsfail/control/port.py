@@ -46,6 +46,9 @@ class Counters(Protocol):
     @property
     def tcp_closed(self) -> Mapping[str, int]: ...
 
+    @property
+    def control_closed(self) -> Mapping[str, int]: ...
+
 
 class DrainService(Protocol):
     """Operator overrides: the one writer of drains (``serve.drains.Drains``)."""

@@ -150,6 +150,11 @@ class Daemon:
                 + sum(t.udp_dropped_sends for t in self._worker_totals()))
 
     @property
+    def control_closed(self) -> dict[str, int]:
+        """Control-API connections its guard closed, by limit (over_cap, head_timeout)."""
+        return dict(self.control.limits.closed) if self.control is not None else {}
+
+    @property
     def tcp_closed(self) -> dict[str, int]:
         out = dict(self.limits.closed)
         for totals in self._worker_totals():

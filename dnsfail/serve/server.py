@@ -118,12 +118,20 @@ TCP_SEND_BUFFER = 64 * 1024
 #: more maximum-size replies.  Answering stops at WRITE_HIGH, so this is a guard against a
 #: transport whose flow control comes late or never; a connection over it is aborted.
 OUTPUT_LIMIT = WRITE_HIGH + 3 * (2 + MAX_MESSAGE)
+#: Messages one connection has answered per turn of the event loop; the rest of what one
+#: read brought waits for the next turn (as UDP_BATCH for datagrams), reading paused
+#: meanwhile.  A read can bring 256 KiB, 130,000 empty frames: answered in one go, one
+#: connection held the loop for over a second.
+TCP_BATCH = 64
 #: Why the server ends a connection: the labels of ``dnsfail_tcp_closed_total``.
 #: ``idle``: the RFC 7766 section 6.2.3 idle timeout, nothing left unsent (a FIN);
 #: ``stalled``: the idle timeout with replies unsent, the client not reading (a reset);
 #: ``input_limit`` / ``output_limit``: over INPUT_LIMIT / OUTPUT_LIMIT (a reset);
-#: ``connection_limit``: closed at accept, ``max_connections`` already open (a FIN).
-CLOSE_REASONS = ("idle", "stalled", "input_limit", "output_limit", "connection_limit")
+#: ``connection_limit``: closed at accept, ``max_connections`` already open (a FIN);
+#: ``malformed``: a message that gets no reply (shorter than a header, or a response: QR
+#: set, RFC 1035 section 4.1.1); no DNS client sends one, so the stream is not DNS (a reset).
+CLOSE_REASONS = ("idle", "stalled", "input_limit", "output_limit", "connection_limit",
+                 "malformed")
 #: Seconds between two log lines about the connection limit: a flood of connects is
 #: counted in metrics, and must not flood the log.
 LIMIT_LOG_EVERY = 10.0
@@ -165,6 +173,8 @@ class TcpConnection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.counted = False
         self.paused = False
+        #: The next turn's answering, scheduled when one turn answered TCP_BATCH messages.
+        self.pending: asyncio.Handle | None = None
         self.client = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -227,30 +237,55 @@ class TcpConnection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         self.buffer += data
-        self._answer(transport)
+        if self.pending is None:
+            self._answer(transport)
+        elif len(self.buffer) > INPUT_LIMIT:  # delivered though reading was paused
+            self._abort("input_limit")
 
     def _answer(self, transport: asyncio.Transport) -> None:
-        """Answer the whole messages in the buffer, in order, until output backs up."""
+        """Answer the whole messages in the buffer, in order, until output backs up.
+
+        At most TCP_BATCH per call: the rest waits for the next turn of the
+        loop (``_next_turn``), so one connection's stream never holds it.
+        """
         buffer = self.buffer
         size = len(buffer)
         start = 0
+        answered = 0
         while not self.paused and size - start >= 2:
             end = start + 2 + (buffer[start] << 8 | buffer[start + 1])
             if size < end:
                 break
+            if answered == TCP_BATCH:
+                transport.pause_reading()
+                self.pending = asyncio.get_running_loop().call_soon(self._next_turn)
+                break
             message = bytes(buffer[start + 2 : end])
             start = end
+            answered += 1
             reply = self.handle(message, True, self.client)
-            if reply is not None:
-                transport.write(len(reply).to_bytes(2, "big") + reply)
-                if transport.get_write_buffer_size() > OUTPUT_LIMIT:
-                    self._abort("output_limit")
-                    return
+            if reply is None:
+                self._abort("malformed")
+                return
+            transport.write(len(reply).to_bytes(2, "big") + reply)
+            if transport.get_write_buffer_size() > OUTPUT_LIMIT:
+                self._abort("output_limit")
+                return
         if start:
             del buffer[:start]  # O(1) in CPython: a bytearray advances its start
             self._arm()  # only complete messages earn more time, RFC 7766 section 6.2.3
-        if len(buffer) > INPUT_LIMIT:
+        if self.pending is None and len(buffer) > INPUT_LIMIT:
             self._abort("input_limit")
+
+    def _next_turn(self) -> None:
+        """Answer what the last turn left, then read again unless output backs up."""
+        self.pending = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self._answer(transport)
+        if not self.paused and self.pending is None and not transport.is_closing():
+            transport.resume_reading()
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -262,13 +297,18 @@ class TcpConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if self.pending is not None:
+            return  # the next turn answers what waited, and resumes reading
         self._answer(transport)  # the messages that waited
-        if not self.paused and not transport.is_closing():
+        if not self.paused and self.pending is None and not transport.is_closing():
             transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
         if self.counted:
             self.limits.open -= 1
             self.counted = False

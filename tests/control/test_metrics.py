@@ -27,6 +27,7 @@ class FakeSource:
     config_generation: int = 7
     udp_dropped_sends: int = 0
     tcp_closed: dict[str, int] = field(default_factory=dict)
+    control_closed: dict[str, int] = field(default_factory=dict)
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -136,3 +137,11 @@ def test_tcp_closed_by_reason() -> None:
     got = samples(metrics)
     assert got[("dnsfail_tcp_closed_total", (("reason", "stalled"),))] == 5
     assert got[("dnsfail_tcp_closed_total", (("reason", "input_limit"),))] == 0
+
+
+def test_control_connections_closed_by_limit() -> None:
+    metrics = Metrics(FakeSource(None, control_closed={"over_cap": 4, "head_timeout": 0}),
+                      QueryStats())
+    got = samples(metrics)
+    assert got[("dnsfail_control_closed_total", (("reason", "over_cap"),))] == 4
+    assert got[("dnsfail_control_closed_total", (("reason", "head_timeout"),))] == 0

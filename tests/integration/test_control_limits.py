@@ -171,6 +171,11 @@ def test_connections_over_the_cap_close_at_once_and_idle_ones_after_the_head_tim
             sock.close()
     assert wait_for(lambda: ctl.get("/healthz")[0] == 200, 5, "control API answers") < 5
     assert "Traceback" not in ctl.server.log
+    text = ctl.get("/metrics")[1]
+    closed = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith("dnsfail_control_closed_total{")}
+    assert closed["over_cap"] >= 1
+    assert closed["head_timeout"] >= CAP + 1  # the idle ones and the kept-alive one
 
 
 # --- hostile requests: a 400 with a reason, never a 500 or a traceback ---------------------

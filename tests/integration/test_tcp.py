@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +25,7 @@ from .conftest import (
     query_wire,
     recv_framed,
     tcp_connect,
+    udp_exchange,
 )
 from .ctl_server import Ctl, scrape, wait_for
 
@@ -284,7 +287,7 @@ def test_closed_connections_are_counted(
 
     before = closed(scrape(ctl))
     assert set(before) == {"idle", "stalled", "input_limit", "output_limit",
-                           "connection_limit"}
+                           "connection_limit", "malformed"}
     silent = tcp_connect(server)
     flooders = [flood(server) for _ in range(3)]
     want = {"idle": 1, "stalled": 3}
@@ -306,3 +309,29 @@ def test_closed_connections_are_counted(
         silent.close()
         for sock in flooders:
             sock.close()
+
+
+def test_a_stream_of_empty_frames_does_not_hold_udp(test_server: DnsfailProcess) -> None:
+    """Red-team finding: one connection sending 2 MiB of zero-length frames held the event
+    loop (and so every UDP client) for 1.6 s; now the first frame that gets no reply resets
+    the connection, and each turn of the loop answers at most TCP_BATCH messages."""
+    query = dns.message.make_query("api.gw.test.", "A").to_wire()
+
+    def flood() -> None:
+        with tcp_connect(test_server, timeout=5.0) as sock, contextlib.suppress(OSError):
+            sock.sendall(b"\x00\x00" * (1 << 20))
+
+    sender = threading.Thread(target=flood)
+    sender.start()
+    slowest = 0.0
+    deadline = time.monotonic() + 1.5
+    try:
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            assert udp_exchange(test_server, query, timeout=3.0) is not None
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.01)
+    finally:
+        sender.join(10.0)
+    assert slowest < 0.25, f"a UDP query waited {slowest * 1e3:.0f} ms behind one TCP stream"
+    assert_answers_api(test_server, tcp=True)

@@ -17,7 +17,14 @@ import dns.message
 import pytest
 
 from dnsfail.dns.handler import Handler
-from dnsfail.serve.server import INPUT_LIMIT, OUTPUT_LIMIT, WRITE_HIGH, TcpConnection, TcpLimits
+from dnsfail.serve.server import (
+    INPUT_LIMIT,
+    OUTPUT_LIMIT,
+    TCP_BATCH,
+    WRITE_HIGH,
+    TcpConnection,
+    TcpLimits,
+)
 from dnsfail.state import Store
 from dnsfail.zonefile import load_zones
 from tests.conftest import DATA, largest_query
@@ -194,6 +201,10 @@ async def test_answering_stops_while_replies_back_up() -> None:
 async def test_over_a_limit_is_aborted(flow_control: bool, queries: int, reason: str) -> None:
     peer, limits = connect(flow_control=flow_control)
     peer.send(b"".join(framed(q) for q in big_queries(queries)))
+    for _ in range(queries // TCP_BATCH + 1):  # answering goes on over turns of the loop
+        if peer.aborted:
+            break
+        await asyncio.sleep(0)
     assert peer.aborted
     assert limits.closed[reason] == 1
     await peer.ended.wait()
@@ -228,3 +239,60 @@ async def test_idle_timeout(reads: bool, reason: str) -> None:
     await asyncio.wait_for(peer.ended.wait(), 5.0)
     assert peer.aborted is not reads
     assert limits.closed[reason] == 1
+
+
+def small_queries(count: int) -> bytes:
+    """``count`` framed queries for api.gw.test A (small answers), ids 0..count-1."""
+    out = []
+    for i in range(count):
+        query = dns.message.make_query("api.gw.test.", "A", use_edns=False)
+        query.id = i
+        out.append(framed(query))
+    return b"".join(out)
+
+
+async def test_one_read_is_answered_over_several_turns_of_the_loop() -> None:
+    """Red-team finding: 256 KiB of pipelined messages in one read were all answered in one
+    call, holding the event loop (and every UDP client) for up to 1.6 s."""
+    peer, limits = connect()
+    peer.send(small_queries(1000))
+    assert len(peer.read()) == TCP_BATCH, "one turn answers TCP_BATCH messages"
+    assert not peer.reading, "reading waits while a read is still being answered"
+    got: list[bytes] = []
+    for _ in range(1000 // TCP_BATCH + 2):
+        await asyncio.sleep(0)
+        got += peer.read()
+    assert len(got) == 1000 - TCP_BATCH
+    assert peer.reading
+    ids = [dns.message.from_wire(r).id for r in got]
+    assert ids == list(range(TCP_BATCH, 1000)), "in order across turns, RFC 7766 section 6.2.1"
+    assert limits.closed == dict.fromkeys(limits.closed, 0)
+
+
+async def test_one_read_of_formerr_messages_holds_the_loop_briefly() -> None:
+    """256 KiB of header-only messages (each a FORMERR): one call costs one batch."""
+    header_only = b"\x00\x0c" + b"\x12\x34\x00\x00" + b"\x00" * 8  # QDCOUNT 0
+    peer, _ = connect()
+    started = time.perf_counter()
+    peer.send(header_only * (256 * 1024 // len(header_only)))
+    took = time.perf_counter() - started
+    assert took < 0.05, f"one read held the loop {took * 1e3:.0f} ms"  # measured: ~1 ms; 400 before
+    assert not peer.aborted
+
+
+@pytest.mark.parametrize(
+    "message",
+    [b"", b"\x12\x34\x01\x00\x00", dns.message.make_response(
+        dns.message.make_query("api.gw.test.", "A")).to_wire()],
+    ids=["empty", "5-octets", "qr-set"],
+)
+async def test_a_message_that_gets_no_reply_ends_the_connection(message: bytes) -> None:
+    """No DNS client sends a response or a fragment of a header: the stream is reset, so that
+    a flood of empty frames costs one message, not one turn of the loop each."""
+    peer, limits = connect()
+    peer.send((len(message).to_bytes(2, "big") + message) * 10_000)
+    assert peer.aborted
+    assert limits.closed["malformed"] == 1
+    await peer.ended.wait()
+    await asyncio.sleep(0)
+    assert limits.open == 0
