@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import io
 import json
 import os
 import socket
@@ -195,6 +196,11 @@ def who() -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Run one client command; every failure is one line on stderr."""
+    # Text from the server (drain reasons, names) must print under any locale, even text a
+    # server of an older version stored: what the terminal cannot show is escaped.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         return _run(args)
     except CtlError as exc:

@@ -33,6 +33,7 @@ import ipaddress
 import json
 import logging
 import sys
+import unicodedata
 from typing import Any
 
 from aiohttp import web
@@ -163,6 +164,11 @@ def _bad(reason: str) -> web.HTTPBadRequest:
                               content_type="application/json")
 
 
+#: Unicode categories refused in reasons and names: they go into logs and terminals, where a
+#: lone surrogate cannot be encoded and a direction override or line separator forges text.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+
+
 def _text_field(data: dict[str, Any], key: str, limit: int = MAX_REASON) -> str:
     value = data.get(key, "")
     if not isinstance(value, str):
@@ -170,8 +176,8 @@ def _text_field(data: dict[str, Any], key: str, limit: int = MAX_REASON) -> str:
     value = value.strip()
     if len(value) > limit:
         raise _bad(f"{key} is longer than {limit} characters")
-    if any(ord(c) < 32 for c in value):
-        raise _bad(f"{key} must not contain control characters")
+    if any(ord(c) < 32 or unicodedata.category(c) in _UNPRINTABLE for c in value):
+        raise _bad(f"{key} must not contain control, format, separator or surrogate characters")
     return value
 
 

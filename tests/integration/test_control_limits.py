@@ -244,3 +244,21 @@ def test_malformed_requests_without_a_token_log_no_traceback(limited: Callable[.
     log = ctl.server.log
     assert "Traceback" not in log
     assert "Error handling request" not in log
+
+
+@pytest.mark.parametrize("text", ["\ud83d", "\u202e rtl", "a\u2028b", "zero\u200bwidth"],
+                         ids=["lone-surrogate", "rtl-override", "line-separator", "zero-width"])
+def test_drain_text_that_logs_or_terminals_cannot_carry_is_a_400(
+    limited: Callable[..., Ctl], text: str,
+) -> None:
+    """Red-team finding: a lone surrogate in a drain's ``by`` was stored, and then every
+    ``dnsfail status`` died with UnicodeEncodeError; a direction override forged log text."""
+    ctl = limited()
+    for key in ("reason", "by"):
+        body = {"target": "127.0.0.61", "for": 60, "reason": "r", "by": "ops", key: text}
+        code, payload = ctl.post("/v1/drain", body)
+        assert code == 400, payload
+        assert "format, separator or surrogate" in payload["error"]
+    done = ctl.cli("status")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in ctl.server.log
