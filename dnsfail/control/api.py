@@ -177,7 +177,8 @@ def _text_field(data: dict[str, Any], key: str, limit: int = MAX_REASON) -> str:
     if len(value) > limit:
         raise _bad(f"{key} is longer than {limit} characters")
     if any(ord(c) < 32 or unicodedata.category(c) in _UNPRINTABLE for c in value):
-        raise _bad(f"{key} must not contain control, format, separator or surrogate characters")
+        raise _bad(f"{key} must not contain control characters, nor format, separator or "
+                   "surrogate characters")
     return value
 
 
