@@ -234,22 +234,13 @@ class _Collector(Collector):
                                 value=source.tcp_open)
         yield CounterMetricFamily("dnsfail_udp_dropped_sends", "UDP replies dropped because "
                                   "the socket buffer was full.", value=source.udp_dropped_sends)
-        closed = CounterMetricFamily("dnsfail_tcp_closed", "DNS TCP connections the server "
-                                     "ended, by reason (idle, stalled: idle with replies "
-                                     "unread, input_limit, output_limit, connection_limit, "
-                                     "malformed).",
-                                     labels=["reason"])
-        for reason, count in source.tcp_closed.items():
-            closed.add_metric([reason], count)
-        yield closed
-        guarded = CounterMetricFamily("dnsfail_control_closed", "Control-API connections closed "
-                                      "by its limits, by reason (over_cap: past "
-                                      "--control-max-connections; head_timeout: no complete "
-                                      "request head in --control-head-timeout).",
-                                      labels=["reason"])
-        for reason, count in source.control_closed.items():
-            guarded.add_metric([reason], count)
-        yield guarded
+        yield _by_reason("dnsfail_tcp_closed", "DNS TCP connections the server ended, by "
+                         "reason (idle, stalled: idle with replies unread, input_limit, "
+                         "output_limit, connection_limit, malformed).", source.tcp_closed)
+        yield _by_reason("dnsfail_control_closed", "Control-API connections closed by its "
+                         "limits, by reason (over_cap: past --control-max-connections; "
+                         "head_timeout: no complete request head in --control-head-timeout).",
+                         source.control_closed)
         yield GaugeMetricFamily("dnsfail_config_generation", "Zone sets loaded so far (1 at "
                                 "start, +1 per successful reload).",
                                 value=source.config_generation)
@@ -270,3 +261,11 @@ class _Collector(Collector):
         yield records
         yield GaugeMetricFamily("dnsfail_overrides_active", "Operator overrides in force.",
                                 value=len(store.overrides))
+
+
+def _by_reason(name: str, documentation: str, counts: Mapping[str, int]) -> CounterMetricFamily:
+    """One counter family with a ``reason`` label, a sample per reason."""
+    family = CounterMetricFamily(name, documentation, labels=["reason"])
+    for reason, count in counts.items():
+        family.add_metric([reason], count)
+    return family
