@@ -18,7 +18,7 @@ import ipaddress
 from dataclasses import astuple
 from typing import Protocol
 
-from dnsfail.dns import wire
+from dnsfail.dns.query import UDP_PAYLOAD, ClientSubnet, Edns, Query
 from dnsfail.model import Message, PoolValue, RRset, RRType, Status
 from dnsfail.state import Snapshot
 from dnsfail.steering.answers import Step
@@ -31,14 +31,14 @@ class Answerer(Protocol):
     control port, which hands a handler over) free of the handler's module.
     """
 
-    def answer(self, snap: Snapshot, query: wire.Query, client: str,
+    def answer(self, snap: Snapshot, query: Query, client: str,
                steps: list[Step] | None = None) -> Message: ...
 
 
-def client_subnet(cidr: str) -> wire.ClientSubnet:
+def client_subnet(cidr: str) -> ClientSubnet:
     """An ECS option as a resolver would send it for ``cidr`` (RFC 7871 section 6)."""
     network = ipaddress.ip_network(cidr, strict=False)
-    return wire.ClientSubnet(4 if network.version == 6 else 1, network.prefixlen, 0, network)
+    return ClientSubnet(4 if network.version == 6 else 1, network.prefixlen, 0, network)
 
 
 def _rrset_lines(rrsets: tuple[RRset, ...]) -> list[str]:
@@ -117,8 +117,8 @@ def explain(
     name = qname.lower() if qname.endswith(".") else qname.lower() + "."
     rtype = RRType[qtype.upper()]
     subnet = client_subnet(ecs) if ecs else None
-    edns = wire.Edns(wire.UDP_PAYLOAD, 0, False, subnet) if subnet else None
-    query = wire.Query(0, name, int(rtype), 1, edns)
+    edns = Edns(UDP_PAYLOAD, 0, False, subnet) if subnet else None
+    query = Query(0, name, int(rtype), 1, edns)
     steps: list[Step] = []
     message: Message = handler.answer(snap, query, client, steps)
     where = f"client {client or '(none)'}" + (f", ECS {ecs}" if ecs else "")

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 
 from dnsfail.dns import wire
+from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Drop, Query, Refuse, parse_query, question_end
 from dnsfail.dns.replycache import ClientBlocks, Entry, client_address, question_key
 from dnsfail.dns.resolver import chaos, find_zone, resolve
 from dnsfail.dns.stats import SAMPLE_EVERY, QueryStats
@@ -118,11 +119,11 @@ class Handler:
         client: str,
     ) -> bytes | None:
         try:
-            query = wire.parse_query(data)
-        except wire.Drop:
+            query = parse_query(data)
+        except Drop:
             self.stats.dropped += 1
             return None
-        except wire.Refuse as refusal:
+        except Refuse as refusal:
             qtype = refusal.question[1] if refusal.question is not None else 0
             self._counts[self.stats.slot("", qtype, refusal.rcode)] += 1
             return self._finish(wire.render_refusal(refusal), data)
@@ -145,7 +146,7 @@ class Handler:
         slot = self.stats.slot(zone.origin if zone is not None else "", query.qtype,
                                message.rcode)
         self._counts[slot] += 1
-        limit = wire.TCP_LIMIT if tcp else query.udp_limit()
+        limit = TCP_LIMIT if tcp else query.udp_limit()
         reply = wire.render(
             (query.qname, query.qtype, query.qclass),
             message,
@@ -166,7 +167,7 @@ class Handler:
         return reply
 
     def answer(
-        self, snap: Snapshot, query: wire.Query, client: str, steps: list[Step] | None = None
+        self, snap: Snapshot, query: Query, client: str, steps: list[Step] | None = None
     ) -> Message:
         """The decision for a parsed query; ``explain`` calls this too, with ``steps``."""
         if query.qclass == RRClass.CH:
@@ -175,7 +176,7 @@ class Handler:
         steering.steps = steps
         return resolve(snap.zones, query.qname, query.qtype, query.qclass, steering)
 
-    def steering(self, snap: Snapshot, query: wire.Query, client: str) -> Steering:
+    def steering(self, snap: Snapshot, query: Query, client: str) -> Steering:
         """Where the client is: its ECS subnet when sent (RFC 7871 section 7.1.1), else its
         packet source address."""
         ecs = query.edns.ecs if query.edns is not None else None
@@ -187,7 +188,7 @@ class Handler:
 
     @staticmethod
     def _finish(reply: bytes, data: bytes) -> bytes:
-        qend = wire.question_end(data)
+        qend = question_end(data)
         if (
             qend is not None
             and reply[4:6] == b"\x00\x01"
@@ -197,9 +198,9 @@ class Handler:
         return wire.with_id(reply, data[0] << 8 | data[1], data[2:4])
 
     def _servfail(self, data: bytes) -> bytes | None:
-        if len(data) < wire.HEADER_LEN or data[2] & 0x80:
+        if len(data) < HEADER_LEN or data[2] & 0x80:
             return None
-        refusal = wire.Refuse(Rcode.SERVFAIL, "internal error", query_id=data[0] << 8 | data[1])
+        refusal = Refuse(Rcode.SERVFAIL, "internal error", query_id=data[0] << 8 | data[1])
         try:
             return wire.with_id(wire.render_refusal(refusal), refusal.query_id, data[2:4])
         except Exception as exc:

@@ -1,8 +1,8 @@
-"""DNS wire format: packing replies by hand, and the way in re-exported (no dnslib).
+"""DNS wire format: packing replies by hand (no dnslib).
 
-The way in is ``dnsfail.dns.query`` (``parse_query``), re-exported here so
-that callers have one module for the wire; it reads queries by hand, in
-linear time, because dnslib's parser can be made to spend seconds on one packet.
+The way in is ``dnsfail.dns.query`` (``parse_query``), which reads queries
+by hand, in linear time, because dnslib's parser can be made to spend
+seconds on one packet; this module only writes.
 
 One way out: ``render`` packs a ``Message`` into bytes that are *independent of
 the query's ID, RD/CD bits and letter case*; ``personalize`` then patches
@@ -20,21 +20,16 @@ import functools
 import ipaddress
 import struct
 
-from dnsfail.dns.query import CLASSIC_UDP_LIMIT as CLASSIC_UDP_LIMIT
-from dnsfail.dns.query import HEADER_LEN as HEADER_LEN
-from dnsfail.dns.query import OPTION_ECS as OPTION_ECS
-from dnsfail.dns.query import OPTION_NSID as OPTION_NSID
-from dnsfail.dns.query import TCP_LIMIT as TCP_LIMIT
-from dnsfail.dns.query import UDP_PAYLOAD as UDP_PAYLOAD
-from dnsfail.dns.query import ClientSubnet as ClientSubnet
-from dnsfail.dns.query import Drop as Drop
-from dnsfail.dns.query import Edns as Edns
-from dnsfail.dns.query import Query as Query
-from dnsfail.dns.query import Refuse as Refuse
-from dnsfail.dns.query import decode_ecs as decode_ecs
-from dnsfail.dns.query import labels_to_text as labels_to_text
-from dnsfail.dns.query import parse_query as parse_query
-from dnsfail.dns.query import question_end as question_end
+from dnsfail.dns.query import (
+    HEADER_LEN,
+    OPTION_ECS,
+    OPTION_NSID,
+    TCP_LIMIT,
+    UDP_PAYLOAD,
+    ClientSubnet,
+    Edns,
+    Refuse,
+)
 from dnsfail.model import (
     AAAA,
     CAA,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dns.edns
 import pytest
 
-from dnsfail.dns import wire
+from dnsfail.dns.query import Refuse, parse_query
 from dnsfail.dns.replycache import question_key
 from dnsfail.model import Rcode
 from tests.dns.test_wire import query
@@ -67,6 +67,6 @@ def test_ecs_options_key_apart_and_malformed_ecs_still_scans() -> None:
     data = query(use_edns=0, options=[dns.edns.GenericOption(8, bytes.fromhex("0003180000"))])
     scanned = question_key(data, False)
     assert scanned is not None
-    with pytest.raises(wire.Refuse) as caught:
-        wire.parse_query(data)
+    with pytest.raises(Refuse) as caught:
+        parse_query(data)
     assert caught.value.rcode == Rcode.FORMERR

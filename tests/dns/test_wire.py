@@ -19,6 +19,17 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from dnsfail.dns import wire
+from dnsfail.dns.query import (
+    HEADER_LEN,
+    TCP_LIMIT,
+    UDP_PAYLOAD,
+    ClientSubnet,
+    Drop,
+    Edns,
+    Refuse,
+    decode_ecs,
+    parse_query,
+)
 from dnsfail.dns.reference import name_to_text, render_reference, text_to_label
 from dnsfail.dns.replycache import question_key
 from dnsfail.model import (
@@ -73,16 +84,16 @@ def test_personalize_copies_id_rd_cd_and_case() -> None:
     ],
 )
 def test_parse_query_refusals(data: bytes, rcode: Rcode) -> None:
-    with pytest.raises(wire.Refuse) as caught:
-        wire.parse_query(data)
+    with pytest.raises(Refuse) as caught:
+        parse_query(data)
     assert caught.value.rcode == rcode
     assert caught.value.query_id == int.from_bytes(data[:2], "big")
 
 
 @pytest.mark.parametrize("data", [b"", b"\x00" * 11, query()[:2] + b"\x80" + query()[3:]])
 def test_parse_query_drops_short_packets_and_responses(data: bytes) -> None:
-    with pytest.raises(wire.Drop):
-        wire.parse_query(data)
+    with pytest.raises(Drop):
+        parse_query(data)
 
 
 @pytest.mark.parametrize(
@@ -101,16 +112,16 @@ def test_parse_query_drops_short_packets_and_responses(data: bytes) -> None:
 )
 def test_decode_ecs(option: bytes, ok: bool) -> None:
     if ok:
-        ecs = wire.decode_ecs(option)
+        ecs = decode_ecs(option)
         assert wire.encode_ecs(ecs, 0) == option[:3] + b"\x00" + option[4:]
     else:
-        with pytest.raises(wire.Refuse):
-            wire.decode_ecs(option)
+        with pytest.raises(Refuse):
+            decode_ecs(option)
 
 
 def test_truncation_keeps_question_and_opt() -> None:
     big = RRset("big.gw.test.", RRType.A, 30, tuple(A(f"192.0.2.{i}") for i in range(1, 60)))
-    edns = wire.Edns(512, 0, False)
+    edns = Edns(512, 0, False)
     out = wire.render(("big.gw.test.", 1, 1), Message(Rcode.NOERROR, True, answer=(big,)),
                       edns=edns, limit=512)
     msg = dns.message.from_wire(out)
@@ -118,7 +129,7 @@ def test_truncation_keeps_question_and_opt() -> None:
     assert len(msg.question) == 1
     assert not msg.answer
     assert msg.edns == 0
-    assert msg.payload == wire.UDP_PAYLOAD
+    assert msg.payload == UDP_PAYLOAD
 
 
 @given(st.lists(st.binary(min_size=1, max_size=63), min_size=0, max_size=6))
@@ -162,7 +173,7 @@ def test_parse_query_reads_what_dnspython_writes(
                                      options=options or None)
     message.id = qid
     data = message.to_wire()
-    got = wire.parse_query(data)
+    got = parse_query(data)
     assert (got.id, got.qtype, got.qclass) == (qid, qtype, qclass)
     assert text_to_label(got.qname).label == tuple(x.lower() for x in qname)
     if use_edns is None:
@@ -245,8 +256,8 @@ MALFORMED = {
 @pytest.mark.parametrize("name", MALFORMED)
 def test_malformed_queries_are_refused_by_the_header_or_the_first_records(name: str) -> None:
     data, rcode, echoed = MALFORMED[name]
-    with pytest.raises(wire.Refuse) as caught:
-        wire.parse_query(data)
+    with pytest.raises(Refuse) as caught:
+        parse_query(data)
     assert caught.value.rcode == rcode
     assert caught.value.query_id == 0xBEEF
     assert (caught.value.question == ("api.gw.test.", 1, 1)) is echoed
@@ -268,7 +279,7 @@ def test_malformed_queries_are_refused_by_the_header_or_the_first_records(name: 
     ids=["ixfr-soa", "tsig-ignored", "opt-owner-compressed"],
 )
 def test_sound_queries_with_other_records(data: bytes, edns: bool) -> None:
-    query = wire.parse_query(data)
+    query = parse_query(data)
     assert query.qname == "api.gw.test."
     assert (query.edns is not None) is edns
 
@@ -276,7 +287,7 @@ def test_sound_queries_with_other_records(data: bytes, edns: bool) -> None:
 def test_first_ecs_option_counts() -> None:
     first, second = b"\x00\x08\x00\x07\x00\x01\x18\x00\xc0\x00\x02", \
         b"\x00\x08\x00\x07\x00\x01\x18\x00\xc6\x33\x64"
-    query = wire.parse_query(header(ar=1) + QUESTION + opt(first + second))
+    query = parse_query(header(ar=1) + QUESTION + opt(first + second))
     assert query.edns is not None
     assert query.edns.ecs is not None
     assert str(query.edns.ecs.network) == "192.0.2.0/24"
@@ -299,8 +310,8 @@ def test_parse_query_is_fast_on_any_message(data: bytes) -> None:
     took = []
     for _ in range(3):
         started = time.perf_counter()
-        with contextlib.suppress(wire.Drop, wire.Refuse):
-            wire.parse_query(data)
+        with contextlib.suppress(Drop, Refuse):
+            parse_query(data)
         took.append(time.perf_counter() - started)
     assert min(took) < 0.05, took
 
@@ -309,7 +320,7 @@ def test_parse_query_is_fast_on_any_message(data: bytes) -> None:
 
 
 def escape(label: bytes) -> str:
-    """``wire.labels_to_text`` for one label, but keeping letter case."""
+    """``labels_to_text`` for one label, but keeping letter case."""
     return "".join(
         chr(c) if 0x21 <= c <= 0x7E and c not in (0x2E, 0x5C) else f"\\{c:03d}" for c in label
     )
@@ -376,15 +387,15 @@ sections = st.lists(rrsets, max_size=3).map(tuple)
 messages = st.builds(Message, st.sampled_from(Rcode), st.booleans(), sections, sections,
                      sections, st.booleans())
 subnets = st.one_of(
-    st.builds(lambda a, p: wire.ClientSubnet(1, p, 0, ipaddress.ip_network(f"{a}/{p}", False)),
+    st.builds(lambda a, p: ClientSubnet(1, p, 0, ipaddress.ip_network(f"{a}/{p}", False)),
               st.ip_addresses(v=4), st.integers(0, 32)),
-    st.builds(lambda a, p: wire.ClientSubnet(2, p, 0, ipaddress.ip_network(f"{a}/{p}", False)),
+    st.builds(lambda a, p: ClientSubnet(2, p, 0, ipaddress.ip_network(f"{a}/{p}", False)),
               st.ip_addresses(v=6), st.integers(0, 128)),
 )
-ednses = st.one_of(st.none(), st.builds(wire.Edns, u16, st.just(0), st.booleans(),
+ednses = st.one_of(st.none(), st.builds(Edns, u16, st.just(0), st.booleans(),
                                         st.one_of(st.none(), subnets), st.booleans()))
 questions = st.one_of(st.none(), st.tuples(owners, u16, st.sampled_from([1, 3, 255, 4])))
-limits = st.one_of(st.integers(0, 700), st.sampled_from([512, 1232, 4096, wire.TCP_LIMIT]))
+limits = st.one_of(st.integers(0, 700), st.sampled_from([512, 1232, 4096, TCP_LIMIT]))
 
 
 def attempt(render: object, *args: object, **kwargs: object) -> bytes | None:
@@ -406,7 +417,7 @@ def attempt(render: object, *args: object, **kwargs: object) -> bytes | None:
 @given(questions, messages, ednses, limits, st.integers(0, 15),
        st.one_of(st.none(), st.integers(0, 128)), st.binary(max_size=40))
 def test_render_is_byte_identical_to_dnslib(
-    question: tuple[str, int, int] | None, message: Message, edns: wire.Edns | None,
+    question: tuple[str, int, int] | None, message: Message, edns: Edns | None,
     limit: int, opcode: int, ecs_scope: int | None, nsid: bytes,
 ) -> None:
     """At the drawn limit and at each side of where truncation starts, as dnslib packs it."""
@@ -416,8 +427,8 @@ def test_render_is_byte_identical_to_dnslib(
         return (attempt(wire.render, question, message, **kwargs),
                 attempt(render_reference, question, message, **kwargs))
 
-    whole = both(wire.TCP_LIMIT)[1]
-    lean = both(wire.TCP_LIMIT, dataclasses.replace(message, additional=()))[1]
+    whole = both(TCP_LIMIT)[1]
+    lean = both(TCP_LIMIT, dataclasses.replace(message, additional=()))[1]
     edges = {len(reply) - step for reply in (whole, lean) if reply for step in (0, 1)}
     for each in sorted({limit} | edges):
         ours, reference = both(each)
@@ -428,7 +439,7 @@ def test_render_is_byte_identical_to_dnslib(
             # here only the shape must agree.
             event("over 16 KiB")
             assert ours is not None
-            assert ours[: wire.HEADER_LEN] == reference[: wire.HEADER_LEN]
+            assert ours[: HEADER_LEN] == reference[: HEADER_LEN]
             assert dns.message.from_wire(ours) is not None
             continue
         else:
@@ -438,7 +449,7 @@ def test_render_is_byte_identical_to_dnslib(
 
 def render_both(message: Message, question: tuple[str, int, int] | None = None,
                 ) -> tuple[bytes | None, bytes | None]:
-    kwargs = dict(edns=None, limit=wire.TCP_LIMIT)
+    kwargs = dict(edns=None, limit=TCP_LIMIT)
     return (attempt(wire.render, question, message, **kwargs),
             attempt(render_reference, question, message, **kwargs))
 
