@@ -18,6 +18,12 @@ An exception while answering is a bug, and no packet may turn it into a log
 flood: it is answered SERVFAIL, counted, and logged as one line per kind
 (``logs.ErrorLog``), the traceback only at DEBUG.
 
+The stages after the lookup (``dns.stages.After``: DNS Cookies, the UDP
+size cap, response-rate limiting) see every reply, cache hits and misses
+alike, and change only what leaves: caches hold replies before any stage.
+Without stages ``handle`` *is* ``lookup`` (an instance attribute), so a
+server that turns none on pays nothing for them.
+
 Part of the core: no I/O, no prometheus-client, no dnslib; nothing from
 serve, control or cli (they wire a Handler in).
 """
@@ -27,11 +33,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from dnsfail.dns import wire
 from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Drop, Query, Refuse, parse_query, question_end
 from dnsfail.dns.replycache import ClientBlocks, Entry, client_address, question_key
 from dnsfail.dns.resolver import chaos, find_zone, resolve
+from dnsfail.dns.stages import After
 from dnsfail.dns.stats import SAMPLE_EVERY, QueryStats
 from dnsfail.logs import ErrorLog
 from dnsfail.model import Message, Rcode, RRClass
@@ -40,6 +48,13 @@ from dnsfail.steering.answers import Steering, Step
 from dnsfail.steering.geo import Locator, NoLocator
 
 log = logging.getLogger(__name__)
+
+
+class Respond(Protocol):
+    """What the listeners call: one message from ``client`` to its reply, or None."""
+
+    def __call__(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None: ...
+
 
 class Handler:
     """Answers messages from the current snapshot.
@@ -57,6 +72,7 @@ class Handler:
         version: str | None = None,
         locator: Locator | None = None,
         stats: QueryStats | None = None,
+        after: After | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.identity = identity
@@ -66,9 +82,26 @@ class Handler:
         self._counts = self.stats.counts
         self._countdown = SAMPLE_EVERY
         self.errors = ErrorLog(log)
+        #: The ``QueryStats`` slot of the last reply ``lookup`` gave (what the stages classify).
+        self.slot = 0
+        self.after = after
+        #: The entry point: ``lookup`` itself, or ``lookup`` then the stages.
+        self.handle: Respond = self.lookup if after is None else self._staged
 
-    def handle(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
-        """The reply to ``data`` from ``client`` (an IP address), or None (RFC 1035 4.1.1)."""
+    def _staged(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
+        reply = self.lookup(data, tcp, client)
+        if reply is None or self.after is None:
+            return reply
+        try:
+            return self.after(data, reply, tcp, client, self.slot)
+        except Exception as exc:
+            self.stats.internal_errors += 1
+            self.errors.report(exc, f"the stages after the lookup of a {len(data)}-byte message")
+            return self._servfail(data)
+
+    def lookup(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
+        """The reply to ``data`` from ``client`` (an IP address), or None (RFC 1035 4.1.1),
+        before any stage; ``slot`` is left at the reply's counter."""
         self._countdown -= 1
         if not self._countdown:
             return self._timed(data, tcp, client)
@@ -78,6 +111,7 @@ class Handler:
             ready = replies.get(data[2:])
             if ready is not None:
                 self._counts[ready[1]] += 1
+                self.slot = ready[1]
                 return data[:2] + ready[0]
         scanned = question_key(data, tcp)
         if scanned is not None:
@@ -90,6 +124,7 @@ class Handler:
                 hit = found
             if hit is not None:
                 self._counts[hit[1]] += 1
+                self.slot = hit[1]
                 reply = wire.personalize(hit[0], data, scanned[1])
                 if not (tcp or found is not hit):
                     replies.remember_exact(data, reply, hit[1])
@@ -99,14 +134,15 @@ class Handler:
         except Exception as exc:
             self.stats.internal_errors += 1
             self.errors.report(exc, f"answering a {len(data)}-byte message")
-            self._counts[self.stats.slot("", 0, Rcode.SERVFAIL)] += 1
+            self.slot = self.stats.slot("", 0, Rcode.SERVFAIL)
+            self._counts[self.slot] += 1
             return self._servfail(data)
 
     def _timed(self, data: bytes, tcp: bool, client: str) -> bytes | None:
         """``handle`` with a stopwatch: the latency histogram's one-in-N sample."""
         self._countdown = SAMPLE_EVERY
         started = time.perf_counter()
-        reply = self.handle(data, tcp, client)
+        reply = self.lookup(data, tcp, client)
         self.stats.time(time.perf_counter() - started)
         return reply
 
@@ -125,7 +161,8 @@ class Handler:
             return None
         except Refuse as refusal:
             qtype = refusal.question[1] if refusal.question is not None else 0
-            self._counts[self.stats.slot("", qtype, refusal.rcode)] += 1
+            self.slot = self.stats.slot("", qtype, refusal.rcode)
+            self._counts[self.slot] += 1
             return self._finish(wire.render_refusal(refusal), data)
         replies = snap.replies
         nsid = self.identity.encode()[:512]
@@ -135,6 +172,7 @@ class Handler:
             hit = found.find(ecs_block[1]) if isinstance(found, ClientBlocks) else None
             if hit is not None and scanned is not None:
                 self._counts[hit[1]] += 1
+                self.slot = hit[1]
                 rendered = replies.echo(hit[0], query, ecs_block[2], nsid)
                 replies.remember_entry(scanned[0], (rendered, hit[1]))
                 reply = self._finish(rendered, data)
@@ -146,6 +184,7 @@ class Handler:
         slot = self.stats.slot(zone.origin if zone is not None else "", query.qtype,
                                message.rcode)
         self._counts[slot] += 1
+        self.slot = slot
         limit = TCP_LIMIT if tcp else query.udp_limit()
         reply = wire.render(
             (query.qname, query.qtype, query.qclass),

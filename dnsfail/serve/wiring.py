@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dnsfail.dns.handler import Handler
+from dnsfail.dns.stages import After
 from dnsfail.dns.stats import QueryStats
 from dnsfail.state import Snapshot, Store
 from dnsfail.steering.geo import Locator, NoLocator
@@ -69,13 +70,14 @@ def answer_path(
     identity: str = "dnsfail",
     version: str | None = None,
     stats: QueryStats | None = None,
+    after: After | None = None,
 ) -> AnswerPath:
     """The Handler answering from ``snapshot()`` (read once per message), and its counters.
 
     ``stats``: counters that exist before the handler (the daemon's metrics read them);
-    new ones otherwise.
+    new ones otherwise.  ``after``: the stages after the lookup (``dns.stages``), if any.
     """
     stats = stats if stats is not None else QueryStats()
     handler = Handler(snapshot, identity=identity, version=version, locator=locator,
-                      stats=stats)
+                      stats=stats, after=after)
     return AnswerPath(handler, locator, stats)
