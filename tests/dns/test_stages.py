@@ -59,7 +59,8 @@ def test_every_path_passes_the_limiter(decision: int, sent: str | None) -> None:
         assert reply is not None
         assert bool(dns.message.from_wire(reply).flags & 0x0200) == (sent == "tc")
     slots = [slot for _, slot in limiter.seen]
-    assert len(slots) == 4 and slots[0] == slots[1] == slots[2] != slots[3]
+    assert len(slots) == 4
+    assert slots[0] == slots[1] == slots[2] != slots[3]
     assert handler.stats.keys[slots[3]][2] == dns.rcode.to_text(dns.rcode.NXDOMAIN)
 
 
