@@ -38,12 +38,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import ipaddress
+import json
 import math
 import os
 import queue
+import random
 import re
 import selectors
+import shlex
 import shutil
 import signal
 import socket
@@ -55,13 +59,17 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import compare_zone  # a sibling script, not a package
+import compare_streams  # sibling scripts, not a package
+import compare_zone
+from compare_streams import Shape
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -74,20 +82,51 @@ DNSFAIL, GDNSD, PDNS, PDNS_SHARED = "dnsfail", "gdnsd", "PowerDNS", "PowerDNS (l
 
 
 @dataclass(frozen=True)
-class Name:
-    """One benchmarked query: the row label, what is asked, and the right answer."""
+class Row:
+    """One benchmark row: what is asked, how, and (for the fixed-name rows) the right answer.
 
+    A row with ``shapes`` sends a generated stream (``compare_streams``) through
+    ``dnsperf -B``, so that names, cases or ECS networks never repeat; the others send
+    ``qname`` (with ``-E`` for ``ecs``) on every query, as dnsperf's text input does.
+    """
+
+    key: str
     label: str
     qname: str
-    ecs: str | None
-    expected: frozenset[str]
+    ecs: str | None = None
+    expected: frozenset[str] = frozenset()
+    shapes: tuple[tuple[Shape, float], ...] = ()
+    mode: str = "udp"
 
 
-NAMES = (
-    Name("static", f"static.{ZONE}", None, frozenset({"192.0.2.10"})),
-    Name("failover, 3 sites (TCP checks)", f"fo.{ZONE}", None, frozenset(SITES)),
-    Name("geo by ECS 10.1.2.0/24", f"geo.{ZONE}", "10.1.2.0/24", frozenset({"127.0.0.72"})),
-)
+#: The wildcard every server's bench zone holds, and its address.
+WILD, WILD_ADDRESS = f"wild.{ZONE}", "192.0.2.20"
+#: Share of nonexistent names in the "public resolver" mix.
+MIX_NXDOMAIN = 0.05
+_NX = Shape(ZONE, random_label=True)
+_MIX = (
+    *((Shape(f"{label}.{ZONE}", case=True, ecs=True), (1 - MIX_NXDOMAIN) / 3)
+      for label in ("static", "fo", "geo")),
+    (Shape(ZONE, random_label=True, case=True, ecs=True), MIX_NXDOMAIN),
+)  # fmt: skip
+
+ROWS = (
+    Row("static", "static", f"static.{ZONE}", expected=frozenset({"192.0.2.10"})),
+    Row("fo", "failover, 3 sites (TCP checks)", f"fo.{ZONE}", expected=frozenset(SITES)),
+    Row("geo", "geo by ECS 10.1.2.0/24", f"geo.{ZONE}", "10.1.2.0/24",
+        frozenset({"127.0.0.72"})),
+    Row("nx", "random nonexistent names (NXDOMAIN)", f"<random>.{ZONE}", shapes=((_NX, 1),)),
+    Row("wild", "random names under a wildcard", f"<random>.{WILD}",
+        shapes=((Shape(WILD, random_label=True), 1),)),
+    Row("ecs", "geo name, ECS from {nets} distinct /24s", f"geo.{ZONE}",
+        shapes=((Shape(f"geo.{ZONE}", ecs=True), 1),)),
+    Row("case", "failover name, random letter case (0x20)", f"fo.{ZONE}",
+        shapes=((Shape(f"fo.{ZONE}", case=True), 1),)),
+    Row("tcp", "static name over TCP", f"static.{ZONE}", expected=frozenset({"192.0.2.10"}),
+        mode="tcp"),
+    Row("mix", "public resolver mix (0x20, ECS from {nets} /24s, 5% NXDOMAIN)",
+        f"<mixed>.{ZONE}", shapes=_MIX),
+)  # fmt: skip
 
 
 def log(message: str) -> None:
@@ -126,29 +165,102 @@ def _skip_name(msg: bytes, pos: int) -> int:
         pos += length + 1
 
 
-def a_records(msg: bytes) -> tuple[int, frozenset[str]]:
-    """(rcode, addresses of the A records in the answer section)."""
-    _, flags, qdcount, ancount = struct.unpack("!HHHH", msg[:8])
+def _read_name(msg: bytes, pos: int) -> str:
+    """The (decompressed) name at ``pos``, case kept, without the final dot."""
+    labels: list[str] = []
+    for _ in range(128):  # bounds a pointer loop
+        length = msg[pos]
+        if length >= 0xC0:
+            pos = struct.unpack_from("!H", msg, pos)[0] & 0x3FFF
+            continue
+        if length == 0:
+            break
+        labels.append(msg[pos + 1 : pos + 1 + length].decode("ascii", "replace"))
+        pos += length + 1
+    return ".".join(labels)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the answer checks compare: rcode, AA, the question as sent back, the answer."""
+
+    rcode: int
+    aa: bool
+    question: bytes
+    addresses: frozenset[str]
+    #: Owner names of the answer's A records, case kept.
+    owners: frozenset[str]
+    #: RR types of the authority section (an NXDOMAIN carries the zone's SOA, RFC 2308).
+    authority: tuple[int, ...]
+
+    def summary(self) -> str:
+        rcode = {0: "NOERROR", 2: "SERVFAIL", 3: "NXDOMAIN", 5: "REFUSED"}.get(self.rcode,
+                                                                              str(self.rcode))
+        soa = " +SOA" if 6 in self.authority else ""
+        return f"{rcode}{' aa' if self.aa else ''} {sorted(self.addresses)}{soa}"
+
+
+def parse_reply(msg: bytes) -> Reply:
+    _, flags, qdcount, ancount, nscount = struct.unpack("!HHHHH", msg[:10])
     pos = 12
+    question = b""
     for _ in range(qdcount):
-        pos = _skip_name(msg, pos) + 4
-    found = set()
+        end = _skip_name(msg, pos) + 4
+        question, pos = msg[pos:end], end
+    found, owners = set(), set()
     for _ in range(ancount):
+        owner = _read_name(msg, pos)
         pos = _skip_name(msg, pos)
         rtype, _, _, rdlen = struct.unpack("!HHIH", msg[pos : pos + 10])
         pos += 10
         if rtype == 1 and rdlen == 4:
             found.add(socket.inet_ntoa(msg[pos : pos + 4]))
+            owners.add(owner)
         pos += rdlen
-    return flags & 0xF, frozenset(found)
+    authority = []
+    for _ in range(nscount):
+        pos = _skip_name(msg, pos)
+        rtype, _, _, rdlen = struct.unpack("!HHIH", msg[pos : pos + 10])
+        authority.append(rtype)
+        pos += 10 + rdlen
+    return Reply(flags & 0xF, bool(flags & 0x0400), question, frozenset(found),
+                 frozenset(owners), tuple(authority))  # fmt: skip
+
+
+def a_records(msg: bytes) -> tuple[int, frozenset[str]]:
+    """(rcode, addresses of the A records in the answer section)."""
+    reply = parse_reply(msg)
+    return reply.rcode, reply.addresses
+
+
+def exchange(port: int, wire: bytes, timeout: float = 1.0, tcp: bool = False) -> bytes:
+    """Send one query to 127.0.0.1:port and return the reply (OSError on timeout)."""
+    if tcp:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(struct.pack("!H", len(wire)) + wire)
+            head = b""
+            while len(head) < 2:
+                chunk = s.recv(2 - len(head))
+                if not chunk:
+                    raise OSError("TCP connection closed")
+                head += chunk
+            (length,) = struct.unpack("!H", head)
+            body = b""
+            while len(body) < length:
+                chunk = s.recv(length - len(body))
+                if not chunk:
+                    raise OSError("TCP connection closed")
+                body += chunk
+            return body
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(wire, ("127.0.0.1", port))
+        return s.recvfrom(65535)[0]
 
 
 def ask(port: int, qname: str, ecs: str | None = None, timeout: float = 1.0) -> frozenset[str]:
     """The A addresses 127.0.0.1:port answers for qname; raises OSError on timeout or error."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        s.sendto(query(qname, ecs), ("127.0.0.1", port))
-        rcode, found = a_records(s.recvfrom(4096)[0])
+    rcode, found = a_records(exchange(port, query(qname, ecs), timeout))
     if rcode != 0:
         raise OSError(f"rcode {rcode}")
     return found
@@ -218,12 +330,13 @@ class Server:
     workdir: Path
     cwd: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
     lines: queue.Queue[tuple[float, str]] = field(default_factory=queue.Queue)
 
     def start(self, probe_name: str, timeout: float = 120.0) -> float:
         """Start and wait until it answers ``probe_name``; returns the seconds that took."""
         log(f"starting {self.name} on 127.0.0.1:{self.port}")
-        t0 = time.monotonic()
+        t0 = self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
             self.argv, cwd=self.cwd, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
@@ -273,13 +386,17 @@ class Server:
             while True:
                 self.lines.get_nowait()
 
+    def pids(self) -> list[int]:
+        """The server's process and its children (dnsfail --workers); [] if not running."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        return [self.proc.pid, *_children(self.proc.pid)]
+
     def memory(self) -> tuple[int, int]:
         """(VmRSS, VmHWM) in KiB from /proc/PID/status, summed over the server's child
         processes too (dnsfail --workers); (0, 0) if not running."""
-        if self.proc is None or self.proc.poll() is not None:
-            return 0, 0
         rss = hwm = 0
-        for pid in (self.proc.pid, *_children(self.proc.pid)):
+        for pid in self.pids():
             fields = {}
             with contextlib.suppress(OSError):
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -288,6 +405,24 @@ class Server:
             rss += int(fields.get("VmRSS", 0))
             hwm += int(fields.get("VmHWM", 0))
         return rss, hwm
+
+    def pss(self) -> int:
+        """Proportional set size in KiB (/proc/PID/smaps_rollup), summed over the processes:
+        what the processes cost together, pages they share counted once."""
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+                found = re.search(r"^Pss:\s+(\d+) kB", text, re.MULTILINE)
+                total += int(found.group(1)) if found else 0
+        return total
+
+    def reset_peak(self) -> None:
+        """Reset every process's VmHWM to its current RSS (``5 > /proc/PID/clear_refs``),
+        so that the next peak read is the reload's, not the start's."""
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -322,12 +457,16 @@ def _children(pid: int) -> list[int]:
 
 def dnsfail_server(
     workdir: Path, zones: Path, src: Path, port: int, log_level: str = "warning",
-    workers: str = "auto",
+    workers: str = "auto", extra: Sequence[str] = (), name: str = DNSFAIL,
+    control: str = "off",
 ) -> Server:  # fmt: skip
+    """``dnsfail serve`` with no state file and (by default) no control API, so that two
+    instances (``--dnsfail-args``) never share either."""
     argv = [sys.executable, "-m", "dnsfail", "serve", str(zones),
             "--listen", f"127.0.0.1:{port}", "--log-level", log_level,
-            "--workers", workers]  # fmt: skip
-    return Server(DNSFAIL, argv, port, workdir, cwd=src)
+            "--workers", workers, "--state-file", "", "--control", control,
+            *extra]  # fmt: skip
+    return Server(name, argv, port, workdir, cwd=src)
 
 
 def gdnsd_server(workdir: Path, zone_files: Sequence[Path], port: int, config: Path) -> Server:
@@ -367,19 +506,30 @@ class Perf:
     avg_ms: float
     sent: int
     lost: int
-    rcodes: str
+    #: Response codes dnsperf counted, as (name, count).
+    rcodes: tuple[tuple[str, int], ...]
     p50_ms: float = math.nan
     p99_ms: float = math.nan
+    #: A generated stream ran out before the time limit (raise ``--max-qps``).
+    ran_out: bool = False
 
 
 def dnsperf(
-    port: int, name: Name, datafile: Path, seconds: float, *, clients: int, outstanding: int,
-    rate: int | None = None, verbose: bool = False,
+    port: int, row: Row, datafile: Path, seconds: float, *, clients: int, outstanding: int,
+    rate: int | None = None, verbose: bool = False, capacity: int | None = None,
 ) -> Perf:  # fmt: skip
+    """One dnsperf run; ``capacity`` is the number of queries in a generated ``datafile``,
+    which dnsperf reads once (``-n 1``), so that no query is ever sent twice."""
     argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(datafile),
-            "-l", str(seconds), "-c", str(clients), "-q", str(outstanding), "-e"]  # fmt: skip
-    if name.ecs is not None:
-        argv += ["-E", f"8:{ecs_option(name.ecs).hex()}"]
+            "-l", str(seconds), "-c", str(clients), "-q", str(outstanding)]  # fmt: skip
+    if row.shapes:
+        argv += ["-B", "-n", "1"]  # wire-format input: EDNS and ECS are in every message
+    else:
+        argv.append("-e")
+        if row.ecs is not None:
+            argv += ["-E", f"8:{ecs_option(row.ecs).hex()}"]
+    if row.mode != "udp":
+        argv += ["-m", row.mode]
     if rate is not None:
         argv += ["-Q", str(rate)]
     if verbose:
@@ -389,7 +539,10 @@ def dnsperf(
     )
     if done.returncode != 0:
         raise RuntimeError(f"dnsperf failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    return parse_dnsperf(done.stdout)
+    perf = parse_dnsperf(done.stdout)
+    if capacity is not None and perf.sent >= capacity:
+        perf = dataclasses.replace(perf, ran_out=True)
+    return perf
 
 
 def parse_dnsperf(out: str) -> Perf:
@@ -403,12 +556,13 @@ def parse_dnsperf(out: str) -> Perf:
         if (last := line.rsplit(None, 1)[1]).replace(".", "", 1).isdigit()
     )
     rcodes = re.search(r"Response codes:\s+(.*)", out)
+    counts = re.findall(r"([A-Z]+) (\d+) \(", rcodes.group(1)) if rcodes else []
     return Perf(
         qps=grab(r"Queries per second:\s+([\d.]+)"),
         avg_ms=grab(r"Average Latency \(s\):\s+([\d.]+)") * 1000,
         sent=int(grab(r"Queries sent:\s+(\d+)")),
         lost=int(grab(r"Queries lost:\s+(\d+)")),
-        rcodes=rcodes.group(1).strip() if rcodes else "",
+        rcodes=tuple((name, int(n)) for name, n in counts),
         p50_ms=percentile(latencies, 50) * 1000,
         p99_ms=percentile(latencies, 99) * 1000,
     )
@@ -421,17 +575,84 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return values[max(0, math.ceil(pct / 100 * len(values)) - 1)]
 
 
+# --- query streams ---------------------------------------------------------------------------
+
+#: The runs of one server on one row, in order: (phase, what sets the file's size).
+PHASES = ("warmup", "load", "fixed", "half")
+
+
+class Streams:
+    """The dnsperf input files of every row: one text line for the repeated rows, and for
+    the generated rows a new stream per round and phase, shared by the servers (each is
+    its own process, so none sees another's queries) and removed after the round.
+
+    A stream holds ``--max-qps`` queries per second of its run (half of that for the
+    half-peak run), so that a server answering up to that rate never gets a repeat;
+    a run that reaches the end is marked in the table.
+    """
+
+    def __init__(self, workdir: Path, args: argparse.Namespace) -> None:
+        self.workdir = workdir
+        self.args = args
+        self.nets = compare_streams.networks(args.ecs_networks, random.Random("nets"),
+                                             always=("10.1.0.0/16", "10.2.0.0/16"))  # fmt: skip
+
+    def capacity(self, phase: str) -> int:
+        a = self.args
+        seconds: dict[str, int] = {"warmup": a.warmup, "load": a.seconds,
+                                   "half": a.latency_seconds}  # fmt: skip
+        if phase == "fixed":
+            return int(a.latency_qps * a.latency_seconds * 1.2) + 1000
+        rate: int = a.max_qps // 2 if phase == "half" else a.max_qps
+        return rate * seconds[phase]
+
+    def prepare(self, row: Row, round_no: int) -> dict[str, tuple[Path, int | None]]:
+        """phase -> (input file, queries in it or None for a repeated text line)."""
+        if not row.shapes:
+            path = self.workdir / f"queries-{row.key}.txt"
+            path.write_text(f"{row.qname} A\n")
+            return dict.fromkeys(PHASES, (path, None))
+        files: dict[str, tuple[Path, int | None]] = {}
+        t0 = time.monotonic()
+        for phase in PHASES:
+            count = self.capacity(phase)
+            rng = random.Random(f"{row.key}/{round_no}/{phase}")
+            path = self.workdir / f"stream-{row.key}-{phase}.bin"
+            path.write_bytes(compare_streams.stream(row.shapes, count, rng, self.nets))
+            files[phase] = (path, count)
+        total = sum(count or 0 for _, count in files.values())
+        log(f"generated {total:,} queries for {row.key} in {time.monotonic() - t0:.1f} s")
+        return files
+
+    @staticmethod
+    def remove(files: dict[str, tuple[Path, int | None]]) -> None:
+        for path, count in files.values():
+            if count is not None:
+                path.unlink(missing_ok=True)
+
+    def samples(self, row: Row) -> list[bytes]:
+        """A few queries of the row's kind for the answer checks (the same for every server),
+        with some ECS networks inside the steered 10.1/16 and 10.2/16."""
+        if not row.shapes:
+            return [query(row.qname, row.ecs)]
+        rng = random.Random(f"check/{row.key}")
+        nets = [b"\x0a\x01\x07", b"\x0a\x02\x09", *rng.sample(self.nets, 4)]
+        return compare_streams.split(compare_streams.stream(row.shapes, 12, rng, nets))
+
+
 # --- the comparison --------------------------------------------------------------------------
 
 
 @dataclass
 class Cell:
-    """One server x name: full-load runs and fixed-rate runs, one per round."""
+    """One server x row: full-load runs and fixed-rate runs, one per round."""
 
     load: list[Perf] = field(default_factory=list)
     fixed: list[Perf] = field(default_factory=list)
     #: Runs at half of the server's own peak rate (the issue's p99 target is stated there).
     half: list[Perf] = field(default_factory=list)
+    #: The server's RSS (KiB, all processes) before and after the row, per round.
+    rss: list[tuple[int, int]] = field(default_factory=list)
 
     def median(self, pick: Callable[[Perf], float], runs: str = "load") -> float:
         values = [pick(p) for p in getattr(self, runs)]
@@ -439,60 +660,126 @@ class Cell:
         return statistics.median(values) if values else math.nan
 
 
-def check_answers(server: Server, timeout: float = 20.0) -> list[str]:
-    """Wait until every name is answered right; return a warning per name still wrong.
+def _ecs24(wire: bytes) -> bytes | None:
+    """The address octets of an ECS /24 in our own query ``wire`` (one question, one OPT)."""
+    pos = _skip_name(wire, 12) + 4
+    pos = _skip_name(wire, pos) + 8
+    (rdlen,) = struct.unpack_from("!H", wire, pos)
+    pos += 2
+    end = pos + rdlen
+    while pos + 4 <= end:
+        code, length = struct.unpack_from("!HH", wire, pos)
+        if code == 8:
+            return wire[pos + 8 : pos + 4 + length]
+        pos += 4 + length
+    return None
+
+
+def expect(wire: bytes) -> tuple[int, frozenset[str]]:
+    """(rcode, addresses) the bench zone must answer to our query ``wire``, all sites up."""
+    name = _read_name(wire, 12).lower()
+    if name == f"static.{ZONE}":
+        return 0, frozenset({"192.0.2.10"})
+    if name == f"fo.{ZONE}":
+        return 0, frozenset(SITES)
+    if name == f"geo.{ZONE}":
+        prefix = (_ecs24(wire) or b"\x7f\x00")[:2]  # no ECS: the source, 127.0.0.1
+        site = {b"\x0a\x01": SITES[1], b"\x0a\x02": SITES[2]}.get(prefix, SITES[0])
+        return 0, frozenset({site})
+    if name.endswith(f".{WILD}"):
+        return 0, frozenset({WILD_ADDRESS})
+    return 3, frozenset()
+
+
+def _wrong(reply: Reply, wire: bytes) -> str | None:
+    """Why ``reply`` is not the answer to ``wire``, or None when it is."""
+    rcode, addresses = expect(wire)
+    qname = _read_name(wire, 12)
+    if (reply.rcode, reply.addresses) != (rcode, addresses):
+        return f"got {reply.summary()}, want rcode {rcode} {sorted(addresses)}"
+    if reply.question != wire[12 : _skip_name(wire, 12) + 4]:
+        return f"question not echoed as sent (0x20): {_read_name(reply.question, 0)!r}"
+    if rcode == 3 and 6 not in reply.authority:
+        return "NXDOMAIN without the zone's SOA in the authority section (RFC 2308)"
+    if any(owner.lower() != qname.lower() for owner in reply.owners):
+        return f"answer owner {sorted(reply.owners)} is not the question {qname!r}"
+    return None
+
+
+def check_answers(
+    servers: Sequence[Server], rows: Sequence[Row], streams: Streams, timeout: float = 20.0
+) -> list[str]:
+    """Ask every server a few queries of every row; return a warning per wrong answer and
+    per query the servers answer differently.
 
     PowerDNS probes lazily (the first query of a LUA record starts its checks)
     and serves its backup choice until the first result, so wrong answers are
     retried until ``timeout``.
     """
-    deadline = time.monotonic() + timeout
-    wrong: dict[str, str] = {}
-    while True:
-        wrong = {}
-        for name in NAMES:
-            try:
-                got = ask(server.port, name.qname, name.ecs)
-            except OSError as exc:
-                wrong[name.label] = f"error {exc}"
-                continue
-            if got != name.expected:
-                wrong[name.label] = f"got {sorted(got)}, want {sorted(name.expected)}"
-        if not wrong or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    return [f"{server.name}: {label}: {why}" for label, why in wrong.items()]
+    warnings = []
+    for row in rows:
+        samples = streams.samples(row)
+        deadline = time.monotonic() + timeout
+        while True:
+            wrong: dict[str, str] = {}
+            seen: dict[int, dict[str, str]] = {}
+            for server in servers:
+                for i, wire in enumerate(samples):
+                    try:
+                        reply = parse_reply(exchange(server.port, struct.pack("!H", 0x4242 + i)
+                                                     + wire[2:], tcp=row.mode == "tcp"))
+                    except OSError as exc:
+                        wrong.setdefault(server.name, f"{_read_name(wire, 12)}: error {exc}")
+                        continue
+                    seen.setdefault(i, {})[server.name] = reply.summary()
+                    if (why := _wrong(reply, wire)) is not None:
+                        wrong.setdefault(server.name, f"{_read_name(wire, 12)}: {why}")
+            if not wrong or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        warnings += [f"{name}: {row.key}: {why}" for name, why in wrong.items()]
+        for i, answers in seen.items():
+            if len(set(answers.values())) > 1:
+                warnings.append(f"servers differ on {_read_name(samples[i], 12)}: " + "; ".join(
+                    f"{name} {summary}" for name, summary in answers.items()))
+    return warnings
 
 
 def compare(
-    servers: Sequence[Server], args: argparse.Namespace, workdir: Path
+    servers: Sequence[Server], rows: Sequence[Row], args: argparse.Namespace, streams: Streams
 ) -> dict[tuple[str, str], Cell]:
-    cells = {(s.name, n.label): Cell() for s in servers for n in NAMES}
-    datafiles = {}
-    for i, name in enumerate(NAMES):
-        datafiles[name.label] = workdir / f"queries-{i}.txt"
-        datafiles[name.label].write_text(f"{name.qname} A\n")
+    cells = {(s.name, r.key): Cell() for s in servers for r in rows}
     load = {"clients": args.clients, "outstanding": args.outstanding}
     for round_no in range(args.rounds):
-        for name in NAMES:
+        for row in rows:
+            files = streams.prepare(row, round_no)
             shift = round_no % len(servers)
             for server in [*servers[shift:], *servers[:shift]]:
-                cell = cells[(server.name, name.label)]
-                data = datafiles[name.label]
-                dnsperf(server.port, name, data, args.warmup, **load)
-                perf = dnsperf(server.port, name, data, args.seconds, **load)
-                fixed = dnsperf(server.port, name, data, args.latency_seconds,
-                                rate=args.latency_qps, verbose=True, **load)  # fmt: skip
-                half = dnsperf(server.port, name, data, args.latency_seconds,
-                               rate=max(1, int(perf.qps / 2)), verbose=True, **load)  # fmt: skip
+                cell = cells[(server.name, row.key)]
+
+                def run(phase: str, seconds: float, **extra: Any) -> Perf:
+                    path, capacity = files[phase]  # noqa: B023
+                    return dnsperf(server.port, row, path, seconds, capacity=capacity,  # noqa: B023
+                                   **load, **extra)  # fmt: skip
+
+                before, _ = server.memory()
+                run("warmup", args.warmup)
+                perf = run("load", args.seconds)
+                fixed = run("fixed", args.latency_seconds, rate=args.latency_qps, verbose=True)
+                half = run("half", args.latency_seconds, rate=max(1, int(perf.qps / 2)),
+                           verbose=True)  # fmt: skip
+                after, _ = server.memory()
                 cell.load.append(perf)
                 cell.fixed.append(fixed)
                 cell.half.append(half)
-                log(f"round {round_no + 1}/{args.rounds} {name.label} {server.name}: "
+                cell.rss.append((before, after))
+                log(f"round {round_no + 1}/{args.rounds} {row.key} {server.name}: "
                     f"{perf.qps:,.0f} q/s avg {perf.avg_ms:.2f} ms lost {perf.lost}; "
                     f"@{args.latency_qps}/s p50 {fixed.p50_ms:.3f} p99 {fixed.p99_ms:.3f} ms; "
                     f"@{half.qps:,.0f}/s p99 {half.p99_ms:.3f} ms lost {half.lost} "
-                    f"[{perf.rcodes}]")  # fmt: skip
+                    f"[{rcode_text(perf.rcodes)}] RSS {before / 1024:.0f}->{after / 1024:.0f} MiB"
+                    + (" (stream ran out)" if perf.ran_out else ""))  # fmt: skip
+            streams.remove(files)
     return cells
 
 
@@ -506,43 +793,72 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:,.0f}x" if a / b >= 100 else f"{a / b:.3g}x"
 
 
+def rcode_text(rcodes: Sequence[tuple[str, int]]) -> str:
+    """``NOERROR 95.0%, NXDOMAIN 5.0%`` from dnsperf's counts (summed over runs)."""
+    totals: dict[str, int] = {}
+    for name, count in rcodes:
+        totals[name] = totals.get(name, 0) + count
+    whole = sum(totals.values())
+    if not whole:
+        return "none"
+    return ", ".join(f"{name} {100 * n / whole:.1f}%" for name, n in totals.items())
+
+
+def row_label(row: Row, args: argparse.Namespace) -> str:
+    return row.label.format(nets=f"{args.ecs_networks:,}")
+
+
 def print_table(
-    servers: Sequence[Server], cells: dict[tuple[str, str], Cell], args: argparse.Namespace
-) -> None:
-    rate = f"@ {args.latency_qps:,}/s"
-    print(f"\n### dnsfail vs gdnsd vs PowerDNS ({os.cpu_count()} cores, loopback, "
-          f"dnsperf -c {args.clients} -q {args.outstanding} -e, {args.seconds} s per run, "
-          f"median of {args.rounds} round(s))\n")  # fmt: skip
-    print(f"| name | server | queries/s | avg ms (full load) | lost / sent | "
-          f"p50 ms {rate} | p99 ms {rate} | p99 ms @ half peak | lost @ half peak |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    servers: Sequence[Server], rows: Sequence[Row], cells: dict[tuple[str, str], Cell],
+    args: argparse.Namespace,
+) -> None:  # fmt: skip
     names = [s.name for s in servers]
-    for name in NAMES:
+    mine = [n for n in names if n.startswith(DNSFAIL)]
+    base = GDNSD if GDNSD in names else None
+
+    def qps(server: str, row: Row) -> float:
+        return cells[(server, row.key)].median(lambda p: p.qps)
+
+    print(f"\n### dnsfail vs gdnsd vs PowerDNS ({os.cpu_count()} cores, loopback, "
+          f"dnsperf -c {args.clients} -q {args.outstanding}, EDNS, {args.seconds} s per run, "
+          f"median of {args.rounds} round(s), dnsfail --workers {args.workers})\n")  # fmt: skip
+    ratios = [f"{m} / gdnsd" for m in mine] if base else []
+    print("| traffic | " + " | ".join(f"{n} q/s" for n in names) + " | "
+          + " | ".join(ratios) + " |")  # fmt: skip
+    print("|---|" + "---:|" * (len(names) + len(ratios)))
+    for row in rows:
+        cols = [fmt(qps(n, row), 0) for n in names]
+        cols += [ratio(qps(m, row), qps(base, row)) for m in mine] if base else []
+        print(f"| {row_label(row, args)} | " + " | ".join(cols) + " |")
+
+    rate = f"@ {args.latency_qps:,}/s"
+    print(f"\n| traffic | server | queries/s | vs gdnsd | avg ms (full load) | lost / sent | "
+          f"rcodes | p50 ms {rate} | p99 ms {rate} | p99 ms @ half peak | lost @ half peak | "
+          "RSS MiB before → after |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    ran_out = False
+    for row in rows:
         for server in names:
-            c = cells[(server, name.label)]
+            c = cells[(server, row.key)]
             lost = f"{sum(p.lost for p in c.load):,} / {sum(p.sent for p in c.load):,}"
-            qps = c.median(lambda p: p.qps)
+            q = qps(server, row)
+            out = any(p.ran_out for p in (*c.load, *c.half))
+            ran_out |= out
             # Above half its capacity the fixed-rate run measures queueing, not service time.
-            mark = " (near capacity)" if qps < 2 * args.latency_qps else ""
+            mark = " (near capacity)" if q < 2 * args.latency_qps else ""
             half_lost = f"{sum(p.lost for p in c.half):,} / {sum(p.sent for p in c.half):,}"
-            print(f"| {name.label} | {server} | {fmt(qps, 0)} | "
-                  f"{fmt(c.median(lambda p: p.avg_ms))} | {lost} | "
+            rss = (f"{c.rss[0][0] / 1024:.0f} → {c.rss[-1][1] / 1024:.0f}" if c.rss else "n/a")
+            vs = ratio(q, qps(base, row)) if base else "n/a"
+            codes = rcode_text([rc for p in c.load for rc in p.rcodes])
+            print(f"| {row_label(row, args)} | {server} | {fmt(q, 0)}{' †' if out else ''} | "
+                  f"{vs} | {fmt(c.median(lambda p: p.avg_ms))} | {lost} | {codes} | "
                   f"{fmt(c.median(lambda p: p.p50_ms, 'fixed'), 3)}{mark} | "
                   f"{fmt(c.median(lambda p: p.p99_ms, 'fixed'), 3)}{mark} | "
-                  f"{fmt(c.median(lambda p: p.p99_ms, 'half'), 3)} | {half_lost} |")  # fmt: skip
-        if DNSFAIL not in names:
-            continue
-        mine = cells[(DNSFAIL, name.label)]
-        for peer in (n for n in names if n != DNSFAIL):
-            theirs = cells[(peer, name.label)]
-
-            def both(pick: Callable[[Perf], float], runs: str = "load") -> str:
-                return ratio(mine.median(pick, runs), theirs.median(pick, runs))  # noqa: B023
-
-            print(f"| {name.label} | *dnsfail / {peer}* | {both(lambda p: p.qps)} | "
-                  f"{both(lambda p: p.avg_ms)} | - | {both(lambda p: p.p50_ms, 'fixed')} | "
-                  f"{both(lambda p: p.p99_ms, 'fixed')} | {both(lambda p: p.p99_ms, 'half')} "
-                  "| - |")  # fmt: skip
+                  f"{fmt(c.median(lambda p: p.p99_ms, 'half'), 3)} | {half_lost} | "
+                  f"{rss} |")  # fmt: skip
+    if ran_out:
+        print(f"\n† a generated stream ran out before the run's end (more than --max-qps "
+              f"{args.max_qps:,} q/s): the figure stands, but raise --max-qps.")
 
 
 def print_memory(servers: Sequence[Server]) -> None:
@@ -553,18 +869,26 @@ def print_memory(servers: Sequence[Server]) -> None:
         print(f"| {server.name} | {rss / 1024:.1f} | {hwm / 1024:.1f} |")
 
 
-# --- the 100k-record zone --------------------------------------------------------------------
+# --- the big zone ----------------------------------------------------------------------------
 
 
 @dataclass
 class BigFigures:
     server: str
     check_s: float = math.nan
+    #: Start until the first answer (dnsfail: the main process answers before its workers).
     start_s: float = math.nan
+    #: Start until every worker process answers (dnsfail --workers > 1, its log lines).
+    workers_s: float = math.nan
     rss_mib: float = math.nan
+    pss_mib: float = math.nan
+    #: Reload until the server says it is done ("reloaded" log line, or the command returns).
     reload_s: float = math.nan
+    #: Reload until every process answers from the new zone.
+    reload_all_s: float = math.nan
     reload_rss_mib: float = math.nan
-    peak_mib: float = math.nan
+    #: The highest RSS during the reload: every process's VmHWM, reset before it, summed.
+    reload_peak_mib: float = math.nan
     note: str = ""
 
 
@@ -590,14 +914,49 @@ def timed(argv: Sequence[str], cwd: Path | None = None) -> float:
     return time.monotonic() - t0
 
 
-def wait_answer(port: int, qname: str, want: str, timeout: float) -> None:
+#: Consecutive right answers, each from a new source port, that count as "every process
+#: answers the new zone" for servers without a status API (gdnsd threads and PowerDNS
+#: spread clients by port).
+NEW_ANSWER_STREAK = 20
+
+
+def wait_answer(port: int, qname: str, want: str, timeout: float, streak: int = 1) -> None:
     deadline = time.monotonic() + timeout
+    good = 0
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            if want in ask(port, qname, timeout=0.5):
+        try:
+            good = good + 1 if want in ask(port, qname, timeout=0.5) else 0
+        except OSError:
+            good = 0
+        if good >= streak:
+            return
+        if not good:
+            time.sleep(0.05)
+    raise PeerFailed(f"{qname} did not become {want} within {timeout:.0f} s")
+
+
+def wait_workers_applied(control_port: int, timeout: float) -> None:
+    """Until every dnsfail worker has applied the main process's snapshot (/v1/status)."""
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{control_port}/v1/status"
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            with urllib.request.urlopen(url, timeout=2) as response:
+                status = json.load(response)
+            if all(w["generation"] >= status["generation"] for w in status["workers"]):
                 return
         time.sleep(0.05)
-    raise PeerFailed(f"{qname} did not become {want} within {timeout:.0f} s")
+    raise PeerFailed(f"dnsfail workers did not apply the reload within {timeout:.0f} s")
+
+
+@dataclass(frozen=True)
+class Reload:
+    """How to reload one server: rewrite its zone (untimed), then trigger and time it."""
+
+    prepare: Callable[[], object]
+    trigger: Callable[[], float]
+    #: After ``trigger``: wait until every process answers the new zone (or None: by answers).
+    settle: Callable[[], None] | None = None
 
 
 def big_zone(
@@ -612,49 +971,75 @@ def big_zone(
     zone_file = compare_zone.write_rfc1035(workdir / "big-rfc1035" / origin, count)
     log(f"wrote a {count:,}-record zone: {zone_yaml} ({zone_yaml.stat().st_size / 2**20:.1f} MiB)")
     results = []
+    # Every server starts with the probe name at 198.18.0.1 and reloads it to this.
+    new_address = "198.18.255.254"
 
-    def measure(figures: BigFigures, server: Server, reload: Callable[[], float]) -> None:
+    def measure(figures: BigFigures, server: Server, reload: Reload, workers: int = 0) -> None:
         started.append(server)
         try:
             figures.start_s = server.start(probe, timeout=args.big_timeout)
+            for _ in range(workers):
+                stamp, _ = server.wait_line(r"worker \d+ \(pid \d+\) answering",
+                                            args.big_timeout)  # fmt: skip
+                figures.workers_s = stamp - server.started_at
             rss, _ = server.memory()
-            figures.rss_mib = rss / 1024
-            figures.reload_s = reload()
-            wait_answer(server.port, probe, "198.18.255.254", 30)
+            figures.rss_mib, figures.pss_mib = rss / 1024, server.pss() / 1024
+            reload.prepare()
+            server.reset_peak()
+            server.drain()
+            t0 = time.monotonic()
+            figures.reload_s = reload.trigger()
+            if reload.settle is not None:
+                reload.settle()
+            wait_answer(server.port, probe, new_address, args.big_timeout,
+                        streak=NEW_ANSWER_STREAK)  # fmt: skip
+            figures.reload_all_s = time.monotonic() - t0
             rss, hwm = server.memory()
-            figures.reload_rss_mib, figures.peak_mib = rss / 1024, hwm / 1024
+            figures.reload_rss_mib, figures.reload_peak_mib = rss / 1024, hwm / 1024
         finally:
             server.stop()
 
-    # dnsfail: check, start, SIGHUP reload timed to its "reloaded" log line.
-    figures = BigFigures(DNSFAIL)
-    results.append(figures)
     try:
         log(f"dnsfail check on {count:,} records")
-        figures.check_s = timed([sys.executable, "-m", "dnsfail", "check", str(yaml_dir)],
-                                cwd=args.dnsfail_src)  # fmt: skip
-        # One process: the figures are one copy of the zone (each --workers process holds its
-        # own), and the "reloaded" line it times is the main process's.
-        server = dnsfail_server(workdir / "big-dnsfail-run", yaml_dir, args.dnsfail_src,
-                                free_port(), log_level="info", workers="1")  # fmt: skip
-        server.workdir.mkdir(parents=True, exist_ok=True)
-
-        def reload_dnsfail() -> float:
-            compare_zone.write_yaml(zone_yaml, count, probe_address="198.18.255.254")
-            server.drain()
-            assert server.proc is not None
-            t0 = time.monotonic()
-            server.proc.send_signal(signal.SIGHUP)
-            stamp, line = server.wait_line(r"zone \S+: reloaded|reload rejected", args.big_timeout)
-            if "rejected" in line:
-                raise PeerFailed(f"dnsfail rejected the reload: {line}")
-            return stamp - t0
-
-        log("dnsfail serve on the big zone")
-        measure(figures, server, reload_dnsfail)
+        check_s = timed([sys.executable, "-m", "dnsfail", "check", str(yaml_dir)],
+                        cwd=args.dnsfail_src)  # fmt: skip
     except PeerFailed as exc:
-        figures.note = str(exc)
+        check_s = math.nan
         log(f"WARNING: {exc}")
+    processes = len(os.sched_getaffinity(0))
+    for workers in ("1", "auto"):
+        figures = BigFigures(f"{DNSFAIL} --workers {workers}", check_s=check_s)
+        results.append(figures)
+        try:
+            compare_zone.write_yaml(zone_yaml, count)  # the previous run reloaded it
+            control = free_port()
+            server = dnsfail_server(workdir / f"big-dnsfail-run-{workers}", yaml_dir,
+                                    args.dnsfail_src, free_port(), log_level="info",
+                                    workers=workers, control=f"127.0.0.1:{control}")  # fmt: skip
+            server.workdir.mkdir(parents=True, exist_ok=True)
+
+            def trigger_dnsfail(server: Server = server) -> float:
+                assert server.proc is not None
+                t0 = time.monotonic()
+                server.proc.send_signal(signal.SIGHUP)
+                stamp, line = server.wait_line(r"zone \S+: reloaded|reload rejected",
+                                               args.big_timeout)  # fmt: skip
+                if "rejected" in line:
+                    raise PeerFailed(f"dnsfail rejected the reload: {line}")
+                return stamp - t0
+
+            def settle_dnsfail(control: int = control) -> None:
+                wait_workers_applied(control, args.big_timeout)
+
+            reload = Reload(
+                lambda: compare_zone.write_yaml(zone_yaml, count, probe_address=new_address),
+                trigger_dnsfail, settle_dnsfail,
+            )
+            log(f"dnsfail serve --workers {workers} on the big zone")
+            measure(figures, server, reload, workers=processes - 1 if workers == "auto" else 0)
+        except PeerFailed as exc:
+            figures.note = str(exc)
+            log(f"WARNING: {exc}")
 
     if GDNSD in peers:
         figures = BigFigures(GDNSD)
@@ -663,14 +1048,13 @@ def big_zone(
             gdir = workdir / "big-gdnsd"
             server = gdnsd_server(gdir, [zone_file], free_port(), PEERS / "gdnsd" / "config")
             figures.check_s = timed(["gdnsd", "-c", str(gdir), "checkconf"])
-
-            def reload_gdnsd() -> float:
-                compare_zone.write_rfc1035(gdir / "zones" / origin, count, serial=2,
-                                           probe_address="198.18.255.254")  # fmt: skip
-                return timed(["gdnsdctl", "-c", str(gdir), "reload-zones"])
-
+            reload = Reload(
+                lambda: compare_zone.write_rfc1035(gdir / "zones" / origin, count, serial=2,
+                                                   probe_address=new_address),
+                lambda: timed(["gdnsdctl", "-c", str(gdir), "reload-zones"]),
+            )  # fmt: skip
             log("gdnsd on the big zone")
-            measure(figures, server, reload_gdnsd)
+            measure(figures, server, reload)
         except PeerFailed as exc:
             figures.note = str(exc)
             log(f"WARNING: {exc}")
@@ -684,15 +1068,15 @@ def big_zone(
             pdir.mkdir(parents=True, exist_ok=True)
             shutil.copy(zone_file, pzone)
             server = pdns_server(PDNS, pdir, {origin: pzone}, free_port(), "yes")
-            check = ["pdnsutil", f"--config-dir={pdir}", "check-zone", origin]
-            figures.check_s = timed(check)
-
-            def reload_pdns() -> float:
-                compare_zone.write_rfc1035(pzone, count, serial=2, probe_address="198.18.255.254")
-                return timed(["pdns_control", f"--socket-dir={pdir}", "bind-reload-now", origin])
-
+            figures.check_s = timed(["pdnsutil", f"--config-dir={pdir}", "check-zone", origin])
+            reload = Reload(
+                lambda: compare_zone.write_rfc1035(pzone, count, serial=2,
+                                                   probe_address=new_address),
+                lambda: timed(["pdns_control", f"--socket-dir={pdir}", "bind-reload-now",
+                               origin]),
+            )  # fmt: skip
             log("PowerDNS on the big zone")
-            measure(figures, server, reload_pdns)
+            measure(figures, server, reload)
         except PeerFailed as exc:
             figures.note = str(exc)
             log(f"WARNING: {exc}")
@@ -701,13 +1085,16 @@ def big_zone(
 
 def print_big(results: Sequence[BigFigures], count: int) -> None:
     print(f"\n### A zone of {count:,} A records\n")
-    print("| server | check s | start → first answer s | RSS MiB | reload s | "
-          "RSS after reload MiB | peak RSS MiB |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| server | check s | start → first answer s | start → every worker answers s | "
+          "RSS MiB | PSS MiB | reload s | reload → every process answers s | "
+          "RSS after reload MiB | reload peak RSS MiB |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for f in results:
         print(
-            f"| {f.server} | {fmt(f.check_s, 3)} | {fmt(f.start_s, 3)} | {fmt(f.rss_mib, 1)} | "
-            f"{fmt(f.reload_s, 3)} | {fmt(f.reload_rss_mib, 1)} | {fmt(f.peak_mib, 1)} |"
+            f"| {f.server} | {fmt(f.check_s, 3)} | {fmt(f.start_s, 3)} | {fmt(f.workers_s, 3)} | "
+            f"{fmt(f.rss_mib, 1)} | {fmt(f.pss_mib, 1)} | {fmt(f.reload_s, 3)} | "
+            f"{fmt(f.reload_all_s, 3)} | {fmt(f.reload_rss_mib, 1)} | "
+            f"{fmt(f.reload_peak_mib, 1)} |"
         )
     for f in results:
         if f.note:
@@ -753,11 +1140,18 @@ def available_peers() -> list[str]:
 
 
 def build_servers(
-    peers: Sequence[str], workdir: Path, dnsfail_src: Path, workers: str = "auto"
-) -> list[Server]:
+    peers: Sequence[str], workdir: Path, dnsfail_src: Path, workers: str = "auto",
+    extra: Sequence[str] = (),
+) -> list[Server]:  # fmt: skip
+    """dnsfail, then dnsfail with ``extra`` arguments (``--dnsfail-args``), then the peers."""
     servers = [dnsfail_server(workdir / "dnsfail", PEERS / "dnsfail", dnsfail_src, free_port(),
                               workers=workers)]  # fmt: skip
-    servers[0].workdir.mkdir(parents=True, exist_ok=True)
+    if extra:
+        servers.append(dnsfail_server(workdir / "dnsfail-args", PEERS / "dnsfail", dnsfail_src,
+                                      free_port(), workers=workers, extra=extra,
+                                      name=f"{DNSFAIL} {shlex.join(extra)}"))  # fmt: skip
+    for server in servers:
+        server.workdir.mkdir(parents=True, exist_ok=True)
     if GDNSD in peers:
         zone = PEERS / "gdnsd" / ZONE
         servers.append(gdnsd_server(workdir / "gdnsd", [zone], free_port(),
@@ -789,8 +1183,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-install", action="store_true", help="never apt-get install; skip missing peers"
     )
-    parser.add_argument("--skip-big", action="store_true", help="skip the 100k-record part")
-    parser.add_argument("--big-records", type=int, default=100_000)
+    parser.add_argument("--skip-big", action="store_true", help="skip the big-zone part")
+    parser.add_argument("--big-records", type=int, default=1_000_000, metavar="N",
+                        help="A records in the big zone (default 1,000,000)")
+    parser.add_argument("--rows", default=",".join(r.key for r in ROWS), metavar="KEY,...",
+                        help="rows to run, of: " + ", ".join(r.key for r in ROWS))
+    parser.add_argument("--ecs-networks", type=int, default=100_000, metavar="N",
+                        help="distinct ECS /24s of the ecs and mix rows (default 100,000)")
+    parser.add_argument("--max-qps", type=int, default=250_000, metavar="N",
+                        help="queries per second of run in each generated stream, so that no "
+                             "query repeats up to that rate (default 250,000)")
+    parser.add_argument("--dnsfail-args", default="", metavar='"ARGS"',
+                        help="also run every row against a second dnsfail started with these "
+                             "extra serve arguments, e.g. \"--rrl-rate 100000\"")
     parser.add_argument(
         "--big-timeout",
         type=float,
@@ -807,7 +1212,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="dnsfail serve --workers for the comparison (default auto: one "
                              "process per core, as gdnsd runs one thread per core)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    known = {r.key: r for r in ROWS}
+    unknown = [k for k in args.rows.split(",") if k not in known]
+    if unknown:
+        parser.error(f"unknown row(s) {', '.join(unknown)}; rows are {', '.join(known)}")
+    args.row_list = [known[k] for k in args.rows.split(",")]
+    args.dnsfail_extra = shlex.split(args.dnsfail_args)
+    return args
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -840,7 +1252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             except PeerFailed as exc:
                 raise SystemExit(f"the dnsfail bench zone does not load: {exc}") from None
             running = []
-            for server in build_servers(peers, workdir, args.dnsfail_src, args.workers):
+            for server in build_servers(peers, workdir, args.dnsfail_src, args.workers,
+                                        args.dnsfail_extra):  # fmt: skip
                 started.append(server)
                 try:
                     server.start(f"static.{ZONE}", timeout=30)
@@ -852,15 +1265,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 running.append(server)
             if not any(s.name == DNSFAIL for s in running):
                 raise SystemExit(f"dnsfail did not start: {notes[-1]}")
-            for server in running:
-                for warning in check_answers(server):
-                    notes.append(f"wrong answer before measuring: {warning}")
-                    log(f"WARNING: {notes[-1]}")
+            streams = Streams(workdir, args)
+            for warning in check_answers(running, args.row_list, streams):
+                notes.append(f"wrong answer before measuring: {warning}")
+                log(f"WARNING: {notes[-1]}")
             load1, _, _ = os.getloadavg()
             log(f"load average before measuring: {load1:.2f}")
             speed = [cpu_reference()]
-            cells = compare(running, args, workdir)
-            print_table(running, cells, args)
+            cells = compare(running, args.row_list, args, streams)
+            print_table(running, args.row_list, cells, args)
             print_memory(running)
             for server in running:
                 server.stop()

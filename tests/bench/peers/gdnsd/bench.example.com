@@ -7,5 +7,6 @@ $TTL 300
 ns1     A    192.0.2.53
 ns2     A    192.0.2.54
 static  A    192.0.2.10
+*.wild  A    192.0.2.20
 fo   30 DYNA multifo!fo
 geo  30 DYNA geoip!geo
