@@ -106,9 +106,10 @@ def stream(
     if len(shapes) == 1:
         return bytes(shapes[0][0].records(count, rng, nets))
     total = sum(weight for _, weight in shapes)
+    counts = [round(count * weight / total) for _, weight in shapes[:-1]]
+    counts.append(count - sum(counts))
     pieces: list[bytes] = []
-    for shape, weight in shapes:
-        n = round(count * weight / total)
+    for (shape, _), n in zip(shapes, counts, strict=True):
         buf = shape.records(n, rng, nets)
         stride = len(buf) // n if n else 0
         pieces += [bytes(buf[i : i + stride]) for i in range(0, len(buf), stride)]
