@@ -98,6 +98,9 @@ def test_mix_has_five_percent_nonexistent_names_and_all_of_them_cased() -> None:
     nx = [n for n in names if n.lower() not in fixed]
     assert 0.045 < len(nx) / len(names) < 0.055
     assert all(n != n.lower() for n in names[:200])  # 0x20 on every query (all but ~never)
+    # ... the random labels of the nonexistent names included.
+    labels = [n.split(".")[0] for n in nx]
+    assert sum(label != label.lower() for label in labels) > 0.95 * len(labels)
 
 
 def _reply(wire: bytes, rcode: int = 0, addresses: tuple[str, ...] = (),
