@@ -1,6 +1,8 @@
 """Compare dnsfail with gdnsd and PowerDNS on the same zone, on loopback, in one run.
 
     python tests/bench/compare.py [--seconds 10] [--rounds 1] [--skip-install]
+        [--rows static,fo,...] [--dnsfail-args "--rrl-rate 100000"]
+        [--big-records 1000000 | --skip-big]
 
 What it does:
 
@@ -10,24 +12,42 @@ What it does:
    server health-checks with a TCP connect.
 3. Configures each server from ``tests/bench/peers/`` with the same zone
    ``bench.example.com``: ``static`` (a plain A), ``fo`` (every healthy site of
-   three) and ``geo`` (the site for the client's subnet, 10.1.0.0/16 -> .72),
-   and starts them all on loopback ports: dnsfail (``--workers auto``, one answering
+   three), ``geo`` (the site for the client's subnet, 10.1.0.0/16 -> .72,
+   10.2.0.0/16 -> .73, else .71) and the wildcard ``*.wild`` (192.0.2.20), and
+   starts them all on loopback ports: dnsfail (``--workers auto``, one answering
    process per core, as gdnsd runs a thread per core; ``--workers 1`` to compare one
-   process), gdnsd, PowerDNS with
-   ``enable-lua-records=yes`` (a new Lua state per query) and PowerDNS with
-   ``enable-lua-records=shared``.
-4. Checks every server's answer for every name, then per name runs dnsperf
-   against each server in turn (the order rotates each round): 2 s warm-up,
-   ``--seconds`` at full load (``-c 4 -q 200``, EDNS on; the geo name carries
-   ECS 10.1.2.0/24 with ``-E 8:<hex>``) for queries/s, average latency and lost
-   queries, then ``--latency-seconds`` at a fixed ``--latency-qps`` and again at
-   half of that server's own peak, both with ``dnsperf -v`` for p50/p99 (dnsperf
-   2.x has no percentiles and ``-v`` costs it a quarter of its speed, so it is
-   kept out of the throughput run).
-5. Loads a 100,000-record zone (``compare_zone.py``) into dnsfail (one process): ``dnsfail
-   check`` time, startup time and RSS, SIGHUP reload time (from the "reloaded"
-   log line) and RSS after it; and the same zone into gdnsd and PowerDNS for
-   reference (``--skip-big`` skips this part).
+   process), with ``--dnsfail-args`` a second dnsfail started with those extra
+   arguments, gdnsd, PowerDNS with ``enable-lua-records=yes`` (a new Lua state per
+   query) and PowerDNS with ``enable-lua-records=shared``.
+4. The rows (``--rows`` picks some): the three names asked again and again (text input;
+   the geo name with ECS 10.1.2.0/24 by ``-E 8:<hex>``), and rows where no query
+   repeats, sent from streams generated here (``compare_streams.py``) with
+   ``dnsperf -B`` (wire-format input; dnsperf replaces only the ID): random
+   nonexistent names, random names under the wildcard, the geo name with ECS from
+   ``--ecs-networks`` distinct /24s, the failover name with a random letter case
+   (0x20) per query, and a "public resolver" mix (0x20 on every query, ECS on every
+   query, 5% nonexistent names); plus the static name over TCP (``dnsperf -m tcp``).
+   A generated stream is new for every round and phase, shared by the servers (each
+   its own process), holds ``--max-qps`` queries per second of run and is read once
+   (``-n 1``): a run that reaches its end is marked, never repeated.
+5. Checks every server's answers to a few queries of every row (rcode, addresses,
+   the question echoed with its exact case, the SOA of an NXDOMAIN, the owner of a
+   wildcard answer) and notes where servers differ; then per row runs dnsperf
+   against each server in turn (the order rotates each round): ``--warmup`` s,
+   ``--seconds`` at full load (``-c 4 -q 200``, EDNS on) for queries/s, average
+   latency, lost queries and response codes, then ``--latency-seconds`` at a fixed
+   ``--latency-qps`` and again at half of that server's own peak, both with
+   ``dnsperf -v`` for p50/p99 (dnsperf 2.x has no percentiles and ``-v`` costs it a
+   quarter of its speed, so it is kept out of the throughput run).  RSS (summed over
+   the server's processes) is read before and after each row.
+6. Loads a zone of ``--big-records`` A records (``compare_zone.py``) into dnsfail
+   with ``--workers 1`` and ``--workers auto``: ``dnsfail check`` time, start until
+   the first answer and until every worker answers (its log lines), RSS and PSS
+   (``/proc/PID/smaps_rollup``) summed over the processes, SIGHUP reload until the
+   "reloaded" log line and until every process answers from the new zone (workers:
+   ``/v1/status``), RSS after it and the reload's peak (every process's VmHWM, reset
+   just before it through ``/proc/PID/clear_refs``); and the same zone into gdnsd and
+   PowerDNS for reference (``--skip-big`` skips this part).
 
 Medians over ``--rounds`` are printed as Markdown on stdout; progress goes to
 stderr.  Every process started here is stopped on exit, Ctrl-C included.
