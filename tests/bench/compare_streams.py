@@ -110,6 +110,8 @@ def stream(
     counts.append(count - sum(counts))
     pieces: list[bytes] = []
     for (shape, _), n in zip(shapes, counts, strict=True):
+        if n <= 0:
+            continue
         buf = shape.records(n, rng, nets)
         stride = len(buf) // n if n else 0
         pieces += [bytes(buf[i : i + stride]) for i in range(0, len(buf), stride)]

@@ -84,6 +84,12 @@ def test_ecs_rows_carry_a_24_from_the_pool_on_every_query() -> None:
         assert len(seen) > 900  # 5,000 draws from 1,000 networks reach nearly all
 
 
+def test_a_mix_too_short_for_every_shape_still_has_the_count_asked() -> None:
+    row = next(r for r in compare.ROWS if r.key == "mix")
+    for count in (1, 3, 12, 19):
+        assert len(_names(row.shapes, count)) == count
+
+
 def test_networks_are_distinct_and_include_the_steered_blocks() -> None:
     nets = cs.networks(5000, random.Random(2), always=("10.1.0.0/16", "10.2.0.0/16"))
     assert len(set(nets)) == len(nets) == 5000
