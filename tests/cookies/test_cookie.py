@@ -7,7 +7,7 @@ import ipaddress
 import dns.edns
 import dns.message
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from dnsfail.cookies.cookie import (
@@ -177,6 +177,7 @@ def test_read_cookie_finds_the_first_cookie_among_options() -> None:
     with_options((3, b"")),  # NSID only
     with_options((10, CLIENT))[:-1],  # cut short
     with_options((10, CLIENT)) + b"\x00",  # octets past the OPT
+    with_options((10, CLIENT))[:-10] + b"\x00\x0a" + with_options((10, CLIENT))[-8:],
     b"",
 ])
 def test_read_cookie_without_a_cookie(data: bytes) -> None:
@@ -204,6 +205,20 @@ def test_read_cookie_never_raises(data: bytes) -> None:
     found = read_cookie(data)
     if found is not None:
         assert found[1] <= len(data)
+
+
+@given(st.binary(max_size=48), st.integers(0, 80), st.integers(0, 255), st.integers(0, 120))
+@example(b"", 12, 63, 0)  # a label longer than the rest of the message
+@example(CLIENT, 0, 0, 90)  # cut inside the question
+def test_read_cookie_of_damaged_queries(option: bytes, at: int, octet: int, cut: int) -> None:
+    """Queries one octet or a cut away from sound ones, which random octets seldom reach."""
+    data = bytearray(with_options((3, b""), (10, option), (10, CLIENT)))
+    if at < len(data):
+        data[at] = octet
+    found = read_cookie(bytes(data[: len(data) - cut]))
+    if found is not None:
+        start = bytes(data).find(found[0]) if found[0] else 0
+        assert start + len(found[0]) <= len(data) - cut
 
 
 @given(st.binary(max_size=80))

@@ -253,3 +253,13 @@ def test_any_message_never_raises(data: bytes) -> None:
     h.handle(data, False, ALICE)
     h.handle(b"\x00\x00" + data[2:], True, BOB)
     assert h.stats.internal_errors == 0
+
+
+def test_malformed_queries_are_limited_as_errors() -> None:
+    """The FORMERR of a malformed option goes to the limiter, so a flood of them is limited."""
+    limiter = Recorder(DROP)
+    h, _ = handler(limiter=limiter)
+    query = dns.message.make_query("api.gw.test.", "A", use_edns=0,
+                                   options=[dns.edns.GenericOption(10, bytes(3))])
+    assert h.handle(query.to_wire(), False, ALICE) is None
+    assert limiter.seen == [(ALICE, h.slot)]
