@@ -48,8 +48,11 @@ _HEAD_RESERVED = bytes((VERSION, 0, 0, 0))
 INVALID, VALID, RENEW = 0, 1, 2
 
 #: What ``read_cookie`` finds: the option's data, where the question ends, the OPT's
-#: UDP payload size and whether DO is set.
-Found = tuple[bytes, int, int, bool]
+#: UDP payload size, whether DO is set, and whether the query has an option the reply
+#: echoes (ECS, NSID: then the reply's OPT is not empty).
+Found = tuple[bytes, int, int, bool, bool]
+#: The options a reply of ours echoes (dns.query.OPTION_NSID, OPTION_ECS).
+_ECHOED = (3, 8)
 
 
 def read_cookie(data: bytes) -> Found | None:
@@ -87,16 +90,23 @@ def read_cookie(data: bytes) -> Found | None:
     if at + (data[qend + 9] << 8 | data[qend + 10]) != n:
         return None
     j = at
+    cookie: bytes | None = None
+    echoed = False
     while j + 4 <= n:
         code = data[j] << 8 | data[j + 1]
         end = j + 4 + (data[j + 2] << 8 | data[j + 3])
         if end > n:
             return None
         if code == OPTION_COOKIE:
-            payload = data[qend + 3] << 8 | data[qend + 4]
-            return data[j + 4 : end], qend, payload, bool(data[qend + 7] & 0x80)
+            if cookie is None:
+                cookie = data[j + 4 : end]
+        elif code in _ECHOED:
+            echoed = True
         j = end
-    return None
+    if cookie is None:
+        return None
+    payload = data[qend + 3] << 8 | data[qend + 4]
+    return cookie, qend, payload, bool(data[qend + 7] & 0x80), echoed
 
 
 def well_formed(option: bytes) -> bool:

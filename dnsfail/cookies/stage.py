@@ -46,7 +46,7 @@ from dnsfail.cookies.cookie import Found, judge, read_cookie, server_cookie, wel
 from dnsfail.cookies.reply import built, cookie_option, find_opt, truncated, with_option
 from dnsfail.cookies.settings import Secrets
 from dnsfail.dns.query import CLASSIC_UDP_LIMIT, UDP_PAYLOAD
-from dnsfail.dns.replycache import client_address
+from dnsfail.dns.replycache import EXACT_QUERY_LIMIT, client_address
 from dnsfail.dns.stages import (
     CLIENT_COOKIE,
     INVALID_COOKIE,
@@ -64,6 +64,11 @@ COUNTERS = ("none", "client_only", "valid", "malformed", "invalid", "badcookie",
 _BADCOOKIE_SENT, _CAPPED = 5, 6
 _UNPROVEN = (CLIENT_COOKIE, INVALID_COOKIE)
 
+#: Queries whose judgement is remembered for the rest of the second, before the memo is
+#: emptied: a bound on memory (each key is at most ``EXACT_QUERY_LIMIT`` octets) that a
+#: flood of distinct cookies cannot pass.
+RECENT_LIMIT = 10_000
+
 #: What ``check`` found, kept for ``finish`` on the same message: the query, the option,
 #: and the COOKIE option to send.
 _Memo = tuple[bytes, Found, bytes]
@@ -80,6 +85,17 @@ def summed(stage: CookieStage | None, others: Iterable[Mapping[str, int]]) -> di
     return out
 
 
+def _empty_opt(reply: bytes) -> int | None:
+    """Where the OPT of ``reply`` starts when it is an empty OPT at the end, found without
+    walking the records: a reply of ours to an EDNS query has an OPT, last (wire.render),
+    whose options only echo the query's ECS and NSID; the caller knows it had neither."""
+    n = len(reply)
+    if n >= 23 and (reply[10] or reply[11]) and reply[n - 11 : n - 8] == b"\x00\x00\x29" \
+            and reply[n - 2 :] == b"\x00\x00":
+        return n - 11
+    return None
+
+
 @functools.lru_cache(maxsize=65536)
 def packed_address(client: str) -> bytes:
     """The Client-IP of RFC 9018 section 4.4: 4 octets for IPv4 (an IPv4-mapped IPv6
@@ -89,11 +105,14 @@ def packed_address(client: str) -> bytes:
 
 
 class CookieStage:
-    """DNS Cookies and the size cap, as ``dns.stages.Stages`` calls them.
+    """DNS Cookies and the size cap, as ``dns.stages.Stages`` calls them; and, called
+    itself, the whole ``After`` when no limiter runs (``Stages(cookies=stage)`` in one call).
 
     ``clock`` gives the time in seconds (the cookies' timestamps); tests
     pass their own.  ``counts`` are plain ints by ``COUNTERS``, read by the
-    metrics at scrape time.
+    metrics at scrape time.  What a query's option is judged to be is
+    remembered for the rest of the second (``RECENT_LIMIT``): a resolver
+    repeating a question with its cookie sends the same octets but for the ID.
     """
 
     def __init__(self, secrets: Secrets, *, answer: bool = True, size_cap: int = 0,
@@ -106,9 +125,23 @@ class CookieStage:
         self.clock = clock
         self.counts = [0] * len(COUNTERS)
         self._memo: _Memo | None = None
+        self._recent: dict[tuple[bytes, str], tuple[int, Found, bytes, int]] = {}
 
     def counters(self) -> dict[str, int]:
         return dict(zip(COUNTERS, self.counts, strict=True))
+
+    def __call__(self, data: bytes, reply: bytes, tcp: bool, client: str,
+                 slot: int) -> bytes | None:
+        if not self.answer or data.find(b"\x00\x0a", 12) < 0:  # no COOKIE option can be there
+            self.counts[NO_COOKIE] += 1
+            return self._cap(reply) if self.size_cap and not tcp else reply
+        state = self.check(data, client)
+        if state == MALFORMED_COOKIE:
+            formerr = self.malformed(data, reply)
+            if formerr is None:
+                return None
+            reply = formerr
+        return self.finish(data, reply, state, tcp, client, False)
 
     def _judge(self, data: bytes, client: str) -> tuple[int, Found | None, bytes]:
         """The query's state, its option, and the COOKIE option a reply carries."""
@@ -118,8 +151,12 @@ class CookieStage:
         option = found[0]
         if not well_formed(option):
             return MALFORMED_COOKIE, found, b""
-        ip = packed_address(client)
         now = int(self.clock())
+        key = (data[2:], client)
+        recent = self._recent.get(key)
+        if recent is not None and recent[3] == now:
+            return recent[0], recent[1], recent[2]
+        ip = packed_address(client)
         ours = option[:8]
         state, send = CLIENT_COOKIE, b""
         if len(option) > 8:
@@ -129,10 +166,15 @@ class CookieStage:
                 send = option[8:]
         if not send:
             send = server_cookie(self.keys[0], ours, ip, now)
-        return state, found, cookie_option(ours, send)
+        made = cookie_option(ours, send)
+        if len(data) <= EXACT_QUERY_LIMIT:
+            if len(self._recent) >= RECENT_LIMIT:
+                self._recent.clear()
+            self._recent[key] = (state, found, made, now)
+        return state, found, made
 
     def check(self, data: bytes, client: str) -> int:
-        if not self.answer:
+        if not self.answer or data.find(b"\x00\x0a", 12) < 0:
             self.counts[NO_COOKIE] += 1
             return NO_COOKIE
         state, found, option = self._judge(data, client)
@@ -148,16 +190,19 @@ class CookieStage:
             return reply
         return built(data, found[1], Rcode.FORMERR, found[3], b"")
 
+    def _cap(self, reply: bytes) -> bytes:
+        """A UDP reply to a client without a valid cookie, truncated if over the cap."""
+        if len(reply) > self.size_cap:
+            cut = truncated(reply, find_opt(reply))
+            if cut is not None:
+                self.counts[_CAPPED] += 1
+                return cut
+        return reply
+
     def finish(self, data: bytes, reply: bytes, state: int, tcp: bool, client: str,
                slipped: bool) -> bytes:
         if state in (NO_COOKIE, MALFORMED_COOKIE):
-            cap = self.size_cap
-            if cap and not tcp and len(reply) > cap:
-                cut = truncated(reply, find_opt(reply))
-                if cut is not None:
-                    self.counts[_CAPPED] += 1
-                    return cut
-            return reply
+            return self._cap(reply) if self.size_cap and not tcp else reply
         memo = self._memo
         if memo is None or memo[0] is not data:
             _, found, option = self._judge(data, client)
@@ -174,9 +219,11 @@ class CookieStage:
         if slipped and not tcp and state in _UNPROVEN:
             self.counts[_BADCOOKIE_SENT] += 1
             return built(data, qend, BADCOOKIE, do, option)
-        opt = find_opt(reply)
-        if opt is None:  # answered without an OPT (FORMERR before EDNS was read)
-            return reply
+        opt = _empty_opt(reply) if not found[4] else None
+        if opt is None:
+            opt = find_opt(reply)
+            if opt is None:  # answered without an OPT (FORMERR before EDNS was read)
+                return reply
         out = with_option(reply, opt, option)
         if tcp:
             return out

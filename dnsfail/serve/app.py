@@ -39,7 +39,6 @@ from dnsfail.control.port import ControlPort
 from dnsfail.cookies.settings import Secrets, load_secrets
 from dnsfail.cookies.stage import CookieStage, summed
 from dnsfail.dns.handler import Handler
-from dnsfail.dns.stages import Stages
 from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.errors import ConfigError, DnsfailError
 from dnsfail.model import ProbeSpec, Zone
@@ -212,7 +211,7 @@ class Daemon:
         self.reloads.loaded(store)
         self.drains.log_restored()
         self.secrets, self.cookies = await asyncio.to_thread(cookie_stage, s)
-        after = Stages(cookies=self.cookies) if self.cookies is not None else None
+        after = self.cookies  # the cookie stage is the whole After while no limiter runs
         self.handler = answer_path(lambda: store.snapshot, self.locator, identity=s.identity,
                                    version=s.version, stats=self.stats, after=after).handler
         try:

@@ -58,7 +58,6 @@ from typing import Any
 
 from dnsfail.cookies.settings import Secrets
 from dnsfail.cookies.stage import CookieStage
-from dnsfail.dns.stages import Stages
 from dnsfail.dns.stats import Totals
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.serve.server import TcpConnection, TcpLimits, UdpListener
@@ -415,7 +414,7 @@ async def _serve(spec: dict[str, Any]) -> None:
     mirror.apply(first)
     answers = answer_path(lambda: mirror.snapshot, open_locator(spec["geoip"]),
                           identity=spec["identity"], version=spec["version"],
-                          after=Stages(cookies=cookies) if cookies is not None else None)
+                          after=cookies)
     handler, locator, stats = answers.handler, answers.locator, answers.stats
     limits = TcpLimits(spec["tcp_idle_timeout"], spec["tcp_max_connections"])
     udp: list[UdpListener] = []

@@ -168,7 +168,7 @@ def test_read_cookie_finds_the_first_cookie_among_options() -> None:
     assert found is not None
     assert found[0] == CLIENT
     assert data[: found[1]].endswith(b"\x00\x01\x00\x01")  # the question ends there
-    assert found[2:] == (4096, True)
+    assert found[2:] == (4096, True, True)  # NSID asked: the reply's OPT is not empty
 
 
 @pytest.mark.parametrize("data", [

@@ -263,3 +263,73 @@ def test_malformed_queries_are_limited_as_errors() -> None:
                                    options=[dns.edns.GenericOption(10, bytes(3))])
     assert h.handle(query.to_wire(), False, ALICE) is None
     assert limiter.seen == [(ALICE, h.slot)]
+
+
+def alone_and_composed(cap: int = 0) -> tuple[Handler, Handler]:
+    """The stage as the handler's whole After, and the same inside Stages: they must agree."""
+    out = []
+    for wrap in (False, True):
+        store = Store(ZONES)
+        stage = CookieStage(Secrets((SECRET, OLD)), size_cap=cap, clock=Clock())
+        after = Stages(cookies=stage) if wrap else stage
+        out.append(Handler(lambda store=store: store.snapshot, identity="ns1", after=after))
+    return out[0], out[1]
+
+
+options = st.lists(st.one_of(
+    st.tuples(st.just(10), st.sampled_from([CLIENT, made(), made(secret=OLD), bytes(24)])),
+    st.tuples(st.just(10), st.binary(max_size=42)),
+    st.tuples(st.just(3), st.just(b"")),  # NSID: the reply's OPT carries our identity
+    st.tuples(st.just(8), st.sampled_from([bytes.fromhex("00011800c00002"),
+                                           bytes.fromhex("00020000")])),  # ECS
+), max_size=4)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(options, st.sampled_from(["api.gw.test.", "gw.test.", "nope.gw.test.", "geo.gw.test."]),
+       st.sampled_from(["A", "NS", "TXT"]), st.booleans(), st.sampled_from([0, 128]))
+def test_the_stage_alone_answers_as_composed(opts: list[tuple[int, bytes]], name: str,
+                                             qtype: str, tcp: bool, cap: int) -> None:
+    alone, composed = alone_and_composed(cap)
+    query = dns.message.make_query(name, qtype, use_edns=0, payload=1232, options=[
+        dns.edns.GenericOption(code, data) for code, data in opts])
+    data = query.to_wire()
+    for _ in range(2):  # a miss, then the caches and the stage's memo
+        got = alone.handle(data, tcp, ALICE)
+        assert got == composed.handle(data, tcp, ALICE)
+        assert got is not None
+        reply = dns.message.from_wire(got)
+        cookies = [o for code, o in opts if code == 10]
+        if cookies and len(cookies[0]) in (8, *range(16, 41)) and reply.opt is not None:
+            assert cookie_of(reply) is not None
+            assert cookie_of(reply)[:8] == cookies[0][:8]  # type: ignore[index]
+    assert alone.stats.internal_errors == 0
+
+
+def test_cookies_beside_echoed_options() -> None:
+    h, _ = handler()
+    query = dns.message.make_query("api.gw.test.", "A", use_edns=0, options=[
+        dns.edns.GenericOption(3, b""), dns.edns.GenericOption(10, CLIENT),
+        dns.edns.GenericOption(8, bytes.fromhex("00011800c00002"))])
+    for _ in range(2):
+        raw = h.handle(query.to_wire(), False, ALICE)
+        assert raw is not None
+        reply = dns.message.from_wire(raw)
+        assert {o.otype for o in reply.options} == {3, 8, 10}
+        assert cookie_of(reply) == made()
+
+
+def test_a_crafted_ecs_address_cannot_pass_for_an_empty_opt() -> None:
+    """An ECS address whose last 11 octets look like an empty OPT ends our reply: the cookie
+    still goes into the real OPT."""
+    address = bytes.fromhex("20010db8000000290000ffffffff0000")
+    assert address[5:8] == b"\x00\x00\x29"
+    ecs = dns.edns.GenericOption(8, bytes((0, 2, 128, 0)) + address)
+    query = dns.message.make_query("api.gw.test.", "A", use_edns=0, options=[
+        dns.edns.GenericOption(10, CLIENT), ecs])
+    h, _ = handler()
+    raw = h.handle(query.to_wire(), False, ALICE)
+    assert raw is not None
+    reply = dns.message.from_wire(raw)
+    assert cookie_of(reply) == made()
+    assert {o.otype for o in reply.options} == {8, 10}
