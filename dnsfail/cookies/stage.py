@@ -145,17 +145,17 @@ class CookieStage:
 
     def _judge(self, data: bytes, client: str) -> tuple[int, Found | None, bytes]:
         """The query's state, its option, and the COOKIE option a reply carries."""
+        now = int(self.clock())
+        key = (data[2:], client)
+        recent = self._recent.get(key)
+        if recent is not None and recent[3] == now:
+            return recent[0], recent[1], recent[2]
         found = read_cookie(data)
         if found is None:
             return NO_COOKIE, None, b""
         option = found[0]
         if not well_formed(option):
             return MALFORMED_COOKIE, found, b""
-        now = int(self.clock())
-        key = (data[2:], client)
-        recent = self._recent.get(key)
-        if recent is not None and recent[3] == now:
-            return recent[0], recent[1], recent[2]
         ip = packed_address(client)
         ours = option[:8]
         state, send = CLIENT_COOKIE, b""
