@@ -214,3 +214,21 @@ def test_workers_answer_with_the_same_secret(spawn: Spawn, tmp_path: Path) -> No
         back = cookie_of(ask(server, made, name="api.gw.test.", qtype="A"))
         seen.add(back == made)
     assert seen == {True}
+
+
+def test_no_cookies_answers_as_before_cookies(spawn: Spawn) -> None:
+    server = serve(spawn, "--no-cookies")
+    reply = ask(server, bytes.fromhex("2464c4abcf10c957"), name="api.gw.test.", qtype="A")
+    assert reply.answer
+    assert cookie_of(reply) is None
+    malformed = ask(server, bytes(3), name="api.gw.test.", qtype="A")
+    assert malformed.rcode() == dns.rcode.NOERROR  # the option means nothing to it
+
+
+def test_an_unreadable_secret_file_stops_the_start(spawn: Spawn, tmp_path: Path) -> None:
+    (tmp_path / "bad").write_text("not a secret\n")
+    server = spawn([str(DATA / "zones"), "--control", "off", "--state-file", "",
+                    "--cookie-secret-file", str(tmp_path / "bad")])
+    assert server.proc.wait(timeout=15) == 1
+    server.stop()
+    assert "not a 128-bit secret" in server.log
