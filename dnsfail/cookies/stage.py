@@ -64,10 +64,11 @@ COUNTERS = ("none", "client_only", "valid", "malformed", "invalid", "badcookie",
 _BADCOOKIE_SENT, _CAPPED = 5, 6
 _UNPROVEN = (CLIENT_COOKIE, INVALID_COOKIE)
 
-#: Queries whose judgement is remembered for the rest of the second, before the memo is
-#: emptied: a bound on memory (each key is at most ``EXACT_QUERY_LIMIT`` octets) that a
-#: flood of distinct cookies cannot pass.
-RECENT_LIMIT = 10_000
+#: Queries whose judgement (and, standing alone, whose reply) is remembered for the rest
+#: of the second, before each memo is emptied: a bound on memory (a key is at most
+#: ``EXACT_QUERY_LIMIT`` octets, a reply at most 1232 over UDP; a few megabytes in all)
+#: that a flood of distinct cookies cannot pass.
+RECENT_LIMIT = 4096
 
 #: What ``check`` found, kept for ``finish`` on the same message: the query, the option,
 #: and the COOKIE option to send.
@@ -110,9 +111,11 @@ class CookieStage:
 
     ``clock`` gives the time in seconds (the cookies' timestamps); tests
     pass their own.  ``counts`` are plain ints by ``COUNTERS``, read by the
-    metrics at scrape time.  What a query's option is judged to be is
-    remembered for the rest of the second (``RECENT_LIMIT``): a resolver
-    repeating a question with its cookie sends the same octets but for the ID.
+    metrics at scrape time.  What a query's option is judged to be, and the
+    reply it gets from the same lookup reply, are remembered for the rest of
+    the second (``RECENT_LIMIT``): a resolver repeating a question with its
+    cookie sends the same octets but for the ID, and the same second makes the
+    same cookie, so the memo gives exactly what the work would.
     """
 
     def __init__(self, secrets: Secrets, *, answer: bool = True, size_cap: int = 0,
@@ -126,6 +129,9 @@ class CookieStage:
         self.counts = [0] * len(COUNTERS)
         self._memo: _Memo | None = None
         self._recent: dict[tuple[bytes, str], tuple[int, Found, bytes, int]] = {}
+        #: What ``__call__`` sent for the rest of the second, by query (but its ID), client and
+        #: transport: the lookup's reply it was made from, the counters it moved, the reply.
+        self._sent: dict[tuple[bytes, str, bool], tuple[int, bytes, tuple[int, ...], bytes]] = {}
 
     def counters(self) -> dict[str, int]:
         return dict(zip(COUNTERS, self.counts, strict=True))
@@ -135,13 +141,26 @@ class CookieStage:
         if not self.answer or data.find(b"\x00\x0a", 12) < 0:  # no COOKIE option can be there
             self.counts[NO_COOKIE] += 1
             return self._cap(reply) if self.size_cap and not tcp else reply
+        key = (data[2:], client, tcp)
+        now = int(self.clock())
+        sent = self._sent.get(key)
+        if sent is not None and sent[0] == now and sent[1] == reply[2:]:
+            for index in sent[2]:
+                self.counts[index] += 1
+            return data[:2] + sent[3]
+        before = list(self.counts)
         state = self.check(data, client)
+        out: bytes | None = reply
         if state == MALFORMED_COOKIE:
-            formerr = self.malformed(data, reply)
-            if formerr is None:
-                return None
-            reply = formerr
-        return self.finish(data, reply, state, tcp, client, False)
+            out = self.malformed(data, reply)
+        if out is not None:
+            out = self.finish(data, out, state, tcp, client, False)
+        if out is not None and len(data) <= EXACT_QUERY_LIMIT:
+            if len(self._sent) >= RECENT_LIMIT:
+                self._sent.clear()
+            bumped = tuple(i for i, count in enumerate(self.counts) if count != before[i])
+            self._sent[key] = (now, reply[2:], bumped, out[2:])
+        return out
 
     def _judge(self, data: bytes, client: str) -> tuple[int, Found | None, bytes]:
         """The query's state, its option, and the COOKIE option a reply carries."""

@@ -43,7 +43,9 @@ def handler(*keys: bytes, cap: int = 0, limiter: Recorder | None = None,
     store = Store(ZONES)
     stage = CookieStage(Secrets(keys or (SECRET,)), answer=answer, size_cap=cap,
                         clock=clock or Clock())
-    return Handler(lambda: store.snapshot, after=Stages(cookies=stage, limiter=limiter)), stage
+    # Without a limiter the stage stands alone, as the daemon runs it.
+    after = stage if limiter is None else Stages(cookies=stage, limiter=limiter)
+    return Handler(lambda: store.snapshot, after=after), stage
 
 
 def ask(h: Handler, cookie: bytes | None, *, name: str = "api.gw.test.", qtype: str = "A",
