@@ -335,3 +335,33 @@ def test_a_crafted_ecs_address_cannot_pass_for_an_empty_opt() -> None:
     reply = dns.message.from_wire(raw)
     assert cookie_of(reply) == made()
     assert {o.otype for o in reply.options} == {8, 10}
+
+
+def test_repeats_within_a_second_are_counted_each() -> None:
+    h, stage = handler()
+    for _ in range(3):
+        assert cookie_of(ask(h, CLIENT)) == made()
+        assert cookie_of(ask(h, bytes(5))) is None  # malformed
+    assert stage.counters()["client_only"] == 3
+    assert stage.counters()["malformed"] == 3
+
+
+def test_a_new_lookup_reply_is_not_answered_from_the_memo() -> None:
+    """The same query in the same second, answered from a new snapshot (a drain, a reload):
+    what leaves is made from the new reply."""
+    h, stage = handler()
+    query = dns.message.make_query("api.gw.test.", "A", use_edns=0,
+                                   options=[dns.edns.GenericOption(10, CLIENT)])
+    data = query.to_wire()
+    before = h.lookup(data, False, ALICE)
+    changed = dns.message.from_wire(before)
+    changed.answer = changed.answer[:0]
+    after = changed.to_wire()
+    assert before is not None
+    first = stage(data, before, False, ALICE, 0)
+    second = stage(data, after, False, ALICE, 0)
+    assert first is not None
+    assert second is not None
+    assert dns.message.from_wire(first).answer
+    assert not dns.message.from_wire(second).answer
+    assert cookie_of(dns.message.from_wire(second)) == made()
