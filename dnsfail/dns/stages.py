@@ -22,6 +22,10 @@ Order (RFC 7873 section 5.2, the BIND/Knot practice for RRL):
    client cookie may become BADCOOKIE with a fresh cookie instead, as Knot
    answers (``finish`` is told ``slipped``).
 
+While no limiter runs, ``cookies.stage.CookieStage`` is itself the whole
+``After`` (the same replies as ``Stages(cookies=stage)``, in one call):
+``Stages`` is what composes it with a limiter.
+
 Part of the core: pure functions and protocols, no I/O.
 """
 
