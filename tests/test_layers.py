@@ -41,6 +41,7 @@ OWNER = {
     "maxminddb": "dnsfail.steering.mmdb",
     "prometheus_client": "dnsfail.control.metrics",
     "cryptography": "dnsfail.dnssec.crypto",
+    "siphashc": "dnsfail.cookies.siphash",
 }
 #: Modules a CLI client command may import: no server, no aiohttp.
 CLIENT = "dnsfail.cli.ctl"

@@ -46,6 +46,15 @@ def _control(text: str) -> tuple[str, int] | str:
     return _listen(text)
 
 
+def _size_cap(text: str) -> int:
+    from dnsfail.cookies.settings import CAP_MAX, CAP_MIN
+
+    if not text.isdigit() or not (int(text) == 0 or CAP_MIN <= int(text) <= CAP_MAX):
+        raise argparse.ArgumentTypeError(f"{text!r} is not 0 (off) or a size of "
+                                         f"{CAP_MIN}-{CAP_MAX} octets")
+    return int(text)
+
+
 def _duration(text: str) -> str:
     from dnsfail.steering.overrides import OverrideError, parse_duration
 
@@ -115,6 +124,16 @@ def _serve_parser(sub: Subparsers) -> None:
     serve.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
                        help="processes answering DNS, sharing the sockets and one health "
                             "view (default 1; auto: one per CPU core)")
+    serve.add_argument("--no-cookies", dest="cookies", action="store_false",
+                       help="do not answer DNS Cookies (RFC 7873; answered by default)")
+    serve.add_argument("--cookie-secret-file", metavar="FILE",
+                       help="server cookie secrets, NSD's format: 32 hex digits a line, the "
+                            "first makes cookies, the others are still accepted (share it "
+                            "across an NS set; default: a random secret per start)")
+    serve.add_argument("--udp-size-cap-without-cookie", type=_size_cap, default=0,
+                       metavar="N", help="UDP replies over N octets go out truncated unless "
+                       "the client sent a valid server cookie (gdnsd's max_nocookie_response;"
+                       " 128-1024, default 0: off)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"],
@@ -225,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         log_level=args.log_level,
         log_format=args.log_format,
+        cookies=args.cookies,
+        cookie_secret_file=args.cookie_secret_file,
+        udp_size_cap_without_cookie=args.udp_size_cap_without_cookie,
     )
     if args.identity:
         settings.identity = args.identity

@@ -241,6 +241,7 @@ class _Collector(Collector):
                          "limits, by reason (over_cap: past --control-max-connections; "
                          "head_timeout: no complete request head in --control-head-timeout).",
                          source.control_closed)
+        yield from _cookie_families(source.cookie_counts)
         yield GaugeMetricFamily("dnsfail_config_generation", "Zone sets loaded so far (1 at "
                                 "start, +1 per successful reload).",
                                 value=source.config_generation)
@@ -261,6 +262,31 @@ class _Collector(Collector):
         yield records
         yield GaugeMetricFamily("dnsfail_overrides_active", "Operator overrides in force.",
                                 value=len(store.overrides))
+
+
+#: The cookie stage's query states (cookies.stage.COUNTERS but its two reply counters).
+_COOKIE_STATES = ("none", "client_only", "valid", "invalid", "malformed")
+
+
+def _cookie_families(counts: Mapping[str, int]) -> Iterator[Metric]:
+    """DNS Cookies: queries by the state of their COOKIE option, BADCOOKIE replies, and UDP
+    replies the size cap truncated.  Nothing when cookies and the cap are off."""
+    if not counts:
+        return
+    states = CounterMetricFamily("dnsfail_cookie_queries", "Queries by their DNS Cookie: "
+                                 "none, client_only (a client cookie alone), valid, invalid "
+                                 "(a server cookie not ours or expired), malformed (FORMERR).",
+                                 labels=["state"])
+    for state in _COOKIE_STATES:
+        states.add_metric([state], counts.get(state, 0))
+    yield states
+    yield CounterMetricFamily("dnsfail_cookie_badcookie_replies", "BADCOOKIE replies sent "
+                              "(with a fresh server cookie): cookie-only queries with an "
+                              "invalid cookie, and rate-limited clients that sent a cookie.",
+                              value=counts.get("badcookie", 0))
+    yield CounterMetricFamily("dnsfail_udp_capped_replies", "UDP replies sent truncated "
+                              "because they exceeded --udp-size-cap-without-cookie and the "
+                              "client had no valid server cookie.", value=counts.get("capped", 0))
 
 
 def _by_reason(name: str, documentation: str, counts: Mapping[str, int]) -> CounterMetricFamily:

@@ -49,6 +49,11 @@ class Counters(Protocol):
     @property
     def control_closed(self) -> Mapping[str, int]: ...
 
+    @property
+    def cookie_counts(self) -> Mapping[str, int]:
+        """The cookie stage's counters summed over processes (cookies.stage.COUNTERS)."""
+        ...
+
 
 class DrainService(Protocol):
     """Operator overrides: the one writer of drains (``serve.drains.Drains``)."""

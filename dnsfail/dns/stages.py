@@ -9,14 +9,22 @@ hits and misses alike, and never stored.
 Order (RFC 7873 section 5.2, the BIND/Knot practice for RRL):
 
 1. cookies ``check`` the query's COOKIE option: none, a client cookie only,
-   a valid server cookie, or malformed (answered FORMERR, RFC 7873 5.2.2);
+   a valid or an invalid server cookie, or malformed; a malformed one's reply
+   becomes FORMERR (RFC 7873 5.2.2) before the limiter sees it, so that a
+   flood of them is limited as errors;
 2. a client that proved its address (a valid server cookie) or came over TCP
    is exempt from rate limiting; any other reply is put to the limiter, which
    passes it, slips it (sent truncated, so a real resolver retries over TCP)
    or drops it;
 3. cookies ``finish`` what leaves: the server cookie added to a reply to a
    query with a client cookie, and the size cap applied to UDP replies of
-   clients without a valid cookie.
+   clients without a valid cookie.  A slipped reply to a client that sent a
+   client cookie may become BADCOOKIE with a fresh cookie instead, as Knot
+   answers (``finish`` is told ``slipped``).
+
+While no limiter runs, ``cookies.stage.CookieStage`` is itself the whole
+``After`` (the same replies as ``Stages(cookies=stage)``, in one call):
+``Stages`` is what composes it with a limiter.
 
 Part of the core: pure functions and protocols, no I/O.
 """
@@ -28,8 +36,9 @@ from typing import Protocol
 
 #: Limiter decisions.
 PASS, SLIP, DROP = 0, 1, 2
-#: Cookie states of a query.
-NO_COOKIE, CLIENT_COOKIE, VALID_COOKIE, MALFORMED_COOKIE = 0, 1, 2, 3
+#: Cookie states of a query: no COOKIE option, a client cookie only, a valid server
+#: cookie, a malformed option, a server cookie that is not a valid one of ours.
+NO_COOKIE, CLIENT_COOKIE, VALID_COOKIE, MALFORMED_COOKIE, INVALID_COOKIE = 0, 1, 2, 3, 4
 
 
 class After(Protocol):
@@ -47,7 +56,8 @@ class Cookies(Protocol):
         ...
 
     def malformed(self, data: bytes, reply: bytes) -> bytes | None:
-        """The reply to a query with a malformed COOKIE option (FORMERR, RFC 7873 5.2.2)."""
+        """The reply to a query with a malformed COOKIE option (FORMERR, RFC 7873 5.2.2),
+        before the limiter; ``finish`` is still called with MALFORMED_COOKIE."""
         ...
 
     def finish(self, data: bytes, reply: bytes, state: int, tcp: bool, client: str,
@@ -80,7 +90,10 @@ class Stages:
         cookies, limiter = self.cookies, self.limiter
         state = cookies.check(data, client) if cookies is not None else NO_COOKIE
         if state == MALFORMED_COOKIE and cookies is not None:
-            return cookies.malformed(data, reply)
+            formerr = cookies.malformed(data, reply)
+            if formerr is None:
+                return None
+            reply = formerr
         slipped = False
         if limiter is not None and not tcp and state != VALID_COOKIE:
             decision = limiter.decide(data, reply, client, slot)

@@ -119,6 +119,9 @@ class Totals:
     #: TCP connections the server ended, by reason (server.CLOSE_REASONS).
     tcp_closed: dict[str, int] = field(default_factory=dict)
     internal_errors: int = 0
+    #: The cookie stage's counters (cookies.stage.COUNTERS): queries by cookie state,
+    #: BADCOOKIE replies, replies truncated by the size cap.
+    cookies: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: Totals) -> None:
         """Fold ``other`` in (a worker that exited: its counts must not vanish)."""
@@ -131,3 +134,5 @@ class Totals:
         self.internal_errors += other.internal_errors
         for reason, count in other.tcp_closed.items():
             self.tcp_closed[reason] = self.tcp_closed.get(reason, 0) + count
+        for name, count in other.cookies.items():
+            self.cookies[name] = self.cookies.get(name, 0) + count

@@ -36,6 +36,8 @@ from dnsfail.control.api import ControlServer
 from dnsfail.control.auth import check_exposure
 from dnsfail.control.metrics import Metrics
 from dnsfail.control.port import ControlPort
+from dnsfail.cookies.settings import Secrets, load_secrets
+from dnsfail.cookies.stage import CookieStage, summed
 from dnsfail.dns.handler import Handler
 from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.errors import ConfigError, DnsfailError
@@ -90,6 +92,14 @@ class Settings:
     #: How worker processes log (the main process's logging is set up by the CLI).
     log_level: str = "info"
     log_format: str = "text"
+    #: DNS Cookies (RFC 7873, RFC 9018 server cookies) answered; on by default, as BIND,
+    #: Knot and NSD have them.
+    cookies: bool = True
+    #: NSD's cookie-secret-file format (cookies.settings); None: a random secret per start.
+    cookie_secret_file: str | None = None
+    #: Largest UDP reply to a client without a valid server cookie (gdnsd's
+    #: max_nocookie_response); 0: no cap.
+    udp_size_cap_without_cookie: int = 0
 
 
 class Daemon:
@@ -117,6 +127,9 @@ class Daemon:
         self.reloads = Reloader(settings.paths, settings.geoip is not None, self.metrics,
                                 self._targets_changed)
         self.control_max_connections = settings.control_max_connections
+        #: The cookie stage of this process, and the secrets workers answer with.
+        self.cookies: CookieStage | None = None
+        self.secrets: Secrets | None = None
 
     @property
     def store(self) -> Store | None:
@@ -163,6 +176,11 @@ class Daemon:
         return out
 
     @property
+    def cookie_counts(self) -> dict[str, int]:
+        """The cookie stage's counters, this process's and every worker's; empty when off."""
+        return summed(self.cookies, [t.cookies for t in self._worker_totals()])
+
+    @property
     def overrides(self) -> list[Override]:
         return list(self.store.overrides) if self.store is not None else []
 
@@ -192,8 +210,10 @@ class Daemon:
                                                      geoip=s.geoip is not None, saved=saved)
         self.reloads.loaded(store)
         self.drains.log_restored()
+        self.secrets, self.cookies = await asyncio.to_thread(cookie_stage, s)
+        after = self.cookies  # the cookie stage is the whole After while no limiter runs
         self.handler = answer_path(lambda: store.snapshot, self.locator, identity=s.identity,
-                                   version=s.version, stats=self.stats).handler
+                                   version=s.version, stats=self.stats, after=after).handler
         try:
             await self._listen()
             await self._start_control()
@@ -250,7 +270,9 @@ class Daemon:
         sockets += [(sock.fileno(), True) for server in self.tcp for sock in server.sockets]
         self.workers = Workers(s.workers - 1, sockets, WorkerSettings(
             s.identity, s.version, s.geoip, s.tcp_idle_timeout, s.tcp_max_connections,
-            s.log_level, s.log_format, uvloop=_uvloop_running()))
+            s.log_level, s.log_format, uvloop=_uvloop_running(),
+            cookies=self.cookies is not None and s.cookies,
+            udp_size_cap_without_cookie=s.udp_size_cap_without_cookie), secrets=self.secrets)
         store.subscribers.append(self.workers.publish)
         await self.workers.start(store.snapshot)
 
@@ -353,6 +375,15 @@ async def first_probe_round(prober: Prober, store: Store, wait: float | None) ->
     log.warning("no probe result after %.1fs for %s; serving them as up until probed",
                 timeout, missing)
     return "timed out"
+
+
+def cookie_stage(s: Settings) -> tuple[Secrets | None, CookieStage | None]:
+    """The secrets (read from ``--cookie-secret-file``, or drawn) and the cookie stage, when
+    cookies or the size cap are on; raises SecretError for an unusable file."""
+    if not (s.cookies or s.udp_size_cap_without_cookie):
+        return None, None
+    secrets = load_secrets(s.cookie_secret_file)
+    return secrets, CookieStage(secrets, answer=s.cookies, size_cap=s.udp_size_cap_without_cookie)
 
 
 async def start_control(port: ControlPort, settings: Settings,

@@ -56,6 +56,8 @@ from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from dnsfail.cookies.settings import Secrets
+from dnsfail.cookies.stage import CookieStage
 from dnsfail.dns.stats import Totals
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.serve.server import TcpConnection, TcpLimits, UdpListener
@@ -165,6 +167,10 @@ class WorkerSettings:
     log_level: str
     log_format: str
     uvloop: bool = True
+    #: DNS Cookies answered; the secrets are not settings (they would show in the
+    #: worker's command line): they travel first on the channel (``Workers.secrets``).
+    cookies: bool = False
+    udp_size_cap_without_cookie: int = 0
 
 
 @dataclass
@@ -196,9 +202,13 @@ class Workers:
     """
 
     def __init__(
-        self, count: int, sockets: Sequence[tuple[int, bool]], settings: WorkerSettings
+        self, count: int, sockets: Sequence[tuple[int, bool]], settings: WorkerSettings,
+        secrets: Secrets | None = None,
     ) -> None:
         self.settings = settings
+        #: The cookie secrets every worker answers with, sent as each one's first message
+        #: when it runs the cookie stage (cookies or the size cap on).
+        self.secrets = secrets
         self.sockets = list(sockets)
         self.workers = [_Worker(i + 1) for i in range(count)]
         self.tasks: list[asyncio.Task[None]] = []
@@ -310,6 +320,8 @@ class Workers:
         worker.sent = {}
         worker.ready.clear()
         try:
+            if self.secrets is not None:
+                writer.write(encode(self.secrets))
             if self.pending is not None:
                 await self._send(worker, self.pending, geoip=False)
             while True:
@@ -392,11 +404,17 @@ async def _serve(spec: dict[str, Any]) -> None:
         sock=socket.socket(fileno=spec["channel"]))
     mirror = Mirror()
     first = await receive(reader)
+    cookies: CookieStage | None = None
+    if isinstance(first, Secrets):
+        cookies = CookieStage(first, answer=spec["cookies"],
+                              size_cap=spec["udp_size_cap_without_cookie"])
+        first = await receive(reader)
     if not isinstance(first, Publish):
         return  # the main process went away before sending anything
     mirror.apply(first)
     answers = answer_path(lambda: mirror.snapshot, open_locator(spec["geoip"]),
-                          identity=spec["identity"], version=spec["version"])
+                          identity=spec["identity"], version=spec["version"],
+                          after=cookies)
     handler, locator, stats = answers.handler, answers.locator, answers.stats
     limits = TcpLimits(spec["tcp_idle_timeout"], spec["tcp_max_connections"])
     udp: list[UdpListener] = []
@@ -416,6 +434,8 @@ async def _serve(spec: dict[str, Any]) -> None:
         out.udp_dropped_sends = sum(u.dropped_sends for u in udp)
         out.tcp_open = limits.open
         out.tcp_closed = dict(limits.closed)
+        if cookies is not None:
+            out.cookies = cookies.counters()
         return out
 
     async def report() -> None:

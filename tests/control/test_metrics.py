@@ -28,6 +28,7 @@ class FakeSource:
     udp_dropped_sends: int = 0
     tcp_closed: dict[str, int] = field(default_factory=dict)
     control_closed: dict[str, int] = field(default_factory=dict)
+    cookie_counts: dict[str, int] = field(default_factory=dict)
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
