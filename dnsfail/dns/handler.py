@@ -37,10 +37,11 @@ from typing import Protocol
 
 from dnsfail.dns import wire
 from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Drop, Query, Refuse, parse_query, question_end
-from dnsfail.dns.replycache import ClientBlocks, Entry, client_address, question_key
+from dnsfail.dns.replycache import ClientBlocks, Entry, client_address, key_edns, question_key
 from dnsfail.dns.resolver import chaos, find_zone, resolve
 from dnsfail.dns.stages import After
 from dnsfail.dns.stats import SAMPLE_EVERY, QueryStats
+from dnsfail.dns.template import Templates
 from dnsfail.logs import ErrorLog
 from dnsfail.model import Message, Rcode, RRClass
 from dnsfail.state import Snapshot
@@ -87,6 +88,7 @@ class Handler:
         self.after = after
         #: The entry point: ``lookup`` itself, or ``lookup`` then the stages.
         self.handle: Respond = self.lookup if after is None else self._staged
+        self._templates = Templates(identity.encode()[:512], identity)
 
     def _staged(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
         reply = self.lookup(data, tcp, client)
@@ -109,6 +111,8 @@ class Handler:
         replies = snap.replies
         if not tcp:
             ready = replies.get(data[2:])
+            if ready is None and replies.previous:
+                ready = replies.recall_exact(data[2:])
             if ready is not None:
                 self._counts[ready[1]] += 1
                 self.slot = ready[1]
@@ -116,6 +120,8 @@ class Handler:
         scanned = question_key(data, tcp)
         if scanned is not None:
             found = replies.keyed.get(scanned[0])
+            if found is None:
+                found = replies.recall(scanned[0])
             hit: Entry | None
             if isinstance(found, ClientBlocks):
                 address = client_address(client)
@@ -129,6 +135,9 @@ class Handler:
                 if not (tcp or found is not hit):
                     replies.remember_exact(data, reply, hit[1])
                 return reply
+            quick = self._quick(data, tcp, snap, scanned)
+            if quick is not None:
+                return quick
         try:
             return self._full(data, tcp, snap, scanned, client)
         except Exception as exc:
@@ -137,6 +146,33 @@ class Handler:
             self.slot = self.stats.slot("", 0, Rcode.SERVFAIL)
             self._counts[self.slot] += 1
             return self._servfail(data)
+
+    def _quick(self, data: bytes, tcp: bool, snap: Snapshot, scanned: tuple[bytes, int]
+               ) -> bytes | None:
+        """The misses that need no parse: a new ECS network of a known block (spliced into
+        its block's reply), and the shapes of ``dns.shape`` (from ``dns.template``).
+        Neither adds a per-question entry: a flood of them leaves the caches as they were."""
+        key, qend = scanned
+        facts = key_edns(key, qend - HEADER_LEN + 1)
+        templates = self._templates
+        if templates.identity != self.identity:
+            templates = self._templates = Templates(self.identity.encode()[:512], self.identity)
+        if facts[4]:
+            spliced = snap.replies.splice(key, facts[4], templates.nsid if facts[3] else b"")
+            if spliced is not None:
+                self._counts[spliced[1]] += 1
+                self.slot = spliced[1]
+                reply = wire.personalize(spliced[0], data, qend)
+                if not tcp:
+                    snap.replies.remember_exact(data, reply, spliced[1])
+                return reply
+        shaped = templates.answer(data, key, qend, snap.zones, tcp, facts)
+        if shaped is None:
+            return None
+        reply, origin, qtype, rcode = shaped
+        self.slot = self.stats.slot(origin, qtype, rcode)
+        self._counts[self.slot] += 1
+        return reply
 
     def _timed(self, data: bytes, tcp: bool, client: str) -> bytes | None:
         """``handle`` with a stopwatch: the latency histogram's one-in-N sample."""
@@ -174,7 +210,6 @@ class Handler:
                 self._counts[hit[1]] += 1
                 self.slot = hit[1]
                 rendered = replies.echo(hit[0], query, ecs_block[2], nsid)
-                replies.remember_entry(scanned[0], (rendered, hit[1]))
                 reply = self._finish(rendered, data)
                 if not tcp:
                     replies.remember_exact(data, reply, hit[1])

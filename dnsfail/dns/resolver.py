@@ -77,6 +77,12 @@ def find_zone(zones: Mapping[str, Zone], qname: str) -> Zone | None:
     return None
 
 
+def soa_authority(zone: Zone) -> tuple[RRset, ...]:
+    """The authority section of a negative answer: the SOA, TTL min(SOA TTL, MINIMUM)
+    (RFC 2308 section 3).  ``dns.template`` renders its negative templates from it."""
+    return (zone.soa.with_ttl(zone.negative_ttl),)
+
+
 def chaos(qname: str, qtype: int, identity: str, version: str | None) -> Message:
     """CHAOS-class identity queries (the BIND convention; RFC 4892 section 2.3).
 
@@ -144,8 +150,7 @@ class _ZoneWalk:
 
     def negative(self, rcode: Rcode) -> Message:
         """NXDOMAIN or NODATA with the SOA, TTL min(SOA TTL, MINIMUM) (RFC 2308 section 3)."""
-        zone = self.zone
-        return self.done(rcode, authority=(zone.soa.with_ttl(zone.negative_ttl),))
+        return self.done(rcode, authority=soa_authority(self.zone))
 
     def in_zone(self, name: str) -> bool:
         origin = self.zone.origin
