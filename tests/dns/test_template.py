@@ -351,3 +351,43 @@ def test_probe_specs_cover_the_wildcard_failover() -> None:
     """The health property test above sets the zone's two probe targets."""
     assert len(SPECS) == 2
     assert all(isinstance(spec, ProbeSpec) for spec in SPECS)
+
+
+def test_a_wildcard_whose_data_names_a_child_of_its_encloser_takes_the_full_path() -> None:
+    """``*.self`` has MX ``mail.x.self.tpl.test.``: for ``a.x.self.tpl.test.`` the full path
+    compresses ``x.self.tpl.test.`` against the question, which no template can know."""
+    store = Store(ZONES2)
+    handler = Handler(lambda: store.snapshot)
+    for name in ("a.x.self.tpl.test.", "x.self.tpl.test.", "q.self.tpl.test."):
+        data = dns.message.make_query(name, "MX").to_wire()
+        assert handler.handle(data) == full_path(data, False, "dnsfail")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.sampled_from([16, 20, 24, 32]),
+                          st.sampled_from(["api", "cname", "v4only"]), st.booleans(),
+                          st.booleans(), st.booleans()), min_size=1, max_size=12),
+       st.sampled_from(["unit", "", "a-much-longer-identity"]))
+def test_new_ecs_networks_spliced_equal_the_full_path(
+    asks: list[tuple[int, int, str, bool, bool, bool]], identity: str,
+) -> None:
+    """A new network of a known block is spliced without a parse: with and without NSID and
+    DO, over UDP and TCP, the bytes are the full path's."""
+    from tests.dns.test_handler import GEO_ZONE
+
+    zones = {"geo.test.": parse_zone(GEO_ZONE, "geo.test.yaml", "geo.test.", serial=1)}
+    store = Store(zones)
+    handler = Handler(lambda: store.snapshot, identity=identity)
+    for value, prefix, name, nsid, do, tcp in asks + asks:
+        network = (value >> (32 - prefix)) << (32 - prefix)
+        subnet = f"{network >> 24}.{network >> 16 & 255}.{network >> 8 & 255}.{network & 255}"
+        options: list[dns.edns.Option] = [dns.edns.ECSOption(subnet, prefix)]
+        if nsid:
+            options.append(dns.edns.GenericOption(dns.edns.NSID, b""))
+        data = dns.message.make_query(f"{name}.geo.test.", "A", use_edns=0, want_dnssec=do,
+                                      options=options).to_wire()
+        fresh_store = Store(zones)
+        fresh = Handler(lambda s=fresh_store: s.snapshot, identity=identity)  # type: ignore[misc]
+        expected = fresh._full(data, tcp, fresh_store.snapshot, question_key(data, tcp), "")
+        assert handler.handle(data, tcp, "192.0.2.7") == expected
+    assert handler.stats.internal_errors == 0
