@@ -52,6 +52,9 @@ _POINTER = 0xC0
 _NAMED_RDATA = {RRType.NS: 0, RRType.CNAME: 0, RRType.PTR: 0, RRType.MX: 2, RRType.SOA: 0}
 #: Label octets that ``query.labels_to_text`` writes as themselves (no ``\\DDD``).
 _ESCAPED = re.compile(rb"[^!-\[\]-~]")
+#: The separator and the octets of host names besides letters and digits: a name of only
+#: these needs no regular expression (``isalnum`` after deleting them).
+_COMMON = b".-_*"
 _OPT_HEAD = b"\x00\x00\x29" + UDP_PAYLOAD.to_bytes(2, "big") + b"\x00\x00"
 _IN = b"\x00\x01"
 
@@ -77,8 +80,9 @@ def qname_text(wire_name: bytes) -> str | None:
     if not parts:
         return "."
     text = b".".join(parts)
-    if _ESCAPED.search(text) or text.count(b".") != len(parts) - 1:
-        return None
+    if text.count(b".") != len(parts) - 1 or (
+            not text.translate(None, _COMMON).isalnum() and _ESCAPED.search(text)):
+        return None  # a label holds a dot, or an octet that is written \DDD
     return text.decode("ascii") + "."
 
 

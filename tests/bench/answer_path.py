@@ -13,8 +13,14 @@ each row (median of ``--rounds``, microseconds per query):
 * case: the ``fo`` name in a new random letter case every time (0x20).
 
 Run it with PYTHONPATH pointing at two checkouts, alternating, to compare them in
-one run.  It also prints the reply caches' sizes after the run.  Not part of the
-test suite; no sockets, no subprocesses.
+one run.  It also prints the reply caches' sizes after the run.
+
+``--flood N`` instead sends N questions that never repeat (a quarter each: new
+nonexistent names, new wildcard names, new ECS /24s for ``geo``, new letter cases
+of ``fo``), and after every 100 of them one of four questions real clients repeat;
+it prints the caches' largest sizes, the share of the repeated questions answered
+from the exact-bytes cache, and RSS before and after.  Not part of the test
+suite; no sockets, no subprocesses.
 """
 
 from __future__ import annotations
@@ -89,11 +95,63 @@ def timed(handle: Callable[..., bytes | None], batch: list[bytes]) -> float:
     return (time.perf_counter() - started) / len(batch) * 1e6
 
 
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def sizes(replies: dict[bytes, object]) -> tuple[int, ...]:
+    parts = ("keyed", "keyed_previous", "previous")
+    return (*(len(getattr(replies, a, ())) for a in parts), len(replies))
+
+
+def flood(count: int) -> None:
+    rng = random.Random(14)
+    h, store = handler()
+    real = [query(f"static.{ZONE}"), query(f"fo.{ZONE}"), query(f"ns1.{ZONE}"),
+            query(f"geo.{ZONE}", bytes((0, 1, 24, 0, 10, 1, 2)))]
+    for data in real * 2:
+        h.handle(data, False, "192.0.2.7")
+    replies = store.snapshot.replies
+    before, peak, hits, asked = rss_mib(), [0, 0, 0, 0], 0, 0
+    started = time.perf_counter()
+    for i in range(count):
+        kind = i & 3
+        if kind == 0:
+            data = query(f"{random_label(rng)}.{ZONE}")
+        elif kind == 1:
+            data = query(f"{random_label(rng)}.wild.{ZONE}")
+        elif kind == 2:
+            net = rng.randrange(1 << 24).to_bytes(3, "big")
+            data = query(f"geo.{ZONE}", bytes((0, 1, 24, 0)) + net)
+        else:
+            data = query(random_case(rng, f"fo.{ZONE}"))
+        h.handle(data, False, "192.0.2.7")
+        if i % 100 == 0:
+            ask = real[i // 100 & 3]
+            asked += 1
+            hits += ask[2:] in replies or ask[2:] in getattr(replies, "previous", {})
+            h.handle(ask, False, "192.0.2.7")
+            peak = [max(p, n) for p, n in zip(peak, sizes(replies), strict=True)]
+    took = time.perf_counter() - started
+    print(f"# {Path(dnsfail.__file__).parent.parent}: {count:,} new questions in {took:.1f} s")
+    print(f"largest keyed / keyed previous / exact previous / exact: {peak}")
+    print(f"final: {list(sizes(replies))}")
+    print(f"repeated questions answered from the exact-bytes cache: {hits}/{asked}")
+    print(f"RSS {before:.1f} MiB before, {rss_mib():.1f} MiB after")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--queries", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--flood", type=int, default=0)
     args = parser.parse_args()
+    if args.flood:
+        flood(args.flood)
+        return
     rng = random.Random(13)
     figures: dict[str, list[float]] = {}
     for _ in range(args.rounds):

@@ -391,3 +391,17 @@ def test_new_ecs_networks_spliced_equal_the_full_path(
         expected = fresh._full(data, tcp, fresh_store.snapshot, question_key(data, tcp), "")
         assert handler.handle(data, tcp, "192.0.2.7") == expected
     assert handler.stats.internal_errors == 0
+
+
+@given(st.lists(st.binary(min_size=1, max_size=63), max_size=4))
+@example([b"a.b", b"c"])
+@example([b"A-b_*", b"\x80"])
+def test_qname_text_is_labels_to_text_or_none(labels: list[bytes]) -> None:
+    from dnsfail.dns.query import labels_to_text
+    from dnsfail.dns.template import qname_text
+
+    low = [label.lower() for label in labels]
+    text = qname_text(b"".join(bytes((len(x),)) + x for x in low) + b"\x00")
+    assert text is None or text == labels_to_text(low)
+    if all(x.isalnum() for x in low):
+        assert text is not None
