@@ -5,9 +5,14 @@ The fast path answers a repeated plain question from the snapshot's
 seen before (every repeat of one client's question) costs one lookup and the
 ID; else the question's key (``replycache.question_key``, no parser) finds a
 prepared reply, patched with the ID, RD/CD and the question's letter case.
-Everything else takes the full path (parse, resolve, render), whose reply
-is cached when the answer does not depend on chance; what is kept under
-which key is the cache's policy.  Because ``wire.render`` output is
+A miss of both needs no parse in two common cases (``_quick``): an ECS query
+from a new network of a known address block is its block's reply with the
+address spliced in, and a question of one of ``dns.shape``'s shapes (a new
+nonexistent name, NODATA, a new name under a wildcard, a name in no zone of
+ours) is a ``dns.template`` reply with the question copied in; neither adds
+a cache entry.  Everything else takes the full path (parse, resolve, render),
+whose reply is cached when the answer does not depend on chance; what is
+kept under which key, and for how long, is the cache's policy.  Because ``wire.render`` output is
 independent of ID, flags and case, both paths give the same bytes.
 
 Metrics cost the fast path one list increment: each cached reply is stored
@@ -120,7 +125,7 @@ class Handler:
         scanned = question_key(data, tcp)
         if scanned is not None:
             found = replies.keyed.get(scanned[0])
-            if found is None:
+            if found is None and replies.keyed_previous:
                 found = replies.recall(scanned[0])
             hit: Entry | None
             if isinstance(found, ClientBlocks):
@@ -166,13 +171,12 @@ class Handler:
                 if not tcp:
                     snap.replies.remember_exact(data, reply, spliced[1])
                 return reply
-        shaped = templates.answer(data, key, qend, snap.zones, tcp, facts)
+        shaped = templates.answer(data, key, qend, snap.zones, tcp, facts, self.stats)
         if shaped is None:
             return None
-        reply, origin, qtype, rcode = shaped
-        self.slot = self.stats.slot(origin, qtype, rcode)
-        self._counts[self.slot] += 1
-        return reply
+        self.slot = shaped[1]
+        self._counts[shaped[1]] += 1
+        return shaped[0]
 
     def _timed(self, data: bytes, tcp: bool, client: str) -> bytes | None:
         """``handle`` with a stopwatch: the latency histogram's one-in-N sample."""

@@ -19,6 +19,13 @@ an empty one: no invalidation logic.  Four caches, fastest first:
 Every reply is stored with its slot in the handler's query counters
 (``dns.stats.QueryStats``), so a hit costs one list increment.
 
+No flood can grow or flush them: each keeps two generations of at most
+``EXACT_LIMIT`` / ``KEYED_LIMIT`` entries, a hit in the previous one moving
+the entry into the current one (so what clients repeat stays), and exact
+bytes are admitted on their second sight only (``DOORKEEPER_SLOTS``), so new
+letter cases and networks seen once cost nothing.  New nonexistent and
+wildcard names never reach them (``dns.template``).
+
 Part of the core: it imports ``dns.query`` (the constants of the wire) and
 ``model``, no I/O, nothing from ``state``, ``steering`` or the handler.
 """
@@ -86,6 +93,10 @@ def client_address(client: str) -> Address | None:
     return address
 
 
+_TCP_LIMIT = TCP_LIMIT.to_bytes(2, "big")
+_UDP_LOW = CLASSIC_UDP_LIMIT.to_bytes(2, "big")
+_UDP_HIGH = UDP_PAYLOAD.to_bytes(2, "big")
+
 # --- the key ----------------------------------------------------------------------------
 
 
@@ -132,7 +143,7 @@ def question_key(data: bytes, tcp: bool) -> tuple[bytes, int] | None:
         return None
     j = qend + 11
     nsid = ecs = b""
-    while j < n:
+    while j < n:  # none in most queries; a cookie (RFC 7873) in many
         if j + 4 > n:
             return None
         code = data[j] << 8 | data[j + 1]
@@ -146,10 +157,16 @@ def question_key(data: bytes, tcp: bool) -> tuple[bytes, int] | None:
         j = end
     if j != n:
         return None
-    payload = data[qend + 3] << 8 | data[qend + 4]
-    limit = TCP_LIMIT if tcp else min(max(payload, CLASSIC_UDP_LIMIT), UDP_PAYLOAD)
+    if tcp:
+        limit = _TCP_LIMIT
+    else:  # the payload size clamped to [CLASSIC_UDP_LIMIT, UDP_PAYLOAD], as two octets
+        limit = data[qend + 3 : qend + 5]
+        if limit < _UDP_LOW:
+            limit = _UDP_LOW
+        elif limit > _UDP_HIGH:
+            limit = _UDP_HIGH
     do = b"D" if data[qend + 7] & 0x80 else b"E"
-    return key + transport + limit.to_bytes(2, "big") + do + nsid + ecs, qend
+    return b"".join((key, transport, limit, do, nsid, ecs)), qend
 
 
 def key_edns(key: bytes, at: int) -> tuple[bool, int, bool, bool, bytes]:
@@ -303,8 +320,8 @@ class ReplyCache(dict[bytes, Entry]):
         self._keyed_room()
         keyed = self.keyed
         blocks = keyed.get(key)
-        if not isinstance(blocks, ClientBlocks):
-            blocks = keyed[key] = ClientBlocks()
+        if not isinstance(blocks, ClientBlocks) or len(blocks) >= BLOCKS_LIMIT:
+            blocks = keyed[key] = ClientBlocks()  # one question's blocks carried over
         blocks.add(address, scope, entry)
         self.blocks += 1
 

@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Final
 
 from dnsfail.dns import wire
 from dnsfail.dns.query import HEADER_LEN, NAME_LIMIT, TCP_LIMIT, UDP_PAYLOAD
 from dnsfail.dns.replycache import ecs_sound
 from dnsfail.dns.resolver import DynamicResult, resolve, soa_authority
 from dnsfail.dns.shape import NXDOMAIN, REFUSED, WILDCARD, ZoneIndex, locate, rdata_names
+from dnsfail.dns.stats import QueryStats
 from dnsfail.model import DynamicRecord, Message, Rcode, RRClass, RRType, Zone
 
 #: Templates kept per handler for the current zones.  Templates exist per zone shape and
@@ -57,6 +59,8 @@ _ESCAPED = re.compile(rb"[^!-\[\]-~]")
 _COMMON = b".-_*"
 _OPT_HEAD = b"\x00\x00\x29" + UDP_PAYLOAD.to_bytes(2, "big") + b"\x00\x00"
 _IN = b"\x00\x01"
+#: A form not made yet (``Templates.forms`` holds None for a shape the full path answers).
+_UNMADE: Final = object()
 
 
 class _NoDynamic:
@@ -117,7 +121,7 @@ def _pointers(reply: bytes, qend: int) -> list[tuple[int, int]]:
 class Template:
     """One shape's reply, ready to take any question of that shape (see the module doc)."""
 
-    __slots__ = ("bodies", "heads", "model", "pointers", "rcode", "records", "shared")
+    __slots__ = ("bodies", "heads", "model", "pointers", "rcode", "records", "shared", "slots")
 
     def __init__(self, message: Message, qname: str, qtype: int, shared: int) -> None:
         reply = wire.render((qname, qtype, RRClass.IN), message, edns=None, limit=TCP_LIMIT)
@@ -136,6 +140,8 @@ class Template:
             for i in range(8)
         )
         self.bodies: dict[int, bytes] = {}
+        #: The handler's counter slot by qtype (a template belongs to one handler).
+        self.slots: dict[int, int] = {}
 
     def body(self, qlen: int) -> bytes:
         """The records for a question of ``qlen`` octets (its name's wire length)."""
@@ -220,9 +226,10 @@ class Templates:
         self.forms = {k: v for k, v in self.forms.items() if not k[0] or k[0] in self.indexes}
 
     def answer(self, data: bytes, key: bytes, qend: int, zones: Mapping[str, Zone], tcp: bool,
-               facts: tuple[bool, int, bool, bool, bytes]) -> tuple[bytes, str, int, int] | None:
+               facts: tuple[bool, int, bool, bool, bytes], stats: QueryStats
+               ) -> tuple[bytes, int] | None:
         """The reply to a scanned query (``key``, ``qend``: ``question_key``; ``facts``:
-        ``key_edns``) if its question has a shape, with its zone, qtype and rcode."""
+        ``key_edns``) if its question has a shape, with its slot in ``stats``."""
         qlen = qend - HEADER_LEN - 4
         if key[qlen + 2 : qlen + 4] != _IN or qlen > NAME_LIMIT:
             return None
@@ -238,16 +245,15 @@ class Templates:
         kind, owner = shape
         origin = zone.origin if zone is not None else ""
         form_key = (origin, kind, owner, qtype if kind == WILDCARD else 0)
-        if form_key in self.forms:
-            template = self.forms[form_key]
-        elif len(self.forms) < TEMPLATE_LIMIT:
+        template: object = self.forms.get(form_key, _UNMADE)
+        if template is _UNMADE:
+            if len(self.forms) >= TEMPLATE_LIMIT:
+                return None
             made = _message(zones, zone, kind, owner, qtype)
             template = self.forms[form_key] = (
                 Template(made[0], made[1], qtype, made[2]) if made is not None else None)
-        else:
-            return None
-        if template is None:
-            return None
+        if not isinstance(template, Template):
+            return None  # a shape whose reply the full path must make
         edns, limit, do, nsid, ecs = facts
         if not edns:
             opt = b""
@@ -261,4 +267,9 @@ class Templates:
         reply = b"".join((data[:2], head, data[HEADER_LEN:qend], template.body(qlen), opt))
         if len(reply) > (TCP_LIMIT if tcp else limit):
             return None  # truncation: the full path decides what is dropped
-        return reply, origin, qtype, template.rcode
+        slot = template.slots.get(qtype)
+        if slot is None:
+            slot = stats.slot(origin, qtype, template.rcode)
+            if len(template.slots) < BODY_MEMO:
+                template.slots[qtype] = slot
+        return reply, slot
