@@ -5,9 +5,14 @@ The fast path answers a repeated plain question from the snapshot's
 seen before (every repeat of one client's question) costs one lookup and the
 ID; else the question's key (``replycache.question_key``, no parser) finds a
 prepared reply, patched with the ID, RD/CD and the question's letter case.
-Everything else takes the full path (parse, resolve, render), whose reply
-is cached when the answer does not depend on chance; what is kept under
-which key is the cache's policy.  Because ``wire.render`` output is
+A miss of both needs no parse in two common cases (``_quick``): an ECS query
+from a new network of a known address block is its block's reply with the
+address spliced in, and a question of one of ``dns.shape``'s shapes (a new
+nonexistent name, NODATA, a new name under a wildcard, a name in no zone of
+ours) is a ``dns.template`` reply with the question copied in; neither adds
+a cache entry.  Everything else takes the full path (parse, resolve, render),
+whose reply is cached when the answer does not depend on chance; what is
+kept under which key, and for how long, is the cache's policy.  Because ``wire.render`` output is
 independent of ID, flags and case, both paths give the same bytes.
 
 Metrics cost the fast path one list increment: each cached reply is stored
@@ -37,10 +42,11 @@ from typing import Protocol
 
 from dnsfail.dns import wire
 from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Drop, Query, Refuse, parse_query, question_end
-from dnsfail.dns.replycache import ClientBlocks, Entry, client_address, question_key
+from dnsfail.dns.replycache import ClientBlocks, Entry, client_address, key_edns, question_key
 from dnsfail.dns.resolver import chaos, find_zone, resolve
 from dnsfail.dns.stages import After
 from dnsfail.dns.stats import SAMPLE_EVERY, QueryStats
+from dnsfail.dns.template import Templates
 from dnsfail.logs import ErrorLog
 from dnsfail.model import Message, Rcode, RRClass
 from dnsfail.state import Snapshot
@@ -87,6 +93,7 @@ class Handler:
         self.after = after
         #: The entry point: ``lookup`` itself, or ``lookup`` then the stages.
         self.handle: Respond = self.lookup if after is None else self._staged
+        self._templates = Templates(identity.encode()[:512], identity)
 
     def _staged(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
         reply = self.lookup(data, tcp, client)
@@ -109,6 +116,8 @@ class Handler:
         replies = snap.replies
         if not tcp:
             ready = replies.get(data[2:])
+            if ready is None and replies.previous:
+                ready = replies.recall_exact(data[2:])
             if ready is not None:
                 self._counts[ready[1]] += 1
                 self.slot = ready[1]
@@ -116,6 +125,8 @@ class Handler:
         scanned = question_key(data, tcp)
         if scanned is not None:
             found = replies.keyed.get(scanned[0])
+            if found is None and replies.keyed_previous:
+                found = replies.recall(scanned[0])
             hit: Entry | None
             if isinstance(found, ClientBlocks):
                 address = client_address(client)
@@ -129,6 +140,9 @@ class Handler:
                 if not (tcp or found is not hit):
                     replies.remember_exact(data, reply, hit[1])
                 return reply
+            quick = self._quick(data, tcp, snap, scanned)
+            if quick is not None:
+                return quick
         try:
             return self._full(data, tcp, snap, scanned, client)
         except Exception as exc:
@@ -137,6 +151,32 @@ class Handler:
             self.slot = self.stats.slot("", 0, Rcode.SERVFAIL)
             self._counts[self.slot] += 1
             return self._servfail(data)
+
+    def _quick(self, data: bytes, tcp: bool, snap: Snapshot, scanned: tuple[bytes, int]
+               ) -> bytes | None:
+        """The misses that need no parse: a new ECS network of a known block (spliced into
+        its block's reply), and the shapes of ``dns.shape`` (from ``dns.template``).
+        Neither adds a per-question entry: a flood of them leaves the caches as they were."""
+        key, qend = scanned
+        facts = key_edns(key, qend - HEADER_LEN + 1)
+        templates = self._templates
+        if templates.identity != self.identity:
+            templates = self._templates = Templates(self.identity.encode()[:512], self.identity)
+        if facts[4]:
+            spliced = snap.replies.splice(key, facts[4], templates.nsid if facts[3] else b"")
+            if spliced is not None:
+                self._counts[spliced[1]] += 1
+                self.slot = spliced[1]
+                reply = wire.personalize(spliced[0], data, qend)
+                if not tcp:
+                    snap.replies.remember_exact(data, reply, spliced[1])
+                return reply
+        shaped = templates.answer(data, key, qend, snap.zones, tcp, facts, self.stats)
+        if shaped is None:
+            return None
+        self.slot = shaped[1]
+        self._counts[shaped[1]] += 1
+        return shaped[0]
 
     def _timed(self, data: bytes, tcp: bool, client: str) -> bytes | None:
         """``handle`` with a stopwatch: the latency histogram's one-in-N sample."""
@@ -174,7 +214,6 @@ class Handler:
                 self._counts[hit[1]] += 1
                 self.slot = hit[1]
                 rendered = replies.echo(hit[0], query, ecs_block[2], nsid)
-                replies.remember_entry(scanned[0], (rendered, hit[1]))
                 reply = self._finish(rendered, data)
                 if not tcp:
                     replies.remember_exact(data, reply, hit[1])

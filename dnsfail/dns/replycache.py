@@ -19,6 +19,13 @@ an empty one: no invalidation logic.  Four caches, fastest first:
 Every reply is stored with its slot in the handler's query counters
 (``dns.stats.QueryStats``), so a hit costs one list increment.
 
+No flood can grow or flush them: each keeps two generations of at most
+``EXACT_LIMIT`` / ``KEYED_LIMIT`` entries, a hit in the previous one moving
+the entry into the current one (so what clients repeat stays), and exact
+bytes are admitted on their second sight only (``DOORKEEPER_SLOTS``), so new
+letter cases and networks seen once cost nothing.  New nonexistent and
+wildcard names never reach them (``dns.template``).
+
 Part of the core: it imports ``dns.query`` (the constants of the wire) and
 ``model``, no I/O, nothing from ``state``, ``steering`` or the handler.
 """
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from array import array
 
 from dnsfail.dns.query import (
     CLASSIC_UDP_LIMIT,
@@ -39,12 +47,28 @@ from dnsfail.dns.query import (
 )
 from dnsfail.model import Message
 
-#: Replies kept per cache (each of exact and keyed, and each question's blocks) before
-#: it is emptied and refilled.
-CACHE_LIMIT = 50_000
+#: Exact-bytes replies kept per generation.  The cache keeps two generations: when the
+#: current one is full it becomes the previous one and a new one starts, and a hit in the
+#: previous one moves the entry into the current one.  A question asked at least once per
+#: generation therefore never leaves, however many other questions come between (no
+#: empty-at-limit), and the cache never holds more than twice this.
+EXACT_LIMIT = 50_000
+#: Keyed replies (and questions' ``ClientBlocks``) kept per generation, with the same
+#: two-generation policy as ``EXACT_LIMIT``.
+KEYED_LIMIT = 50_000
+#: Address blocks added over all ``ClientBlocks`` in a generation before the keyed cache
+#: moves to a new one: ECS from many networks in many GeoIP blocks must not make the
+#: keyed cache's few entries hold millions of blocks.
+BLOCKS_LIMIT = 100_000
+#: Slots of the exact-bytes cache's doorkeeper: a query's bytes are kept only when seen a
+#: second time while still in their slot (TinyLFU's doorkeeper), so a flood of distinct
+#: names, letter cases or subnets, each seen once, adds nothing to the cache.  At 10,000
+#: new questions a second, a question repeated within a second finds its slot intact 86%
+#: of the time.  An array of hashes: 8 octets a slot.
+DOORKEEPER_SLOTS = 1 << 16
 #: Largest query whose exact bytes are remembered: real queries are a few hundred octets,
 #: and a key of up to 64 KiB each would let unique padded queries hold gigabytes in a
-#: cache of ``CACHE_LIMIT`` entries.
+#: cache of ``EXACT_LIMIT`` entries.
 EXACT_QUERY_LIMIT = 512
 
 #: A prepared reply and its slot in ``QueryStats.counts``.
@@ -68,6 +92,10 @@ def client_address(client: str) -> Address | None:
         address = address.ipv4_mapped
     return address
 
+
+_TCP_LIMIT = TCP_LIMIT.to_bytes(2, "big")
+_UDP_LOW = CLASSIC_UDP_LIMIT.to_bytes(2, "big")
+_UDP_HIGH = UDP_PAYLOAD.to_bytes(2, "big")
 
 # --- the key ----------------------------------------------------------------------------
 
@@ -115,7 +143,7 @@ def question_key(data: bytes, tcp: bool) -> tuple[bytes, int] | None:
         return None
     j = qend + 11
     nsid = ecs = b""
-    while j < n:
+    while j < n:  # none in most queries; a cookie (RFC 7873) in many
         if j + 4 > n:
             return None
         code = data[j] << 8 | data[j + 1]
@@ -129,10 +157,42 @@ def question_key(data: bytes, tcp: bool) -> tuple[bytes, int] | None:
         j = end
     if j != n:
         return None
-    payload = data[qend + 3] << 8 | data[qend + 4]
-    limit = TCP_LIMIT if tcp else min(max(payload, CLASSIC_UDP_LIMIT), UDP_PAYLOAD)
+    if tcp:
+        limit = _TCP_LIMIT
+    else:  # the payload size clamped to [CLASSIC_UDP_LIMIT, UDP_PAYLOAD], as two octets
+        limit = data[qend + 3 : qend + 5]
+        if limit < _UDP_LOW:
+            limit = _UDP_LOW
+        elif limit > _UDP_HIGH:
+            limit = _UDP_HIGH
     do = b"D" if data[qend + 7] & 0x80 else b"E"
-    return key + transport + limit.to_bytes(2, "big") + do + nsid + ecs, qend
+    return b"".join((key, transport, limit, do, nsid, ecs)), qend
+
+
+def key_edns(key: bytes, at: int) -> tuple[bool, int, bool, bool, bytes]:
+    """The EDNS facts a ``question_key`` key ends with, read from ``at`` (just past the
+    qname, qtype, qclass and transport): whether the query had an OPT record, the UDP
+    size limit, DO, whether NSID was asked, and the ECS option's data (empty if none)."""
+    if len(key) == at:
+        return False, CLASSIC_UDP_LIMIT, False, False, b""
+    limit = key[at] << 8 | key[at + 1]
+    do = key[at + 2] == 0x44  # "D"
+    nsid = key[at + 3 : at + 4] == b"N"
+    at += 3 + nsid
+    return True, limit, do, nsid, key[at + 1 :]
+
+
+def ecs_sound(option: bytes) -> bool:
+    """Whether ``query.parse_query`` accepts this ECS option's data (RFC 7871 section
+    7.1.1): then it is also, octet for octet, what the reply echoes with scope 0."""
+    if len(option) < 4 or option[0] or option[3]:
+        return False
+    family, source = option[1], option[2]
+    if family not in (1, 2) or source > (32 if family == 1 else 128):
+        return False
+    if len(option) != 4 + (source + 7) // 8:
+        return False
+    return not (source & 7 and option[-1] & (0xFF >> (source & 7)))
 
 
 # --- the data ---------------------------------------------------------------------------
@@ -159,9 +219,13 @@ class ClientBlocks:
         self.entries: dict[tuple[int, int, int], Entry] = {}
 
     def find(self, address: Address) -> Entry | None:
-        value, bits = int(address), address.max_prefixlen
-        for prefix in self.prefixes[address.version]:
-            entry = self.entries.get((address.version, prefix, value >> (bits - prefix)))
+        return self.find_value(address.version, int(address))
+
+    def find_value(self, version: int, value: int) -> Entry | None:
+        """``find`` for the address ``value`` of IP ``version`` (4 or 6), as an integer."""
+        bits = 32 if version == 4 else 128
+        for prefix in self.prefixes[version]:
+            entry = self.entries.get((version, prefix, value >> (bits - prefix)))
             if entry is not None:
                 return entry
         return None
@@ -185,41 +249,81 @@ class ReplyCache(dict[bytes, Entry]):
     As a dict it maps a UDP query's bytes after the ID to ``(reply[2:], slot)``.
     ``keyed`` maps a ``question_key`` key to an ``Entry``, or to the
     question's ``ClientBlocks`` when the reply depends on the client.  A memo,
-    not state: emptied whole when full.
+    not state, bounded whatever is asked: each cache keeps a current and a
+    previous generation (``EXACT_LIMIT``, ``KEYED_LIMIT``), and exact bytes
+    are admitted on their second sight only (``DOORKEEPER_SLOTS``).
     """
 
-    __slots__ = ("keyed",)
+    __slots__ = ("blocks", "door", "keyed", "keyed_previous", "previous")
 
     def __init__(self) -> None:
         super().__init__()
         self.keyed: dict[bytes, Entry | ClientBlocks] = {}
+        #: The previous generations (see ``EXACT_LIMIT``).
+        self.previous: dict[bytes, Entry] = {}
+        self.keyed_previous: dict[bytes, Entry | ClientBlocks] = {}
+        #: Blocks added in this generation of ``keyed`` (``BLOCKS_LIMIT``).
+        self.blocks = 0
+        self.door: array[int] | None = None
 
     # --- policy: what is kept, under which key ------------------------------------------
 
+    def recall_exact(self, tail: bytes) -> Entry | None:
+        """An exact-bytes entry of the previous generation, moved into the current one."""
+        ready = self.previous.get(tail)
+        if ready is not None:
+            self._keep_exact(tail, ready)
+        return ready
+
+    def recall(self, key: bytes) -> Entry | ClientBlocks | None:
+        """A keyed entry of the previous generation, moved into the current one."""
+        found = self.keyed_previous.get(key)
+        if found is not None:
+            self._keyed_room()
+            self.keyed[key] = found
+        return found
+
     def remember_exact(self, data: bytes, reply: bytes, slot: int) -> None:
-        """Keep ``reply`` for this exact query (ID aside): it already carries the query's
-        flags and letter case, so the next identical query needs only its ID."""
+        """Keep ``reply`` for this exact query (ID aside) if these bytes were seen before: it
+        already carries the query's flags and letter case, so the next identical query
+        needs only its ID.  Seen once, the bytes only take their doorkeeper slot."""
         if len(data) > EXACT_QUERY_LIMIT:
             return
-        if len(self) >= CACHE_LIMIT:
+        tail = data[2:]
+        door = self.door
+        if door is None:
+            door = self.door = array("q", bytes(8 * DOORKEEPER_SLOTS))
+        mark = hash(tail)
+        at = mark & (DOORKEEPER_SLOTS - 1)
+        if door[at] != mark:
+            door[at] = mark
+            return
+        self._keep_exact(tail, (reply[2:], slot))
+
+    def _keep_exact(self, tail: bytes, entry: Entry) -> None:
+        if len(self) >= EXACT_LIMIT:
+            self.previous = dict(self)
             self.clear()
-        self[data[2:]] = (reply[2:], slot)
+        self[tail] = entry
+
+    def _keyed_room(self) -> None:
+        """Start a new generation of ``keyed`` if the current one is full."""
+        if len(self.keyed) >= KEYED_LIMIT or self.blocks >= BLOCKS_LIMIT:
+            self.keyed_previous, self.keyed, self.blocks = self.keyed, {}, 0
 
     def remember_entry(self, key: bytes, entry: Entry) -> None:
-        keyed = self.keyed
-        if len(keyed) >= CACHE_LIMIT:
-            keyed.clear()
-        keyed[key] = entry
+        self._keyed_room()
+        self.keyed[key] = entry
 
     def remember_block(self, key: bytes, address: Address, scope: int, entry: Entry) -> None:
         """Keep ``entry`` for every client in ``address``/``scope`` (see ClientBlocks)."""
+        self._keyed_room()
         keyed = self.keyed
-        if len(keyed) >= CACHE_LIMIT:
-            keyed.clear()
         blocks = keyed.get(key)
-        if not isinstance(blocks, ClientBlocks) or len(blocks) >= CACHE_LIMIT:
-            blocks = keyed[key] = ClientBlocks()
+        if not isinstance(blocks, ClientBlocks) or len(blocks) >= BLOCKS_LIMIT:
+            blocks = keyed[key] = ClientBlocks()  # one question's blocks carried over
         blocks.add(address, scope, entry)
+        self.blocks += 1
 
     def remember(
         self, key: bytes, query: Query, message: Message, client: str, entry: Entry
@@ -270,6 +374,30 @@ class ReplyCache(dict[bytes, Entry]):
             return None
         key = scanned[0][: -len(option)] + b"c" + bytes((ecs.family, ecs.source_prefix))
         return key, address, echoed
+
+    def splice(self, key: bytes, ecs: bytes, nsid: bytes) -> Entry | None:
+        """The reply to an ECS query whose network is new but whose block is known, made
+        without parsing: the block's reply (``ecs_block``) with this query's address
+        spliced in, or None.  ``ecs`` is the query's option data (``key_edns``), ``nsid``
+        what the reply's NSID option holds (empty when there is none)."""
+        if not ecs or not ecs[2:3].strip(b"\x00") or not ecs_sound(ecs):
+            return None  # no ECS, SOURCE PREFIX-LENGTH 0 (never kept by block), or malformed
+        family = ecs[1]
+        block_key = key[: len(key) - len(ecs) - 1] + b"c" + ecs[1:3]
+        found = self.keyed.get(block_key)
+        if found is None:
+            found = self.recall(block_key)
+        if not isinstance(found, ClientBlocks):
+            return None
+        echoed = ecs[4:]
+        width = 4 if family == 1 else 16
+        value = int.from_bytes(echoed + bytes(width - len(echoed)), "big")
+        entry = found.find_value(4 if family == 1 else 6, value)
+        if entry is None:
+            return None
+        reply = entry[0]
+        start = len(reply) - (4 + len(nsid) if nsid else 0) - len(echoed)
+        return reply[:start] + echoed + reply[start + len(echoed) :], entry[1]
 
     @staticmethod
     def echo_start(reply: bytes, query: Query, echoed: bytes, nsid: bytes) -> int | None:

@@ -67,14 +67,18 @@ class DynamicResult:
 
 def find_zone(zones: Mapping[str, Zone], qname: str) -> Zone | None:
     """The closest enclosing zone we serve (longest suffix match), or None."""
-    zone = zones.get(qname)
-    if zone is not None:
-        return zone
-    for name in parent_names(qname):
+    name = qname
+    while True:  # parent_names without the list: every miss of the caches comes here
         zone = zones.get(name)
-        if zone is not None:
+        if zone is not None or name == ".":
             return zone
-    return None
+        name = name[name.find(".") + 1 :] or "."
+
+
+def soa_authority(zone: Zone) -> tuple[RRset, ...]:
+    """The authority section of a negative answer: the SOA, TTL min(SOA TTL, MINIMUM)
+    (RFC 2308 section 3).  ``dns.template`` renders its negative templates from it."""
+    return (zone.soa.with_ttl(zone.negative_ttl),)
 
 
 def chaos(qname: str, qtype: int, identity: str, version: str | None) -> Message:
@@ -144,8 +148,7 @@ class _ZoneWalk:
 
     def negative(self, rcode: Rcode) -> Message:
         """NXDOMAIN or NODATA with the SOA, TTL min(SOA TTL, MINIMUM) (RFC 2308 section 3)."""
-        zone = self.zone
-        return self.done(rcode, authority=(zone.soa.with_ttl(zone.negative_ttl),))
+        return self.done(rcode, authority=soa_authority(self.zone))
 
     def in_zone(self, name: str) -> bool:
         origin = self.zone.origin

@@ -1,0 +1,275 @@
+"""Replies that differ only in the question: rendered once, then copied around each question.
+
+A question that misses the reply caches and has one of ``dns.shape``'s
+shapes (NXDOMAIN, NODATA, a wildcard answer, REFUSED) is answered from a
+``Template``: the reply ``wire.render`` gives for a model question of that
+shape (the zone's origin, or the wildcard's own owner), with its
+compression pointers located.  The reply to the real question is the
+template's header, the query's own question octets, the template's records
+with every pointer moved by the difference in question length, and the OPT
+record built from the query's EDNS facts (DO, NSID, the ECS option echoed
+with scope 0).  No per-name state is kept: a flood of new names costs a
+scan, a few set lookups and one concatenation each, and adds nothing to
+any cache.
+
+Why moving pointers is enough: ``render`` compresses a name against the
+question only through a suffix they share.  ``dns.shape`` sends to the full
+path every question one of whose ancestors below the shared part (the
+origin, or the wildcard's closest encloser) is a name the reply writes, so
+every pointer into the question targets a suffix at a fixed distance from
+its end, and every pointer past it a record at a fixed distance from the
+question's end; the wildcard owner itself, the one name equal to the whole
+question, is pointer 12 in both.  A property test holds the result
+byte-identical to the full path, letter case and ID aside, as the cached
+paths are.
+
+Part of the core: no I/O, no dnslib; it reads ``model``, ``resolver``,
+``shape``, ``wire`` and the constants of ``query``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Final
+
+from dnsfail.dns import wire
+from dnsfail.dns.query import HEADER_LEN, NAME_LIMIT, TCP_LIMIT, UDP_PAYLOAD
+from dnsfail.dns.replycache import ecs_sound
+from dnsfail.dns.resolver import DynamicResult, resolve, soa_authority
+from dnsfail.dns.shape import NXDOMAIN, REFUSED, WILDCARD, ZoneIndex, locate, rdata_names
+from dnsfail.dns.stats import QueryStats
+from dnsfail.model import DynamicRecord, Message, Rcode, RRClass, RRType, Zone
+
+#: Templates kept per handler for the current zones.  Templates exist per zone shape and
+#: per wildcard RRset, a number the zones fix, not the traffic; the bound only caps what a
+#: zone with many wildcards can hold, and a shape past it takes the full path.
+TEMPLATE_LIMIT = 4096
+#: Re-pointed record sections kept per template, one per question length met (a question
+#: is at most 255 octets, and a flood uses a few lengths): past it, each reply re-points.
+BODY_MEMO = 64
+
+_POINTER = 0xC0
+#: Types whose rdata ``wire.render`` compresses, and the offset of the first name in it.
+_NAMED_RDATA = {RRType.NS: 0, RRType.CNAME: 0, RRType.PTR: 0, RRType.MX: 2, RRType.SOA: 0}
+#: Label octets that ``query.labels_to_text`` writes as themselves (no ``\\DDD``).
+_ESCAPED = re.compile(rb"[^!-\[\]-~]")
+#: The separator and the octets of host names besides letters and digits: a name of only
+#: these needs no regular expression (``isalnum`` after deleting them).
+_COMMON = b".-_*"
+_OPT_HEAD = b"\x00\x00\x29" + UDP_PAYLOAD.to_bytes(2, "big") + b"\x00\x00"
+_IN = b"\x00\x01"
+#: A form not made yet (``Templates.forms`` holds None for a shape the full path answers).
+_UNMADE: Final = object()
+
+
+class _NoDynamic:
+    """The ``DynamicAnswers`` of a template's model question: ``dns.shape`` never picks a
+    shape whose answer is dynamic."""
+
+    def answer(self, record: DynamicRecord, owner: str) -> DynamicResult:
+        raise AssertionError(f"a template met the dynamic record {owner}")
+
+
+def qname_text(wire_name: bytes) -> str | None:
+    """The text form ``query.labels_to_text`` gives a lower-case, uncompressed wire name,
+    or None when it would escape octets (rare: the full path handles those)."""
+    parts = []
+    i = 0
+    length = wire_name[0]
+    while length:
+        parts.append(wire_name[i + 1 : i + 1 + length])
+        i += length + 1
+        length = wire_name[i]
+    if not parts:
+        return "."
+    text = b".".join(parts)
+    if text.count(b".") != len(parts) - 1 or (
+            not text.translate(None, _COMMON).isalnum() and _ESCAPED.search(text)):
+        return None  # a label holds a dot, or an octet that is written \DDD
+    return text.decode("ascii") + "."
+
+
+def _pointers(reply: bytes, qend: int) -> list[tuple[int, int]]:
+    """(offset, target) of every compression pointer in the records of a rendered reply."""
+    out: list[tuple[int, int]] = []
+
+    def name(i: int) -> int:
+        while True:
+            length = reply[i]
+            if not length:
+                return i + 1
+            if length & _POINTER == _POINTER:
+                out.append((i, (length & 0x3F) << 8 | reply[i + 1]))
+                return i + 2
+            i += length + 1
+
+    count = sum(reply[k] << 8 | reply[k + 1] for k in (6, 8, 10))
+    i = qend
+    for _ in range(count):
+        i = name(i)
+        rtype = reply[i] << 8 | reply[i + 1]
+        start, i = i + 10, i + 10 + (reply[i + 8] << 8 | reply[i + 9])
+        skip = _NAMED_RDATA.get(RRType(rtype)) if rtype in RRType._value2member_map_ else None
+        if skip is not None:
+            after = name(start + skip)
+            if rtype == RRType.SOA:
+                name(after)
+    return out
+
+
+class Template:
+    """One shape's reply, ready to take any question of that shape (see the module doc)."""
+
+    __slots__ = ("bodies", "heads", "model", "pointers", "rcode", "records", "shared", "slots")
+
+    def __init__(self, message: Message, qname: str, qtype: int, shared: int) -> None:
+        reply = wire.render((qname, qtype, RRClass.IN), message, edns=None, limit=TCP_LIMIT)
+        qend = wire.skip_name(reply, HEADER_LEN) + 4
+        #: The model question's wire length, and the first offset that moves with the
+        #: question's length (the wildcard's ``*`` label stays at 12).
+        self.model, self.shared = qend - HEADER_LEN - 4, HEADER_LEN + shared
+        self.records = reply[qend:]
+        self.pointers = [(at - qend, target) for at, target in _pointers(reply, qend)]
+        self.rcode = int(message.rcode)
+        arcount = reply[10] << 8 | reply[11]
+        #: Header octets 2-11 by (RD, CD, EDNS): index RD | CD >> 3 | EDNS << 2.
+        self.heads = tuple(
+            bytes((reply[2] | (i & 1), reply[3] | (i & 2) << 3)) + reply[4:10]
+            + (arcount + (i >> 2)).to_bytes(2, "big")
+            for i in range(8)
+        )
+        self.bodies: dict[int, bytes] = {}
+        #: The handler's counter slot by qtype (a template belongs to one handler).
+        self.slots: dict[int, int] = {}
+
+    def body(self, qlen: int) -> bytes:
+        """The records for a question of ``qlen`` octets (its name's wire length)."""
+        delta = qlen - self.model
+        body = self.bodies.get(delta)
+        if body is not None:
+            return body
+        parts: list[bytes] = []
+        at, records = 0, self.records
+        for offset, target in self.pointers:
+            moved = target + delta if target >= self.shared else target
+            parts += (records[at:offset], (0xC000 | moved).to_bytes(2, "big"))
+            at = offset + 2
+        parts.append(records[at:])
+        body = b"".join(parts)
+        if len(self.bodies) < BODY_MEMO:
+            self.bodies[delta] = body
+        return body
+
+
+def _message(zones: Mapping[str, Zone], zone: Zone | None, kind: int, owner: str, qtype: int
+             ) -> tuple[Message, str, int] | None:
+    """The model question's message, name and shared suffix length, or None if the shape's
+    reply would mention a name below its shared part (the full path answers those)."""
+    if kind == REFUSED or zone is None:
+        return resolve({}, ".", qtype, RRClass.IN, _NoDynamic()), ".", 0
+    if kind != WILDCARD:
+        rcode = Rcode.NXDOMAIN if kind == NXDOMAIN else Rcode.NOERROR
+        return Message(rcode, True, authority=soa_authority(zone)), zone.origin, 0
+    message = resolve(zones, owner, qtype, RRClass.IN, _NoDynamic())
+    encloser = owner[2:]
+    names = [r.name for r in message.additional + message.authority]
+    names += [n for r in message.answer + message.additional + message.authority
+              for n in rdata_names(r)]
+    if (message.rcode != Rcode.NOERROR or message.authority or message.glue_required
+            or [r.name for r in message.answer] != [owner]
+            or any(n == owner or n.endswith("." + owner) or n.endswith("." + encloser)
+                   for n in names)):
+        return None
+    return message, owner, 2
+
+
+class Templates:
+    """One handler's templates, for the zones of the snapshot it last answered from.
+
+    ``answer`` takes a query that ``replycache.question_key`` scanned and
+    returns its reply (but for the stages after the lookup) with its zone,
+    qtype and rcode for the counters, or None when the question is not one
+    of the shapes: then the caller takes the full path.  ``nsid`` is what an
+    NSID option is answered with (RFC 5001 section 2.3), empty for none.
+    """
+
+    __slots__ = ("forms", "identity", "indexes", "nsid", "opts", "zones")
+
+    def __init__(self, nsid: bytes, identity: str = "") -> None:
+        self.nsid = nsid
+        #: The handler identity ``nsid`` was made from (the handler rebuilds on a change).
+        self.identity = identity
+        self.zones: Mapping[str, Zone] = {}
+        self.indexes: dict[str, ZoneIndex] = {}
+        self.forms: dict[tuple[str, int, str, int], Template | None] = {}
+        #: The OPT record without ECS, by DO | NSID << 1.
+        self.opts = tuple(self._opt(i & 1, b"", nsid if i >> 1 else b"") for i in range(4))
+
+    @staticmethod
+    def _opt(do: int | bool, ecs: bytes, nsid: bytes) -> bytes:
+        """Our OPT record as ``wire.render`` writes it for rcode < 16 (RFC 6891 section
+        6.1.2): DO echoed, the ECS option echoed with scope 0, then NSID."""
+        options = b""
+        if ecs:
+            options = b"\x00\x08" + len(ecs).to_bytes(2, "big") + ecs
+        if nsid:
+            options += b"\x00\x03" + len(nsid).to_bytes(2, "big") + nsid
+        return (_OPT_HEAD + (b"\x80\x00" if do else b"\x00\x00")
+                + len(options).to_bytes(2, "big") + options)
+
+    def _use(self, zones: Mapping[str, Zone]) -> None:
+        """Keep what still holds for a new zones mapping: what was made for zone objects
+        that are still served."""
+        self.zones = zones
+        self.indexes = {o: ix for o, ix in self.indexes.items() if zones.get(o) is ix.zone}
+        self.forms = {k: v for k, v in self.forms.items() if not k[0] or k[0] in self.indexes}
+
+    def answer(self, data: bytes, key: bytes, qend: int, zones: Mapping[str, Zone], tcp: bool,
+               facts: tuple[bool, int, bool, bool, bytes], stats: QueryStats
+               ) -> tuple[bytes, int] | None:
+        """The reply to a scanned query (``key``, ``qend``: ``question_key``; ``facts``:
+        ``key_edns``) if its question has a shape, with its slot in ``stats``."""
+        qlen = qend - HEADER_LEN - 4
+        if key[qlen + 2 : qlen + 4] != _IN or qlen > NAME_LIMIT:
+            return None
+        qname = qname_text(key[:qlen])
+        if qname is None:
+            return None
+        if zones is not self.zones:
+            self._use(zones)
+        qtype = key[qlen] << 8 | key[qlen + 1]
+        zone, shape = locate(zones, self.indexes, qname, qtype)
+        if shape is None:
+            return None
+        kind, owner = shape
+        origin = zone.origin if zone is not None else ""
+        form_key = (origin, kind, owner, qtype if kind == WILDCARD else 0)
+        template: object = self.forms.get(form_key, _UNMADE)
+        if template is _UNMADE:
+            if len(self.forms) >= TEMPLATE_LIMIT:
+                return None
+            made = _message(zones, zone, kind, owner, qtype)
+            template = self.forms[form_key] = (
+                Template(made[0], made[1], qtype, made[2]) if made is not None else None)
+        if not isinstance(template, Template):
+            return None  # a shape whose reply the full path must make
+        edns, limit, do, nsid, ecs = facts
+        if not edns:
+            opt = b""
+        elif not ecs:
+            opt = self.opts[do | nsid << 1]
+        elif ecs_sound(ecs):
+            opt = self._opt(do, ecs, self.nsid if nsid else b"")
+        else:
+            return None  # a malformed ECS option: FORMERR, from the full path
+        head = template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3 | edns << 2]
+        reply = b"".join((data[:2], head, data[HEADER_LEN:qend], template.body(qlen), opt))
+        if len(reply) > (TCP_LIMIT if tcp else limit):
+            return None  # truncation: the full path decides what is dropped
+        slot = template.slots.get(qtype)
+        if slot is None:
+            slot = stats.slot(origin, qtype, template.rcode)
+            if len(template.slots) < BODY_MEMO:
+                template.slots[qtype] = slot
+        return reply, slot
