@@ -234,7 +234,7 @@ def test_cookies_never_leak_between_clients_through_the_caches() -> None:
     assert len(h.snapshot().replies) >= 1  # the exact-bytes cache was used
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=64), st.sampled_from(["api.gw.test.", "gw.test.", "nope.gw.test."]),
        st.booleans(), st.sampled_from([0, 128, 512]))
 def test_any_option_octets_never_raise(option: bytes, name: str, tcp: bool, cap: int) -> None:
@@ -248,7 +248,7 @@ def test_any_option_octets_never_raise(option: bytes, name: str, tcp: bool, cap:
         dns.message.from_wire(reply)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_any_message_never_raises(data: bytes) -> None:
     h, _ = handler(cap=128, limiter=Recorder(SLIP))
@@ -287,7 +287,7 @@ options = st.lists(st.one_of(
 ), max_size=4)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(options, st.sampled_from(["api.gw.test.", "gw.test.", "nope.gw.test.", "geo.gw.test."]),
        st.sampled_from(["A", "NS", "TXT"]), st.booleans(), st.sampled_from([0, 128]))
 def test_the_stage_alone_answers_as_composed(opts: list[tuple[int, bytes]], name: str,
