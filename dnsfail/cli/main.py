@@ -103,7 +103,12 @@ def _serve_parser(sub: Subparsers) -> None:
     serve.add_argument("--watch", action="store_true",
                        help="reload when a zone file changes (as on SIGHUP)")
     serve.add_argument("--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS")
-    serve.add_argument("--tcp-max-connections", type=int, default=1000, metavar="N")
+    serve.add_argument("--tcp-max-connections", type=int, default=1000, metavar="N",
+                       help="open DNS TCP connections per process; at the limit the one idle "
+                            "the longest is closed for a new one (default 1000)")
+    serve.add_argument("--tcp-max-per-source", type=int, default=64, metavar="N",
+                       help="DNS TCP connections per process from one IPv4 address or IPv6 "
+                            "/64; more are closed on accept (default 64; 0: no limit)")
     serve.add_argument("--control", type=_control, metavar="HOST:PORT|off",
                        help="control API (status, drain, reload, metrics) address (default "
                             f"{DEFAULT_CONTROL[0]}:{DEFAULT_CONTROL[1]}; a busy default port "
@@ -235,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         geoip_refresh=args.geoip_refresh,
         tcp_idle_timeout=args.tcp_idle_timeout,
         tcp_max_connections=args.tcp_max_connections,
+        tcp_max_per_source=args.tcp_max_per_source,
         control=None if control == "off" else control,
         control_explicit=args.control is not None,
         control_token=token,

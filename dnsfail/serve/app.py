@@ -46,7 +46,16 @@ from dnsfail.serve.drains import Drains
 from dnsfail.serve.fds import PROBE_IN_FLIGHT, fit_descriptors, raise_fd_limit
 from dnsfail.serve.probe import Prober
 from dnsfail.serve.reload import Reloader
-from dnsfail.serve.server import TcpLimits, UdpListener, bind_udp, serve_tcp
+from dnsfail.serve.server import (
+    TCP_MAX_CONNECTIONS,
+    TCP_MAX_PER_SOURCE,
+    TcpAcceptor,
+    TcpLimits,
+    UdpListener,
+    bind_tcp,
+    bind_udp,
+)
+from dnsfail.serve.spread import Shares
 from dnsfail.serve.wiring import answer_path, close_locator, load_store, open_locator
 from dnsfail.serve.workers import Workers, WorkerSettings
 from dnsfail.state import Store
@@ -67,7 +76,9 @@ class Settings:
     watch: bool = False
     watch_interval: float = 1.0
     tcp_idle_timeout: float = 10.0
-    tcp_max_connections: int = 1000
+    #: Per process (each has its own table and descriptors): see ``serve.admission``.
+    tcp_max_connections: int = TCP_MAX_CONNECTIONS
+    tcp_max_per_source: int = TCP_MAX_PER_SOURCE
     #: Control API connections open at once, and seconds each has for a request head.
     control_max_connections: int = CONTROL_MAX_CONNECTIONS
     control_head_timeout: float = CONTROL_HEAD_TIMEOUT
@@ -107,8 +118,9 @@ class Daemon:
         self.settings = settings
         self.handler: Handler | None = None
         self.udp: list[UdpListener] = []
-        self.tcp: list[asyncio.Server] = []
-        self.limits = TcpLimits(settings.tcp_idle_timeout, settings.tcp_max_connections)
+        self.tcp: list[TcpAcceptor] = []
+        self.limits = TcpLimits(settings.tcp_idle_timeout, settings.tcp_max_connections,
+                                settings.tcp_max_per_source)
         self.ports: list[tuple[str, int]] = []
         self.stopped = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -235,15 +247,17 @@ class Daemon:
             sock = bind_udp(host, port)
             bound = sock.getsockname()[1]
             self.udp.append(UdpListener(sock, self.handler.handle))
-            self.tcp.append(await serve_tcp(host, bound, self.handler.handle, self.limits))
+            self.tcp.append(TcpAcceptor(bind_tcp(host, bound), self.handler.handle, self.limits))
             self.ports.append((host, bound))
 
     async def _start_serving(self, store: Store) -> None:
         loop = asyncio.get_running_loop()
+        if self.settings.workers > 1:  # before accepting: the siblings' accept throttle
+            self.limits.shares = Shares.create(self.settings.workers)
         for listener in self.udp:
             listener.start(loop)
-        for server in self.tcp:
-            await server.start_serving()
+        for acceptor in self.tcp:
+            acceptor.start(loop)
         if self.settings.workers > 1:
             await self._start_workers(store)
 
@@ -267,12 +281,14 @@ class Daemon:
         """Share the listening sockets with ``workers - 1`` processes fed by ``store``."""
         s = self.settings
         sockets = [(listener.sock.fileno(), False) for listener in self.udp]
-        sockets += [(sock.fileno(), True) for server in self.tcp for sock in server.sockets]
+        sockets += [(acceptor.sock.fileno(), True) for acceptor in self.tcp]
         self.workers = Workers(s.workers - 1, sockets, WorkerSettings(
             s.identity, s.version, s.geoip, s.tcp_idle_timeout, s.tcp_max_connections,
             s.log_level, s.log_format, uvloop=_uvloop_running(),
             cookies=self.cookies is not None and s.cookies,
-            udp_size_cap_without_cookie=s.udp_size_cap_without_cookie), secrets=self.secrets)
+            udp_size_cap_without_cookie=s.udp_size_cap_without_cookie,
+            tcp_max_per_source=s.tcp_max_per_source), secrets=self.secrets,
+            shares=self.limits.shares)
         store.subscribers.append(self.workers.publish)
         await self.workers.start(store.snapshot)
 
@@ -335,12 +351,12 @@ class Daemon:
         for listener in self.udp:
             listener.stop(loop)
         self.udp = []
-        for server in self.tcp:
-            server.close()
-        for server in self.tcp:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 2.0)
+        for acceptor in self.tcp:
+            acceptor.stop()
         self.tcp = []
+        if self.limits.shares is not None:
+            self.limits.shares.close()
+            self.limits.shares = None
         if self.control is not None:
             await self.control.stop()
             self.control = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 import struct
@@ -25,6 +26,14 @@ from collections.abc import Callable
 from typing import cast
 
 from dnsfail.logs import ErrorLog
+from dnsfail.serve.admission import (
+    CONNECTION_LIMIT,
+    EVICTED,
+    PER_SOURCE_LIMIT,
+    Admission,
+    source_of,
+)
+from dnsfail.serve.spread import ACCEPT_DEFER, Shares
 
 log = logging.getLogger(__name__)
 #: The handler never raises; if a bug makes it, one line per kind, never a traceback per packet.
@@ -127,28 +136,99 @@ TCP_BATCH = 64
 #: ``idle``: the RFC 7766 section 6.2.3 idle timeout, nothing left unsent (a FIN);
 #: ``stalled``: the idle timeout with replies unsent, the client not reading (a reset);
 #: ``input_limit`` / ``output_limit``: over INPUT_LIMIT / OUTPUT_LIMIT (a reset);
-#: ``connection_limit``: closed at accept, ``max_connections`` already open (a FIN);
+#: ``connection_limit``: closed at accept, ``max_connections`` open and none idle (a FIN);
+#: ``per_source_limit``: closed at accept, its source holds ``max_per_source`` (a FIN);
+#: ``evicted``: idle the longest when ``max_connections`` were open and one more came (a FIN);
 #: ``malformed``: a message that gets no reply (shorter than a header, or a response: QR
 #: set, RFC 1035 section 4.1.1); no DNS client sends one, so the stream is not DNS (a reset).
-CLOSE_REASONS = ("idle", "stalled", "input_limit", "output_limit", "connection_limit",
-                 "malformed")
-#: Seconds between two log lines about the connection limit: a flood of connects is
-#: counted in metrics, and must not flood the log.
+CLOSE_REASONS = ("idle", "stalled", "input_limit", "output_limit", CONNECTION_LIMIT,
+                 PER_SOURCE_LIMIT, EVICTED, "malformed")
+#: Default of ``--tcp-max-connections``: open connections per process.
+TCP_MAX_CONNECTIONS = 1000
+#: Default of ``--tcp-max-per-source``: connections per process from one source (an IPv4
+#: address, an IPv6 /64: ``admission.source_of``).  A resolver needs a few (Unbound opens
+#: at most ``outgoing-num-tcp``, 10, per thread); 64 leaves room for a farm of them behind
+#: one address and for ``dnsperf -m tcp -c 64``, and still takes 16 sources to fill a
+#: table of 1,000.
+TCP_MAX_PER_SOURCE = 64
+#: Seconds between two log lines about one of the limits (per reason): a flood of connects
+#: is counted in metrics, and must not flood the log.
 LIMIT_LOG_EVERY = 10.0
+#: Pause after accept() failed for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
+#: ENOMEM), as asyncio's own servers do: retrying at once would spin.
+ACCEPT_RETRY = 1.0
+#: Connections accepted per wake-up of a listening socket before yielding to the loop.
+ACCEPT_BATCH = 16
 _LINGER_RESET = struct.pack("ii", 1, 0)
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 class TcpLimits:
-    """The settings and counters shared by every connection of one process."""
+    """The settings, admission table and counters shared by every connection of one process.
 
-    def __init__(self, idle_timeout: float = 10.0, max_connections: int = 1000) -> None:
+    ``shares``, with ``--workers``, is the table of connection counts the
+    processes share (``serve.spread``): every change of ``open`` is written
+    there for the siblings' accept throttle.
+    """
+
+    def __init__(self, idle_timeout: float = 10.0, max_connections: int = TCP_MAX_CONNECTIONS,
+                 max_per_source: int = TCP_MAX_PER_SOURCE) -> None:
         self.idle_timeout = idle_timeout
-        self.max_connections = max_connections
-        self.open = 0
+        self.table: Admission[TcpConnection] = Admission(max_connections, max_per_source,
+                                                         TcpConnection.idle)
         #: Connections the server ended, by reason (CLOSE_REASONS); cumulative.
         self.closed = dict.fromkeys(CLOSE_REASONS, 0)
-        #: When the connection limit was last logged (time.monotonic), see LIMIT_LOG_EVERY.
-        self.limit_logged = -LIMIT_LOG_EVERY
+        #: When each limit was last logged (time.monotonic), see LIMIT_LOG_EVERY.
+        self.logged: dict[str, float] = {}
+        self.shares: Shares | None = None
+        #: Connections this process left to a sibling for a moment (``serve.spread``).
+        self.deferred = 0
+
+    @property
+    def max_connections(self) -> int:
+        return self.table.max_connections
+
+    @max_connections.setter
+    def max_connections(self, value: int) -> None:
+        self.table.max_connections = value
+
+    @property
+    def max_per_source(self) -> int:
+        return self.table.max_per_source
+
+    @property
+    def open(self) -> int:
+        return len(self.table)
+
+    def add(self, connection: TcpConnection, source: str) -> None:
+        self.table.add(connection, source)
+        self._changed()
+
+    def remove(self, connection: TcpConnection) -> None:
+        if self.table.remove(connection):
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.shares is not None:
+            self.shares.set(len(self.table))
+
+    def count(self, reason: str, client: str) -> None:
+        """One connection refused or evicted for ``reason``; logged at most every 10 s."""
+        self.closed[reason] += 1
+        now = time.monotonic()
+        if now - self.logged.get(reason, -LIMIT_LOG_EVERY) < LIMIT_LOG_EVERY:
+            return
+        self.logged[reason] = now
+        so_far = self.closed[reason]
+        if reason == CONNECTION_LIMIT:
+            log.warning("tcp connection limit %d reached and none idle; closing new "
+                        "connections (%d so far)", self.max_connections, so_far)
+        elif reason == PER_SOURCE_LIMIT:
+            log.warning("tcp per-source limit %d reached by %s; closing its new connections "
+                        "(%d so far)", self.max_per_source, source_of(client), so_far)
+        else:
+            log.warning("tcp connection limit %d reached; closing the longest idle "
+                        "connections to make room (%d so far)", self.max_connections, so_far)
 
 
 class TcpConnection(asyncio.Protocol):
@@ -164,7 +244,7 @@ class TcpConnection(asyncio.Protocol):
     the front, so a message delivered one octet at a time costs linear time.
     """
 
-    def __init__(self, handle: Handle, limits: TcpLimits) -> None:
+    def __init__(self, handle: Handle, limits: TcpLimits, client: str = "") -> None:
         self.handle = handle
         self.limits = limits
         #: Input not yet answered: a partial message, or whole ones waiting while paused.
@@ -175,29 +255,39 @@ class TcpConnection(asyncio.Protocol):
         self.paused = False
         #: The next turn's answering, scheduled when one turn answered TCP_BATCH messages.
         self.pending: asyncio.Handle | None = None
-        self.client = ""
+        self.client = client
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCPTransport does not derive from asyncio.Transport, so no isinstance check.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
-        peer = transport.get_extra_info("peername")
-        self.client = peer[0] if peer else ""
-        limits = self.limits
-        if limits.open >= limits.max_connections:
-            now = time.monotonic()
-            if now - limits.limit_logged >= LIMIT_LOG_EVERY:
-                limits.limit_logged = now
-                log.warning("tcp connection limit %d reached; closing new connections "
-                            "(%d so far)", limits.max_connections,
-                            limits.closed["connection_limit"] + 1)
-            limits.closed["connection_limit"] += 1
-            transport.abort()  # nothing was sent: a plain close, no reset needed
-            return
-        limits.open += 1
-        self.counted = True
+        if not self.client:
+            peer = transport.get_extra_info("peername")
+            self.client = peer[0] if peer else ""
+        if not self.counted:  # admitted by TcpAcceptor, or made without one (tests)
+            self.counted = True
+            self.limits.add(self, source_of(self.client))
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         self._arm()
+
+    def idle(self) -> bool:
+        """Closing now loses nothing: connected, no reply unsent, nothing read unanswered.
+
+        A partial message does not count (RFC 7766 section 6.2.3: only whole
+        ones earn time); one whose replies back up unread is busy, and its
+        idle timer resets it anyway.
+        """
+        transport = self.transport
+        return (transport is not None and self.pending is None and not self.paused
+                and not transport.is_closing() and not transport.get_write_buffer_size())
+
+    def evict(self) -> None:
+        """Closed to make room (``Admission`` has already forgotten it): a FIN, nothing lost."""
+        self.counted = False
+        transport = self.transport
+        if transport is not None:
+            self.limits.count(EVICTED, self.client)
+            transport.close()
 
     def _arm(self) -> None:
         if self.timer is not None:
@@ -274,6 +364,7 @@ class TcpConnection(asyncio.Protocol):
         if start:
             del buffer[:start]  # O(1) in CPython: a bytearray advances its start
             self._arm()  # only complete messages earn more time, RFC 7766 section 6.2.3
+            self.limits.table.touch(self)
         if self.pending is None and len(buffer) > INPUT_LIMIT:
             self._abort("input_limit")
 
@@ -310,21 +401,129 @@ class TcpConnection(asyncio.Protocol):
             self.pending.cancel()
             self.pending = None
         if self.counted:
-            self.limits.open -= 1
+            self.limits.remove(self)
             self.counted = False
         self.buffer = bytearray()
         self.transport = None
 
 
-async def serve_tcp(
-    host: str, port: int, handle: Handle, limits: TcpLimits
-) -> asyncio.Server:
-    loop = asyncio.get_running_loop()
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A listening TCP socket, non-blocking; its SO_SNDBUF is what connections inherit."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    server = await loop.create_server(
-        lambda: TcpConnection(handle, limits), host, port, family=family,
-        reuse_address=True, backlog=1024, start_serving=False,
-    )
-    for sock in server.sockets:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, TCP_SEND_BUFFER)
-    return server
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class TcpAcceptor:
+    """Accepts from one listening socket: admits (``serve.admission``), then serves.
+
+    Accepting here rather than in ``loop.create_server`` decides who gets a
+    slot before a transport exists: a refused connection costs an accept and
+    a close.  With ``limits.shares`` (``--workers``) a process holding more
+    than its share leaves the next connection to a sibling for a moment
+    (``serve.spread``).
+    """
+
+    def __init__(self, sock: socket.socket, handle: Handle, limits: TcpLimits) -> None:
+        self.sock = sock
+        self.handle = handle
+        self.limits = limits
+        self.loop: asyncio.AbstractEventLoop | None = None
+        #: A pause: a connection left to siblings (ACCEPT_DEFER) or out of descriptors.
+        self.timer: asyncio.TimerHandle | None = None
+        #: Transports being made for accepted sockets (kept so the tasks are not collected).
+        self.connecting: set[asyncio.Task[object]] = set()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        if self.limits.shares is not None:
+            self.limits.shares.set(self.limits.open)
+        loop.add_reader(self.sock.fileno(), self._readable)
+
+    def stop(self) -> None:
+        """Stop accepting and close this process's descriptor of the socket."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.loop is not None and self.sock.fileno() >= 0:
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    def _readable(self) -> None:
+        self._accept(force=False)
+
+    def _accept(self, force: bool) -> None:
+        shares = self.limits.shares
+        for _ in range(ACCEPT_BATCH):
+            if not force and shares is not None and shares.over():
+                self.limits.deferred += 1
+                self._pause(ACCEPT_DEFER)
+                return
+            force = False
+            try:
+                sock, address = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_RESOURCES:
+                    _errors.report(exc, "accepting a TCP connection (pausing accepts for 1s)")
+                    self._pause(ACCEPT_RETRY)
+                    return
+                continue  # ECONNABORTED and the like: that client is gone
+            self._admit(sock, address[0])
+
+    def _pause(self, seconds: float) -> None:
+        assert self.loop is not None
+        self.loop.remove_reader(self.sock.fileno())
+        self.timer = self.loop.call_later(seconds, self._resume)
+
+    def _resume(self) -> None:
+        """After a pause: take what is still waiting (siblings left it), then listen again."""
+        self.timer = None
+        assert self.loop is not None
+        if self.sock.fileno() < 0:
+            return
+        self.loop.add_reader(self.sock.fileno(), self._readable)
+        self._accept(force=True)
+
+    def _admit(self, sock: socket.socket, client: str) -> None:
+        limits = self.limits
+        source = source_of(client)
+        refused, victim = limits.table.admit(source)
+        if refused is not None:
+            limits.count(refused, client)
+            sock.close()  # nothing was sent: a plain close, no reset needed
+            return
+        if victim is not None:
+            victim.evict()
+        sock.setblocking(False)
+        connection = TcpConnection(self.handle, limits, client)
+        connection.counted = True
+        limits.add(connection, source)
+        assert self.loop is not None
+        task: asyncio.Task[object] = self.loop.create_task(self._serve(sock, connection))
+        self.connecting.add(task)
+        task.add_done_callback(self.connecting.discard)
+
+    async def _serve(self, sock: socket.socket, connection: TcpConnection) -> object:
+        assert self.loop is not None
+        try:
+            return await self.loop.connect_accepted_socket(lambda: connection, sock)
+        except OSError as exc:  # the client left before its transport was made
+            log.debug("tcp connection from %s lost at accept: %s", connection.client, exc)
+            sock.close()
+            if connection.counted:
+                connection.counted = False
+                self.limits.remove(connection)
+            return None

@@ -60,7 +60,8 @@ from dnsfail.cookies.settings import Secrets
 from dnsfail.cookies.stage import CookieStage
 from dnsfail.dns.stats import Totals
 from dnsfail.model import ProbeSpec, Zone
-from dnsfail.serve.server import TcpConnection, TcpLimits, UdpListener
+from dnsfail.serve.server import TCP_MAX_PER_SOURCE, TcpAcceptor, TcpLimits, UdpListener
+from dnsfail.serve.spread import Shares
 from dnsfail.serve.wiring import answer_path, open_locator
 from dnsfail.state import Snapshot
 from dnsfail.steering.health import TargetHealth
@@ -171,6 +172,7 @@ class WorkerSettings:
     #: worker's command line): they travel first on the channel (``Workers.secrets``).
     cookies: bool = False
     udp_size_cap_without_cookie: int = 0
+    tcp_max_per_source: int = TCP_MAX_PER_SOURCE
 
 
 @dataclass
@@ -203,12 +205,14 @@ class Workers:
 
     def __init__(
         self, count: int, sockets: Sequence[tuple[int, bool]], settings: WorkerSettings,
-        secrets: Secrets | None = None,
+        secrets: Secrets | None = None, shares: Shares | None = None,
     ) -> None:
         self.settings = settings
         #: The cookie secrets every worker answers with, sent as each one's first message
         #: when it runs the cookie stage (cookies or the size cap on).
         self.secrets = secrets
+        #: The TCP connection counts the processes share (``serve.spread``), slot = index.
+        self.shares = shares
         self.sockets = list(sockets)
         self.workers = [_Worker(i + 1) for i in range(count)]
         self.tasks: list[asyncio.Task[None]] = []
@@ -255,6 +259,7 @@ class Workers:
                 "index": w.index, "pid": w.process.pid if w.process is not None else None,
                 "alive": alive, "ready": w.ready.is_set(), "generation": w.applied,
                 "restarts": w.restarts, "queries": sum(w.totals.counts.values()),
+                "tcp_open": w.totals.tcp_open,
                 "reported_at": round(w.reported_at, 3) if w.reported_at else None,
             })
         return out
@@ -304,12 +309,15 @@ class Workers:
     async def _run(self, worker: _Worker) -> None:
         """One life of one worker process: spawn, feed the current snapshot, read reports."""
         parent, child = socket.socketpair()
+        shares = self.shares
         spec = {"index": worker.index, "channel": child.fileno(), "sockets": self.sockets,
+                "shares": [shares.fd, shares.slots] if shares is not None else None,
                 **asdict(self.settings)}
         try:
             worker.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "dnsfail.serve.workers", json.dumps(spec),
-                pass_fds=[child.fileno(), *(fd for fd, _ in self.sockets)],
+                pass_fds=[child.fileno(), *(fd for fd, _ in self.sockets),
+                          *([shares.fd] if shares is not None else [])],
                 stdin=subprocess.DEVNULL,
             )
         finally:
@@ -335,6 +343,8 @@ class Workers:
             if not self.stopping:
                 _kill(worker.process)
             await worker.process.wait()
+            if shares is not None:
+                shares.absent(worker.index)  # its connections died with it: wait for none
 
     def _on_report(self, worker: _Worker, message: object) -> None:
         if isinstance(message, Totals):
@@ -416,14 +426,18 @@ async def _serve(spec: dict[str, Any]) -> None:
                           identity=spec["identity"], version=spec["version"],
                           after=cookies)
     handler, locator, stats = answers.handler, answers.locator, answers.stats
-    limits = TcpLimits(spec["tcp_idle_timeout"], spec["tcp_max_connections"])
+    limits = TcpLimits(spec["tcp_idle_timeout"], spec["tcp_max_connections"],
+                       spec["tcp_max_per_source"])
+    if spec["shares"] is not None:
+        limits.shares = Shares(spec["shares"][0], spec["shares"][1], spec["index"])
     udp: list[UdpListener] = []
-    tcp: list[asyncio.Server] = []
+    tcp: list[TcpAcceptor] = []
     for fd, stream in spec["sockets"]:
         sock = socket.socket(fileno=fd)
         if stream:
-            tcp.append(await loop.create_server(
-                lambda: TcpConnection(handler.handle, limits), sock=sock))
+            acceptor = TcpAcceptor(sock, handler.handle, limits)
+            acceptor.start(loop)
+            tcp.append(acceptor)
         else:
             listener = UdpListener(sock, handler.handle)
             listener.start(loop)
@@ -460,8 +474,8 @@ async def _serve(spec: dict[str, Any]) -> None:
             await reporter
         for listener in udp:
             listener.stop(loop)
-        for server in tcp:
-            server.close()
+        for acceptor in tcp:
+            acceptor.stop()
         answers.close()
         writer.close()
 
