@@ -33,7 +33,7 @@ from dnsfail.serve.admission import (
     Admission,
     source_of,
 )
-from dnsfail.serve.spread import ACCEPT_DEFER, Shares
+from dnsfail.serve.spread import ACCEPT_DEFER, ACCEPT_RECHECK, Shares
 
 log = logging.getLogger(__name__)
 #: The handler never raises; if a bug makes it, one line per kind, never a traceback per packet.
@@ -442,6 +442,8 @@ class TcpAcceptor:
         self.loop: asyncio.AbstractEventLoop | None = None
         #: A pause: a connection left to siblings (ACCEPT_DEFER) or out of descriptors.
         self.timer: asyncio.TimerHandle | None = None
+        #: Seconds the connection left to siblings has waited so far.
+        self.waited = 0.0
         #: Transports being made for accepted sockets (kept so the tasks are not collected).
         self.connecting: set[asyncio.Task[object]] = set()
 
@@ -468,7 +470,8 @@ class TcpAcceptor:
         for _ in range(ACCEPT_BATCH):
             if not force and shares is not None and shares.over():
                 self.limits.deferred += 1
-                self._pause(ACCEPT_DEFER)
+                self.waited = 0.0
+                self._pause(ACCEPT_RECHECK)
                 return
             force = False
             try:
@@ -486,16 +489,27 @@ class TcpAcceptor:
     def _pause(self, seconds: float) -> None:
         assert self.loop is not None
         self.loop.remove_reader(self.sock.fileno())
+        self.waited += seconds
         self.timer = self.loop.call_later(seconds, self._resume)
 
     def _resume(self) -> None:
-        """After a pause: take what is still waiting (siblings left it), then listen again."""
+        """After a pause: listen again, taking what still waits if siblings left it too long.
+
+        While this process holds more than its share it looks again every
+        ACCEPT_RECHECK: a sibling may have taken connections meanwhile (it is
+        then this one's turn), or been pausing itself when the connection came.
+        """
         self.timer = None
         assert self.loop is not None
         if self.sock.fileno() < 0:
             return
+        shares = self.limits.shares
+        if shares is not None and self.waited < ACCEPT_DEFER and shares.over():
+            self.waited += ACCEPT_RECHECK
+            self.timer = self.loop.call_later(ACCEPT_RECHECK, self._resume)
+            return
         self.loop.add_reader(self.sock.fileno(), self._readable)
-        self._accept(force=True)
+        self._accept(force=shares is not None and self.waited >= ACCEPT_DEFER)
 
     def _admit(self, sock: socket.socket, client: str) -> None:
         limits = self.limits

@@ -32,6 +32,10 @@ ABSENT = -1
 #: UDP_BATCH datagrams); this bounds the extra connect latency when one is stuck (a
 #: large zone being applied) at a small fraction of an Internet handshake's round trip.
 ACCEPT_DEFER = 0.02
+#: While it leaves connections to siblings, how often a process looks at the counts again.
+#: Two processes can both be over the other's count in turn (each took one at once), and
+#: both pausing: the one that is behind again must not sleep through its turn.
+ACCEPT_RECHECK = 0.002
 _SLOT = 8
 
 

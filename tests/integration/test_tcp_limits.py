@@ -153,15 +153,20 @@ def processes(server: DnsfailProcess) -> list[int]:
 
 
 def test_connections_spread_over_two_processes(spawn: Callable[..., DnsfailProcess]) -> None:
-    """Issue 13: a client's 4 connections often all landed on one of two processes (measured
-    before the fix: 4:0 in 21 of 30 tries on a loaded machine, 2:2 in 1; after, 2:2 in 38 of 40
-    and never 4:0).  Each process leaves a connection to a sibling holding fewer for up to
-    ACCEPT_DEFER, so a round is uneven only when the sibling got no CPU for that long."""
+    """Issue 13: a client's 4 connections often all landed on one of two processes.
+
+    Measured on this 2-core machine at load 6-7 (tests/bench/tcp_spread.py): before, 4:0 in
+    12 to 24 of 30-40 rounds and 2:2 in 3 to 5; after, 2:2 in 60 of 60.  A process holding
+    more than a sibling leaves the connection to it for up to ACCEPT_DEFER, so a round is
+    uneven only when that sibling got no CPU for so long (seen once in 30 rounds at load
+    7): 6 such rounds of 40 are allowed.  With the 57% of 2:2 rounds measured before the
+    fix on an idle machine, 34 of 40 would happen about once in 3,000 runs.
+    """
     server = spawn([str(DATA / "zones"), "--workers", "2", "--control", "off"]).wait_ready()
     pids = processes(server)
     assert len(pids) == 2
     rounds = collections.Counter[tuple[int, int]]()
-    for _ in range(30):
+    for _ in range(40):
         with holding([tcp_connect(server) for _ in range(4)]) as socks:
             for sock in socks:
                 assert answer_addresses(ask(sock)) == API_ADDRESSES
@@ -169,5 +174,4 @@ def test_connections_spread_over_two_processes(spawn: Callable[..., DnsfailProce
             counts = collections.Counter(holders[s.getsockname()[1]] for s in socks)
             rounds[max(counts.values()), 4 - max(counts.values())] += 1
         wait_for(lambda: not connection_holders(pids, server.port), 5.0, "the closes")
-    assert rounds[4, 0] == 0, f"all 4 on one process in {rounds[4, 0]} of 30 rounds: {rounds}"
-    assert rounds[2, 2] >= 24, f"only {rounds[2, 2]} of 30 rounds split 2:2: {rounds}"
+    assert rounds[2, 2] >= 34, f"only {rounds[2, 2]} of 40 rounds split 2:2: {rounds}"
