@@ -251,6 +251,9 @@ class TcpConnection(asyncio.Protocol):
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
+        #: Set by connection_made; ``active``: when the last whole message was answered.
+        self.loop: asyncio.AbstractEventLoop
+        self.active = 0.0
         self.counted = False
         self.paused = False
         #: The next turn's answering, scheduled when one turn answered TCP_BATCH messages.
@@ -290,14 +293,22 @@ class TcpConnection(asyncio.Protocol):
             transport.close()
 
     def _arm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(self.limits.idle_timeout, self._idle)
+        """Start the idle timer: one per connection, not one per answer.
+
+        Answering only notes the time (``active``); when the timer fires
+        early it is set again for ``active`` + the timeout.
+        """
+        loop = self.loop = asyncio.get_running_loop()
+        self.active = loop.time()
+        self.timer = loop.call_at(self.active + self.limits.idle_timeout, self._idle)
 
     def _idle(self) -> None:
         transport = self.transport
         if transport is None:
+            return
+        deadline = self.active + self.limits.idle_timeout
+        if deadline > self.loop.time():  # answered since the timer was set
+            self.timer = self.loop.call_at(deadline, self._idle)
             return
         if self.paused or transport.get_write_buffer_size():
             self._abort("stalled")
@@ -326,47 +337,77 @@ class TcpConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        self.buffer += data
-        if self.pending is None:
-            self._answer(transport)
-        elif len(self.buffer) > INPUT_LIMIT:  # delivered though reading was paused
-            self._abort("input_limit")
+        if self.pending is not None:  # delivered though reading was paused
+            self.buffer += data
+            if len(self.buffer) > INPUT_LIMIT:
+                self._abort("input_limit")
+        elif self.buffer:
+            self.buffer += data
+            self._answer(transport, self.buffer)
+        else:  # the common case: whole messages, answered from the read itself
+            self._answer(transport, data)
 
-    def _answer(self, transport: asyncio.Transport) -> None:
-        """Answer the whole messages in the buffer, in order, until output backs up.
+    def _answer(self, transport: asyncio.Transport, buffer: bytes | bytearray) -> None:
+        """Answer the whole messages in ``buffer`` (the read, or ``self.buffer``), in order.
 
-        At most TCP_BATCH per call: the rest waits for the next turn of the
-        loop (``_next_turn``), so one connection's stream never holds it.
+        Until output backs up, and at most TCP_BATCH per call: the rest waits
+        for the next turn of the loop (``_next_turn``), so one connection's
+        stream never holds it.  Replies go out together, one write per
+        WRITE_HIGH octets of them (a system call per reply cost more than
+        the framing), so flow control still stops a client that does not
+        read within OUTPUT_LIMIT.  What is left (a partial message, or whole
+        ones while paused) stays in ``self.buffer``.
         """
-        buffer = self.buffer
+        copy = buffer is self.buffer  # a bytearray slice must become bytes for the handler
+        handle, client = self.handle, self.client
         size = len(buffer)
         start = 0
         answered = 0
+        out: list[bytes] = []
+        unsent = 0
         while not self.paused and size - start >= 2:
             end = start + 2 + (buffer[start] << 8 | buffer[start + 1])
             if size < end:
                 break
             if answered == TCP_BATCH:
                 transport.pause_reading()
-                self.pending = asyncio.get_running_loop().call_soon(self._next_turn)
+                self.pending = self.loop.call_soon(self._next_turn)
                 break
-            message = bytes(buffer[start + 2 : end])
+            message = buffer[start + 2 : end]
             start = end
             answered += 1
-            reply = self.handle(message, True, self.client)
+            reply = handle(bytes(message) if copy else message, True, client)  # type: ignore[arg-type]
             if reply is None:
+                if out:
+                    transport.write(b"".join(out))
                 self._abort("malformed")
                 return
-            transport.write(len(reply).to_bytes(2, "big") + reply)
-            if transport.get_write_buffer_size() > OUTPUT_LIMIT:
-                self._abort("output_limit")
-                return
+            out.append(len(reply).to_bytes(2, "big"))
+            out.append(reply)
+            unsent += 2 + len(reply)
+            if unsent >= WRITE_HIGH:
+                if not self._write(transport, out):
+                    return
+                out, unsent = [], 0
+        if out and not self._write(transport, out):
+            return
         if start:
-            del buffer[:start]  # O(1) in CPython: a bytearray advances its start
-            self._arm()  # only complete messages earn more time, RFC 7766 section 6.2.3
+            self.active = self.loop.time()  # only whole messages earn time, RFC 7766 6.2.3
             self.limits.table.touch(self)
-        if self.pending is None and len(buffer) > INPUT_LIMIT:
+        if copy:
+            del self.buffer[:start]  # O(1) in CPython: a bytearray advances its start
+        elif start < size:
+            self.buffer = bytearray(buffer[start:])
+        if self.pending is None and len(self.buffer) > INPUT_LIMIT:
             self._abort("input_limit")
+
+    def _write(self, transport: asyncio.Transport, out: list[bytes]) -> bool:
+        """Send the replies gathered; False if that put the connection over OUTPUT_LIMIT."""
+        transport.write(b"".join(out))
+        if transport.get_write_buffer_size() > OUTPUT_LIMIT:
+            self._abort("output_limit")
+            return False
+        return True
 
     def _next_turn(self) -> None:
         """Answer what the last turn left, then read again unless output backs up."""
@@ -374,7 +415,7 @@ class TcpConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        self._answer(transport)
+        self._answer(transport, self.buffer)
         if not self.paused and self.pending is None and not transport.is_closing():
             transport.resume_reading()
 
@@ -390,7 +431,7 @@ class TcpConnection(asyncio.Protocol):
             return
         if self.pending is not None:
             return  # the next turn answers what waited, and resumes reading
-        self._answer(transport)  # the messages that waited
+        self._answer(transport, self.buffer)  # the messages that waited
         if not self.paused and self.pending is None and not transport.is_closing():
             transport.resume_reading()
 

@@ -46,6 +46,7 @@ class Peer:
         self.flow_control = flow_control
         self.high, self.low = 64 * 1024, 16 * 1024
         self.unsent = bytearray()
+        self.writes = 0
         self.writing_paused = False
         self.reading = True
         self.closing = False
@@ -64,6 +65,7 @@ class Peer:
         return len(self.unsent)
 
     def write(self, data: bytes) -> None:
+        self.writes += 1
         self.unsent += data
         if self.flow_control and not self.writing_paused and len(self.unsent) > self.high:
             self.writing_paused = True
@@ -187,6 +189,29 @@ async def test_answering_stops_while_replies_back_up() -> None:
     assert [dns.message.from_wire(r).id for r in got] == list(range(len(queries)))
     assert not peer.aborted
     assert limits.closed == dict.fromkeys(limits.closed, 0)
+
+
+async def test_pipelined_replies_go_out_together() -> None:
+    """A write (a system call) per reply cost more than the framing: the replies to one read
+    go out in one write per WRITE_HIGH octets, in order, and a partial message waits."""
+    small = [dns.message.make_query("gw.test.", "MX") for _ in range(40)]
+    for i, query in enumerate(small):
+        query.id = i
+    data = b"".join(framed(q) for q in small)
+    peer, _ = connect()
+    peer.send(data + framed(small[0])[:5])
+    assert peer.writes == 1
+    assert [dns.message.from_wire(r).id for r in peer.read()] == list(range(40))
+    peer.send(framed(small[0])[5:])  # the rest of the partial one
+    assert peer.writes == 2
+    assert [dns.message.from_wire(r).id for r in peer.read()] == [0]
+    big = big_queries(TCP_BATCH)  # one turn's worth, replies past WRITE_HIGH
+    peer, _ = connect(flow_control=False)
+    peer.send(b"".join(framed(q) for q in big))
+    octets = len(peer.unsent)
+    assert WRITE_HIGH < octets < 2 * WRITE_HIGH
+    assert peer.writes == 2  # one when they reached WRITE_HIGH, one for the rest
+    assert [dns.message.from_wire(r).id for r in peer.read()] == list(range(TCP_BATCH))
 
 
 @pytest.mark.parametrize(
