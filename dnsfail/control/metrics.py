@@ -236,7 +236,9 @@ class _Collector(Collector):
                                   "the socket buffer was full.", value=source.udp_dropped_sends)
         yield _by_reason("dnsfail_tcp_closed", "DNS TCP connections the server ended, by "
                          "reason (idle, stalled: idle with replies unread, input_limit, "
-                         "output_limit, connection_limit, malformed).", source.tcp_closed)
+                         "output_limit, connection_limit: refused, none idle to evict, "
+                         "per_source_limit: refused, evicted: idle the longest at the limit, "
+                         "malformed).", source.tcp_closed)
         yield _by_reason("dnsfail_control_closed", "Control-API connections closed by its "
                          "limits, by reason (over_cap: past --control-max-connections; "
                          "head_timeout: no complete request head in --control-head-timeout).",

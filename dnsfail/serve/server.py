@@ -5,8 +5,12 @@ would block (bounded per wake-up so TCP and probes still get turns): one
 wake-up answers a burst of queries, which is where most of the speed of a
 Python DNS server is won or lost.  TCP follows RFC 7766: two-octet length
 framing (section 8), several pipelined queries per connection answered in
-order (section 6.2.1), an idle timeout (section 6.2.3) and a cap on
-concurrent connections.  A client that trickles bytes never extends its own
+order (section 6.2.1), an idle timeout (section 6.2.3) and the limits of
+section 10: connections per source and in all, decided at accept
+(``TcpAcceptor``, ``serve.admission``); at the limit the connection idle the
+longest makes room.  With ``--workers`` the processes share one listening
+socket and spread connections by a shared count (``serve.spread``).  Every
+limit is per process.  A client that trickles bytes never extends its own
 idle timer, and one that does not read its replies gets no more answers
 once they back up, holds at most INPUT_LIMIT + OUTPUT_LIMIT octets here and
 TCP_SEND_BUFFER in the kernel, and is reset at its idle timeout: neither can

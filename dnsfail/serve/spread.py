@@ -4,9 +4,11 @@ Every process accepts from the same listening socket (``serve.workers``
 says why), and the kernel wakes them all for a new connection: the first to
 run takes it, and asyncio and uvloop then take every connection waiting.  A
 client's few connections, made together, so mostly land on one process
-(``dnsperf -m tcp -c 4`` over two processes: 4:0 in 5 of 6 runs, its q/s
-halved).  ``SO_REUSEPORT`` listeners are no better for a few connections
-(the kernel hashes each to a process: 4:0 in 15 of 200 tries, 3:1 in 112).
+(4 connections over two processes, on this 2-core machine under load: 4:0 in
+21 of 30 tries, 2:2 in 1; issue 13 saw ``dnsperf -m tcp -c 4`` at 4:0 in 5 of
+6 runs).  ``SO_REUSEPORT`` listeners are no better for a few connections (the
+kernel hashes each to a process: 4:0 in 15 of 200 tries, 3:1 in 112, 2:2 in
+73).  With this throttle: 2:2 in 60 of 60 at load 7.
 
 So the processes share one small table (a ``memfd`` each maps): how many
 connections each holds, written only by its owner.  A process that holds

@@ -13,7 +13,10 @@ and CoreDNS use) gives each process its own socket and spreads clients by a
 hash of their address and port: with a handful of busy resolver ports it
 leaves one process with most of the traffic (measured with two processes:
 91k q/s from four dnsperf ports, one process doing 70% of the work, and
-103k from eight; a shared socket split four ports evenly, 95k).
+103k from eight; a shared socket split four ports evenly, 95k).  TCP
+connections are spread by an accept throttle over a shared table of counts
+(``serve.spread``): a process holding more than a sibling leaves the next
+connection to it.
 
 Why the workers decide nothing: probing, reloads, drains, GeoIP refreshes,
 the control API and metrics stay in the main process, so every target is
