@@ -119,8 +119,7 @@ class Daemon:
         self.handler: Handler | None = None
         self.udp: list[UdpListener] = []
         self.tcp: list[TcpAcceptor] = []
-        self.limits = TcpLimits(settings.tcp_idle_timeout, settings.tcp_max_connections,
-                                settings.tcp_max_per_source)
+        self.limits = tcp_limits(settings)
         self.ports: list[tuple[str, int]] = []
         self.stopped = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -252,8 +251,6 @@ class Daemon:
 
     async def _start_serving(self, store: Store) -> None:
         loop = asyncio.get_running_loop()
-        if self.settings.workers > 1:  # before accepting: the siblings' accept throttle
-            self.limits.shares = Shares.create(self.settings.workers)
         for listener in self.udp:
             listener.start(loop)
         for acceptor in self.tcp:
@@ -282,13 +279,13 @@ class Daemon:
         s = self.settings
         sockets = [(listener.sock.fileno(), False) for listener in self.udp]
         sockets += [(acceptor.sock.fileno(), True) for acceptor in self.tcp]
+        self.limits.share(Shares.create(s.workers))  # the accept throttle's counts
         self.workers = Workers(s.workers - 1, sockets, WorkerSettings(
             s.identity, s.version, s.geoip, s.tcp_idle_timeout, s.tcp_max_connections,
             s.log_level, s.log_format, uvloop=_uvloop_running(),
             cookies=self.cookies is not None and s.cookies,
             udp_size_cap_without_cookie=s.udp_size_cap_without_cookie,
-            tcp_max_per_source=s.tcp_max_per_source), secrets=self.secrets,
-            shares=self.limits.shares)
+            tcp_max_per_source=s.tcp_max_per_source), self.secrets, self.limits.shares)
         store.subscribers.append(self.workers.publish)
         await self.workers.start(store.snapshot)
 
@@ -354,9 +351,7 @@ class Daemon:
         for acceptor in self.tcp:
             acceptor.stop()
         self.tcp = []
-        if self.limits.shares is not None:
-            self.limits.shares.close()
-            self.limits.shares = None
+        self.limits.share(None)
         if self.control is not None:
             await self.control.stop()
             self.control = None
@@ -421,6 +416,11 @@ async def start_control(port: ControlPort, settings: Settings,
     log.info("control API on http://%s:%d/%s", address[0], address[1],
              " (bearer token required)" if settings.control_token else "")
     return server
+
+
+def tcp_limits(s: Settings) -> TcpLimits:
+    """This process's TCP limits; each worker process builds its own from the same settings."""
+    return TcpLimits(s.tcp_idle_timeout, s.tcp_max_connections, s.tcp_max_per_source)
 
 
 def _uvloop_running() -> bool:

@@ -212,6 +212,13 @@ class TcpLimits:
         if self.table.remove(connection):
             self._changed()
 
+    def share(self, shares: Shares | None) -> None:
+        """Count this process's connections in ``shares`` from now on (None: close them)."""
+        if self.shares is not None:
+            self.shares.close()
+        self.shares = shares
+        self._changed()
+
     def _changed(self) -> None:
         if self.shares is not None:
             self.shares.set(len(self.table))
