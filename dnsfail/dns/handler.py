@@ -140,10 +140,11 @@ class Handler:
                 if not (tcp or found is not hit):
                     replies.remember_exact(data, reply, hit[1])
                 return reply
-            quick = self._quick(data, tcp, snap, scanned)
-            if quick is not None:
-                return quick
         try:
+            if scanned is not None:
+                quick = self._quick(data, tcp, snap, scanned)
+                if quick is not None:
+                    return quick
             return self._full(data, tcp, snap, scanned, client)
         except Exception as exc:
             self.stats.internal_errors += 1

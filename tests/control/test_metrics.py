@@ -84,11 +84,13 @@ def test_formerr_and_servfail_are_counted(setup: tuple[Handler, Metrics, Store],
     query = dns.message.make_query("api.gw.test.", "A").to_wire()
     handler.handle(query[:12] + b"\xff\xff\xff")  # a header, then garbage: FORMERR
     monkeypatch.setattr(handler, "answer", lambda *a, **k: 1 / 0)
-    handler.handle(dns.message.make_query("www.gw.test.", "MX").to_wire())
+    handler.handle(dns.message.make_query("api.gw.test.", "A").to_wire())  # the full path
+    monkeypatch.setattr(handler, "_quick", lambda *a, **k: 1 / 0)
+    handler.handle(dns.message.make_query("nope.gw.test.", "A").to_wire())  # a template
     got = samples(metrics)
     assert queries(got, "", "other", "FORMERR") == 1
-    assert queries(got, "", "other", "SERVFAIL") == 1
-    assert got[("dnsfail_internal_errors_total", ())] == 1
+    assert queries(got, "", "other", "SERVFAIL") == 2
+    assert got[("dnsfail_internal_errors_total", ())] == 2
 
 
 def test_state_zones_and_daemon_gauges(setup: tuple[Handler, Metrics, Store]) -> None:
