@@ -19,6 +19,7 @@ from dnsfail.addresses import (
 )
 from dnsfail.cli import ctl
 from dnsfail.errors import ConfigError
+from dnsfail.rrl import options as rrl_options
 from dnsfail.steering.mmdb import GeoError, MaxMindLocator
 from dnsfail.zonefile import load_zones
 
@@ -115,6 +116,7 @@ def _serve_parser(sub: Subparsers) -> None:
     serve.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
                        help="processes answering DNS, sharing the sockets and one health "
                             "view (default 1; auto: one per CPU core)")
+    rrl_options.add_options(serve)
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"],
@@ -207,6 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dnsfail serve: {exc}", file=sys.stderr)
         return 1
     control = DEFAULT_CONTROL if args.control is None else args.control
+    try:
+        rrl = rrl_options.from_args(args)
+    except ValueError as exc:
+        print(f"dnsfail serve: {exc}", file=sys.stderr)
+        return 2
     settings = Settings(
         paths=args.paths,
         listen=args.listen or [DEFAULT_LISTEN],
@@ -225,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         log_level=args.log_level,
         log_format=args.log_format,
+        rrl=rrl,
     )
     if args.identity:
         settings.identity = args.identity

@@ -37,9 +37,12 @@ from dnsfail.control.auth import check_exposure
 from dnsfail.control.metrics import Metrics
 from dnsfail.control.port import ControlPort
 from dnsfail.dns.handler import Handler
+from dnsfail.dns.stages import Stages
 from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.errors import ConfigError, DnsfailError
 from dnsfail.model import ProbeSpec, Zone
+from dnsfail.rrl.limiter import RateLimiter, open_limiter
+from dnsfail.rrl.settings import RrlSettings
 from dnsfail.serve.drains import Drains
 from dnsfail.serve.fds import PROBE_IN_FLIGHT, fit_descriptors, raise_fd_limit
 from dnsfail.serve.probe import Prober
@@ -90,6 +93,8 @@ class Settings:
     #: How worker processes log (the main process's logging is set up by the CLI).
     log_level: str = "info"
     log_format: str = "text"
+    #: Response-rate limiting; None: off.
+    rrl: RrlSettings | None = None
 
 
 class Daemon:
@@ -112,6 +117,7 @@ class Daemon:
         self.first_round = "pending"
         self.state_path = Path(settings.state_file) if settings.state_file else None
         self.workers: Workers | None = None
+        self.limiter: RateLimiter | None = None
         self.metrics = Metrics(self, self.stats, self._worker_totals)
         self.drains = Drains(self.state_path, self.metrics)
         self.reloads = Reloader(settings.paths, settings.geoip is not None, self.metrics,
@@ -192,8 +198,11 @@ class Daemon:
                                                      geoip=s.geoip is not None, saved=saved)
         self.reloads.loaded(store)
         self.drains.log_restored()
+        if s.rrl is not None:
+            self.limiter = open_limiter(s.rrl, self.stats, lambda: store.snapshot)
+        after = Stages(limiter=self.limiter) if self.limiter is not None else None
         self.handler = answer_path(lambda: store.snapshot, self.locator, identity=s.identity,
-                                   version=s.version, stats=self.stats).handler
+                                   version=s.version, stats=self.stats, after=after).handler
         try:
             await self._listen()
             await self._start_control()
@@ -250,7 +259,8 @@ class Daemon:
         sockets += [(sock.fileno(), True) for server in self.tcp for sock in server.sockets]
         self.workers = Workers(s.workers - 1, sockets, WorkerSettings(
             s.identity, s.version, s.geoip, s.tcp_idle_timeout, s.tcp_max_connections,
-            s.log_level, s.log_format, uvloop=_uvloop_running()))
+            s.log_level, s.log_format, uvloop=_uvloop_running(), rrl=s.rrl,
+            rrl_fd=self.limiter.table.fd if self.limiter is not None else None))
         store.subscribers.append(self.workers.publish)
         await self.workers.start(store.snapshot)
 
@@ -323,6 +333,9 @@ class Daemon:
             await self.control.stop()
             self.control = None
         close_locator(self.locator)
+        if self.limiter is not None:
+            self.limiter.table.close()
+            self.limiter = None
 
     async def serve_forever(self) -> None:
         await self.start()

@@ -56,8 +56,11 @@ from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from dnsfail.dns.stats import Totals
+from dnsfail.dns.stages import Stages
+from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.model import ProbeSpec, Zone
+from dnsfail.rrl.limiter import open_limiter
+from dnsfail.rrl.settings import RrlSettings
 from dnsfail.serve.server import TcpConnection, TcpLimits, UdpListener
 from dnsfail.serve.wiring import answer_path, open_locator
 from dnsfail.state import Snapshot
@@ -165,6 +168,9 @@ class WorkerSettings:
     log_level: str
     log_format: str
     uvloop: bool = True
+    #: Response-rate limiting, and the shared table's descriptor (the main process's).
+    rrl: RrlSettings | None = None
+    rrl_fd: int | None = None
 
 
 @dataclass
@@ -296,10 +302,11 @@ class Workers:
         parent, child = socket.socketpair()
         spec = {"index": worker.index, "channel": child.fileno(), "sockets": self.sockets,
                 **asdict(self.settings)}
+        shared = [self.settings.rrl_fd] if self.settings.rrl_fd is not None else []
         try:
             worker.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "dnsfail.serve.workers", json.dumps(spec),
-                pass_fds=[child.fileno(), *(fd for fd, _ in self.sockets)],
+                pass_fds=[child.fileno(), *(fd for fd, _ in self.sockets), *shared],
                 stdin=subprocess.DEVNULL,
             )
         finally:
@@ -395,8 +402,12 @@ async def _serve(spec: dict[str, Any]) -> None:
     if not isinstance(first, Publish):
         return  # the main process went away before sending anything
     mirror.apply(first)
+    stats = QueryStats()
+    limiter = (open_limiter(RrlSettings(**spec["rrl"]), stats, lambda: mirror.snapshot,
+                            spec["rrl_fd"]) if spec.get("rrl") else None)
     answers = answer_path(lambda: mirror.snapshot, open_locator(spec["geoip"]),
-                          identity=spec["identity"], version=spec["version"])
+                          identity=spec["identity"], version=spec["version"], stats=stats,
+                          after=Stages(limiter=limiter) if limiter is not None else None)
     handler, locator, stats = answers.handler, answers.locator, answers.stats
     limits = TcpLimits(spec["tcp_idle_timeout"], spec["tcp_max_connections"])
     udp: list[UdpListener] = []
@@ -443,6 +454,8 @@ async def _serve(spec: dict[str, Any]) -> None:
         for server in tcp:
             server.close()
         answers.close()
+        if limiter is not None:
+            limiter.table.close()
         writer.close()
 
 
