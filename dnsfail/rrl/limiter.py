@@ -50,10 +50,12 @@ from dnsfail.rrl.table import (
     FLAGS_AT,
     HEAD,
     LOGGED,
+    SHIFT,
     SLIPS,
     SLIPS_AT,
     TAT,
     TAT_AT,
+    TAT_SLIPS,
     Table,
 )
 from dnsfail.state import Snapshot
@@ -63,6 +65,8 @@ log = logging.getLogger(__name__)
 #: Client addresses whose block is memoised; the memo is emptied when full, so a flood
 #: from random sources costs one address parse per query and bounded memory.
 BLOCK_MEMO = 1 << 16
+#: Qnames whose wildcard owner (or its absence) is memoised, per snapshot; emptied when full.
+OWNER_MEMO = 1 << 12
 #: Streams logged as limited at once (BIND keeps 100 names for its "stop" lines too).
 MAX_LOGGED = 100
 #: Seconds between sweeps for streams that stopped being limited.
@@ -86,6 +90,11 @@ class RateLimiter:
     (a qname the zone does not hold) so that they count under the wildcard.
     """
 
+    __slots__ = ("_blocks", "_buffer", "_costs", "_keys", "_log_only", "_mask",
+                 "_next_sweep", "_owners", "_owners_generation", "_rates", "_slip",
+                 "_window", "_zones", "clock", "counts", "logged", "settings", "snapshot",
+                 "stats", "table", "unlogged")
+
     def __init__(self, settings: RrlSettings, table: Table, stats: QueryStats,
                  snapshot: Callable[[], Snapshot] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -105,6 +114,8 @@ class RateLimiter:
         self._mask = table.mask
         self._blocks: dict[str, tuple[int, str]] = {}
         self._zones: list[bytes] = []
+        self._owners: dict[tuple[int, bytes], str | None] = {}
+        self._owners_generation = -1
         #: Streams this process logged as limited: bucket offset -> (key, text, class).
         self.logged: dict[int, tuple[int, str, int]] = {}
         self.unlogged = 0
@@ -143,13 +154,13 @@ class RateLimiter:
         if now >= self._next_sweep:
             self.sweep(now)
         buffer = self._buffer
-        offset = (h & self._mask) << 5
+        offset = (h & self._mask) << SHIFT
         held, tat = HEAD.unpack_from(buffer, offset)
         if held != key:
             offset, key, tat = self._miss(data, slot, seed, cls, key, now)
-        if tat < now:  # full again: the slip count restarts (BIND)
-            SLIPS.pack_into(buffer, offset + SLIPS_AT, 0)
-            tat = now
+        if tat < now:  # full: this reply passes, and the slip count restarts (BIND)
+            TAT_SLIPS.pack_into(buffer, offset + TAT_AT, now + cost, 0)
+            return PASS
         tat += cost
         if tat - now <= 1:
             TAT.pack_into(buffer, offset + TAT_AT, tat)
@@ -161,7 +172,13 @@ class RateLimiter:
         """Not in its home bucket: ``(offset, key, tat)`` from the probe window, the key
         replaced by its wildcard's, a new bucket taken if need be."""
         if cls <= NODATA:
-            key = self._wildcard(data, slot, seed, cls, key)
+            wildcard = self._wildcard(data, slot, seed, cls, key)
+            if wildcard != key:
+                key = wildcard
+                offset = (key & self._mask) << SHIFT
+                held, tat = HEAD.unpack_from(self._buffer, offset)
+                if held == key:
+                    return offset, key, tat
         offset, found, evicted = self.table.find(key, now)
         if found:
             return offset, key, HEAD.unpack_from(self._buffer, offset)[1]
@@ -236,25 +253,36 @@ class RateLimiter:
 
     def _owner(self, data: bytes, slot: int) -> str | None:
         """The wildcard owner (``*.`` + closest encloser, RFC 4592 3.3.1) a qname the zone
-        does not hold was answered from; None for a name the zone holds."""
+        does not hold was answered from; None for a name the zone holds.  Memoised per
+        snapshot, so a repeated wildcard answer costs one dict lookup here."""
         if self.snapshot is None or slot >= len(self.stats.keys):
             return None
-        zone = self.snapshot().zones.get(self.stats.keys[slot][0])
+        snapshot = self.snapshot()
         end = data.find(0, 12)
-        if zone is None or end < 0:
+        if end < 0:
             return None
-        labels, i = [], 12
-        while i < end:
-            labels.append(data[i + 1:i + 1 + data[i]])
-            i += data[i] + 1
-        names = zone.names
-        if labels_to_text(labels) in names:
-            return None
-        for cut in range(1, len(labels)):
-            encloser = labels_to_text(labels[cut:])
-            if encloser in names:
-                return "*." + encloser
-        return None
+        memo_key = (slot, data[12:end + 1].lower())
+        if snapshot.generation != self._owners_generation or len(self._owners) >= OWNER_MEMO:
+            self._owners.clear()
+            self._owners_generation = snapshot.generation
+        elif memo_key in self._owners:
+            return self._owners[memo_key]
+        zone = snapshot.zones.get(self.stats.keys[slot][0])
+        owner = None
+        if zone is not None:
+            labels, i = [], 12
+            while i < end:
+                labels.append(data[i + 1:i + 1 + data[i]])
+                i += data[i] + 1
+            name, names = labels_to_text(labels), zone.names
+            if name not in names:  # escaped as \046, a dot in a label is no separator
+                while name and name != ".":
+                    name = name.partition(".")[2] or "."
+                    if name in names:
+                        owner = "*." + name
+                        break
+        self._owners[memo_key] = owner
+        return owner
 
     def _start(self, offset: int, key: int, cls: int, block: str, data: bytes, reply: bytes,
                slot: int) -> None:

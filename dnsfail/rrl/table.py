@@ -34,10 +34,15 @@ import struct
 import tempfile
 
 BUCKET = struct.Struct("<QdII8x")
+#: A bucket's offset is its index shifted by this (32 octets: half a cache line).
+SHIFT = 5
+assert BUCKET.size == 1 << SHIFT
 #: The two fields a reply that passes reads (key, tat) and the one it writes (tat).
 HEAD = struct.Struct("<Qd")
 TAT = struct.Struct("<d")
 TAT_AT = 8
+#: A reply to a full bucket writes both: its tat, and the slip count restarted.
+TAT_SLIPS = struct.Struct("<dI")
 SLIPS = struct.Struct("<I")
 SLIPS_AT = 16
 FLAGS = struct.Struct("<I")
