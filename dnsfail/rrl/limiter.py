@@ -65,6 +65,10 @@ log = logging.getLogger(__name__)
 #: Client addresses whose block is memoised; the memo is emptied when full, so a flood
 #: from random sources costs one address parse per query and bounded memory.
 BLOCK_MEMO = 1 << 16
+#: Questions whose hashes are memoised (by the query's bytes after the ID, if at most
+#: QUESTION_MEMO_OCTETS long: ~100 octets a query, so at most ~25 MiB); emptied when full.
+QUESTION_MEMO = 1 << 16
+QUESTION_MEMO_OCTETS = 300
 #: Qnames whose wildcard owner (or its absence) is memoised, per snapshot; emptied when full.
 OWNER_MEMO = 1 << 12
 #: Streams logged as limited at once (BIND keeps 100 names for its "stop" lines too).
@@ -91,7 +95,7 @@ class RateLimiter:
     """
 
     __slots__ = ("_blocks", "_buffer", "_costs", "_keys", "_log_only", "_mask",
-                 "_next_sweep", "_owners", "_owners_generation", "_rates", "_slip",
+                 "_next_sweep", "_owners", "_owners_generation", "_questions", "_rates", "_slip",
                  "_window", "_zones", "clock", "counts", "logged", "settings", "snapshot",
                  "stats", "table", "unlogged")
 
@@ -114,6 +118,7 @@ class RateLimiter:
         self._mask = table.mask
         self._blocks: dict[str, tuple[int, str]] = {}
         self._zones: list[bytes] = []
+        self._questions: dict[bytes, tuple[int, int]] = {}
         self._owners: dict[tuple[int, bytes], str | None] = {}
         self._owners_generation = -1
         #: Streams this process logged as limited: bucket offset -> (key, text, class).
@@ -141,10 +146,11 @@ class RateLimiter:
         cost = self._costs[cls]
         if not cost:
             return PASS
-        if cls == ANSWER:  # qname and qtype; lower() folds qtype 65 (HTTPS) into 97
-            h = crc32(data[12:data.find(0, 12) + 3].lower(), seed)
-        elif cls == NODATA:
-            h = crc32(data[12:data.find(0, 12) + 1].lower(), seed ^ _SEEDS[NODATA])
+        if cls <= NODATA:  # qname (and qtype): a repeated question is one dict lookup
+            question = self._questions.get(data[2:])
+            if question is None:
+                question = self._question(data)
+            h = question[cls] ^ seed
         elif cls == REFERRAL:
             h = crc32(delegation(reply) or b"", seed ^ _SEEDS[REFERRAL])
         else:
@@ -230,6 +236,19 @@ class RateLimiter:
         self._blocks[client] = block
         return block
 
+    def _question(self, data: bytes) -> tuple[int, int]:
+        """The hashes of a query's question: (qname and qtype, for answers; qname alone,
+        for NODATA), lower-cased, memoised by the bytes after the ID (bounded)."""
+        end = data.find(0, 12)
+        # lower() folds qtype 65 (HTTPS) into 97 (unassigned): a stricter limit, never looser
+        question = (crc32(data[12:end + 3].lower()),
+                    crc32(data[12:end + 1].lower(), _SEEDS[NODATA]))
+        if len(data) <= QUESTION_MEMO_OCTETS:
+            if len(self._questions) >= QUESTION_MEMO:
+                self._questions.clear()
+            self._questions[data[2:]] = question
+        return question
+
     def _zone(self, slot: int) -> bytes:
         """The zone origin of a QueryStats slot, as the bytes hashed for its key."""
         zones = self._zones
@@ -246,10 +265,10 @@ class RateLimiter:
             return key
         end = data.find(0, 12)
         if cls == ANSWER:
-            h = crc32(data[end + 1:end + 3], crc32(owner.encode(), seed))
+            h = crc32(data[end + 1:end + 3], crc32(owner.encode(), _SEEDS[ANSWER]))
         else:
-            h = crc32(owner.encode(), seed ^ _SEEDS[NODATA])
-        return seed << 32 | h
+            h = crc32(owner.encode(), _SEEDS[NODATA] ^ _SEEDS[ANSWER])
+        return seed << 32 | (h ^ seed)
 
     def _owner(self, data: bytes, slot: int) -> str | None:
         """The wildcard owner (``*.`` + closest encloser, RFC 4592 3.3.1) a qname the zone

@@ -176,6 +176,19 @@ def test_the_block_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         assert len(rig.limiter._blocks) <= 16
 
 
+def test_the_question_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limiter_module, "QUESTION_MEMO", 16)
+    rig = Rig()
+    for i in range(100):
+        assert rig.ask(f"n{i}.wild.gw.test.", "TXT", client=f"10.0.{i}.1") == PASS
+        rig.ask("api.gw.test.", "A", client=f"10.0.{i}.1", use_edns=0,
+                options=[dns.edns.GenericOption(dns.edns.OptionType.PADDING, bytes(i))])
+        assert len(rig.limiter._questions) <= 16
+    huge = [dns.edns.GenericOption(dns.edns.OptionType.PADDING, bytes(400))]
+    rig.ask("api.gw.test.", "A", use_edns=0, options=huge)
+    assert all(len(q) <= limiter_module.QUESTION_MEMO_OCTETS for q in rig.limiter._questions)
+
+
 def test_what_is_not_an_address_is_not_limited() -> None:
     rig = Rig()
     assert {rig.ask("api.gw.test.", client="") for _ in range(3 * RATE)} == {PASS}
