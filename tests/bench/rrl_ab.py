@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import SCENARIOS, dnsperf, free_port, start_server  # noqa: E402
+from run import SCENARIOS, dnsperf, free_port, start_server
 
 ROWS = ("static A (www)", "missing name (NXDOMAIN)", "mixed static set")
 ON = ["--rrl-rate", "10000000"]

@@ -50,7 +50,8 @@ class Rig:
         assert self.ask(qname, qtype, client) != PASS
 
 
-PADDED = {"use_edns": 0, "options": [dns.edns.GenericOption(dns.edns.OptionType.PADDING, b"\0" * 7)]}
+PADDED = {"use_edns": 0,
+          "options": [dns.edns.GenericOption(dns.edns.OptionType.PADDING, b"\0" * 7)]}
 
 #: (first stream, second stream, whether they are one class): after the first spends its
 #: burst, the second is limited at once exactly when it is the same class.
