@@ -69,8 +69,6 @@ BLOCK_MEMO = 1 << 16
 #: QUESTION_MEMO_OCTETS long: ~100 octets a query, so at most ~25 MiB); emptied when full.
 QUESTION_MEMO = 1 << 16
 QUESTION_MEMO_OCTETS = 300
-#: Qnames whose wildcard owner (or its absence) is memoised, per snapshot; emptied when full.
-OWNER_MEMO = 1 << 12
 #: Streams logged as limited at once (BIND keeps 100 names for its "stop" lines too).
 MAX_LOGGED = 100
 #: Seconds between sweeps for streams that stopped being limited.
@@ -94,10 +92,10 @@ class RateLimiter:
     (a qname the zone does not hold) so that they count under the wildcard.
     """
 
-    __slots__ = ("_blocks", "_buffer", "_costs", "_keys", "_log_only", "_mask",
-                 "_next_sweep", "_owners", "_owners_generation", "_questions", "_rates", "_slip",
-                 "_window", "_zones", "clock", "counts", "logged", "settings", "snapshot",
-                 "stats", "table", "unlogged")
+    __slots__ = ("_blocks", "_buffer", "_costs", "_generation", "_keys", "_log_only",
+                 "_mask", "_next_sweep", "_questions", "_rates", "_slip", "_window", "_zones",
+                 "clock", "counts", "logged", "settings", "snapshot", "stats", "table",
+                 "unlogged")
 
     def __init__(self, settings: RrlSettings, table: Table, stats: QueryStats,
                  snapshot: Callable[[], Snapshot] | None = None,
@@ -119,8 +117,7 @@ class RateLimiter:
         self._blocks: dict[str, tuple[int, str]] = {}
         self._zones: list[bytes] = []
         self._questions: dict[bytes, tuple[int, int]] = {}
-        self._owners: dict[tuple[int, bytes], str | None] = {}
-        self._owners_generation = -1
+        self._generation = snapshot().generation if snapshot is not None else -1
         #: Streams this process logged as limited: bucket offset -> (key, text, class).
         self.logged: dict[int, tuple[int, str, int]] = {}
         self.unlogged = 0
@@ -146,24 +143,24 @@ class RateLimiter:
         cost = self._costs[cls]
         if not cost:
             return PASS
+        now = self.clock()
+        if now >= self._next_sweep:
+            self.sweep(now)
         if cls <= NODATA:  # qname (and qtype): a repeated question is one dict lookup
             question = self._questions.get(data[2:])
             if question is None:
-                question = self._question(data)
+                question = self._question(data, slot)
             h = question[cls] ^ seed
         elif cls == REFERRAL:
             h = crc32(delegation(reply) or b"", seed ^ _SEEDS[REFERRAL])
         else:
             h = crc32(self._zone(slot), seed ^ _SEEDS[cls])
         key = seed << 32 | h
-        now = self.clock()
-        if now >= self._next_sweep:
-            self.sweep(now)
         buffer = self._buffer
         offset = (h & self._mask) << SHIFT
         held, tat = HEAD.unpack_from(buffer, offset)
         if held != key:
-            offset, key, tat = self._miss(data, slot, seed, cls, key, now)
+            offset, key, tat = self._miss(key, now)
         if tat < now:  # full: this reply passes, and the slip count restarts (BIND)
             TAT_SLIPS.pack_into(buffer, offset + TAT_AT, now + cost, 0)
             return PASS
@@ -173,18 +170,9 @@ class RateLimiter:
             return PASS
         return self._limited(offset, key, tat, now, cls, block[1], data, reply, slot)
 
-    def _miss(self, data: bytes, slot: int, seed: int, cls: int, key: int,
-              now: float) -> tuple[int, int, float]:
-        """Not in its home bucket: ``(offset, key, tat)`` from the probe window, the key
-        replaced by its wildcard's, a new bucket taken if need be."""
-        if cls <= NODATA:
-            wildcard = self._wildcard(data, slot, seed, cls, key)
-            if wildcard != key:
-                key = wildcard
-                offset = (key & self._mask) << SHIFT
-                held, tat = HEAD.unpack_from(self._buffer, offset)
-                if held == key:
-                    return offset, key, tat
+    def _miss(self, key: int, now: float) -> tuple[int, int, float]:
+        """Not in its home bucket: ``(offset, key, tat)`` from the probe window, a new
+        bucket taken if need be."""
         offset, found, evicted = self.table.find(key, now)
         if found:
             return offset, key, HEAD.unpack_from(self._buffer, offset)[1]
@@ -236,13 +224,16 @@ class RateLimiter:
         self._blocks[client] = block
         return block
 
-    def _question(self, data: bytes) -> tuple[int, int]:
+    def _question(self, data: bytes, slot: int) -> tuple[int, int]:
         """The hashes of a query's question: (qname and qtype, for answers; qname alone,
-        for NODATA), lower-cased, memoised by the bytes after the ID (bounded)."""
+        for NODATA), the qname lower-cased, or replaced by the wildcard owner that
+        synthesises it (BIND counts wildcard answers under the owner, so a
+        random-subdomain flood against ``*.zone`` is one class).  Memoised by the bytes
+        after the ID (bounded; emptied when the snapshot changes, at the next sweep)."""
         end = data.find(0, 12)
-        # lower() folds qtype 65 (HTTPS) into 97 (unassigned): a stricter limit, never looser
-        question = (crc32(data[12:end + 3].lower()),
-                    crc32(data[12:end + 1].lower(), _SEEDS[NODATA]))
+        owner = self._owner(data, slot)
+        name = owner.encode() if owner is not None else data[12:end + 1].lower()
+        question = (crc32(name + data[end + 1:end + 3]), crc32(name, _SEEDS[NODATA]))
         if len(data) <= QUESTION_MEMO_OCTETS:
             if len(self._questions) >= QUESTION_MEMO:
                 self._questions.clear()
@@ -257,51 +248,28 @@ class RateLimiter:
             zones.append(keys[len(zones)][0].encode())
         return zones[slot] if slot < len(zones) else b""
 
-    def _wildcard(self, data: bytes, slot: int, seed: int, cls: int, key: int) -> int:
-        """The key of a reply synthesised from a wildcard: its owner's, as BIND counts it
-        (so a random-subdomain flood against ``*.zone`` is one class); else ``key``."""
-        owner = self._owner(data, slot)
-        if owner is None:
-            return key
-        end = data.find(0, 12)
-        if cls == ANSWER:
-            h = crc32(data[end + 1:end + 3], crc32(owner.encode(), _SEEDS[ANSWER]))
-        else:
-            h = crc32(owner.encode(), _SEEDS[NODATA] ^ _SEEDS[ANSWER])
-        return seed << 32 | (h ^ seed)
-
     def _owner(self, data: bytes, slot: int) -> str | None:
         """The wildcard owner (``*.`` + closest encloser, RFC 4592 3.3.1) a qname the zone
-        does not hold was answered from; None for a name the zone holds.  Memoised per
-        snapshot, so a repeated wildcard answer costs one dict lookup here."""
+        does not hold was answered from; None for a name the zone holds."""
         if self.snapshot is None or slot >= len(self.stats.keys):
             return None
-        snapshot = self.snapshot()
+        zone = self.snapshot().zones.get(self.stats.keys[slot][0])
         end = data.find(0, 12)
-        if end < 0:
+        if zone is None or end < 0:
             return None
-        memo_key = (slot, data[12:end + 1].lower())
-        if snapshot.generation != self._owners_generation or len(self._owners) >= OWNER_MEMO:
-            self._owners.clear()
-            self._owners_generation = snapshot.generation
-        elif memo_key in self._owners:
-            return self._owners[memo_key]
-        zone = snapshot.zones.get(self.stats.keys[slot][0])
-        owner = None
-        if zone is not None:
-            labels, i = [], 12
-            while i < end:
-                labels.append(data[i + 1:i + 1 + data[i]])
-                i += data[i] + 1
-            name, names = labels_to_text(labels), zone.names
-            if name not in names:  # escaped as \046, a dot in a label is no separator
-                while name and name != ".":
-                    name = name.partition(".")[2] or "."
-                    if name in names:
-                        owner = "*." + name
-                        break
-        self._owners[memo_key] = owner
-        return owner
+        labels, i = [], 12
+        while i < end:
+            labels.append(data[i + 1:i + 1 + data[i]])
+            i += data[i] + 1
+        name, names = labels_to_text(labels), zone.names
+        if name in names:
+            return None
+        # labels_to_text writes a dot inside a label as \046: every "." separates labels
+        while name != ".":
+            name = name.partition(".")[2] or "."
+            if name in names:
+                return "*." + name
+        return None
 
     def _start(self, offset: int, key: int, cls: int, block: str, data: bytes, reply: bytes,
                slot: int) -> None:
@@ -331,6 +299,11 @@ class RateLimiter:
     def sweep(self, now: float) -> None:
         """Log the streams that stopped being limited (bucket full again, or reused)."""
         self._next_sweep = now + SWEEP_EVERY
+        if self.snapshot is not None:
+            generation = self.snapshot().generation
+            if generation != self._generation:  # names may have come or gone: wildcards
+                self._questions.clear()
+                self._generation = generation
         if self.unlogged:
             log.warning("%d more stream(s) %slimited, not logged one by one (%d are)",
                         self.unlogged, "would be " if self._log_only else "", len(self.logged),

@@ -190,6 +190,17 @@ def test_the_question_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(len(q) <= limiter_module.QUESTION_MEMO_OCTETS for q in rig.limiter._questions)
 
 
+def test_a_new_snapshot_empties_the_question_memo_at_the_next_sweep() -> None:
+    """Wildcard owners are memoised with the question: names may come and go."""
+    rig = Rig()
+    rig.ask("one.wild.gw.test.", "TXT")
+    assert rig.limiter._questions
+    rig.store.republish()
+    rig.now += 2.0
+    rig.ask("api.gw.test.")  # the sweep runs first, then this question is memoised
+    assert len(rig.limiter._questions) == 1
+
+
 def test_what_is_not_an_address_is_not_limited() -> None:
     rig = Rig()
     assert {rig.ask("api.gw.test.", client="") for _ in range(3 * RATE)} == {PASS}
