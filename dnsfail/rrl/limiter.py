@@ -44,20 +44,7 @@ from dnsfail.rrl.account import (
     name_text,
 )
 from dnsfail.rrl.settings import RrlSettings
-from dnsfail.rrl.table import (
-    BUCKET,
-    FLAGS,
-    FLAGS_AT,
-    HEAD,
-    LOGGED,
-    SHIFT,
-    SLIPS,
-    SLIPS_AT,
-    TAT,
-    TAT_AT,
-    TAT_SLIPS,
-    Table,
-)
+from dnsfail.rrl.table import LOGGED, WORDS, Table
 from dnsfail.state import Snapshot
 
 log = logging.getLogger(__name__)
@@ -92,8 +79,9 @@ class RateLimiter:
     (a qname the zone does not hold) so that they count under the wildcard.
     """
 
-    __slots__ = ("_blocks", "_buffer", "_costs", "_generation", "_keys", "_log_only",
-                 "_mask", "_next_sweep", "_questions", "_rates", "_slip", "_window", "_zones",
+    __slots__ = ("_blocks", "_costs", "_generation", "_keys", "_keys_by", "_log_only",
+                 "_mask", "_next_sweep", "_questions", "_rates", "_slip", "_tats", "_window",
+                 "_words", "_zones",
                  "clock", "counts", "logged", "settings", "snapshot", "stats", "table",
                  "unlogged")
 
@@ -111,14 +99,14 @@ class RateLimiter:
         self._costs = tuple(1 / rate if rate else 0.0 for rate in self._rates)
         self._window, self._slip = settings.window, settings.slip
         self._log_only = settings.log_only
-        self._keys = _COUNT_KEYS[1 if settings.log_only else 0]
-        self._buffer = table.buffer
+        self._keys_by = _COUNT_KEYS[1 if settings.log_only else 0]
+        self._keys, self._tats, self._words = table.keys, table.tats, table.words
         self._mask = table.mask
         self._blocks: dict[str, tuple[int, str]] = {}
         self._zones: list[bytes] = []
         self._questions: dict[bytes, tuple[int, int]] = {}
         self._generation = snapshot().generation if snapshot is not None else -1
-        #: Streams this process logged as limited: bucket offset -> (key, text, class).
+        #: Streams this process logged as limited: bucket (first word) -> (key, text, class).
         self.logged: dict[int, tuple[int, str, int]] = {}
         self.unlogged = 0
         self._next_sweep = 0.0
@@ -156,43 +144,45 @@ class RateLimiter:
         else:
             h = crc32(self._zone(slot), seed ^ _SEEDS[cls])
         key = seed << 32 | h
-        buffer = self._buffer
-        offset = (h & self._mask) << SHIFT
-        held, tat = HEAD.unpack_from(buffer, offset)
-        if held != key:
-            offset, key, tat = self._miss(key, now)
+        q = (h & self._mask) * WORDS
+        if self._keys[q] == key:
+            tat = self._tats[q + 1]
+        else:
+            q, key, tat = self._miss(key, now)
         if tat < now:  # full: this reply passes, and the slip count restarts (BIND)
-            TAT_SLIPS.pack_into(buffer, offset + TAT_AT, now + cost, 0)
+            self._tats[q + 1] = now + cost
+            self._words[2 * q + 4] = 0
             return PASS
         tat += cost
         if tat - now <= 1:
-            TAT.pack_into(buffer, offset + TAT_AT, tat)
+            self._tats[q + 1] = tat
             return PASS
-        return self._limited(offset, key, tat, now, cls, block[1], data, reply, slot)
+        return self._limited(q, key, tat, now, cls, block[1], data, reply, slot)
 
     def _miss(self, key: int, now: float) -> tuple[int, int, float]:
-        """Not in its home bucket: ``(offset, key, tat)`` from the probe window, a new
-        bucket taken if need be."""
-        offset, found, evicted = self.table.find(key, now)
+        """Not in its home bucket: ``(q, key, tat)`` from the probe window, a new bucket
+        taken if need be."""
+        q, found, evicted = self.table.find(key, now)
         if found:
-            return offset, key, HEAD.unpack_from(self._buffer, offset)[1]
-        BUCKET.pack_into(self._buffer, offset, key, now, 0, 0)
+            return q, key, self._tats[q + 1]
+        self.table.put(q, key, now)
         if evicted:
             self.counts[EVICTED] = self.counts.get(EVICTED, 0) + 1
-        return offset, key, now
+        return q, key, now
 
-    def _limited(self, offset: int, key: int, tat: float, now: float, cls: int, block: str,
+    def _limited(self, q: int, key: int, tat: float, now: float, cls: int, block: str,
                  data: bytes, reply: bytes, slot: int) -> int:
         """A reply over its stream's limit: debt floor, slip or drop, counts, the log."""
-        buffer = self._buffer
-        slips, flags = SLIPS.unpack_from(buffer, offset + SLIPS_AT)[0], FLAGS.unpack_from(
-            buffer, offset + FLAGS_AT)[0]
+        words = self._words
+        slips, flags = words[2 * q + 4], words[2 * q + 5]
         tat, slips, decision = limited(tat, slips, now, self._window, self._slip)
-        BUCKET.pack_into(buffer, offset, key, tat, slips, flags | LOGGED)
-        count = self._keys[decision][cls]
+        self._tats[q + 1] = tat
+        words[2 * q + 4] = slips
+        words[2 * q + 5] = flags | LOGGED
+        count = self._keys_by[decision][cls]
         self.counts[count] = self.counts.get(count, 0) + 1
         if not flags & LOGGED:
-            self._start(offset, key, cls, block, data, reply, slot)
+            self._start(q, key, cls, block, data, reply, slot)
         return PASS if self._log_only else decision
 
     def slip(self, data: bytes, reply: bytes) -> bytes:
@@ -271,14 +261,14 @@ class RateLimiter:
                 return "*." + name
         return None
 
-    def _start(self, offset: int, key: int, cls: int, block: str, data: bytes, reply: bytes,
+    def _start(self, q: int, key: int, cls: int, block: str, data: bytes, reply: bytes,
                slot: int) -> None:
         """First limited reply of a stream (its bucket now flagged): log it, bounded."""
         if len(self.logged) >= MAX_LOGGED:
             self.unlogged += 1
             return
         text = f"{CLASS_WORDS[cls]}responses to {block}{self._subject(cls, data, reply, slot)}"
-        self.logged[offset] = (key, text, cls)
+        self.logged[q] = (key, text, cls)
         would = "would " if self._log_only else ""
         log.warning("%slimit %s", would, text, extra={"fields": {
             "event": "rrl_limit", "block": block, "class": CLASS_NAMES[cls],
@@ -309,15 +299,13 @@ class RateLimiter:
                         self.unlogged, "would be " if self._log_only else "", len(self.logged),
                         extra={"fields": {"event": "rrl_unlogged", "count": self.unlogged}})
             self.unlogged = 0
-        buffer = self._buffer
-        for offset, (key, text, cls) in list(self.logged.items()):
-            held, tat = HEAD.unpack_from(buffer, offset)
+        for q, (key, text, cls) in list(self.logged.items()):
+            held, tat = self._keys[q], self._tats[q + 1]
             if held == key and tat > now:
                 continue
             if held == key:
-                flags = FLAGS.unpack_from(buffer, offset + FLAGS_AT)[0]
-                FLAGS.pack_into(buffer, offset + FLAGS_AT, flags & ~LOGGED)
-            del self.logged[offset]
+                self._words[2 * q + 5] &= ~LOGGED
+            del self.logged[q]
             log.warning("%sstop limiting %s", "would " if self._log_only else "", text,
                         extra={"fields": {"event": "rrl_stop", "class": CLASS_NAMES[cls]}})
 

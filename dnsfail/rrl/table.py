@@ -16,14 +16,17 @@ nearest to full, so the cost per query is bounded and a flood from random
 spoofed sources churns idle buckets but cannot grow the table or push out a
 stream being limited (its debt puts it a second or more from full).
 
-No locks: each process reads a bucket, computes, and writes it whole.  Two
+No locks: each process reads a bucket, computes, and writes its fields back.
+Every field is read and written by one aligned 8- or 4-octet access through
+a typed memoryview (``keys``, ``tats``, ``words``), never ``struct.pack_into``,
+which zero-fills its target before writing it: a reader in another process
+would see the key or ``tat`` as 0 for that instant (an empty or a full
+bucket), which measured as 10x the limit with two processes.  A new bucket's
+key is written last, so whoever sees the key sees its ``tat``.  Two
 processes debiting one bucket at the same instant may lose one of the two
 debits (the limit is then one response looser), or both insert different
 keys into one empty bucket (the loser starts afresh next time: looser
-again).  A read torn by a concurrent write can mix two buckets' fields for
-that one decision; the next write makes the bucket whole again.  Never
-stricter than the limit except by that torn read, which needs two writes to
-the same 32 octets within the same instant.
+again).  Never stricter than the limit.
 """
 
 from __future__ import annotations
@@ -34,19 +37,11 @@ import struct
 import tempfile
 
 BUCKET = struct.Struct("<QdII8x")
-#: A bucket's offset is its index shifted by this (32 octets: half a cache line).
-SHIFT = 5
-assert BUCKET.size == 1 << SHIFT
-#: The two fields a reply that passes reads (key, tat) and the one it writes (tat).
-HEAD = struct.Struct("<Qd")
-TAT = struct.Struct("<d")
-TAT_AT = 8
-#: A reply to a full bucket writes both: its tat, and the slip count restarted.
-TAT_SLIPS = struct.Struct("<dI")
-SLIPS = struct.Struct("<I")
-SLIPS_AT = 16
-FLAGS = struct.Struct("<I")
-FLAGS_AT = 20
+#: Fields by index in 8-octet words (``keys``, ``tats``) and 4-octet words (``words``) of
+#: bucket ``i``, whose first 8-octet word is ``q = i * WORDS``: key ``keys[q]``, tat
+#: ``tats[q + 1]``, slip count ``words[2 * q + 4]``, flags ``words[2 * q + 5]``.
+WORDS = 4
+assert BUCKET.size == 8 * WORDS
 #: Buckets probed per key: bounds the cost of a lookup (and of an insert under a flood).
 PROBES = 8
 #: Flag: a "limit responses to ..." line was logged for this bucket.
@@ -61,6 +56,10 @@ class Table:
         self.mask = size - 1
         self.fd = fd
         self.buffer = buffer
+        view = memoryview(buffer)
+        self.keys = view.cast("Q")
+        self.tats = view.cast("d")
+        self.words = view.cast("I")
 
     @staticmethod
     def length(size: int) -> int:
@@ -88,24 +87,38 @@ class Table:
         return cls(size, fd, mmap.mmap(fd, length, mmap.MAP_SHARED))
 
     def close(self) -> None:
+        for view in (self.keys, self.tats, self.words):
+            view.release()
         self.buffer.close()
         os.close(self.fd)
 
     def find(self, key: int, now: float) -> tuple[int, bool, bool]:
-        """Where ``key`` lives: ``(offset, found, evicted)``.
+        """Where ``key`` lives: ``(q, found, evicted)``, ``q`` its first word.
 
-        Not found: ``offset`` is the bucket to overwrite, and ``evicted`` says
+        Not found: ``q`` is the bucket to overwrite, and ``evicted`` says
         whether it still held debt or credit in use (table pressure).
         """
-        buffer, unpack = self.buffer, HEAD.unpack_from
-        start = (key & self.mask) * BUCKET.size
+        keys, tats = self.keys, self.tats
+        start = (key & self.mask) * WORDS
         victim, nearest = start, float("inf")
-        for offset in range(start, start + PROBES * BUCKET.size, BUCKET.size):
-            held, tat = unpack(buffer, offset)
+        for q in range(start, start + PROBES * WORDS, WORDS):
+            held = keys[q]
             if held == key:
-                return offset, True, False
+                return q, True, False
             if held == 0:
-                return offset, False, False
+                return q, False, False
+            tat = tats[q + 1]
             if tat < nearest:
-                victim, nearest = offset, tat
+                victim, nearest = q, tat
         return victim, False, nearest > now
+
+    def put(self, q: int, key: int, tat: float, slips: int = 0, flags: int = 0) -> None:
+        """Write a whole bucket, its key last (see the module docstring)."""
+        self.tats[q + 1] = tat
+        self.words[2 * q + 4] = slips
+        self.words[2 * q + 5] = flags
+        self.keys[q] = key
+
+    def get(self, q: int) -> tuple[int, float, int, int]:
+        """A bucket's (key, tat, slips, flags)."""
+        return self.keys[q], self.tats[q + 1], self.words[2 * q + 4], self.words[2 * q + 5]
