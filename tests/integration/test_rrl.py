@@ -31,7 +31,7 @@ from .ctl_server import Ctl, scrape, wait_for
 RATE = 25
 #: Seconds each flood lasts, and queries a second it sends (well over RATE).
 SECONDS = 3.0
-FLOOD_RATE = 500
+FLOOD_RATE = 1500
 #: The flood's source and a bystander in another /24.
 ATTACKER = "127.0.0.77"
 BYSTANDER = "127.0.1.77"
