@@ -19,6 +19,7 @@ from dnsfail.addresses import (
 )
 from dnsfail.cli import ctl
 from dnsfail.errors import ConfigError
+from dnsfail.rrl import options as rrl_options
 from dnsfail.steering.mmdb import GeoError, MaxMindLocator
 from dnsfail.zonefile import load_zones
 
@@ -139,6 +140,7 @@ def _serve_parser(sub: Subparsers) -> None:
                        metavar="N", help="UDP replies over N octets go out truncated unless "
                        "the client sent a valid server cookie (gdnsd's max_nocookie_response;"
                        " 128-1024, default 0: off)")
+    rrl_options.add_options(serve)
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"],
@@ -231,6 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dnsfail serve: {exc}", file=sys.stderr)
         return 1
     control = DEFAULT_CONTROL if args.control is None else args.control
+    try:
+        rrl = rrl_options.from_args(args)
+    except ValueError as exc:
+        print(f"dnsfail serve: {exc}", file=sys.stderr)
+        return 2
     settings = Settings(
         paths=args.paths,
         listen=args.listen or [DEFAULT_LISTEN],
@@ -253,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cookies=args.cookies,
         cookie_secret_file=args.cookie_secret_file,
         udp_size_cap_without_cookie=args.udp_size_cap_without_cookie,
+        rrl=rrl,
     )
     if args.identity:
         settings.identity = args.identity

@@ -220,6 +220,7 @@ class _Collector(Collector):
         yield CounterMetricFamily("dnsfail_internal_errors", "Messages answered SERVFAIL "
                                   "because answering raised (a bug; logged rate-limited).",
                                   value=q.internal_errors)
+        yield from _rrl_families(q.limited)
         cumulative, total = [], 0
         for bound, count in zip((*LATENCY_BUCKETS, float("inf")), q.latency, strict=True):
             total += count
@@ -289,6 +290,25 @@ def _cookie_families(counts: Mapping[str, int]) -> Iterator[Metric]:
     yield CounterMetricFamily("dnsfail_udp_capped_replies", "UDP replies sent truncated "
                               "because they exceeded --udp-size-cap-without-cookie and the "
                               "client had no valid server cookie.", value=counts.get("capped", 0))
+
+
+def _rrl_families(limited: Mapping[str, int]) -> Iterator[Metric]:
+    """What response-rate limiting did (``dnsfail.rrl``): replies by action and class, and
+    the table's buckets reused while still in use (grow ``--rrl-table-size`` if it rises)."""
+    responses = CounterMetricFamily(
+        "dnsfail_rrl_responses", "UDP replies response-rate limiting acted on, by action "
+        "(dropped, slipped: sent truncated; would_drop, would_slip: --rrl-log-only) and "
+        "class (answer, nodata, nxdomain, referral, error).", labels=["action", "class"])
+    evicted = 0
+    for key, count in limited.items():
+        action, _, cls = key.partition(":")
+        if action == "evicted":
+            evicted += count
+        else:
+            responses.add_metric([action, cls], count)
+    yield responses
+    yield CounterMetricFamily("dnsfail_rrl_table_evictions", "Rate-limit buckets reused while "
+                              "their stream still had debt or credit in use.", value=evicted)
 
 
 def _by_reason(name: str, documentation: str, counts: Mapping[str, int]) -> CounterMetricFamily:

@@ -60,6 +60,8 @@ class QueryStats:
         self.dropped = 0
         #: Messages answered SERVFAIL because answering raised: each one is a bug.
         self.internal_errors = 0
+        #: Replies response-rate limiting acted on, by "action:class" (``dnsfail.rrl``).
+        self.limited: dict[str, int] = {}
 
     def slot(self, zone: str, qtype: int, rcode: int) -> int:
         key = (zone, qtype_label(qtype), rcode_label(rcode))
@@ -77,7 +79,8 @@ class QueryStats:
     def totals(self) -> Totals:
         """Everything counted so far, as plain data a worker process can send."""
         return Totals(dict(zip(self.keys, self.counts, strict=True)), list(self.latency),
-                      self.latency_sum, self.dropped, internal_errors=self.internal_errors)
+                      self.latency_sum, self.dropped, internal_errors=self.internal_errors,
+                      limited=dict(self.limited))
 
     def merged(self, others: Iterable[Totals]) -> QueryStats:
         """A new QueryStats holding this one's counts plus ``others`` (for the scrape)."""
@@ -99,6 +102,8 @@ class QueryStats:
         self.latency_sum += part.latency_sum
         self.dropped += part.dropped
         self.internal_errors += part.internal_errors
+        for key, count in part.limited.items():
+            self.limited[key] = self.limited.get(key, 0) + count
 
 
 @dataclass
@@ -122,6 +127,8 @@ class Totals:
     #: The cookie stage's counters (cookies.stage.COUNTERS): queries by cookie state,
     #: BADCOOKIE replies, replies truncated by the size cap.
     cookies: dict[str, int] = field(default_factory=dict)
+    #: Replies response-rate limiting acted on, by "action:class" (QueryStats.limited).
+    limited: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: Totals) -> None:
         """Fold ``other`` in (a worker that exited: its counts must not vanish)."""
@@ -136,3 +143,5 @@ class Totals:
             self.tcp_closed[reason] = self.tcp_closed.get(reason, 0) + count
         for name, count in other.cookies.items():
             self.cookies[name] = self.cookies.get(name, 0) + count
+        for action, count in other.limited.items():
+            self.limited[action] = self.limited.get(action, 0) + count

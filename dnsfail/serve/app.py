@@ -21,7 +21,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,9 +39,12 @@ from dnsfail.control.port import ControlPort
 from dnsfail.cookies.settings import Secrets, load_secrets
 from dnsfail.cookies.stage import CookieStage, summed
 from dnsfail.dns.handler import Handler
+from dnsfail.dns.stages import After
 from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.errors import ConfigError, DnsfailError
 from dnsfail.model import ProbeSpec, Zone
+from dnsfail.rrl.limiter import RateLimiter, open_limiter
+from dnsfail.rrl.settings import RrlSettings
 from dnsfail.serve.drains import Drains
 from dnsfail.serve.fds import PROBE_IN_FLIGHT, fit_descriptors, raise_fd_limit
 from dnsfail.serve.probe import Prober
@@ -56,9 +59,9 @@ from dnsfail.serve.server import (
     bind_udp,
 )
 from dnsfail.serve.spread import Shares
-from dnsfail.serve.wiring import answer_path, close_locator, load_store, open_locator
+from dnsfail.serve.wiring import answer_path, close_locator, load_store, open_locator, stages
 from dnsfail.serve.workers import Workers, WorkerSettings
-from dnsfail.state import Store
+from dnsfail.state import Snapshot, Store
 from dnsfail.steering.geo import Locator, NoLocator
 from dnsfail.steering.mmdb import MaxMindLocator
 from dnsfail.steering.overrides import Override
@@ -111,6 +114,8 @@ class Settings:
     #: Largest UDP reply to a client without a valid server cookie (gdnsd's
     #: max_nocookie_response); 0: no cap.
     udp_size_cap_without_cookie: int = 0
+    #: Response-rate limiting; None: off.
+    rrl: RrlSettings | None = None
 
 
 class Daemon:
@@ -138,9 +143,7 @@ class Daemon:
         self.reloads = Reloader(settings.paths, settings.geoip is not None, self.metrics,
                                 self._targets_changed)
         self.control_max_connections = settings.control_max_connections
-        #: The cookie stage of this process, and the secrets workers answer with.
-        self.cookies: CookieStage | None = None
-        self.secrets: Secrets | None = None
+        self.stages = AnswerStages()
 
     @property
     def store(self) -> Store | None:
@@ -189,7 +192,7 @@ class Daemon:
     @property
     def cookie_counts(self) -> dict[str, int]:
         """The cookie stage's counters, this process's and every worker's; empty when off."""
-        return summed(self.cookies, [t.cookies for t in self._worker_totals()])
+        return summed(self.stages.cookies, [t.cookies for t in self._worker_totals()])
 
     @property
     def overrides(self) -> list[Override]:
@@ -221,8 +224,7 @@ class Daemon:
                                                      geoip=s.geoip is not None, saved=saved)
         self.reloads.loaded(store)
         self.drains.log_restored()
-        self.secrets, self.cookies = await asyncio.to_thread(cookie_stage, s)
-        after = self.cookies  # the cookie stage is the whole After while no limiter runs
+        after = await self.stages.open(s, self.stats, lambda: store.snapshot)
         self.handler = answer_path(lambda: store.snapshot, self.locator, identity=s.identity,
                                    version=s.version, stats=self.stats, after=after).handler
         try:
@@ -283,9 +285,10 @@ class Daemon:
         self.workers = Workers(s.workers - 1, sockets, WorkerSettings(
             s.identity, s.version, s.geoip, s.tcp_idle_timeout, s.tcp_max_connections,
             s.log_level, s.log_format, uvloop=_uvloop_running(),
-            cookies=self.cookies is not None and s.cookies,
+            cookies=self.stages.cookies is not None and s.cookies,
             udp_size_cap_without_cookie=s.udp_size_cap_without_cookie,
-            tcp_max_per_source=s.tcp_max_per_source), self.secrets, self.limits.shares)
+            tcp_max_per_source=s.tcp_max_per_source, rrl=s.rrl, rrl_fd=self.stages.rrl_fd),
+            self.stages.secrets, self.limits.shares)
         store.subscribers.append(self.workers.publish)
         await self.workers.start(store.snapshot)
 
@@ -356,6 +359,7 @@ class Daemon:
             await self.control.stop()
             self.control = None
         close_locator(self.locator)
+        self.stages.close()
 
     async def serve_forever(self) -> None:
         await self.start()
@@ -386,6 +390,34 @@ async def first_probe_round(prober: Prober, store: Store, wait: float | None) ->
     log.warning("no probe result after %.1fs for %s; serving them as up until probed",
                 timeout, missing)
     return "timed out"
+
+
+@dataclass
+class AnswerStages:
+    """This process's stages after the lookup (``dns.stages``): the cookie stage, the
+    secrets the workers answer with, and the rate limiter with its shared table."""
+
+    secrets: Secrets | None = None
+    cookies: CookieStage | None = None
+    limiter: RateLimiter | None = None
+
+    async def open(self, s: Settings, stats: QueryStats,
+                   snapshot: Callable[[], Snapshot]) -> After | None:
+        """Read the secrets (off the loop) and open the limiter's table, as ``s`` asks."""
+        self.secrets, self.cookies = await asyncio.to_thread(cookie_stage, s)
+        if s.rrl is not None:
+            self.limiter = open_limiter(s.rrl, stats, snapshot)
+        return stages(self.cookies, self.limiter)
+
+    @property
+    def rrl_fd(self) -> int | None:
+        """The shared rate-limit table's descriptor, for the workers to map."""
+        return self.limiter.table.fd if self.limiter is not None else None
+
+    def close(self) -> None:
+        if self.limiter is not None:
+            self.limiter.table.close()
+            self.limiter = None
 
 
 def cookie_stage(s: Settings) -> tuple[Secrets | None, CookieStage | None]:

@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from dnsfail.cookies.stage import CookieStage
 from dnsfail.dns.handler import Handler
-from dnsfail.dns.stages import After
+from dnsfail.dns.stages import After, Limiter, Stages
 from dnsfail.dns.stats import QueryStats
 from dnsfail.state import Snapshot, Store
 from dnsfail.steering.geo import Locator, NoLocator
@@ -61,6 +62,14 @@ def open_locator(geoip: str | None) -> Locator:
 def close_locator(locator: Locator) -> None:
     if isinstance(locator, MaxMindLocator):
         locator.close()
+
+
+def stages(cookies: CookieStage | None, limiter: Limiter | None) -> After | None:
+    """The stages after the lookup for this process: none, the cookie stage alone (it is an
+    ``After`` itself, one call less per query), or cookies and the rate limiter composed."""
+    if limiter is None:
+        return cookies
+    return Stages(cookies=cookies, limiter=limiter)
 
 
 def answer_path(

@@ -61,11 +61,13 @@ from typing import Any
 
 from dnsfail.cookies.settings import Secrets
 from dnsfail.cookies.stage import CookieStage
-from dnsfail.dns.stats import Totals
+from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.model import ProbeSpec, Zone
+from dnsfail.rrl.limiter import open_limiter
+from dnsfail.rrl.settings import RrlSettings
 from dnsfail.serve.server import TCP_MAX_PER_SOURCE, TcpAcceptor, TcpLimits, UdpListener
 from dnsfail.serve.spread import Shares
-from dnsfail.serve.wiring import answer_path, open_locator
+from dnsfail.serve.wiring import answer_path, open_locator, stages
 from dnsfail.state import Snapshot
 from dnsfail.steering.health import TargetHealth
 from dnsfail.steering.mmdb import MaxMindLocator
@@ -176,6 +178,9 @@ class WorkerSettings:
     cookies: bool = False
     udp_size_cap_without_cookie: int = 0
     tcp_max_per_source: int = TCP_MAX_PER_SOURCE
+    #: Response-rate limiting, and the shared table's descriptor (the main process's).
+    rrl: RrlSettings | None = None
+    rrl_fd: int | None = None
 
 
 @dataclass
@@ -316,11 +321,12 @@ class Workers:
         spec = {"index": worker.index, "channel": child.fileno(), "sockets": self.sockets,
                 "shares": [shares.fd, shares.slots] if shares is not None else None,
                 **asdict(self.settings)}
+        shared = [self.settings.rrl_fd] if self.settings.rrl_fd is not None else []
         try:
             worker.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "dnsfail.serve.workers", json.dumps(spec),
                 pass_fds=[child.fileno(), *(fd for fd, _ in self.sockets),
-                          *([shares.fd] if shares is not None else [])],
+                          *([shares.fd] if shares is not None else []), *shared],
                 stdin=subprocess.DEVNULL,
             )
         finally:
@@ -425,9 +431,12 @@ async def _serve(spec: dict[str, Any]) -> None:
     if not isinstance(first, Publish):
         return  # the main process went away before sending anything
     mirror.apply(first)
+    stats = QueryStats()
+    limiter = (open_limiter(RrlSettings(**spec["rrl"]), stats, lambda: mirror.snapshot,
+                            spec["rrl_fd"]) if spec.get("rrl") else None)
     answers = answer_path(lambda: mirror.snapshot, open_locator(spec["geoip"]),
-                          identity=spec["identity"], version=spec["version"],
-                          after=cookies)
+                          identity=spec["identity"], version=spec["version"], stats=stats,
+                          after=stages(cookies, limiter))
     handler, locator, stats = answers.handler, answers.locator, answers.stats
     limits = TcpLimits(spec["tcp_idle_timeout"], spec["tcp_max_connections"],
                        spec["tcp_max_per_source"])
@@ -480,6 +489,8 @@ async def _serve(spec: dict[str, Any]) -> None:
         for acceptor in tcp:
             acceptor.stop()
         answers.close()
+        if limiter is not None:
+            limiter.table.close()
         writer.close()
 
 

@@ -1,0 +1,326 @@
+"""The rate limiter ``dns.stages`` calls: one reply to PASS, SLIP or DROP, and the slip reply.
+
+Per reply (the stages call it only for UDP replies to clients without a
+valid server cookie): the client's block (memoised per address), the class
+from the reply header (``account.classify``), the class's name hashed with
+the block (CRC-32: the same in every process, where ``hash()`` is salted per
+process), one bucket read and written in the shared table (``table``), and
+BIND's accounting (``account.debit``).  Nothing is allocated per query but
+the hashed slices, and nothing is counted until a reply is limited.
+
+What the operator sees: counters by action and class in ``QueryStats.limited``
+(exported as ``dnsfail_rrl_responses_total``, every worker's summed), and a
+log line when a stream starts being limited (BIND's ``limit responses to
+192.0.2.0/24 for www.example.com. IN A``) and when it stops (``stop limiting
+...``: its bucket is back to a full second's credit, or was reused).  At most
+:data:`MAX_LOGGED` streams are logged at once; more are counted in one
+summary line a second, so a flood from many blocks cannot flood the log.
+Stops are found by a sweep that the next reply runs at most once a second,
+as BIND's ``log_stops`` does (no timer of its own).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from zlib import crc32
+
+from dnsfail.dns.query import labels_to_text
+from dnsfail.dns.stats import QueryStats
+from dnsfail.model import RRType
+from dnsfail.rrl.account import (
+    ANSWER,
+    CLASS_NAMES,
+    CLASS_WORDS,
+    ERROR,
+    NODATA,
+    NXDOMAIN,
+    PASS,
+    REFERRAL,
+    delegation,
+    limited,
+    name_text,
+)
+from dnsfail.rrl.settings import RrlSettings
+from dnsfail.rrl.table import LOGGED, WORDS, Table
+from dnsfail.state import Snapshot
+
+log = logging.getLogger(__name__)
+
+#: Client addresses whose block is memoised; the memo is emptied when full, so a flood
+#: from random sources costs one address parse per query and bounded memory.
+BLOCK_MEMO = 1 << 16
+#: Questions whose hashes are memoised (by the query's bytes after the ID, if at most
+#: QUESTION_MEMO_OCTETS long: ~100 octets a query, so at most ~25 MiB); emptied when full.
+QUESTION_MEMO = 1 << 16
+QUESTION_MEMO_OCTETS = 300
+#: Streams logged as limited at once (BIND keeps 100 names for its "stop" lines too).
+MAX_LOGGED = 100
+#: Seconds between sweeps for streams that stopped being limited.
+SWEEP_EVERY = 1.0
+#: Per-class seeds, so that one name in two classes makes two keys.
+_SEEDS = (0, 0x5BD1E995, 0x1B873593, 0x7FEB352D, 0x68E31DA4)
+_INVALID = (-1, "")
+#: ``QueryStats.limited`` keys, by [log_only][decision][class].
+_COUNT_KEYS = tuple(tuple(tuple(f"{action}:{name}" for name in CLASS_NAMES)
+                          for action in actions)
+                    for actions in (("", "slipped", "dropped"), ("", "would_slip", "would_drop")))
+#: ``QueryStats.limited`` key of buckets reused while still within their window.
+EVICTED = "evicted:table"
+
+
+class RateLimiter:
+    """``dns.stages.Limiter`` over a shared :class:`Table`.
+
+    ``stats`` is the handler's QueryStats: its keys name each slot's zone, and
+    ``limited`` receives the counts.  ``snapshot`` tells wildcard answers
+    (a qname the zone does not hold) so that they count under the wildcard.
+    """
+
+    __slots__ = ("_blocks", "_costs", "_generation", "_keys", "_keys_by", "_log_only",
+                 "_mask", "_next_sweep", "_questions", "_rates", "_slip", "_tats", "_window",
+                 "_words", "_zones",
+                 "clock", "counts", "logged", "settings", "snapshot", "stats", "table",
+                 "unlogged")
+
+    def __init__(self, settings: RrlSettings, table: Table, stats: QueryStats,
+                 snapshot: Callable[[], Snapshot] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.table = table
+        self.stats = stats
+        self.snapshot = snapshot
+        self.clock = clock
+        self.counts = stats.limited
+        self._rates = settings.rates()
+        #: Seconds of ``tat`` one reply costs, by class; 0: the class is not limited.
+        self._costs = tuple(1 / rate if rate else 0.0 for rate in self._rates)
+        self._window, self._slip = settings.window, settings.slip
+        self._log_only = settings.log_only
+        self._keys_by = _COUNT_KEYS[1 if settings.log_only else 0]
+        self._keys, self._tats, self._words = table.keys, table.tats, table.words
+        self._mask = table.mask
+        self._blocks: dict[str, tuple[int, str]] = {}
+        self._zones: list[bytes] = []
+        self._questions: dict[bytes, tuple[int, int]] = {}
+        self._generation = snapshot().generation if snapshot is not None else -1
+        #: Streams this process logged as limited: bucket (first word) -> (key, text, class).
+        self.logged: dict[int, tuple[int, str, int]] = {}
+        self.unlogged = 0
+        self._next_sweep = 0.0
+
+    def decide(self, data: bytes, reply: bytes, client: str, slot: int) -> int:
+        block = self._blocks.get(client)
+        if block is None:
+            block = self._block(client)
+        seed = block[0]
+        if seed < 0:
+            return PASS
+        rcode = reply[3] & 0x0F
+        if rcode == 0:
+            if reply[6] or reply[7]:
+                cls = ANSWER
+            elif reply[2] & 0x04 or not (reply[8] or reply[9]):
+                cls = NODATA
+            else:
+                cls = REFERRAL
+        else:
+            cls = NXDOMAIN if rcode == 3 else ERROR
+        cost = self._costs[cls]
+        if not cost:
+            return PASS
+        now = self.clock()
+        if now >= self._next_sweep:
+            self.sweep(now)
+        if cls <= NODATA:  # qname (and qtype): a repeated question is one dict lookup
+            question = self._questions.get(data[2:])
+            if question is None:
+                question = self._question(data, slot)
+            h = question[cls] ^ seed
+        elif cls == REFERRAL:
+            h = crc32(delegation(reply) or b"", seed ^ _SEEDS[REFERRAL])
+        else:
+            h = crc32(self._zone(slot), seed ^ _SEEDS[cls])
+        key = seed << 32 | h
+        q = (h & self._mask) * WORDS
+        if self._keys[q] == key:
+            tat = self._tats[q + 1]
+        else:
+            q, key, tat = self._miss(key, now)
+        if tat < now:  # full: this reply passes, and the slip count restarts (BIND)
+            self._tats[q + 1] = now + cost
+            self._words[2 * q + 4] = 0
+            return PASS
+        tat += cost
+        if tat - now <= 1:
+            self._tats[q + 1] = tat
+            return PASS
+        return self._limited(q, key, tat, now, cls, block[1], data, reply, slot)
+
+    def _miss(self, key: int, now: float) -> tuple[int, int, float]:
+        """Not in its home bucket: ``(q, key, tat)`` from the probe window, a new bucket
+        taken if need be."""
+        q, found, evicted = self.table.find(key, now)
+        if found:
+            return q, key, self._tats[q + 1]
+        self.table.put(q, key, now)
+        if evicted:
+            self.counts[EVICTED] = self.counts.get(EVICTED, 0) + 1
+        return q, key, now
+
+    def _limited(self, q: int, key: int, tat: float, now: float, cls: int, block: str,
+                 data: bytes, reply: bytes, slot: int) -> int:
+        """A reply over its stream's limit: debt floor, slip or drop, counts, the log."""
+        words = self._words
+        slips, flags = words[2 * q + 4], words[2 * q + 5]
+        tat, slips, decision = limited(tat, slips, now, self._window, self._slip)
+        self._tats[q + 1] = tat
+        words[2 * q + 4] = slips
+        words[2 * q + 5] = flags | LOGGED
+        count = self._keys_by[decision][cls]
+        self.counts[count] = self.counts.get(count, 0) + 1
+        if not flags & LOGGED:
+            self._start(q, key, cls, block, data, reply, slot)
+        return PASS if self._log_only else decision
+
+    def slip(self, data: bytes, reply: bytes) -> bytes:
+        """The reply with TC=1 and no records but the question (RFC 1035 4.1.1; BIND's
+        slip): small, and a real resolver retries over TCP."""
+        end = reply.find(0, 12) if reply[4:6] == b"\0\1" else -1
+        question = reply[12:end + 5] if end >= 0 and end + 5 <= len(reply) else b""
+        return (reply[:2] + bytes((reply[2] | 0x02, reply[3]))
+                + (b"\0\1" if question else b"\0\0") + bytes(6) + question)
+
+    # --- the slower paths ---------------------------------------------------------------
+
+    def _block(self, client: str) -> tuple[int, str]:
+        """The client's block as (seed, text); ``_INVALID`` for what is not an address."""
+        try:
+            address = ipaddress.ip_address(client.partition("%")[0])
+        except ValueError:
+            block = _INVALID
+        else:
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                address = address.ipv4_mapped  # a dual-stack socket's IPv4 clients
+            s = self.settings
+            prefix = s.ipv4_prefix if address.version == 4 else s.ipv6_prefix
+            network = ipaddress.ip_network((address, prefix), strict=False)
+            seed = crc32(network.network_address.packed + bytes((prefix, address.version)))
+            block = (seed, str(network))
+        if len(self._blocks) >= BLOCK_MEMO:
+            self._blocks.clear()
+        self._blocks[client] = block
+        return block
+
+    def _question(self, data: bytes, slot: int) -> tuple[int, int]:
+        """The hashes of a query's question: (qname and qtype, for answers; qname alone,
+        for NODATA), the qname lower-cased, or replaced by the wildcard owner that
+        synthesises it (BIND counts wildcard answers under the owner, so a
+        random-subdomain flood against ``*.zone`` is one class).  Memoised by the bytes
+        after the ID (bounded; emptied when the snapshot changes, at the next sweep)."""
+        end = data.find(0, 12)
+        owner = self._owner(data, slot)
+        name = owner.encode() if owner is not None else data[12:end + 1].lower()
+        question = (crc32(name + data[end + 1:end + 3]), crc32(name, _SEEDS[NODATA]))
+        if len(data) <= QUESTION_MEMO_OCTETS:
+            if len(self._questions) >= QUESTION_MEMO:
+                self._questions.clear()
+            self._questions[data[2:]] = question
+        return question
+
+    def _zone(self, slot: int) -> bytes:
+        """The zone origin of a QueryStats slot, as the bytes hashed for its key."""
+        zones = self._zones
+        keys = self.stats.keys
+        while len(zones) < len(keys):
+            zones.append(keys[len(zones)][0].encode())
+        return zones[slot] if slot < len(zones) else b""
+
+    def _owner(self, data: bytes, slot: int) -> str | None:
+        """The wildcard owner (``*.`` + closest encloser, RFC 4592 3.3.1) a qname the zone
+        does not hold was answered from; None for a name the zone holds."""
+        if self.snapshot is None or slot >= len(self.stats.keys):
+            return None
+        zone = self.snapshot().zones.get(self.stats.keys[slot][0])
+        end = data.find(0, 12)
+        if zone is None or end < 0:
+            return None
+        labels, i = [], 12
+        while i < end:
+            labels.append(data[i + 1:i + 1 + data[i]])
+            i += data[i] + 1
+        name, names = labels_to_text(labels), zone.names
+        if name in names:
+            return None
+        # labels_to_text writes a dot inside a label as \046: every "." separates labels
+        while name != ".":
+            name = name.partition(".")[2] or "."
+            if name in names:
+                return "*." + name
+        return None
+
+    def _start(self, q: int, key: int, cls: int, block: str, data: bytes, reply: bytes,
+               slot: int) -> None:
+        """First limited reply of a stream (its bucket now flagged): log it, bounded."""
+        if len(self.logged) >= MAX_LOGGED:
+            self.unlogged += 1
+            return
+        text = f"{CLASS_WORDS[cls]}responses to {block}{self._subject(cls, data, reply, slot)}"
+        self.logged[q] = (key, text, cls)
+        would = "would " if self._log_only else ""
+        log.warning("%slimit %s", would, text, extra={"fields": {
+            "event": "rrl_limit", "block": block, "class": CLASS_NAMES[cls],
+            "log_only": self._log_only}})
+
+    def _subject(self, cls: int, data: bytes, reply: bytes, slot: int) -> str:
+        end = data.find(0, 12)
+        if cls in (ANSWER, NODATA) and end >= 0:
+            qtype = int.from_bytes(data[end + 1:end + 3], "big")
+            name = self._owner(data, slot) or name_text(data[12:end + 1])
+            return f" for {name} IN" + (
+                f" {_qtype(qtype)}" if cls == ANSWER else "")
+        if cls == REFERRAL:
+            return f" for {name_text(delegation(reply) or b'')}"
+        zone = self.stats.keys[slot][0] if slot < len(self.stats.keys) else ""
+        return f" for {zone or '(names not ours)'}"
+
+    def sweep(self, now: float) -> None:
+        """Log the streams that stopped being limited (bucket full again, or reused)."""
+        self._next_sweep = now + SWEEP_EVERY
+        if self.snapshot is not None:
+            generation = self.snapshot().generation
+            if generation != self._generation:  # names may have come or gone: wildcards
+                self._questions.clear()
+                self._generation = generation
+        if self.unlogged:
+            log.warning("%d more stream(s) %slimited, not logged one by one (%d are)",
+                        self.unlogged, "would be " if self._log_only else "", len(self.logged),
+                        extra={"fields": {"event": "rrl_unlogged", "count": self.unlogged}})
+            self.unlogged = 0
+        for q, (key, text, cls) in list(self.logged.items()):
+            held, tat = self._keys[q], self._tats[q + 1]
+            if held == key and tat > now:
+                continue
+            if held == key:
+                self._words[2 * q + 5] &= ~LOGGED
+            del self.logged[q]
+            log.warning("%sstop limiting %s", "would " if self._log_only else "", text,
+                        extra={"fields": {"event": "rrl_stop", "class": CLASS_NAMES[cls]}})
+
+
+def _qtype(qtype: int) -> str:
+    try:
+        return RRType(qtype).name
+    except ValueError:
+        return f"TYPE{qtype}"
+
+
+
+def open_limiter(settings: RrlSettings, stats: QueryStats,
+                 snapshot: Callable[[], Snapshot] | None, fd: int | None = None) -> RateLimiter:
+    """A limiter over a new shared table, or over the one another process made (``fd``)."""
+    table = (Table.create(settings.table_size) if fd is None
+             else Table.attach(settings.table_size, fd))
+    return RateLimiter(settings, table, stats, snapshot)
