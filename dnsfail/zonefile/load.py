@@ -126,9 +126,12 @@ def parse_zone_with(
     ``read_libyaml``.
 
     With ``read_entries``, the plain address records are packed as the strict
-    reader meets them (``packed``); if the rest of the file has any problem, or
-    shares an owner with them, or the reader gives up, the whole file is read
-    again the general way, so that every problem is found and worded as before.
+    reader meets them (``packed``): the builder takes only records that have no
+    problem of their own, and none of the zone-wide rules can object to them but
+    a shared owner (a duplicate, or a CNAME beside them).  So the rest of the
+    file is judged as before, and if it shares an owner with them, or the reader
+    gives up, the whole file is read again the general way: every problem is found
+    and worded as it always was (tests/zonefile/test_packed.py compares both).
     """
     origin = origin.lower() if origin.endswith(".") else origin.lower() + "."
     if read is read_entries:
@@ -151,8 +154,8 @@ def _parse(
     text: str, source: str, origin: str, serial: int, previous: Zone | None, geoip: bool,
     entries: list[Entry], builder: PackedBuilder | None, problems: Problems | None = None,
 ) -> Zone | None:  # fmt: skip
-    """The zone of ``entries`` and ``builder``'s packed records.  Raises ``ConfigError``
-    without a builder; with one, returns None where the general path must judge."""
+    """The zone of ``entries`` and ``builder``'s packed records, or ``ConfigError``;
+    None where an owner of ``entries`` is packed too (the general path must judge)."""
     if problems is None:
         problems = Problems(source)
     index = index_records(problems, parse_records(problems, entries, origin))
@@ -162,9 +165,11 @@ def _parse(
     check_exclusive(problems, index, origin)
     cuts = delegations(problems, index, origin)
     names = zone_names(list(index), origin)
+    packed = builder.store() if builder is not None else EMPTY_STORE
     alias = index.get(origin, {}).get("ALIAS")
     if alias is not None:
-        check_alias_target(problems, alias, origin, names)
+        # Its target may be a packed owner, or an empty non-terminal above one.
+        check_alias_target(problems, alias, origin, ZoneNames(names, packed))
     options = {
         (record.name, rtype): read_options(problems, record, origin)
         for by_type in index.values()
@@ -173,10 +178,7 @@ def _parse(
     }
     dynamic = dynamic_records(problems, index, options, geoip)
     fields = soa_fields(problems, index, origin, options)
-    if builder is not None and problems.items:
-        return None
     problems.raise_if_any()
-    packed = builder.store() if builder is not None else EMPTY_STORE
     zone = _build(origin, index, cuts, names, dynamic, fields, source, packed)
     return publish_soa(zone, fields, serial, previous)
 
