@@ -97,14 +97,20 @@ class PackedStore:
 
     def rrsets(self, name: str) -> Mapping[RRType, RRset] | None:
         """``name``'s RRsets by type; None if it is not stored or an empty non-terminal."""
-        at = self._value_at(name)
-        if at < 0 or (self.data[at] == 0 and self.data[at + 1] == 0):
+        suffix = self.suffix
+        if not self.owners or not name.endswith(suffix):
             return None
-        return _decode(name, self.data, at)
+        data = self.data
+        at = _find(data, self.slots, name[: -len(suffix)].encode("ascii", "replace"))
+        if at < 0 or (data[at] == 0 and data[at + 1] == 0):
+            return None
+        return _decode(name, data, at)
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` is an owner or an empty non-terminal here."""
-        return self._value_at(name) >= 0
+        suffix = self.suffix
+        return name.endswith(suffix) and _find(
+            self.data, self.slots, name[: -len(suffix)].encode("ascii", "replace")) >= 0
 
     def entries(self) -> Iterator[tuple[str, bytes]]:
         """(owner name, packed value) of every live entry (b"" for an empty non-terminal)."""
@@ -150,19 +156,30 @@ def _find(data: bytes | bytearray, slots: array[int], key: bytes) -> int:
         slot = (slot + 1) & mask
 
 
+_TYPE_A, _TYPE_AAAA = RRType.A, RRType.AAAA
+
+
 def _decode(name: str, data: bytes, at: int) -> Mapping[RRType, RRset]:
-    length = data[at] << 8 | data[at + 1]
+    """The RRsets of the value whose length is at ``at``: the hot part of a lookup."""
+    end = at + 2 + (data[at] << 8 | data[at + 1])
     rtype, ttl = _HEAD.unpack_from(data, at + 2)
-    start, end = at + 2 + _HEAD.size, at + 2 + length
-    if rtype == RRType.A:
-        addresses: list[A] = []
-        while start < end:
-            size = data[start]
-            addresses.append(A(data[start + 1 : start + 1 + size].decode("ascii")))
-            start += 1 + size
-        return MappingProxyType({RRType.A: RRset(name, RRType.A, ttl, tuple(addresses))})
+    start = at + 8  # after the length and _HEAD
+    if rtype == _TYPE_A:
+        size = data[start]
+        if start + 1 + size == end:  # the commonest: one address
+            rdatas: tuple[A, ...] | tuple[AAAA, ...] = (
+                A(data[start + 1 : end].decode("ascii")),
+            )
+        else:
+            addresses: list[A] = []
+            while start < end:
+                size = data[start]
+                addresses.append(A(data[start + 1 : start + 1 + size].decode("ascii")))
+                start += 1 + size
+            rdatas = tuple(addresses)
+        return MappingProxyType({_TYPE_A: RRset(name, _TYPE_A, ttl, rdatas)})
     rdatas = tuple(_ipv6(bytes(data[i : i + 16])) for i in range(start, end, 16))
-    return MappingProxyType({RRType.AAAA: RRset(name, RRType.AAAA, ttl, rdatas)})
+    return MappingProxyType({_TYPE_AAAA: RRset(name, _TYPE_AAAA, ttl, rdatas)})
 
 
 class PackedBuilder:
