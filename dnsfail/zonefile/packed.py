@@ -124,6 +124,20 @@ class PackedStore:
                 length = data[at] << 8 | data[at + 1]
                 yield name, data[at + 2 : at + 2 + length]
 
+    def holding(self, address: str) -> Iterator[str]:
+        """Owners whose RRset may hold ``address`` (normal text): every one that does, found
+        by a scan of the blob for its packed form, without decoding the others."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return
+        needle = ip.packed if ip.version == 6 else _LENGTH[len(address)] + address.encode()
+        if needle not in self.data:
+            return
+        for name, value in self.entries():
+            if needle in value:
+                yield name
+
     def same_content(self, other: PackedStore) -> bool:
         """Whether both hold the same entries, whatever the order they were read in."""
         if (self.origin, self.owners, self.empty_non_terminals, self.records) != (
@@ -397,6 +411,14 @@ class ZoneNodes(Mapping[str, Mapping[RRType, RRset]]):
 
     def __len__(self) -> int:
         return len(self.rest) + self.packed.owners
+
+    def holding(self, address: str) -> Iterator[tuple[str, Mapping[RRType, RRset]]]:
+        """(owner, RRsets) of every dict owner, and of the packed owners that may hold
+        ``address``: what a search for a static address must look at (``items()`` would
+        decode every packed record)."""
+        yield from self.rest.items()
+        for name in self.packed.holding(address):
+            yield name, self[name]
 
     def with_node(self, name: str, node: Mapping[RRType, RRset]) -> ZoneNodes:
         """A copy with ``name``'s RRsets (kept in the dict part) replaced by ``node``."""
