@@ -68,10 +68,11 @@ class PackedStore:
     Immutable once built (``PackedBuilder.store``).
     """
 
-    __slots__ = ("data", "empty_non_terminals", "origin", "owners", "records", "slots", "suffix")
+    __slots__ = ("data", "empty_non_terminals", "fingerprint", "origin", "owners", "records",
+                 "slots", "suffix")
 
     def __init__(self, origin: str, data: bytes, slots: array[int], owners: int,
-                 empty_non_terminals: int, records: int) -> None:  # fmt: skip
+                 empty_non_terminals: int, records: int, fingerprint: int = 0) -> None:  # fmt: skip
         self.origin = origin
         self.suffix = "." + origin
         self.data = data
@@ -81,11 +82,15 @@ class PackedStore:
         self.empty_non_terminals = empty_non_terminals
         #: Rdatas stored, for ``Zone.record_count``.
         self.records = records
+        #: Sum of the owners' entry checksums, whatever their order: content that differs
+        #: almost always differs here, so a reload need not compare a million entries.
+        self.fingerprint = fingerprint
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         # Two buffers and a few numbers: a million records pickle in milliseconds.
         return PackedStore, (self.origin, self.data, self.slots, self.owners,
-                             self.empty_non_terminals, self.records)  # fmt: skip
+                             self.empty_non_terminals, self.records,
+                             self.fingerprint)  # fmt: skip
 
     def _value_at(self, name: str) -> int:
         """Offset of ``name``'s value length in ``data``, or -1 if it is not stored."""
@@ -140,9 +145,9 @@ class PackedStore:
 
     def same_content(self, other: PackedStore) -> bool:
         """Whether both hold the same entries, whatever the order they were read in."""
-        if (self.origin, self.owners, self.empty_non_terminals, self.records) != (
-            other.origin, other.owners, other.empty_non_terminals, other.records
-        ):  # fmt: skip
+        if (self.origin, self.owners, self.empty_non_terminals, self.records,
+                self.fingerprint) != (other.origin, other.owners, other.empty_non_terminals,
+                                      other.records, other.fingerprint):  # fmt: skip
             return False
         if self.data == other.data:
             return True
@@ -218,6 +223,7 @@ class PackedBuilder:
         self.owners = 0
         self.empty_non_terminals = 0
         self.records = 0
+        self.fingerprint = 0
         #: (type, TTL text) -> packed head, so a TTL is parsed once per file.
         self._heads: dict[tuple[str, str | None], bytes | None] = {}
 
@@ -282,7 +288,8 @@ class PackedBuilder:
     def _add(self, key: bytes, value: bytes) -> int:
         data, slots = self.data, self.slots
         mask = len(slots) - 1
-        slot = zlib.crc32(key) & mask
+        checksum = zlib.crc32(key)
+        slot = checksum & mask
         size = len(key)
         while at := slots[slot]:
             if data[at - 1] == size and data.startswith(key, at):
@@ -297,6 +304,7 @@ class PackedBuilder:
         data += key
         data += len(value).to_bytes(2, "big")
         data += value
+        self.fingerprint = (self.fingerprint + zlib.crc32(value, checksum)) & 0xFFFFFFFFFFFFFFFF
         self.owners += 1
         self.used += 1
         if 2 * self.used > len(slots):
@@ -344,7 +352,7 @@ class PackedBuilder:
 
     def store(self) -> PackedStore:
         return PackedStore(self.origin, bytes(self.data), self.slots, self.owners,
-                           self.empty_non_terminals, self.records)  # fmt: skip
+                           self.empty_non_terminals, self.records, self.fingerprint)  # fmt: skip
 
 
 def _pack_ipv6(values: tuple[str, ...]) -> bytes | None:

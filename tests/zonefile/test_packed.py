@@ -181,3 +181,24 @@ def test_the_builder_refuses_what_it_cannot_keep() -> None:
     assert builder.take("e", None, "TXT", ("x",)) == 0
     assert builder.take("x" * 250, None, "A", ("192.0.2.1",)) == 0  # longer than 255 octets
     assert builder.store().owners == 1
+
+
+RECORDS = [f"h{i}:\n  type: A\n  value: 192.0.2.{i}\n" for i in range(200)]
+
+
+@pytest.mark.parametrize(("records", "kept"), [
+    (RECORDS, True),
+    (RECORDS[::-1], True),  # the same records in another order
+    ([r.replace("192.0.2.7\n", "192.0.2.77\n") for r in RECORDS], False),
+    ([r.replace("type: A", "ttl: 5\n  type: A") if "2.9\n" in r else r for r in RECORDS], False),
+    (RECORDS[:-1], False),
+])  # fmt: skip
+def test_a_reload_keeps_the_serial_only_of_the_same_packed_content(
+    records: list[str], kept: bool
+) -> None:
+    old = packed(APEX + "".join(RECORDS))
+    assert isinstance(old, Zone)
+    new = parse_zone(APEX + "".join(records), "z.yaml", ORIGIN, serial=old.serial + 100,
+                     previous=old)  # fmt: skip
+    assert store_of(new) == len(records)
+    assert (new.serial == old.serial) is kept
