@@ -51,6 +51,7 @@ _HEAD = struct.Struct("!HI")
 #: The types packed, and their rdata: A as its text after a length octet, AAAA as wire.
 _TYPES = ("A", "AAAA")
 _LENGTH = tuple(bytes((n,)) for n in range(256))
+_SHORT_LENGTH = tuple(bytes((0, n)) for n in range(256))
 
 
 def _ipv6(raw: bytes) -> AAAA:
@@ -224,6 +225,10 @@ class PackedBuilder:
         self.empty_non_terminals = 0
         self.records = 0
         self.fingerprint = 0
+        #: TTL text -> packed head of an A RRset (``_head``).
+        self._a_heads: dict[str | None, bytes] = {}
+        #: Longest one-label key whose name is surely short enough (255 octets, RFC 1035).
+        self._one_label = min(63, 255 - len(origin) - 2)
         #: (type, TTL text) -> packed head, so a TTL is parsed once per file.
         self._heads: dict[tuple[str, str | None], bytes | None] = {}
 
@@ -235,18 +240,43 @@ class PackedBuilder:
         return head
 
     def take_a(self, key: str, ttl_text: str | None, address: str) -> int:
-        """``take`` of one A record the reader has checked (``located.Sink.take_a``)."""
+        """``take`` of one A record the reader has checked (``located.Sink.take_a``).
+
+        The commonest case (a new one-label key) is inline: this runs once per record.
+        """
+        head = self._a_heads.get(ttl_text)
+        if head is None:
+            head = self._head("A", ttl_text)
+            if head is None or len(key) + len(self.origin) + 2 > 255:
+                return SINK_LEFT
+            self._a_heads[ttl_text] = head
+        value = head + _LENGTH[len(address)] + address.encode("ascii")
+        kb = key.encode("ascii")
+        slots, data = self.slots, self.data
+        if "." in key or len(key) > self._one_label or 2 * (self.used + 1) > len(slots):
+            return self._counted(kb, value, 1)
+        checksum = zlib.crc32(kb)
+        mask = len(slots) - 1
+        slot = checksum & mask
+        size = len(kb)
+        while at := slots[slot]:
+            if data[at - 1] == size and data.startswith(kb, at):
+                return self._counted(kb, value, 1)  # an empty non-terminal, or a duplicate
+            slot = (slot + 1) & mask
+        slots[slot] = len(data) + 1
+        data += _LENGTH[size] + kb + _SHORT_LENGTH[len(value)] + value
+        self.fingerprint += zlib.crc32(value, checksum)
+        self.owners += 1
+        self.used += 1
+        self.records += 1
+        return SINK_TAKEN
+
+    def _counted(self, key: bytes, value: bytes, rdatas: int) -> int:
         if len(key) + len(self.origin) + 2 > 255:
             return SINK_LEFT
-        head = self._heads.get(("A", ttl_text), b"")
-        if head == b"":
-            head = self._head("A", ttl_text)
-        if head is None:
-            return SINK_LEFT
-        value = head + _LENGTH[len(address)] + address.encode("ascii")
-        taken = self._add(key.encode("ascii"), value)
+        taken = self._add(key, value)
         if taken == SINK_TAKEN:
-            self.records += 1
+            self.records += rdatas
         return taken
 
     def take(self, key: str, ttl_text: str | None, rtype: str, values: tuple[str, ...]) -> int:
@@ -304,7 +334,7 @@ class PackedBuilder:
         data += key
         data += len(value).to_bytes(2, "big")
         data += value
-        self.fingerprint = (self.fingerprint + zlib.crc32(value, checksum)) & 0xFFFFFFFFFFFFFFFF
+        self.fingerprint += zlib.crc32(value, checksum)
         self.owners += 1
         self.used += 1
         if 2 * self.used > len(slots):
