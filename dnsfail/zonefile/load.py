@@ -159,7 +159,8 @@ def _parse(
     if problems is None:
         problems = Problems(source)
     index = index_records(problems, parse_records(problems, entries, origin))
-    if builder is not None and any(builder.has_owner(name) for name in index):
+    if builder is not None and (builder.failed
+                                or any(builder.has_owner(name) for name in index)):
         return None
     check_apex_ns(problems, index, origin)
     check_exclusive(problems, index, origin)

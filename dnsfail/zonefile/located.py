@@ -153,8 +153,8 @@ class SimpleList(NamedTuple):
 
 
 #: What a reader's record sink says of a record it is handed: left for the general path,
-#: taken (the reader forgets it), or a second record of a key it already took (the reader
-#: gives up).
+#: taken (the reader forgets it), or a second record of a key it already took, or one it
+#: cannot index (``packed.MAX_PROBES``): the reader gives up.
 SINK_LEFT, SINK_TAKEN, SINK_DUPLICATE = 0, 1, 2
 
 

@@ -44,6 +44,12 @@ from dnsfail.zonefile.records import DEFAULT_TTL, MAX_TTL
 _KEY_RE = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
 #: Most values of one packed RRset; a longer list goes the general way (which checks its size).
 MAX_PACKED_VALUES = 64
+#: Farthest an entry may sit from its home slot.  An index at most half full keeps its
+#: runs short (a few slots), but a file can be written so that its names' crc32 collide
+#: (crc32 is no keyed hash): past this, the builder gives up and the file is read the
+#: general way (Python's dicts, whose hash is seeded per process).  So a lookup, which
+#: may stop here too, never walks far, however the names were chosen.
+MAX_PROBES = 64
 #: Smallest index: a power of two, at most half full.
 _MIN_SLOTS = 64
 #: An RRset's head in the blob: type and TTL.
@@ -165,7 +171,7 @@ class PackedStore:
 def _find(data: bytes | bytearray, slots: array[int], key: bytes) -> int:
     """Offset of ``key``'s value length in ``data``, or -1."""
     mask = len(slots) - 1
-    slot = zlib.crc32(key) & mask
+    slot = home = zlib.crc32(key) & mask
     size = len(key)
     while True:
         at = slots[slot]
@@ -174,6 +180,8 @@ def _find(data: bytes | bytearray, slots: array[int], key: bytes) -> int:
         if data[at - 1] == size and data.startswith(key, at):
             return at + size
         slot = (slot + 1) & mask
+        if (slot - home) & mask > MAX_PROBES:
+            return -1
 
 
 _TYPE_A, _TYPE_AAAA = RRType.A, RRType.AAAA
@@ -225,6 +233,8 @@ class PackedBuilder:
         self.empty_non_terminals = 0
         self.records = 0
         self.fingerprint = 0
+        #: An entry could not be placed within ``MAX_PROBES``: the store is not to be used.
+        self.failed = False
         #: TTL text -> packed head of an A RRset (``_head``).
         self._a_heads: dict[str | None, bytes] = {}
         #: Longest one-label key whose name is surely short enough (255 octets, RFC 1035).
@@ -257,12 +267,14 @@ class PackedBuilder:
             return self._counted(kb, value, 1)
         checksum = zlib.crc32(kb)
         mask = len(slots) - 1
-        slot = checksum & mask
+        slot = home = checksum & mask
         size = len(kb)
         while at := slots[slot]:
             if data[at - 1] == size and data.startswith(kb, at):
                 return self._counted(kb, value, 1)  # an empty non-terminal, or a duplicate
             slot = (slot + 1) & mask
+            if (slot - home) & mask > MAX_PROBES:
+                return self._counted(kb, value, 1)  # it gives up
         slots[slot] = len(data) + 1
         data += _LENGTH[size] + kb + _SHORT_LENGTH[len(value)] + value
         self.fingerprint += zlib.crc32(value, checksum)
@@ -319,7 +331,7 @@ class PackedBuilder:
         data, slots = self.data, self.slots
         mask = len(slots) - 1
         checksum = zlib.crc32(key)
-        slot = checksum & mask
+        slot = home = checksum & mask
         size = len(key)
         while at := slots[slot]:
             if data[at - 1] == size and data.startswith(key, at):
@@ -329,6 +341,9 @@ class PackedBuilder:
                 self.used -= 1
                 break
             slot = (slot + 1) & mask
+            if (slot - home) & mask > MAX_PROBES:
+                self.failed = True
+                return SINK_DUPLICATE
         slots[slot] = len(data) + 1
         data.append(size)
         data += key
@@ -341,7 +356,7 @@ class PackedBuilder:
             self._grow()
         if b"." in key:
             self._ancestors(key)
-        return SINK_TAKEN
+        return SINK_DUPLICATE if self.failed else SINK_TAKEN
 
     def _ancestors(self, key: bytes) -> None:
         """The empty non-terminals between ``key`` and the apex (RFC 4592 section 2.2.2)."""
@@ -351,9 +366,12 @@ class PackedBuilder:
             if _find(self.data, self.slots, rest) >= 0:
                 return  # it, and so every name above it, is already known
             slots, mask = self.slots, len(self.slots) - 1
-            slot = zlib.crc32(rest) & mask
+            slot = home = zlib.crc32(rest) & mask
             while slots[slot]:
                 slot = (slot + 1) & mask
+                if (slot - home) & mask > MAX_PROBES:
+                    self.failed = True
+                    return
             slots[slot] = len(self.data) + 1
             self.data += b"%c%b\0\0" % (len(rest), rest)
             self.used += 1
@@ -368,9 +386,11 @@ class PackedBuilder:
         data = self.data
         for at in old:
             size = data[at - 1]
-            slot = zlib.crc32(data[at : at + size]) & mask
+            slot = home = zlib.crc32(data[at : at + size]) & mask
             while slots[slot]:
                 slot = (slot + 1) & mask
+                if (slot - home) & mask > MAX_PROBES:
+                    self.failed = True
             slots[slot] = at
 
     def has_owner(self, name: str) -> bool:

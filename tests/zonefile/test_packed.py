@@ -8,7 +8,9 @@ and on every problem.
 
 from __future__ import annotations
 
+import itertools
 import pickle
+import zlib
 
 import pytest
 from hypothesis import given, settings
@@ -23,7 +25,7 @@ from dnsfail.state import Snapshot
 from dnsfail.zonefile import parse_zone
 from dnsfail.zonefile.libyaml import read_libyaml
 from dnsfail.zonefile.load import parse_zone_with
-from dnsfail.zonefile.packed import PackedBuilder, ZoneNodes
+from dnsfail.zonefile.packed import MAX_PROBES, PackedBuilder, ZoneNodes
 
 ORIGIN = "p.test."
 APEX = "'':\n  type: NS\n  value: ns1.p.test.\n"
@@ -202,3 +204,21 @@ def test_a_reload_keeps_the_serial_only_of_the_same_packed_content(
                      previous=old)  # fmt: skip
     assert store_of(new) == len(records)
     assert (new.serial == old.serial) is kept
+
+
+def test_names_chosen_to_collide_are_read_the_general_way() -> None:
+    """crc32 is no keyed hash: a file whose names all share one index slot would make
+    packing quadratic.  Past ``MAX_PROBES`` the builder gives up, and the zone is the same."""
+    count = MAX_PROBES + 10
+    size = 256  # the index of ``count`` + 1 records: a power of two at most half full
+    assert PackedBuilder(ORIGIN, count + 1).slots.buffer_info()[1] == size
+    colliding = (f"k{n}" for n in itertools.count())
+    names = list(itertools.islice((k for k in colliding if zlib.crc32(k.encode()) % size == 0),
+                                  count))  # fmt: skip
+    text = APEX + "".join(f"{name}:\n  type: A\n  value: 192.0.2.1\n" for name in names)
+    zone = packed(text)
+    assert isinstance(zone, Zone)
+    assert store_of(zone) == 0
+    assert zone == general(text)
+    few = APEX + "".join(f"{name}:\n  type: A\n  value: 192.0.2.1\n" for name in names[:40])
+    assert store_of(packed(few)) == 40  # a few collisions are packed
