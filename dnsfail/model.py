@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Set
 from dataclasses import dataclass, field
 
 
@@ -301,13 +301,15 @@ class Zone:
     ``nodes`` maps owner name to its RRsets by type.  ``names`` holds every
     name that exists, including empty non-terminals (RFC 4592 section 2.2.2),
     so that NODATA and NXDOMAIN can be told apart with one set lookup.
-    ``cuts`` are the delegation points below the apex.
+    ``cuts`` are the delegation points below the apex.  A loaded zone's
+    ``nodes`` and ``names`` are ``zonefile.packed.ZoneNodes``/``ZoneNames``:
+    a dict plus a packed store of its plain address records.
     """
 
     origin: str
     soa: RRset
     nodes: Mapping[str, Mapping[RRType, RRset]]
-    names: frozenset[str]
+    names: Set[str]
     cuts: frozenset[str]
     #: ALIAS target at the apex, answered as A/AAAA from in-zone data.
     alias: RRset | None = None

@@ -55,6 +55,7 @@ from dnsfail.model import (
     Status,
     Zone,
 )
+from dnsfail.zonefile.packed import ZoneNodes
 
 #: Version of the state file's layout; a file with another version is refused.
 STATE_VERSION = 1
@@ -355,7 +356,10 @@ def not_covered(zones: Mapping[str, Zone], selector: Selector) -> list[str]:
         for record in zone.dynamic.values():
             if any(_canonical_ip(b) == selector.address for b in record.backup):
                 out.append(f"{record.name} {record.rtype.name}: backup values (all-down policy)")
-        for owner, node in zone.nodes.items():
+        nodes = zone.nodes
+        # A big zone's plain records are packed: only those that may hold it are decoded.
+        owners = nodes.holding(selector.address) if isinstance(nodes, ZoneNodes) else nodes.items()
+        for owner, node in owners:
             for rtype in (RRType.A, RRType.AAAA):
                 rrset = node.get(rtype)
                 if rrset is None or (owner, rtype) in zone.dynamic:

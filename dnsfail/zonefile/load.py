@@ -28,6 +28,7 @@ from dnsfail.zonefile.files import discover, read_zone_file
 from dnsfail.zonefile.libyaml import read_libyaml
 from dnsfail.zonefile.located import Entry, Problems, clip
 from dnsfail.zonefile.names import name_problem
+from dnsfail.zonefile.packed import EMPTY_STORE, PackedBuilder, PackedStore, ZoneNames, ZoneNodes
 from dnsfail.zonefile.records import Record, parse_records, read_options
 from dnsfail.zonefile.rules import (
     check_alias_target,
@@ -71,6 +72,7 @@ _RRTYPES: Mapping[str, RRType] = {rtype.name: rtype for rtype in RRType}
 def _build(
     origin: str, index: dict[str, dict[str, Record]], cuts: set[str], names: frozenset[str],
     dynamic: dict[tuple[str, RRType], DynamicRecord], fields: SoaFields, source: str,
+    packed: PackedStore,
 ) -> Zone:  # fmt: skip
     nodes, count = _nodes(index)
     alias_record = index.get(origin, {}).get("ALIAS")
@@ -80,13 +82,13 @@ def _build(
     return Zone(
         origin=origin,
         soa=soa_rrset(origin, fields, 0),
-        nodes=nodes,
-        names=names,
+        nodes=ZoneNodes(nodes, packed),
+        names=ZoneNames(names, packed),
         cuts=frozenset(cuts),
         alias=alias,
         dynamic=MappingProxyType(dynamic),
         source=source,
-        record_count=count + (1 if alias else 0),
+        record_count=count + (1 if alias else 0) + packed.records,
     )
 
 
@@ -121,17 +123,54 @@ def parse_zone_with(
     read: Reader,
 ) -> Zone:  # fmt: skip
     """``parse_zone`` with the YAML reader given: tests compare ``read_entries`` with
-    ``read_libyaml``."""
+    ``read_libyaml``.
+
+    With ``read_entries``, the plain address records are packed as the strict
+    reader meets them (``packed``): the builder takes only records that have no
+    problem of their own, and none of the zone-wide rules can object to them but
+    a shared owner (a duplicate, or a CNAME beside them).  So the rest of the
+    file is judged as before, and if it shares an owner with them, or the reader
+    gives up, the whole file is read again the general way: every problem is found
+    and worded as it always was (tests/zonefile/test_packed.py compares both).
+    """
     origin = origin.lower() if origin.endswith(".") else origin.lower() + "."
+    if read is read_entries:
+        # ``type: `` once per record at most: enough index for the file, never regrown.
+        builder = PackedBuilder(origin, text.count("type: "))
+        entries = read_strict(text, sink=builder)
+        if entries is not None:
+            zone = _parse(text, source, origin, serial, previous, geoip, entries, builder)
+            if zone is not None:
+                return zone
+        del builder, entries
     problems = Problems(source)
-    index = index_records(problems, parse_records(problems, read(text, problems), origin))
+    zone = _parse(text, source, origin, serial, previous, geoip, read(text, problems), None,
+                  problems)
+    assert zone is not None
+    return zone
+
+
+def _parse(
+    text: str, source: str, origin: str, serial: int, previous: Zone | None, geoip: bool,
+    entries: list[Entry], builder: PackedBuilder | None, problems: Problems | None = None,
+) -> Zone | None:  # fmt: skip
+    """The zone of ``entries`` and ``builder``'s packed records, or ``ConfigError``;
+    None where an owner of ``entries`` is packed too (the general path must judge)."""
+    if problems is None:
+        problems = Problems(source)
+    index = index_records(problems, parse_records(problems, entries, origin))
+    if builder is not None and (builder.failed
+                                or any(builder.has_owner(name) for name in index)):
+        return None
     check_apex_ns(problems, index, origin)
     check_exclusive(problems, index, origin)
     cuts = delegations(problems, index, origin)
     names = zone_names(list(index), origin)
+    packed = builder.store() if builder is not None else EMPTY_STORE
     alias = index.get(origin, {}).get("ALIAS")
     if alias is not None:
-        check_alias_target(problems, alias, origin, names)
+        # Its target may be a packed owner, or an empty non-terminal above one.
+        check_alias_target(problems, alias, origin, ZoneNames(names, packed))
     options = {
         (record.name, rtype): read_options(problems, record, origin)
         for by_type in index.values()
@@ -141,7 +180,7 @@ def parse_zone_with(
     dynamic = dynamic_records(problems, index, options, geoip)
     fields = soa_fields(problems, index, origin, options)
     problems.raise_if_any()
-    zone = _build(origin, index, cuts, names, dynamic, fields, source)
+    zone = _build(origin, index, cuts, names, dynamic, fields, source, packed)
     return publish_soa(zone, fields, serial, previous)
 
 

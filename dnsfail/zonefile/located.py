@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from dnsfail.errors import ConfigError, Problem
 
@@ -151,6 +151,23 @@ class SimpleList(NamedTuple):
     def node(self) -> YSeq:
         return YSeq(self.records[0].line, tuple(record.node() for record in self.records))
 
+
+#: What a reader's record sink says of a record it is handed: left for the general path,
+#: taken (the reader forgets it), or a second record of a key it already took, or one it
+#: cannot index (``packed.MAX_PROBES``): the reader gives up.
+SINK_LEFT, SINK_TAKEN, SINK_DUPLICATE = 0, 1, 2
+
+
+class Sink(Protocol):
+    """Where ``strict.read_strict`` offers records of octoDNS's canonical layout
+    (``packed.PackedBuilder``); each method returns a ``SINK_*`` value."""
+
+    def take(self, key: str, ttl: str | None, rtype: str, values: tuple[str, ...]) -> int:
+        """A record of plain string values; the sink checks key, TTL text and values."""
+
+    def take_a(self, key: str, ttl: str | None, address: str) -> int:
+        """One A record whose key is lower-case labels of 1..63 octets of ``[a-z0-9_-]``
+        and whose address matches ``rdata.IPV4_TEXT_RE`` (the reader checked both)."""
 
 #: One top-level entry: its key, the key's line, and its value.
 Entry = tuple[str, int, "YNode | Simple | SimpleList"]

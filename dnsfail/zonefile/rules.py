@@ -12,6 +12,7 @@ Imports ``model``, ``located``, ``names`` and ``records``.  It must not import
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 from dnsfail.model import CNAME, parent_names
 from dnsfail.zonefile.located import Problems
@@ -101,7 +102,7 @@ def zone_names(owners: Sequence[str], origin: str) -> frozenset[str]:
 
 
 def check_alias_target(
-    problems: Problems, alias: Record, origin: str, names: frozenset[str]
+    problems: Problems, alias: Record, origin: str, names: AbstractSet[str]
 ) -> None:
     """ALIAS is answered from in-zone data, so its target must exist in this zone."""
     if not alias.rdatas:

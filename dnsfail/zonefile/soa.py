@@ -4,7 +4,7 @@ Owns the SOA fields and their defaults, the ``octodns.dnsfail.soa``
 override, and the serial rule (explicit, else kept for unchanged content,
 else growing by RFC 1982 arithmetic), and publishing the SOA at the apex.
 
-Imports ``model``, ``located``, ``names`` and ``records``.  It must not import
+Imports ``model``, ``located``, ``names``, ``packed`` and ``records``.  It must not import
 ``rules``, ``dynamic``, ``load`` or a reader.
 """
 
@@ -17,6 +17,7 @@ from types import MappingProxyType
 from dnsfail.model import NS, SOA, RRset, RRType, Zone
 from dnsfail.zonefile.located import Problems, Scope, YMap, YNode, YScalar
 from dnsfail.zonefile.names import target_name
+from dnsfail.zonefile.packed import ZoneNodes
 from dnsfail.zonefile.records import MAX_TTL, NO_OPTIONS, Options, Record
 
 #: SOA serials are unsigned 32-bit, compared by RFC 1982 serial arithmetic.
@@ -131,10 +132,16 @@ def _same_content(old: Zone, new: Zone) -> bool:
         new.alias, new.dynamic, new.cuts, new.soa.ttl, replace(new_soa, serial=0)
     ):
         return False
-    if old.nodes.keys() != new.nodes.keys():
+    old_nodes, new_nodes = old.nodes, new.nodes
+    if isinstance(old_nodes, ZoneNodes) and isinstance(new_nodes, ZoneNodes):
+        # The packed records compare as stored; the rest node by node, as below.
+        if not new_nodes.packed.same_content(old_nodes.packed):
+            return False
+        old_nodes, new_nodes = old_nodes.rest, new_nodes.rest
+    if old_nodes.keys() != new_nodes.keys():
         return False
-    for name, by_type in new.nodes.items():
-        before = old.nodes[name]
+    for name, by_type in new_nodes.items():
+        before = old_nodes[name]
         if by_type != before and _without_soa(by_type) != _without_soa(before):
             return False
     return True
@@ -168,6 +175,9 @@ def _with_soa(zone: Zone, soa: RRset) -> Zone:
     """
     apex = dict(zone.nodes.get(zone.origin, {}))
     apex[RRType.SOA] = soa
+    if isinstance(zone.nodes, ZoneNodes):
+        return replace(zone, soa=soa, nodes=zone.nodes.with_node(zone.origin,
+                                                                 MappingProxyType(apex)))
     nodes = dict(zone.nodes)
     nodes[zone.origin] = MappingProxyType(apex)
     return replace(zone, soa=soa, nodes=MappingProxyType(nodes))

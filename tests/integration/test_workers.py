@@ -166,3 +166,28 @@ def test_no_worker_outlives_the_main_process(start: Callable[..., Ctl], signum: 
     ctl.server.proc.send_signal(signum)
     ctl.server.proc.wait(10)
     wait_for(lambda: not any(_alive(pid) for pid in pids), 10, "workers gone")
+
+
+def test_workers_answer_packed_records_of_a_reloaded_zone(
+    start: Callable[..., Ctl], tmp_path: Path, site_port: int
+) -> None:
+    """A zone's plain A records travel to workers packed (zonefile.packed): a record new in a
+    reloaded zone is answered by every process, and a big zone reaches them too."""
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    many = "".join(f"h{i:05d}:\n  type: A\n  value: 198.18.{i // 250}.{i % 250 + 1}\n"
+                   for i in range(20_000))  # fmt: skip
+    (zones / "ctl.test.yaml").write_text(zone_text(site_port) + many)
+    ctl = start("--workers", str(WORKERS), zones=zones)
+    workers_in_step(ctl)
+    assert all(a == ["198.18.79.250"] for a in burst(ctl, 600, "h19999.ctl.test."))
+
+    (zones / "ctl.test.yaml").write_text(
+        zone_text(site_port) + many + "fresh:\n  type: A\n  value: 192.0.2.123\n")
+    status, body = ctl.post("/v1/reload")
+    assert status == 200, body
+    before = {w["index"]: w["queries"] for w in workers_in_step(ctl)}
+    assert all(a == ["192.0.2.123"] for a in burst(ctl, 3000, "fresh.ctl.test."))
+    time.sleep(1.5)  # workers report once a second
+    _, state = ctl.get("/v1/status")
+    assert all(w["queries"] > before[w["index"]] for w in state["workers"]), state["workers"]
