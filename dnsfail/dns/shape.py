@@ -29,6 +29,7 @@ from collections.abc import Mapping
 
 from dnsfail.dns.resolver import NOTIMP_QTYPES, find_zone
 from dnsfail.model import CNAME, MX, NS, PTR, SOA, SRV, RRset, RRType, Zone
+from dnsfail.zonefile.packed import ZoneNodes
 
 #: Shape kinds.  A ``Shape`` is ``(kind, owner)``: ``owner`` is the wildcard's owner
 #: (``*.<closest encloser>``) for WILDCARD, the zone's origin otherwise ("" for REFUSED).
@@ -60,14 +61,18 @@ class ZoneIndex:
     writes (and its in-zone ancestors): a question at or above such a name
     gets a reply whose SOA compresses against the question itself, which a
     template made for another question cannot reproduce, so it takes the full
-    path.  Built once per zone object, in time linear in its names.
+    path.  Built once per zone object, in time linear in its names that are not
+    packed (``zonefile.packed`` never packs a wildcard owner, so a zone of a million
+    packed addresses indexes in the time of its few other names).
     """
 
     __slots__ = ("mentioned", "wildcards", "zone")
 
     def __init__(self, zone: Zone) -> None:
         self.zone = zone
-        self.wildcards = frozenset(name[2:] or "." for name in zone.nodes if name[:2] == "*.")
+        nodes = zone.nodes
+        general = nodes.rest if isinstance(nodes, ZoneNodes) else nodes
+        self.wildcards = frozenset(name[2:] or "." for name in general if name[:2] == "*.")
         self.mentioned = frozenset(below(zone.origin, rdata_names(zone.soa)))
 
 

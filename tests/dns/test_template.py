@@ -405,3 +405,24 @@ def test_qname_text_is_labels_to_text_or_none(labels: list[bytes]) -> None:
     assert text is None or text == labels_to_text(low)
     if all(x.isalnum() for x in low):
         assert text is not None
+
+
+def test_the_index_of_a_packed_zone_never_walks_its_packed_names(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A million packed addresses must not cost a million steps at a zone's first miss."""
+    from dnsfail.zonefile.packed import PackedStore, ZoneNodes
+    text = ("'':\n  type: NS\n  value: ns1.p.test.\n"
+            "'*.w':\n  type: A\n  value: 192.0.2.9\n"
+            + "".join(f"h{i}:\n  type: A\n  value: 192.0.2.{i % 250}\n" for i in range(300)))
+    zone = parse_zone(text, "z.yaml", "p.test.", serial=1)
+    assert isinstance(zone.nodes, ZoneNodes)
+    assert zone.nodes.packed.owners >= 300
+
+    def walked(self: PackedStore) -> object:
+        raise AssertionError("the packed names were walked")
+
+    monkeypatch.setattr(PackedStore, "entries", walked)
+    index = ZoneIndex(zone)
+    assert index.wildcards == frozenset({"w.p.test."})
+    assert classify(index, "x.w.p.test.", 1) == (WILDCARD, "*.w.p.test.")
+    assert classify(index, "nope.p.test.", 1) == (NXDOMAIN, "p.test.")
