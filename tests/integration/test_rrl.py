@@ -21,7 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import dns.edns
+import dns.flags
 import dns.message
+import dns.rcode
 import pytest
 
 from ..conftest import DATA
@@ -197,3 +200,73 @@ def test_random_spoofed_sources_are_not_limited_and_cost_no_errors(
               for source in sources]
     assert sum(f.answered for f in floods) == sum(f.sent for f in floods) > 10 * RATE
     assert "Traceback" not in ctl.server.log
+
+
+def cookie_flood(ctl: Ctl, source: str, wire: bytes, seconds: float = SECONDS,
+                 rate: float = FLOOD_RATE) -> dict[str, int]:
+    """Send ``wire`` (ID aside) ``rate`` times a second from ``source``; count the replies
+    by what they are: answered, truncated, BADCOOKIE, and what was sent."""
+    counts = {"sent": 0, "answered": 0, "truncated": 0, "badcookie": 0}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        sock.setblocking(False)
+
+        def drain() -> None:
+            while True:
+                try:
+                    reply = dns.message.from_wire(sock.recv(65535))
+                except BlockingIOError:
+                    return
+                if reply.rcode() == dns.rcode.BADCOOKIE:
+                    counts["badcookie"] += 1
+                elif reply.flags & dns.flags.TC:
+                    counts["truncated"] += 1
+                else:
+                    counts["answered"] += 1
+
+        start = time.monotonic()
+        while (now := time.monotonic()) < start + seconds:
+            while counts["sent"] < int((now - start) * rate) + 1:
+                ident = counts["sent"] & 0xFFFF
+                sock.sendto(bytes([ident >> 8, ident & 0xFF]) + wire[2:],
+                            (ctl.server.host, ctl.server.port))
+                counts["sent"] += 1
+            drain()
+            time.sleep(0.002)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and sum(
+                counts[k] for k in ("answered", "truncated", "badcookie")) < counts["sent"]:
+            drain()
+            time.sleep(0.01)
+    return counts
+
+
+def cookie_query(cookie: bytes) -> bytes:
+    query = dns.message.make_query("api.gw.test.", "A", use_edns=0,
+                                   options=[dns.edns.GenericOption(dns.edns.COOKIE, cookie)])
+    return query.to_wire()
+
+
+def test_a_client_that_proved_its_address_with_a_cookie_is_not_limited(
+        start: Callable[..., Ctl]) -> None:
+    """RFC 7873 section 5.3 / the BIND and Knot practice: a valid server cookie proves the
+    source, so the same flood that is limited without it is answered in full; a client
+    cookie alone is limited, and gets BADCOOKIE with a fresh cookie instead of a slip."""
+    ctl = start(*rrl(), zones=ZONES)
+    client_cookie = os.urandom(8)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # learn a server cookie
+        sock.bind((ATTACKER, 0))
+        sock.settimeout(2.0)
+        sock.sendto(cookie_query(client_cookie), (ctl.server.host, ctl.server.port))
+        learnt = dns.message.from_wire(sock.recv(65535))
+    full = next(o.to_wire() for o in learnt.options if o.otype == dns.edns.COOKIE)
+    assert full[:8] == client_cookie
+    assert len(full) == 24
+
+    proven = cookie_flood(ctl, ATTACKER, cookie_query(full))
+    assert proven["answered"] == proven["sent"], proven  # none limited
+
+    unproven = cookie_flood(ctl, ATTACKER, cookie_query(os.urandom(8)))
+    assert unproven["answered"] <= 1.2 * RATE + 2, unproven  # limited as any flood
+    assert unproven["badcookie"] > 0, unproven  # the slips are BADCOOKIE with a cookie
+    assert unproven["truncated"] == 0, unproven
