@@ -270,6 +270,8 @@ class TcpConnection(asyncio.Protocol):
         #: The next turn's answering, scheduled when one turn answered TCP_BATCH messages.
         self.pending: asyncio.Handle | None = None
         self.client = client
+        #: Evicted before its transport was made: closed as soon as it is.
+        self.evicted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCPTransport does not derive from asyncio.Transport, so no isinstance check.
@@ -278,6 +280,9 @@ class TcpConnection(asyncio.Protocol):
         if not self.client:
             peer = transport.get_extra_info("peername")
             self.client = peer[0] if peer else ""
+        if self.evicted:  # made room for a later one while its transport was being made
+            transport.close()
+            return
         if not self.counted:  # admitted by TcpAcceptor, or made without one (tests)
             self.counted = True
             self.limits.add(self, source_of(self.client))
@@ -285,21 +290,36 @@ class TcpConnection(asyncio.Protocol):
         self._arm()
 
     def idle(self) -> bool:
-        """Closing now loses nothing: connected, no reply unsent, nothing read unanswered.
+        """Closing now loses nothing: no reply unsent, nothing read unanswered.
 
         A partial message does not count (RFC 7766 section 6.2.3: only whole
         ones earn time); one whose replies back up unread is busy, and its
-        idle timer resets it anyway.
+        idle timer resets it anyway.  Two states hold a slot with nothing to
+        lose and are idle too: accepted in the same batch as the newcomer, its
+        transport not made yet (nothing read from it: with a loaded CPU a
+        silent client and the next ones all wait in the backlog together), and
+        closing with nothing unsent (the client's FIN read, ``connection_lost``
+        due on the next turn of the loop).
         """
         transport = self.transport
-        return (transport is not None and self.pending is None and not self.paused
-                and not transport.is_closing() and not transport.get_write_buffer_size())
+        if transport is None:
+            return True
+        if transport.get_write_buffer_size():
+            return False
+        return transport.is_closing() or (self.pending is None and not self.paused)
 
     def evict(self) -> None:
-        """Closed to make room (``Admission`` has already forgotten it): a FIN, nothing lost."""
+        """Closed to make room (``Admission`` has already forgotten it): a FIN, nothing lost.
+
+        One already closing is only forgotten: it was counted when its close
+        began (or its client ended it), not evicted.
+        """
         self.counted = False
         transport = self.transport
-        if transport is not None:
+        if transport is None:
+            self.evicted = True
+            self.limits.count(EVICTED, self.client)
+        elif not transport.is_closing():
             self.limits.count(EVICTED, self.client)
             transport.close()
 

@@ -9,6 +9,7 @@ answers come from the real Handler over tests/data/zones.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from typing import Any
 
@@ -22,8 +23,10 @@ from dnsfail.serve.server import (
     OUTPUT_LIMIT,
     TCP_BATCH,
     WRITE_HIGH,
+    TcpAcceptor,
     TcpConnection,
     TcpLimits,
+    bind_tcp,
 )
 from dnsfail.state import Store
 from dnsfail.zonefile import load_zones
@@ -321,3 +324,52 @@ async def test_a_message_that_gets_no_reply_ends_the_connection(message: bytes) 
     await peer.ended.wait()
     await asyncio.sleep(0)
     assert limits.open == 0
+
+
+async def test_a_closing_connection_makes_room_without_an_eviction() -> None:
+    """At the limit, one whose client has closed (its FIN read, connection_lost not run yet)
+    holds a slot with nothing to lose: the newcomer takes it.  Before: refused as "none idle",
+    the flake of tests/integration/test_tcp_limits.py's third flooder."""
+    peer, limits = connect(TcpLimits(max_connections=1))
+    peer.close()  # what the transport does on the client's FIN; connection_lost is due
+    refused, victim = limits.table.admit("192.0.2.8")
+    assert refused is None
+    assert victim is not None
+    victim.evict()
+    assert limits.closed == dict.fromkeys(limits.closed, 0)  # it left by itself: no eviction
+    await asyncio.sleep(0)
+    assert limits.open == 0
+
+
+async def test_connections_accepted_in_one_batch_make_room_for_each_other() -> None:
+    """Three clients in the backlog at once, room for two: the first, whose transport is not
+    made yet when the third is admitted, is evicted (nothing was read from it).  Before: the
+    third was refused, and a client whose query was unread got a reset (the flake of
+    tests/integration/test_tcp.py::test_closed_connections_are_counted[1])."""
+    loop = asyncio.get_running_loop()
+    listener = bind_tcp("127.0.0.1", 0)
+    limits = TcpLimits(max_connections=2)
+    acceptor = TcpAcceptor(listener, HANDLER.handle, limits)
+    clients = [socket.create_connection(listener.getsockname()[:2]) for _ in range(3)]
+    try:
+        for sock in clients:
+            sock.setblocking(False)
+        acceptor.start(loop)  # all three wait in the backlog: one _accept takes them
+        query = dns.message.make_query("api.gw.test.", "A")
+        for sock in clients[1:]:
+            await loop.sock_sendall(sock, framed(query))
+            reply = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5.0)
+            assert reply, "closed at accept"
+            assert dns.message.from_wire(reply[2:]).id == query.id
+        assert await asyncio.wait_for(loop.sock_recv(clients[0], 4096), 5.0) == b""  # a FIN
+        assert limits.closed["evicted"] == 1
+        assert limits.closed["connection_limit"] == 0
+        assert limits.open == 2
+    finally:
+        acceptor.stop()
+        for sock in clients:
+            sock.close()
+        for _ in range(500):
+            if not (acceptor.connecting or limits.open):
+                break
+            await asyncio.sleep(0.01)
