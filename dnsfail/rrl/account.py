@@ -42,6 +42,8 @@ the full burst is back one second later.
 
 from __future__ import annotations
 
+from dnsfail.dns.query import question_end
+
 #: Reply classes.
 ANSWER, NODATA, NXDOMAIN, REFERRAL, ERROR = 0, 1, 2, 3, 4
 CLASS_NAMES = ("answer", "nodata", "nxdomain", "referral", "error")
@@ -129,9 +131,17 @@ def name_at(message: bytes, offset: int) -> bytes | None:
         return None
 
 
+def qname_end(message: bytes) -> int:
+    """Offset of the root octet ending the question's name, -1 if it cannot be read.  The
+    labels are walked: a label may hold a zero octet (RFC 2181 section 11), so the first
+    zero after the header need not end the name."""
+    end = question_end(message)
+    return end - 5 if end is not None else -1
+
+
 def delegation(reply: bytes) -> bytes | None:
     """The delegation point of a referral: the owner of its first authority record."""
-    end = reply.find(0, 12)
+    end = qname_end(reply)
     return name_at(reply, end + 5) if end >= 0 else None
 
 
