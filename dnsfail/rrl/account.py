@@ -58,7 +58,9 @@ MAX_POINTERS = 16
 def classify(reply: bytes) -> int:
     """The class of a reply, from its header alone (RFC 1035 4.1.1; RFC 2308 for NODATA
     and NXDOMAIN; a referral is a non-authoritative NOERROR with NS in authority, RFC 1034
-    4.3.2 step 3b)."""
+    4.3.2 step 3b).  An empty NOERROR header that is neither authoritative nor a referral
+    is an error: its rcode is extended (BADVERS, RFC 6891 section 6.1.3) or it answers no
+    question, and keyed by qname it would let random names pass unlimited."""
     rcode = reply[3] & 0x0F
     if rcode == 3:
         return NXDOMAIN
@@ -66,9 +68,9 @@ def classify(reply: bytes) -> int:
         return ERROR
     if reply[6] or reply[7]:
         return ANSWER
-    if reply[2] & 0x04 or not (reply[8] or reply[9]):
+    if reply[2] & 0x04:
         return NODATA
-    return REFERRAL
+    return REFERRAL if reply[8] or reply[9] else ERROR
 
 
 def debit(tat: float, slips: int, now: float, rate: int, window: int,

@@ -123,10 +123,10 @@ class RateLimiter:
         if rcode == 0:
             if reply[6] or reply[7]:
                 cls = ANSWER
-            elif reply[2] & 0x04 or not (reply[8] or reply[9]):
+            elif reply[2] & 0x04:
                 cls = NODATA
-            else:
-                cls = REFERRAL
+            else:  # an empty non-authoritative NOERROR without NS is BADVERS: an error
+                cls = REFERRAL if reply[8] or reply[9] else ERROR
         else:
             cls = NXDOMAIN if rcode == 3 else ERROR
         cost = self._costs[cls]
