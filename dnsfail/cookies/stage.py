@@ -66,8 +66,9 @@ _UNPROVEN = (CLIENT_COOKIE, INVALID_COOKIE)
 
 #: Queries whose judgement (and, standing alone, whose reply) is remembered for the rest
 #: of the second, before each memo is emptied: a bound on memory (a key is at most
-#: ``EXACT_QUERY_LIMIT`` octets, a reply at most 1232 over UDP; a few megabytes in all)
-#: that a flood of distinct cookies cannot pass.
+#: ``EXACT_QUERY_LIMIT`` octets, a reply remembered at most ``UDP_PAYLOAD``: larger ones,
+#: over TCP, are not remembered; a few megabytes in all) that a flood of distinct cookies
+#: cannot pass.
 RECENT_LIMIT = 4096
 
 #: What ``check`` found, kept for ``finish`` on the same message: the query, the option,
@@ -155,7 +156,7 @@ class CookieStage:
             out = self.malformed(data, reply)
         if out is not None:
             out = self.finish(data, out, state, tcp, client, False)
-        if out is not None and len(data) <= EXACT_QUERY_LIMIT:
+        if out is not None and len(data) <= EXACT_QUERY_LIMIT and len(out) <= UDP_PAYLOAD:
             if len(self._sent) >= RECENT_LIMIT:
                 self._sent.clear()
             bumped = tuple(i for i, count in enumerate(self.counts) if count != before[i])

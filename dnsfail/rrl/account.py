@@ -42,6 +42,8 @@ the full burst is back one second later.
 
 from __future__ import annotations
 
+from dnsfail.dns.query import question_end
+
 #: Reply classes.
 ANSWER, NODATA, NXDOMAIN, REFERRAL, ERROR = 0, 1, 2, 3, 4
 CLASS_NAMES = ("answer", "nodata", "nxdomain", "referral", "error")
@@ -56,7 +58,9 @@ MAX_POINTERS = 16
 def classify(reply: bytes) -> int:
     """The class of a reply, from its header alone (RFC 1035 4.1.1; RFC 2308 for NODATA
     and NXDOMAIN; a referral is a non-authoritative NOERROR with NS in authority, RFC 1034
-    4.3.2 step 3b)."""
+    4.3.2 step 3b).  An empty NOERROR header that is neither authoritative nor a referral
+    is an error: its rcode is extended (BADVERS, RFC 6891 section 6.1.3) or it answers no
+    question, and keyed by qname it would let random names pass unlimited."""
     rcode = reply[3] & 0x0F
     if rcode == 3:
         return NXDOMAIN
@@ -64,9 +68,9 @@ def classify(reply: bytes) -> int:
         return ERROR
     if reply[6] or reply[7]:
         return ANSWER
-    if reply[2] & 0x04 or not (reply[8] or reply[9]):
+    if reply[2] & 0x04:
         return NODATA
-    return REFERRAL
+    return REFERRAL if reply[8] or reply[9] else ERROR
 
 
 def debit(tat: float, slips: int, now: float, rate: int, window: int,
@@ -129,9 +133,17 @@ def name_at(message: bytes, offset: int) -> bytes | None:
         return None
 
 
+def qname_end(message: bytes) -> int:
+    """Offset of the root octet ending the question's name, -1 if it cannot be read.  The
+    labels are walked: a label may hold a zero octet (RFC 2181 section 11), so the first
+    zero after the header need not end the name."""
+    end = question_end(message)
+    return end - 5 if end is not None else -1
+
+
 def delegation(reply: bytes) -> bytes | None:
     """The delegation point of a referral: the owner of its first authority record."""
-    end = reply.find(0, 12)
+    end = qname_end(reply)
     return name_at(reply, end + 5) if end >= 0 else None
 
 

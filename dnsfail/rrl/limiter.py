@@ -42,6 +42,7 @@ from dnsfail.rrl.account import (
     delegation,
     limited,
     name_text,
+    qname_end,
 )
 from dnsfail.rrl.settings import RrlSettings
 from dnsfail.rrl.table import LOGGED, WORDS, Table
@@ -122,10 +123,10 @@ class RateLimiter:
         if rcode == 0:
             if reply[6] or reply[7]:
                 cls = ANSWER
-            elif reply[2] & 0x04 or not (reply[8] or reply[9]):
+            elif reply[2] & 0x04:
                 cls = NODATA
-            else:
-                cls = REFERRAL
+            else:  # an empty non-authoritative NOERROR without NS is BADVERS: an error
+                cls = REFERRAL if reply[8] or reply[9] else ERROR
         else:
             cls = NXDOMAIN if rcode == 3 else ERROR
         cost = self._costs[cls]
@@ -188,7 +189,7 @@ class RateLimiter:
     def slip(self, data: bytes, reply: bytes) -> bytes:
         """The reply with TC=1 and no records but the question (RFC 1035 4.1.1; BIND's
         slip): small, and a real resolver retries over TCP."""
-        end = reply.find(0, 12) if reply[4:6] == b"\0\1" else -1
+        end = qname_end(reply) if reply[4:6] == b"\0\1" else -1
         question = reply[12:end + 5] if end >= 0 and end + 5 <= len(reply) else b""
         return (reply[:2] + bytes((reply[2] | 0x02, reply[3]))
                 + (b"\0\1" if question else b"\0\0") + bytes(6) + question)
@@ -220,7 +221,7 @@ class RateLimiter:
         synthesises it (BIND counts wildcard answers under the owner, so a
         random-subdomain flood against ``*.zone`` is one class).  Memoised by the bytes
         after the ID (bounded; emptied when the snapshot changes, at the next sweep)."""
-        end = data.find(0, 12)
+        end = qname_end(data)
         owner = self._owner(data, slot)
         name = owner.encode() if owner is not None else data[12:end + 1].lower()
         question = (crc32(name + data[end + 1:end + 3]), crc32(name, _SEEDS[NODATA]))
@@ -244,7 +245,7 @@ class RateLimiter:
         if self.snapshot is None or slot >= len(self.stats.keys):
             return None
         zone = self.snapshot().zones.get(self.stats.keys[slot][0])
-        end = data.find(0, 12)
+        end = qname_end(data)
         if zone is None or end < 0:
             return None
         labels, i = [], 12
@@ -275,7 +276,7 @@ class RateLimiter:
             "log_only": self._log_only}})
 
     def _subject(self, cls: int, data: bytes, reply: bytes, slot: int) -> str:
-        end = data.find(0, 12)
+        end = qname_end(data)
         if cls in (ANSWER, NODATA) and end >= 0:
             qtype = int.from_bytes(data[end + 1:end + 3], "big")
             name = self._owner(data, slot) or name_text(data[12:end + 1])

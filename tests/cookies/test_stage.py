@@ -16,6 +16,7 @@ from dnsfail.cookies.cookie import LIFETIME, REFRESH_AFTER, server_cookie
 from dnsfail.cookies.settings import Secrets
 from dnsfail.cookies.stage import BADCOOKIE, CookieStage, packed_address
 from dnsfail.dns.handler import Handler
+from dnsfail.dns.query import UDP_PAYLOAD
 from dnsfail.dns.stages import DROP, SLIP, Stages
 from dnsfail.model import Zone
 from dnsfail.state import Store
@@ -219,6 +220,20 @@ def test_a_cookie_that_overflows_the_clients_limit_truncates(tmp_path: Path) -> 
     assert reply.flags & dns.flags.TC
     assert cookie_of(reply) == made()
     assert ask(h, CLIENT, name="t.size.test.", qtype="TXT", tcp=True).answer
+
+
+def test_the_memo_of_sent_replies_holds_no_large_tcp_reply(tmp_path: Path) -> None:
+    """The per-second memo of what was sent is bounded by RECENT_LIMIT entries of at most
+    UDP size: a TCP client varying its cookie over a 30 KB answer used to make the stage
+    keep two copies of each reply (4,096 queries held 486 MiB)."""
+    stage = CookieStage(Secrets((SECRET,)), clock=Clock())
+    store = Store(sized_zone(tmp_path, *range(10, 250)))
+    h = Handler(lambda: store.snapshot, after=stage)
+    for i in range(200):
+        reply = ask(h, i.to_bytes(8, "big"), name="t.size.test.", qtype="TXT", tcp=True)
+        assert len(reply.to_wire()) > 30_000
+    held = sum(len(sent[1]) + len(sent[3]) for sent in stage._sent.values())
+    assert held <= 200 * 2 * UDP_PAYLOAD
 
 
 def test_cookies_never_leak_between_clients_through_the_caches() -> None:

@@ -59,6 +59,10 @@ def test_classes_of_real_replies(qname: str, qtype: str, expected: int) -> None:
     assert classify(reply(qname, qtype)) == expected
 
 
+def test_badvers_is_an_error() -> None:
+    assert classify(reply("nope.gw.test.", use_edns=1)) == ERROR
+
+
 def test_errors_without_a_question_are_errors() -> None:
     formerr = HANDLER.handle(b"\x12\x34\x00\x00\x00\x02" + bytes(6) + b"\x00\x00\x01\x00\x01",
                              False, "192.0.2.1")

@@ -12,6 +12,7 @@ from fractions import Fraction
 import dns.edns
 import dns.flags
 import dns.message
+import dns.name
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -144,6 +145,32 @@ def test_the_slip_reply_is_truncated_with_only_the_question() -> None:
     assert str(slipped.question[0].name) == "Api.GW.test."
     assert (slipped.answer, slipped.authority, slipped.additional) == ([], [], [])
     assert len(rig.limiter.slip(data, reply)) < len(reply)
+
+
+def test_badvers_replies_are_limited_as_errors_whatever_the_qname() -> None:
+    """EDNS version 1 queries get BADVERS (RFC 6891 section 6.1.3): rcode 0 in the header,
+    16 in the OPT.  Classed as NODATA they were keyed by qname, so spoofed queries for
+    random names were never limited; as errors they share the zone's one stream."""
+    rig = Rig()
+    decisions = [rig.ask(f"n{i}.gw.test.", use_edns=1) for i in range(RATE + 2)]
+    assert decisions[:RATE] == [PASS] * RATE
+    assert PASS not in decisions[RATE:]
+    assert rig.stats.limited.get("slipped:error", 0) + rig.stats.limited.get(
+        "dropped:error", 0) == 2
+
+
+def test_a_zero_octet_inside_a_label_is_not_the_end_of_the_name() -> None:
+    """A label may hold any octet (RFC 2181 section 11): the question's end is found by
+    walking the labels, so the slip reply carries the whole question (it used to be cut at
+    the first zero octet, a reply no client can parse)."""
+    rig = Rig()
+    name = dns.name.Name([b"a\0b", b"x", b"gw", b"test", b""])
+    data = dns.message.make_query(name, "A", id=99).to_wire()
+    reply = rig.handler.lookup(data, False, "192.0.2.1")
+    assert reply is not None
+    slipped = dns.message.from_wire(rig.limiter.slip(data, reply))
+    assert slipped.question[0].name == name
+    assert slipped.flags & dns.flags.TC
 
 
 def test_start_and_stop_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:
