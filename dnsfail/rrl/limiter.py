@@ -29,6 +29,7 @@ from zlib import crc32
 
 from dnsfail.dns.query import labels_to_text
 from dnsfail.dns.stats import QueryStats
+from dnsfail.dns.template import qname_text
 from dnsfail.model import RRType
 from dnsfail.rrl.account import (
     ANSWER,
@@ -72,6 +73,18 @@ _COUNT_KEYS = tuple(tuple(tuple(f"{action}:{name}" for name in CLASS_NAMES)
 EVICTED = "evicted:table"
 
 
+def _qname(data: bytes, end: int, wire: bytes | None) -> str:
+    """The text of the qname ending at ``end`` (``wire``: its lower-cased wire form)."""
+    name = qname_text(wire if wire is not None else data[12:end + 1].lower())
+    if name is not None:
+        return name
+    labels, i = [], 12  # a label needs escapes: the general conversion
+    while i < end:
+        labels.append(data[i + 1:i + 1 + data[i]])
+        i += data[i] + 1
+    return labels_to_text(labels)
+
+
 class RateLimiter:
     """``dns.stages.Limiter`` over a shared :class:`Table`.
 
@@ -80,11 +93,10 @@ class RateLimiter:
     (a qname the zone does not hold) so that they count under the wildcard.
     """
 
-    __slots__ = ("_blocks", "_costs", "_generation", "_keys", "_keys_by", "_log_only",
-                 "_mask", "_next_sweep", "_questions", "_rates", "_slip", "_tats", "_window",
-                 "_words", "_zones",
-                 "clock", "counts", "logged", "settings", "snapshot", "stats", "table",
-                 "unlogged")
+    __slots__ = ("_blocks", "_costs", "_folded", "_generation", "_keys", "_keys_by",
+                 "_log_only", "_mask", "_next_sweep", "_questions", "_rates", "_slip", "_tats",
+                 "_window", "_words", "_zones", "clock", "counts", "logged", "settings",
+                 "snapshot", "stats", "table", "unlogged")
 
     def __init__(self, settings: RrlSettings, table: Table, stats: QueryStats,
                  snapshot: Callable[[], Snapshot] | None = None,
@@ -106,6 +118,8 @@ class RateLimiter:
         self._blocks: dict[str, tuple[int, str]] = {}
         self._zones: list[bytes] = []
         self._questions: dict[bytes, tuple[int, int]] = {}
+        #: The same hashes by the lower-cased question (qname wire form and qtype).
+        self._folded: dict[bytes, tuple[int, int]] = {}
         self._generation = snapshot().generation if snapshot is not None else -1
         #: Streams this process logged as limited: bucket (first word) -> (key, text, class).
         self.logged: dict[int, tuple[int, str, int]] = {}
@@ -220,11 +234,20 @@ class RateLimiter:
         for NODATA), the qname lower-cased, or replaced by the wildcard owner that
         synthesises it (BIND counts wildcard answers under the owner, so a
         random-subdomain flood against ``*.zone`` is one class).  Memoised by the bytes
-        after the ID (bounded; emptied when the snapshot changes, at the next sweep)."""
+        after the ID, and by the lower-cased question, so that a resolver's 0x20 letter
+        case costs one ``lower`` (both bounded; emptied when the snapshot changes, at the
+        next sweep)."""
         end = qname_end(data)
-        owner = self._owner(data, slot)
-        name = owner.encode() if owner is not None else data[12:end + 1].lower()
-        question = (crc32(name + data[end + 1:end + 3]), crc32(name, _SEEDS[NODATA]))
+        wire = data[12:end + 1].lower()
+        folded = wire + data[end + 1:end + 3]
+        question = self._folded.get(folded)
+        if question is None:
+            owner = self._owner(data, slot, end, wire)
+            name = owner.encode() if owner is not None else wire
+            question = (crc32(name + data[end + 1:end + 3]), crc32(name, _SEEDS[NODATA]))
+            if len(self._folded) >= QUESTION_MEMO:
+                self._folded.clear()
+            self._folded[folded] = question
         if len(data) <= QUESTION_MEMO_OCTETS:
             if len(self._questions) >= QUESTION_MEMO:
                 self._questions.clear()
@@ -239,20 +262,19 @@ class RateLimiter:
             zones.append(keys[len(zones)][0].encode())
         return zones[slot] if slot < len(zones) else b""
 
-    def _owner(self, data: bytes, slot: int) -> str | None:
+    def _owner(self, data: bytes, slot: int, end: int | None = None,
+               wire: bytes | None = None) -> str | None:
         """The wildcard owner (``*.`` + closest encloser, RFC 4592 3.3.1) a qname the zone
-        does not hold was answered from; None for a name the zone holds."""
+        does not hold was answered from; None for a name the zone holds.  ``end`` and
+        ``wire`` (the qname's end and its lower-cased wire form) when the caller has them."""
         if self.snapshot is None or slot >= len(self.stats.keys):
             return None
         zone = self.snapshot().zones.get(self.stats.keys[slot][0])
-        end = qname_end(data)
+        if end is None:
+            end = qname_end(data)
         if zone is None or end < 0:
             return None
-        labels, i = [], 12
-        while i < end:
-            labels.append(data[i + 1:i + 1 + data[i]])
-            i += data[i] + 1
-        name, names = labels_to_text(labels), zone.names
+        name, names = _qname(data, end, wire), zone.names
         if name in names:
             return None
         # labels_to_text writes a dot inside a label as \046: every "." separates labels
@@ -294,6 +316,7 @@ class RateLimiter:
             generation = self.snapshot().generation
             if generation != self._generation:  # names may have come or gone: wildcards
                 self._questions.clear()
+                self._folded.clear()
                 self._generation = generation
         if self.unlogged:
             log.warning("%d more stream(s) %slimited, not logged one by one (%d are)",
