@@ -157,7 +157,9 @@ class Handler:
                ) -> bytes | None:
         """The misses that need no parse: a new ECS network of a known block (spliced into
         its block's reply), and the shapes of ``dns.shape`` (from ``dns.template``).
-        Neither adds a per-question entry: a flood of them leaves the caches as they were."""
+        Neither adds a per-question entry on first sight: a flood of new names leaves the
+        caches as they were, while the exact bytes of a query seen twice are kept (the
+        doorkeeper), so a client repeating a nonexistent name costs one lookup."""
         key, qend = scanned
         facts = key_edns(key, qend - HEADER_LEN + 1)
         templates = self._templates
@@ -177,6 +179,8 @@ class Handler:
             return None
         self.slot = shaped[1]
         self._counts[shaped[1]] += 1
+        if not tcp:  # a repeated NXDOMAIN is a repeat: kept on its second sight only
+            snap.replies.remember_exact(data, shaped[0], shaped[1])
         return shaped[0]
 
     def _timed(self, data: bytes, tcp: bool, client: str) -> bytes | None:

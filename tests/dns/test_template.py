@@ -267,6 +267,22 @@ def test_templates_answer_new_names_without_growing_the_caches() -> None:
     assert totals[("", "A", "REFUSED")] == 300
 
 
+def test_a_repeated_nonexistent_name_is_kept_on_its_second_sight() -> None:
+    """Clients repeat NXDOMAINs (search-path junk): the second identical query admits the
+    template's reply to the exact-bytes cache, the third is answered from it."""
+    store = Store(ZONES2)
+    handler = Handler(lambda: store.snapshot, identity="unit")
+    query = dns.message.make_query("junk.gw.test.", "A", use_edns=0)
+    wire = query.to_wire()
+    first = handler.handle(wire)
+    assert len(store.snapshot.replies) == 0  # seen once: only its doorkeeper slot
+    assert handler.handle(wire) == first
+    assert store.snapshot.replies.get(wire[2:]) is not None
+    third = handler.handle(b"\x12\x34" + wire[2:])
+    assert third == b"\x12\x34" + first[2:]
+    assert dns.message.from_wire(third).rcode() == dns.rcode.NXDOMAIN
+
+
 def test_wildcard_synthesis_names_the_question() -> None:
     """RFC 4592 section 3.3.1: the answer's owner is the question's name, in its case."""
     store = Store(ZONES2)
