@@ -35,11 +35,10 @@ from dnsfail.rrl.account import (
     ANSWER,
     CLASS_NAMES,
     CLASS_WORDS,
-    ERROR,
     NODATA,
-    NXDOMAIN,
     PASS,
     REFERRAL,
+    classify,
     delegation,
     limited,
     name_text,
@@ -133,16 +132,7 @@ class RateLimiter:
         seed = block[0]
         if seed < 0:
             return PASS
-        rcode = reply[3] & 0x0F
-        if rcode == 0:
-            if reply[6] or reply[7]:
-                cls = ANSWER
-            elif reply[2] & 0x04:
-                cls = NODATA
-            else:  # an empty non-authoritative NOERROR without NS is BADVERS: an error
-                cls = REFERRAL if reply[8] or reply[9] else ERROR
-        else:
-            cls = NXDOMAIN if rcode == 3 else ERROR
+        cls = classify(reply)
         cost = self._costs[cls]
         if not cost:
             return PASS
