@@ -1,5 +1,6 @@
-"""The reply's bytes, changed after the lookup: the COOKIE option added, truncation, and the
-replies built from the query alone (FORMERR, BADCOOKIE, the empty-question reply).
+"""The reply's bytes, changed after the lookup: the COOKIE option added, and the replies
+built from the query alone (FORMERR, BADCOOKIE, the empty-question reply).  Truncation is
+``dns.wire.truncated``, shared with the rate limiter's slip.
 
 The reply caches hold what the lookup renders, which never carries a
 cookie; these functions add the client's cookie on the way out, so one
@@ -19,7 +20,6 @@ from dnsfail.dns.wire import skip_name
 #: QR set, then what a reply copies from its query's flags: OPCODE and RD (RFC 1035
 #: section 4.1.1); CD (RFC 6840 section 5.9) in the second octet.
 _QR, _OPCODE_RD, _CD = 0x80, 0x79, 0x10
-_TC = 0x02
 #: The OPT record's fixed part: root owner, TYPE 41, our payload size; TTL and RDLENGTH
 #: (the extended rcode's upper eight bits and DO) follow (RFC 6891 section 6.1.2).
 _OPT_HEAD = b"\x00\x00\x29" + UDP_PAYLOAD.to_bytes(2, "big")
@@ -57,23 +57,6 @@ def with_option(reply: bytes, opt: int, option: bytes) -> bytes:
     """``reply`` with ``option`` appended to its OPT record at ``opt``, RDLENGTH fixed."""
     rdlength = (reply[opt + 9] << 8 | reply[opt + 10]) + len(option)
     return reply[: opt + 9] + rdlength.to_bytes(2, "big") + reply[opt + 11 :] + option
-
-
-def truncated(reply: bytes, opt: int | None) -> bytes | None:
-    """``reply`` cut to its header, question and OPT, with TC set, so that the client asks
-    again over TCP (RFC 1035 section 4.2.1, RFC 7766 section 5); None if its question
-    cannot be read."""
-    try:
-        qdcount = reply[4] << 8 | reply[5]
-        qend = skip_name(reply, 12) + 4 if qdcount == 1 else 12
-        if qend > len(reply) or qdcount > 1:
-            return None
-    except IndexError:
-        return None
-    tail = reply[opt:] if opt is not None else b""
-    return b"".join((reply[:2], bytes((reply[2] | _TC, reply[3])), reply[4:6],
-                     b"\x00\x00\x00\x00\x00", b"\x01" if tail else b"\x00",
-                     reply[12:qend], tail))
 
 
 def built(data: bytes, qend: int, rcode: int, do: bool, options: bytes) -> bytes:

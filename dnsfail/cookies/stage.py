@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from dnsfail.cookies import cookie
 from dnsfail.cookies.cookie import Found, judge, read_cookie, server_cookie, well_formed
-from dnsfail.cookies.reply import built, cookie_option, find_opt, truncated, with_option
+from dnsfail.cookies.reply import built, cookie_option, find_opt, with_option
 from dnsfail.cookies.settings import Secrets
 from dnsfail.dns.query import CLASSIC_UDP_LIMIT, UDP_PAYLOAD
 from dnsfail.dns.replycache import EXACT_QUERY_LIMIT, client_address
@@ -54,6 +54,7 @@ from dnsfail.dns.stages import (
     NO_COOKIE,
     VALID_COOKIE,
 )
+from dnsfail.dns.wire import truncated
 from dnsfail.model import Rcode
 
 #: The extended rcode BADCOOKIE (RFC 7873 section 8).

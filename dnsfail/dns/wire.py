@@ -78,6 +78,23 @@ def skip_name(data: bytes, i: int) -> int:
         i += length + 1
 
 
+def truncated(reply: bytes, opt: int | None) -> bytes | None:
+    """``reply`` cut to its header, question and OPT, with TC set, so that the client asks
+    again over TCP (RFC 1035 section 4.2.1, RFC 7766 section 5); None if its question
+    cannot be read."""
+    try:
+        qdcount = reply[4] << 8 | reply[5]
+        qend = skip_name(reply, 12) + 4 if qdcount == 1 else 12
+        if qend > len(reply) or qdcount > 1:
+            return None
+    except IndexError:
+        return None
+    tail = reply[opt:] if opt is not None else b""
+    return b"".join((reply[:2], bytes((reply[2] | 0x02, reply[3])), reply[4:6],
+                     b"\x00\x00\x00\x00\x00", b"\x01" if tail else b"\x00",
+                     reply[12:qend], tail))
+
+
 def encode_ecs(ecs: ClientSubnet, scope: int) -> bytes:
     """The ECS option to echo: the client's family, source and address, our scope."""
     nbytes = (ecs.source_prefix + 7) // 8

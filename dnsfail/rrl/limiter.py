@@ -30,6 +30,7 @@ from zlib import crc32
 from dnsfail.dns.query import labels_to_text
 from dnsfail.dns.stats import QueryStats
 from dnsfail.dns.template import qname_text
+from dnsfail.dns.wire import truncated
 from dnsfail.model import RRType
 from dnsfail.rrl.account import (
     ANSWER,
@@ -193,10 +194,10 @@ class RateLimiter:
     def slip(self, data: bytes, reply: bytes) -> bytes:
         """The reply with TC=1 and no records but the question (RFC 1035 4.1.1; BIND's
         slip): small, and a real resolver retries over TCP."""
-        end = qname_end(reply) if reply[4:6] == b"\0\1" else -1
-        question = reply[12:end + 5] if end >= 0 and end + 5 <= len(reply) else b""
-        return (reply[:2] + bytes((reply[2] | 0x02, reply[3]))
-                + (b"\0\1" if question else b"\0\0") + bytes(6) + question)
+        cut = truncated(reply, None)
+        if cut is None:  # no readable question: the header alone
+            return reply[:2] + bytes((reply[2] | 0x02, reply[3])) + bytes(8)
+        return cut
 
     # --- the slower paths ---------------------------------------------------------------
 
