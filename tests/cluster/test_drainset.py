@@ -81,3 +81,19 @@ def test_bad_messages_are_refused_with_a_reason(body: bytes) -> None:
 def test_any_json_decodes_or_is_refused(value: object) -> None:
     with contextlib.suppress(MessageError):
         decode(json.dumps(value).encode())
+
+
+def test_the_cluster_file_round_trips_and_a_damaged_one_is_ignored(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from dnsfail.cluster.drains import cluster_path, load_records, save_records
+
+    path = cluster_path(Path(str(tmp_path)) / "state.json")
+    assert path is not None
+    assert path.name == "state.json.cluster.json"
+    records = [rec("192.0.2.1", "down", 10, "ns1"),
+               DrainRecord.tombstone("192.0.2.2", "op", 20, "ns2")]
+    save_records(path, records)
+    assert load_records(path, 30) == {r.selector: r for r in records}
+    path.write_text("{not json")
+    assert load_records(path, 30) == {}
