@@ -96,7 +96,7 @@ def control(name: str, path: str) -> bytes:
         return bytes(resp.read())
 
 
-async def wait_for(check: object, timeout: float) -> float:
+async def wait_for(check: object, timeout: float) -> float:  # noqa: ASYNC109
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if await asyncio.to_thread(check):  # type: ignore[arg-type]
@@ -121,7 +121,8 @@ async def main(rounds: int, targets: int) -> None:
                "--state-file", str(tmp / f"{n}.json"), "--log-level", "warning"]
         for p in NAMES:
             cmd += ["--peer", f"http://{ADDR[p]}:{CONTROL}"]
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL,  # noqa: ASYNC220
+                                      stderr=subprocess.DEVNULL,
                                       env=os.environ.copy()))
     everything = {s.address for s in sites}
     try:
