@@ -194,5 +194,25 @@ class Store:
             # Same answers, so the prepared replies stay valid: share the warm caches.
             self.snapshot = Snapshot(snap.generation, snap.zones, health, snap.replies)
 
+    def set_health(self, spec: ProbeSpec, after: TargetHealth) -> None:
+        """Publish ``after`` as the health answers use for ``spec`` (a cluster's verdict).
+
+        The same rule as :meth:`observe`: a new generation only if answers could differ.
+        """
+        if spec not in self.targets:
+            return
+        snap = self.snapshot
+        before = snap.health.get(spec, TargetHealth())
+        health = dict(snap.health)
+        health[spec] = after
+        if (
+            after.state is not before.state
+            or snap.change_bound(spec) != next_change_bound(after, spec.rise, spec.fall,
+                                                            spec.interval)
+        ):
+            self._publish(snap.zones, health)
+        else:
+            self.snapshot = Snapshot(snap.generation, snap.zones, health, snap.replies)
+
     def unknown_targets(self) -> Iterable[ProbeSpec]:
         return [s for s in self.targets if self.snapshot.is_up(s) is None]

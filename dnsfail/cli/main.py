@@ -18,6 +18,7 @@ from dnsfail.addresses import (
     parse_listen,
 )
 from dnsfail.cli import ctl
+from dnsfail.cluster import options as cluster_options
 from dnsfail.errors import ConfigError
 from dnsfail.rrl import options as rrl_options
 from dnsfail.steering.mmdb import GeoError, MaxMindLocator
@@ -141,6 +142,7 @@ def _serve_parser(sub: Subparsers) -> None:
                        "the client sent a valid server cookie (gdnsd's max_nocookie_response;"
                        " 128-1024, default 0: off)")
     rrl_options.add_options(serve)
+    cluster_options.add_options(serve)
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"],
@@ -178,6 +180,9 @@ def _client_parsers(sub: Subparsers) -> None:
     """The control API clients (``cli.ctl``): status, drain, undrain, reload."""
     status = sub.add_parser("status", help="zones, targets and drains of a running server")
     status.add_argument("--json", action="store_true", help="the API's JSON document")
+    status.add_argument("--cluster", action="store_true",
+                        help="one row per instance of the NS set: reachable, epoch, degraded, "
+                             "targets they disagree on (exit 1 unless all agree)")
     ctl.add_client_options(status)
 
     drain = sub.add_parser("drain", help="take a site, target or pool out of the answers "
@@ -235,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     control = DEFAULT_CONTROL if args.control is None else args.control
     try:
         rrl = rrl_options.from_args(args)
+        cluster = cluster_options.from_args(args)
     except ValueError as exc:
         print(f"dnsfail serve: {exc}", file=sys.stderr)
         return 2
@@ -261,9 +267,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         cookie_secret_file=args.cookie_secret_file,
         udp_size_cap_without_cookie=args.udp_size_cap_without_cookie,
         rrl=rrl,
+        cluster=cluster,
     )
     if args.identity:
         settings.identity = args.identity
+    if cluster is not None:
+        from dnsfail.cluster.daemon import ClusterDaemon
+
+        return run(settings, ClusterDaemon)
     return run(settings)
 
 

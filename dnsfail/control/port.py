@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dnsfail.dns.explain import Answerer
-from dnsfail.model import Status, Zone
+from dnsfail.model import ProbeSpec, Status, Zone
 from dnsfail.state import Store
 from dnsfail.steering.overrides import Match, Override, Selector
 
@@ -87,6 +87,42 @@ class Exposition(Protocol):
     """The metrics registry, rendered for ``GET /metrics``."""
 
     def render(self) -> bytes: ...
+
+
+class ClusterPort(Protocol):
+    """A member of an NS set (``cluster.daemon.ClusterFacade``); standalone has none.
+
+    Found as ``port.cluster`` by :func:`cluster_of`, so the standalone daemon needs no
+    attribute for it.
+    """
+
+    def message(self, peer_digest: str | None) -> dict[str, Any]: ...
+
+    async def receive(self, raw: bytes) -> str | None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def explain(self, spec: ProbeSpec) -> str | None: ...
+
+    @property
+    def degraded(self) -> bool: ...
+
+    @property
+    def epoch(self) -> str: ...
+
+    def reachable(self) -> dict[str, bool]: ...
+
+    @property
+    def rejected(self) -> dict[str, int]: ...
+
+    @property
+    def errors(self) -> dict[tuple[str, str], int]: ...
+
+
+def cluster_of(port: object) -> ClusterPort | None:
+    """The port's cluster side, or None for a standalone instance."""
+    found: ClusterPort | None = getattr(port, "cluster", None)
+    return found
 
 
 class ControlPort(Counters, Protocol):

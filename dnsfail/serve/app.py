@@ -32,6 +32,7 @@ from dnsfail.addresses import (
     DEFAULT_CONTROL,
     DEFAULT_LISTEN,
 )
+from dnsfail.cluster.settings import ClusterSettings
 from dnsfail.control.api import ControlServer
 from dnsfail.control.auth import check_exposure
 from dnsfail.control.metrics import Metrics
@@ -116,6 +117,8 @@ class Settings:
     udp_size_cap_without_cookie: int = 0
     #: Response-rate limiting; None: off.
     rrl: RrlSettings | None = None
+    #: Peers of an NS set (``--peer``); None: standalone (``cluster.daemon`` is not used).
+    cluster: ClusterSettings | None = None
 
 
 class Daemon:
@@ -459,11 +462,11 @@ def _uvloop_running() -> bool:
     return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
 
 
-def run(settings: Settings) -> int:
-    """Run the daemon until SIGTERM/SIGINT, on uvloop when it is installed."""
+def run(settings: Settings, kind: type[Daemon] = Daemon) -> int:
+    """Run the daemon (``kind``) until SIGTERM/SIGINT, on uvloop when it is installed."""
 
     async def main() -> int:
-        daemon = Daemon(settings)
+        daemon = kind(settings)
         try:
             await daemon.serve_forever()
         except ConfigError as exc:
