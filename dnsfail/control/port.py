@@ -35,6 +35,9 @@ class Counters(Protocol):
     def store(self) -> Store | None: ...
 
     @property
+    def ready(self) -> bool: ...
+
+    @property
     def tcp_open(self) -> int: ...
 
     @property
