@@ -118,8 +118,7 @@ class Drains:
             rest = [x for x in self.store.overrides if x.selector != selector.text]
             if state is Status.DOWN and not force:
                 snap = self.store.snapshot
-                after = overrides.apply(self.store.configured, [*rest, o], now, self.store.values)
-                lost = stranded(snap.zones, after, snap.is_up, found)
+                lost = stranded(snap.zones, snap.is_up, found)
                 if lost:
                     raise WouldStrand(selector.text, lost)
             await self._save_and_publish([*rest, o])

@@ -6,7 +6,7 @@ import pytest
 
 from dnsfail.model import ProbeSpec, Status
 from dnsfail.steering.overrides import Override, ValueIndex, apply, parse_selector
-from dnsfail.steering.stranded import WouldStrand, stranded
+from dnsfail.steering.stranded import WouldStrand, has_healthy_value, stranded
 from dnsfail.zonefile import load_zones
 
 ZONE = """\
@@ -73,10 +73,19 @@ def check(zones: dict[str, object], drains: list[str], selector: str, down: set[
     now = 1000.0
     existing = [Override(s, Status.DOWN, "t", now - 1, now + 60) for s in drains]
     before = apply(zones, existing, now, values)  # type: ignore[arg-type]
+    touched = values.lookup(parse_selector(selector))
+    got = stranded(before, health(down, unknown), touched)
+    # The same verdict as applying the new override to every zone (what answers will use).
     new = Override(selector, Status.DOWN, "t", now, now + 60)
     after = apply(zones, [*existing, new], now, values)  # type: ignore[arg-type]
-    touched = values.lookup(parse_selector(selector))
-    return stranded(before, after, health(down, unknown), touched)
+    is_up = health(down, unknown)
+    for m in touched:
+        record = after[m.zone].dynamic[(m.record.name, m.record.rtype)]  # type: ignore[attr-defined]
+        healthy_before = has_healthy_value(
+            before[m.zone].dynamic[(m.record.name, m.record.rtype)], is_up)
+        lost = healthy_before and not has_healthy_value(record, is_up)
+        assert (f"{m.record.name} {m.record.rtype.name}" in got) == lost
+    return got
 
 
 @pytest.mark.parametrize(("drains", "selector", "down", "unknown", "want"), [
