@@ -242,7 +242,7 @@ scrape_configs:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[Prom, dict[str, subprocess.Popen[str]], int]]:
+def stack(tmp_path: Path) -> Iterator[tuple[Prom, dict[str, subprocess.Popen[str]], int, str]]:
     """Two sites, a dnsfail probing them and a Prometheus scraping it; all stopped after."""
     port = _common_port(SITES)
     sites = {host: _site(host, port) for host in SITES}
@@ -258,7 +258,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[Prom, dict[str, subprocess.Popen[str
         server = DnsfailProcess([str(zones), "--control", f"127.0.0.1:{control}",
                                  "--state-file", "", "--identity", "prom-test"]).wait_ready()
         prom = Prom(tmp_path, f"127.0.0.1:{control}")
-        yield prom, sites, port
+        yield prom, sites, port, f"http://127.0.0.1:{control}"
     finally:
         if prom is not None:
             prom.stop()
@@ -270,9 +270,9 @@ def stack(tmp_path: Path) -> Iterator[tuple[Prom, dict[str, subprocess.Popen[str
 
 @needs_prometheus
 def test_prometheus_sees_a_killed_site_go_down(
-    stack: tuple[Prom, dict[str, subprocess.Popen[str]], int],
+    stack: tuple[Prom, dict[str, subprocess.Popen[str]], int, str], tmp_path: Path,
 ) -> None:
-    prom, sites, port = stack
+    prom, sites, port, control = stack
     one, two = (f"{host}:{port}" for host in SITES)
     _poll(lambda: [r for r in prom.query('up{job="dnsfail"} == 1')], 30, "first scrape")
     up = 'dnsfail_target_state{state="up"} == 1'
@@ -296,6 +296,17 @@ def test_prometheus_sees_a_killed_site_go_down(
     alert = _poll(lambda: prom.alerts("DnsfailTargetDown"), 15, "DnsfailTargetDown pending")
     assert alert[0]["labels"]["target"] == one
     assert alert[0]["state"] in ("pending", "firing")
+
+    # A rejected reload: the gauge drops to 0 and DnsfailReloadFailing goes pending.
+    (tmp_path / "zones" / "prom.test.yaml").write_text("api: {type: A, value: 300.1.2.3}\n")
+    req = urllib.request.Request(control + "/v1/reload", data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=10)
+    assert refused.value.code == 422
+    _poll(lambda: prom.query("dnsfail_last_reload_successful == 0"), 15, "reload failure seen")
+    assert prom.query("dnsfail_reloads_total{result=\"error\"} == 1")
+    alert = _poll(lambda: prom.alerts("DnsfailReloadFailing"), 15, "DnsfailReloadFailing")
+    assert alert[0]["state"] == "pending"
 
 
 @needs_prometheus
