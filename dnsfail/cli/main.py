@@ -1,5 +1,6 @@
 """The ``dnsfail`` command line: ``serve``, ``check`` (gdnsd's ``checkconf``), ``explain``,
-``site``, and the control API clients ``status``, ``drain``, ``undrain``, ``reload``."""
+``site``, the control API clients ``status``, ``drain``, ``undrain``, ``reload``, and
+``dnssec keygen|ds``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from dnsfail.addresses import (
     parse_listen,
 )
 from dnsfail.cli import ctl
+from dnsfail.dnssec import cli as dnssec_cli
 from dnsfail.errors import ConfigError
 from dnsfail.rrl import options as rrl_options
 from dnsfail.steering.mmdb import GeoError, MaxMindLocator
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _explain_parser(sub)
     _site_parser(sub)
     _client_parsers(sub)
+    dnssec_cli.add_parser(sub)
     return parser
 
 
@@ -141,6 +144,8 @@ def _serve_parser(sub: Subparsers) -> None:
                        "the client sent a valid server cookie (gdnsd's max_nocookie_response;"
                        " 128-1024, default 0: off)")
     rrl_options.add_options(serve)
+    serve.add_argument("--dnssec-keys", metavar="DIR",
+                       help="sign every zone with a key in DIR (dnsfail dnssec keygen)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"],
@@ -221,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command in ("status", "drain", "undrain", "reload"):
         return ctl.main(args)
+    if args.command == "dnssec":
+        return dnssec_cli.main(args)
     # The server (app, control, aiohttp) is imported by ``serve`` alone: ``check`` on a big
     # zone would otherwise spend a third of its time importing what it never uses.
     from dnsfail.control.token import ControlError, read_token
@@ -261,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cookie_secret_file=args.cookie_secret_file,
         udp_size_cap_without_cookie=args.udp_size_cap_without_cookie,
         rrl=rrl,
+        dnssec_keys=args.dnssec_keys,
     )
     if args.identity:
         settings.identity = args.identity
