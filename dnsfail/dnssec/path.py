@@ -6,8 +6,11 @@ or asks for DNSKEY/CDS/CDNSKEY at the apex, or for the NXNAME meta-type
 handler's usual paths, which are therefore byte for byte what they were for
 queries without DO and for unsigned zones.  The handler's caches never see a
 signed reply: they are kept here, per snapshot and validity window, by the
-handler's cache key plus the CO flag, so that a new window (``sign.WINDOW_STEP``)
-or a new snapshot starts afresh without touching the reply cache's policy.
+handler's cache key plus the CO flag (and by a UDP query's exact bytes, as the
+handler's first cache), looked up before any parse; a new window
+(``sign.WINDOW_STEP``) or a new snapshot starts them afresh without touching the
+reply cache's policy.  The exact-bytes dict is emptied when full (a flood of
+repeated distinct queries costs a re-render, not memory).
 Replies that depend on chance or on the client are not kept (their RRsets'
 signatures still are, in ``sign.Signer``).
 
@@ -16,14 +19,16 @@ Part of the signer's pure side: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 from dnsfail.dns import wire
 from dnsfail.dns.handler import Handler
 from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Query, parse_query, question_end
-from dnsfail.dns.replycache import key_edns
+from dnsfail.dns.replycache import EXACT_QUERY_LIMIT, key_edns
 from dnsfail.dns.resolver import find_zone
 from dnsfail.dnssec.answer import KEY_TYPES, SignedZone, key_answer, signed_answer
+from dnsfail.dnssec.sign import window_at
 from dnsfail.errors import WireError
 from dnsfail.model import Message, Rcode, RRClass, RRType
 from dnsfail.state import Snapshot
@@ -38,19 +43,45 @@ _ALWAYS = frozenset(KEY_TYPES | {RRType.NXNAME})
 class SignedPath:
     """The signed zones by origin, and the signed replies of the current snapshot."""
 
-    def __init__(self, zones: Mapping[str, SignedZone]) -> None:
+    def __init__(self, zones: Mapping[str, SignedZone],
+                 clock: Callable[[], float] = time.time) -> None:
         self.zones = dict(zones)
-        self._for: tuple[Snapshot, tuple[int, int]] | None = None
+        self.clock = clock
+        self._snap: Snapshot | None = None
+        self._window = (0, 0)
+        #: A UDP query's bytes after its ID -> its finished reply but for the ID, as the
+        #: handler's exact cache; and the handler's key plus CO -> a reply to personalize.
+        self._exact: dict[bytes, tuple[bytes, int]] = {}
         self._replies: dict[bytes, tuple[bytes, int]] = {}
         self._previous: dict[bytes, tuple[bytes, int]] = {}
 
     def __call__(self, handler: Handler, data: bytes, tcp: bool, snap: Snapshot,
                  scanned: tuple[bytes, int] | None, client: str) -> bytes | None:
+        cache_key = None
         if scanned is not None:
             key, qend = scanned
             qtype = data[qend - 4] << 8 | data[qend - 3]
             if not key_edns(key, qend - HEADER_LEN + 1)[2] and qtype not in _ALWAYS:
                 return None
+            window = window_at(self.clock())
+            if self._snap is not snap or self._window != window:
+                self._snap, self._window = snap, window
+                self._exact, self._replies, self._previous = {}, {}, {}
+            if not tcp:
+                exact = self._exact.get(data[2:])
+                if exact is not None:
+                    handler.stats.counts[exact[1]] += 1
+                    handler.slot = exact[1]
+                    return data[:2] + exact[0]
+            # CO is the flag after DO in the OPT record, which follows the question here
+            cache_key = key + (b"O" if len(data) > qend + 7 and data[qend + 7] & 0x40 else b"-")
+            hit = self._replies.get(cache_key) or self._previous.get(cache_key)
+            if hit is not None:
+                handler.stats.counts[hit[1]] += 1
+                handler.slot = hit[1]
+                reply = wire.personalize(hit[0], data, qend)
+                self._remember_exact(data, reply, hit[1], tcp)
+                return reply
         try:
             query = parse_query(data)
         except WireError:
@@ -65,16 +96,6 @@ class SignedPath:
             return None
         window = signed.signer.window()
         co = edns is not None and edns.do and edns.co
-        cache_key = None
-        if scanned is not None:
-            cache_key = scanned[0] + (b"O" if co else b"-")
-            if self._for is None or self._for[0] is not snap or self._for[1] != window:
-                self._for, self._replies, self._previous = (snap, window), {}, {}
-            hit = self._replies.get(cache_key) or self._previous.get(cache_key)
-            if hit is not None:
-                handler.stats.counts[hit[1]] += 1
-                handler.slot = hit[1]
-                return wire.personalize(hit[0], data, scanned[1])
         message = self.message(handler, snap, query, client, signed, do, co, window)
         slot = handler.stats.slot(zone.origin, query.qtype, message.rcode)
         handler.stats.counts[slot] += 1
@@ -83,11 +104,20 @@ class SignedPath:
                             limit=TCP_LIMIT if tcp else query.udp_limit(),
                             ecs_scope=message.scope, nsid=handler.identity.encode()[:512],
                             compact=co)
+        finished = finish(reply, data)
         if cache_key is not None and message.cacheable and not message.client_dependent:
             if len(self._replies) >= SIGNED_REPLY_LIMIT:
                 self._previous, self._replies = self._replies, {}
             self._replies[cache_key] = (reply, slot)
-        return finish(reply, data)
+            self._remember_exact(data, finished, slot, tcp)
+        return finished
+
+    def _remember_exact(self, data: bytes, reply: bytes, slot: int, tcp: bool) -> None:
+        if tcp or len(data) > EXACT_QUERY_LIMIT:
+            return
+        if len(self._exact) >= SIGNED_REPLY_LIMIT:
+            self._exact = {}
+        self._exact[data[2:]] = (reply[2:], slot)
 
     @staticmethod
     def message(handler: Handler, snap: Snapshot, query: Query, client: str,
