@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.compare import Server, Sites, parse_dnsperf  # noqa: E402
+from tests.bench.compare import Server, Sites, parse_dnsperf
 
 ROOT = Path(__file__).resolve().parents[2]
 ZONE = "bench.example.com"

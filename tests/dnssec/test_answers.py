@@ -5,6 +5,7 @@ DO or of unsigned zones byte for byte as before."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import dns.dnssec
 import dns.flags
@@ -280,3 +281,20 @@ def test_negative_controls_an_expired_or_tampered_signature_fails(
         handler, _ = handlers(zones, path)
         with pytest.raises(dns.dnssec.ValidationFailure):
             validate(ask(handler, "api.gw.test.", "A"), zone)
+
+
+def test_two_keys_double_sign_for_a_rollover(zones: dict[str, Zone], tmp_path: Path) -> None:
+    """RFC 6781 4.1.4: both keys published and signing, so either DS validates."""
+    old = keys.generate("gw.test", str(tmp_path))
+    new = keys.generate("gw.test", str(tmp_path), 15)
+    both = keys.load_keys(str(tmp_path))["gw.test."]
+    handler, _ = handlers(zones, {"gw.test.": signed_zone("gw.test.", both)})
+    reply = ask(handler, "api.gw.test.", "A")
+    sigs = next(r for r in reply.answer if r.rdtype == dns.rdatatype.RRSIG)
+    assert sorted(s.key_tag for s in sigs) == sorted([old.tag, new.tag])
+    for key in (old, new):  # a validator trusting either key alone accepts the answer
+        alone = signed_zone("gw.test.", (key,))
+        validate(reply, alone)
+    dnskeys = ask(handler, "gw.test.", "DNSKEY")
+    assert len(dnskeys.answer[0]) == 2
+    assert len(ask(handler, "gw.test.", "CDS").answer[0]) == 2
