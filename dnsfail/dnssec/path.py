@@ -122,14 +122,19 @@ class SignedPath:
     @staticmethod
     def message(handler: Handler, snap: Snapshot, query: Query, client: str,
                 signed: SignedZone, do: bool, co: bool, window: tuple[int, int]) -> Message:
-        """The signed decision: keys at the apex, FORMERR for NXNAME, else the resolver's
-        answer signed."""
+        """The signed decision: keys at the apex, FORMERR for NXNAME, the signatures of a
+        name's static RRsets for RRSIG, else the resolver's answer signed."""
         if query.qtype == RRType.NXNAME:
             return Message(Rcode.FORMERR, False)
         if query.qtype in KEY_TYPES and query.qname == signed.origin:
             return key_answer(signed, query.qtype, do, window)
-        message = handler.answer(snap, query, client)
         zone = snap.zones[signed.origin]
+        node = zone.nodes.get(query.qname) if query.qtype == RRType.RRSIG and do else None
+        if node:  # RFC 4035 3.1.5 leaves RRSIG queries open: the signatures of the static data
+            return Message(Rcode.NOERROR, True, tuple(
+                signed.signer.sign(rrset, window) for rrset in node.values()
+                if (query.qname, rrset.rtype) not in zone.dynamic))
+        message = handler.answer(snap, query, client)
         if not do:
             return message
         return signed_answer(signed, zone, query.qname, query.qtype, message, co, window)

@@ -298,3 +298,12 @@ def test_two_keys_double_sign_for_a_rollover(zones: dict[str, Zone], tmp_path: P
     dnskeys = ask(handler, "gw.test.", "DNSKEY")
     assert len(dnskeys.answer[0]) == 2
     assert len(ask(handler, "gw.test.", "CDS").answer[0]) == 2
+
+
+def test_an_rrsig_query_gets_the_signatures_of_the_static_data(
+    zones: dict[str, Zone], signed: dict[str, SignedZone],
+) -> None:
+    handler, _ = handlers(zones, signed)
+    reply = ask(handler, "api.gw.test.", "RRSIG")
+    assert sorted(r.covers for r in reply.answer) == [dns.rdatatype.A, dns.rdatatype.AAAA]
+    assert all(r.rdtype == dns.rdatatype.RRSIG for r in reply.answer)
