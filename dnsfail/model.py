@@ -34,6 +34,14 @@ class RRType(enum.IntEnum):
     SRV = 33
     OPT = 41
     DS = 43
+    #: DNSSEC (RFC 4034): signatures, denial of existence, keys; CDS/CDNSKEY (RFC 7344).
+    RRSIG = 46
+    NSEC = 47
+    DNSKEY = 48
+    CDS = 59
+    CDNSKEY = 60
+    #: The compact denial meta-type: "this name does not exist" (RFC 9824 section 3).
+    NXNAME = 128
     IXFR = 251
     AXFR = 252
     ANY = 255
@@ -139,7 +147,15 @@ class HINFO:
     os: bytes
 
 
-Rdata = A | AAAA | NS | CNAME | PTR | MX | TXT | SRV | CAA | SOA | HINFO
+@dataclass(frozen=True, slots=True)
+class Opaque:
+    """RDATA already in wire form, names uncompressed (RFC 3597 section 5): the DNSSEC
+    records (``dnsfail.dnssec``), which are built on the wire rather than from a zone."""
+
+    data: bytes
+
+
+Rdata = A | AAAA | NS | CNAME | PTR | MX | TXT | SRV | CAA | SOA | HINFO | Opaque
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 """The ``dnsfail`` command line: ``serve``, ``check`` (gdnsd's ``checkconf``), ``explain``,
-``site``, and the control API clients ``status``, ``drain``, ``undrain``, ``reload``."""
+``site``, the control API clients ``status``, ``drain``, ``undrain``, ``reload``, and
+``dnssec keygen|ds``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dnsfail.addresses import (
 )
 from dnsfail.cli import ctl
 from dnsfail.cluster import options as cluster_options
+from dnsfail.dnssec import cli as dnssec_cli
 from dnsfail.errors import ConfigError
 from dnsfail.rrl import options as rrl_options
 from dnsfail.steering.mmdb import GeoError, MaxMindLocator
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _explain_parser(sub)
     _site_parser(sub)
     _client_parsers(sub)
+    dnssec_cli.add_parser(sub)
     return parser
 
 
@@ -145,6 +148,8 @@ def _serve_parser(sub: Subparsers) -> None:
                        " 128-1024, default 0: off)")
     rrl_options.add_options(serve)
     cluster_options.add_options(serve)
+    serve.add_argument("--dnssec-keys", metavar="DIR",
+                       help="sign every zone with a key in DIR (dnsfail dnssec keygen)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"],
@@ -225,24 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return explain.main(args)
     if args.command == "site":
-        import asyncio
-
-        from dnsfail.drill.site import serve_site
-
-        host, port = args.listen
-        if args.set is not None:
-            from dnsfail.drill.site import set_remote_status
-
-            try:
-                print(set_remote_status(host, port, args.set))
-            except (OSError, ValueError) as exc:
-                print(f"dnsfail site: {exc}", file=sys.stderr)
-                return 1
-            return 0
-        asyncio.run(serve_site(host, port, args.name, args.status))
-        return 0
+        return _site(args)
     if args.command in ("status", "drain", "undrain", "reload"):
         return ctl.main(args)
+    if args.command == "dnssec":
+        return dnssec_cli.main(args)
     # The server (app, control, aiohttp) is imported by ``serve`` alone: ``check`` on a big
     # zone would otherwise spend a third of its time importing what it never uses.
     from dnsfail.control.token import ControlError, read_token
@@ -286,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         udp_size_cap_without_cookie=args.udp_size_cap_without_cookie,
         rrl=rrl,
         cluster=cluster,
+        dnssec_keys=args.dnssec_keys,
     )
     if args.identity:
         settings.identity = args.identity
@@ -294,6 +287,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run(settings, ClusterDaemon)
     return run(settings)
+
+
+def _site(args: argparse.Namespace) -> int:
+    """``dnsfail site``: run a stand-in health endpoint, or ``--set`` a running one's status."""
+    import asyncio
+
+    from dnsfail.drill.site import serve_site
+
+    host, port = args.listen
+    if args.set is not None:
+        from dnsfail.drill.site import set_remote_status
+
+        try:
+            print(set_remote_status(host, port, args.set))
+        except (OSError, ValueError) as exc:
+            print(f"dnsfail site: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    asyncio.run(serve_site(host, port, args.name, args.status))
+    return 0
 
 
 def check(paths: Sequence[str], geoip: str | None = None) -> int:

@@ -63,6 +63,14 @@ class Respond(Protocol):
     def __call__(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None: ...
 
 
+class SignedPath(Protocol):
+    """The DNSSEC path (``dnsfail.dnssec.path``): the reply to a query of a signed zone
+    that needs it (DO set, a key type), or None to take the usual paths."""
+
+    def __call__(self, handler: Handler, data: bytes, tcp: bool, snap: Snapshot,
+                 scanned: tuple[bytes, int] | None, client: str) -> bytes | None: ...
+
+
 class Handler:
     """Answers messages from the current snapshot.
 
@@ -80,8 +88,10 @@ class Handler:
         locator: Locator | None = None,
         stats: QueryStats | None = None,
         after: After | None = None,
+        signed: SignedPath | None = None,
     ) -> None:
         self.snapshot = snapshot
+        self.signed = signed
         self.identity = identity
         self.version = version
         self.locator: Locator = locator or NoLocator()
@@ -142,6 +152,10 @@ class Handler:
                     replies.remember_exact(data, reply, hit[1])
                 return reply
         try:
+            if self.signed is not None:
+                signed = self.signed(self, data, tcp, snap, scanned, client)
+                if signed is not None:
+                    return signed
             if scanned is not None:
                 quick = self._quick(data, tcp, snap, scanned)
                 if quick is not None:

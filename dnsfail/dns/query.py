@@ -66,6 +66,9 @@ class Edns:
     ecs: ClientSubnet | None = None
     #: The client asked for our name server identifier (RFC 5001 section 2.3).
     nsid: bool = False
+    #: Compact Answers OK, the EDNS flag after DO (RFC 9824 section 5): only signed replies
+    #: (``dnsfail.dnssec``) act on it.
+    co: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +315,7 @@ def _edns(data: bytes, at: int) -> tuple[Edns | None, int]:
             ecs, seen_ecs = _client_subnet(data[start:j]), True
         elif code == OPTION_NSID:
             nsid = True
-    return Edns(payload, version, bool(ttl & 0x8000), ecs, nsid), end
+    return Edns(payload, version, bool(ttl & 0x8000), ecs, nsid, bool(ttl & 0x4000)), end
 
 
 def decode_ecs(

@@ -43,6 +43,7 @@ from dnsfail.model import (
     TXT,
     A,
     Message,
+    Opaque,
     RRClass,
     RRset,
     RRType,
@@ -246,12 +247,15 @@ def _put_rrsets(buf: bytearray, table: _Table, rrsets: tuple[RRset, ...], rclass
                     _put_name(buf, table, _name(mname))
                     _put_name(buf, table, _name(rname))
                     buf += _SOA_TAIL.pack(serial, refresh, retry, expire, minimum)
+                case Opaque(raw):  # DNSSEC records: names in them are never compressed
+                    buf += raw
             buf[at : at + 2] = (len(buf) - at - 2).to_bytes(2, "big")
         count += len(rrset.rdatas)
     return count
 
 
-def _opt(edns: Edns, rcode: int, ecs_scope: int | None, nsid: bytes) -> bytes:
+def _opt(edns: Edns, rcode: int, ecs_scope: int | None, nsid: bytes, compact: bool = False
+         ) -> bytes:
     """Our OPT record (RFC 6891 section 6.1.2): root owner, our payload size, the upper
     eight bits of the rcode, DO echoed (RFC 3225 section 3), then the ECS option echoed
     with our scope (RFC 7871 section 7.2.1) and NSID if asked (RFC 5001 section 2.3)."""
@@ -264,7 +268,7 @@ def _opt(edns: Edns, rcode: int, ecs_scope: int | None, nsid: bytes) -> bytes:
     extended = rcode >> 4
     if not 0 <= extended <= 255:
         raise ValueError(f"rcode {rcode} does not fit in 12 bits")
-    ttl = extended << 24 | (0x8000 if edns.do else 0)
+    ttl = extended << 24 | (0x8000 if edns.do else 0) | (0x4000 if compact else 0)
     return b"\x00" + _RR_HEAD.pack(RRType.OPT, UDP_PAYLOAD, ttl) + len(options).to_bytes(
         2, "big"
     ) + options
@@ -279,10 +283,12 @@ def render(
     opcode: int = 0,
     ecs_scope: int | None = None,
     nsid: bytes = b"",
+    compact: bool = False,
 ) -> bytes:
     """Pack a reply with ID 0, RD and CD clear and names in lower case, as the model has them.
 
-    ``personalize`` adds the query's ID, RD, CD and letter case.  QR is set,
+    ``personalize`` adds the query's ID, RD, CD and letter case.  ``compact`` sets the
+    CO flag in the OPT record (RFC 9824 section 5), for signed replies to a CO query.  QR is set,
     RA is not (an authoritative server offers no recursion, RFC 1035 section
     4.1.1).  When the reply exceeds ``limit`` the optional additional records
     are dropped; if it still does not fit (or required glue would be lost) it
@@ -306,7 +312,7 @@ def render(
     nscount = _put_rrsets(buf, table, message.authority, rclass)
     lean = len(buf)
     arcount = _put_rrsets(buf, table, message.additional, rclass)
-    opt = b"" if edns is None else _opt(edns, rcode, ecs_scope, nsid)
+    opt = b"" if edns is None else _opt(edns, rcode, ecs_scope, nsid, compact)
     optcount = 0 if edns is None else 1
     if len(buf) + len(opt) <= limit:
         buf[:HEADER_LEN] = _HEADER.pack(0, flags, qdcount, ancount, nscount, arcount + optcount)

@@ -40,7 +40,7 @@ from dnsfail.control.metrics import Metrics
 from dnsfail.control.port import ControlPort
 from dnsfail.cookies.settings import Secrets, load_secrets
 from dnsfail.cookies.stage import CookieStage, summed
-from dnsfail.dns.handler import Handler
+from dnsfail.dns.handler import Handler, SignedPath
 from dnsfail.dns.stages import After
 from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.errors import ConfigError, DnsfailError
@@ -61,7 +61,14 @@ from dnsfail.serve.server import (
     bind_udp,
 )
 from dnsfail.serve.spread import Shares
-from dnsfail.serve.wiring import answer_path, close_locator, load_store, open_locator, stages
+from dnsfail.serve.wiring import (
+    answer_path,
+    close_locator,
+    load_store,
+    open_locator,
+    open_signed,
+    stages,
+)
 from dnsfail.serve.workers import Workers, WorkerSettings
 from dnsfail.state import Snapshot, Store
 from dnsfail.steering.geo import Locator, NoLocator
@@ -117,6 +124,8 @@ class Settings:
     rrl: RrlSettings | None = None
     #: Peers of an NS set (``--peer``); None: standalone (``cluster.daemon`` is not used).
     cluster: ClusterSettings | None = None
+    #: Directory of DNSSEC keys (``dnssec.keys``); every zone with a key there is signed.
+    dnssec_keys: str | None = None
 
 
 def describe_server(daemon: Daemon) -> dict[str, Any]:
@@ -239,8 +248,7 @@ class Daemon:
         self.reloads.loaded(store)
         self.drains.log_restored()
         after = await self.stages.open(s, self.stats, lambda: store.snapshot)
-        self.handler = answer_path(lambda: store.snapshot, self.locator, identity=s.identity,
-                                   version=s.version, stats=self.stats, after=after).handler
+        self.handler = self.stages.handler(store, self.locator, s, self.stats, after)
         try:
             await self._listen()
             await self._start_control()
@@ -300,7 +308,7 @@ class Daemon:
             s.identity, s.version, s.geoip, s.tcp_idle_timeout, s.tcp_max_connections,
             s.log_level, s.log_format, uvloop=_uvloop_running(),
             cookies=self.stages.cookies is not None and s.cookies,
-            udp_size_cap_without_cookie=s.udp_size_cap_without_cookie,
+            udp_size_cap_without_cookie=s.udp_size_cap_without_cookie, dnssec_keys=s.dnssec_keys,
             tcp_max_per_source=s.tcp_max_per_source, rrl=s.rrl, rrl_fd=self.stages.rrl_fd),
             self.stages.secrets, self.limits.shares)
         store.subscribers.append(self.workers.publish)
@@ -409,11 +417,13 @@ async def first_probe_round(prober: Prober, store: Store, wait: float | None) ->
 @dataclass
 class AnswerStages:
     """This process's stages after the lookup (``dns.stages``): the cookie stage, the
-    secrets the workers answer with, and the rate limiter with its shared table."""
+    secrets the workers answer with, the rate limiter with its shared table; and the
+    DNSSEC signed path (``dnssec.path``) when ``--dnssec-keys`` is given."""
 
     secrets: Secrets | None = None
     cookies: CookieStage | None = None
     limiter: RateLimiter | None = None
+    signed: SignedPath | None = None
 
     async def open(self, s: Settings, stats: QueryStats,
                    snapshot: Callable[[], Snapshot]) -> After | None:
@@ -421,7 +431,16 @@ class AnswerStages:
         self.secrets, self.cookies = await asyncio.to_thread(cookie_stage, s)
         if s.rrl is not None:
             self.limiter = open_limiter(s.rrl, stats, snapshot)
+        self.signed = await asyncio.to_thread(open_signed, s.dnssec_keys, list(snapshot().zones))
         return stages(self.cookies, self.limiter)
+
+    def handler(self, store: Store, locator: Locator, s: Settings, stats: QueryStats,
+                after: After | None) -> Handler:
+        """The Handler answering from ``store``'s snapshots through these stages, signing
+        the zones that have keys."""
+        return answer_path(lambda: store.snapshot, locator, identity=s.identity,
+                           version=s.version, stats=stats, after=after,
+                           signed=self.signed).handler
 
     @property
     def rrl_fd(self) -> int | None:

@@ -19,11 +19,12 @@ zones, opening a database) off their event loop.  It must not import
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dnsfail.cookies.stage import CookieStage
-from dnsfail.dns.handler import Handler
+from dnsfail.dns.handler import Handler, SignedPath
 from dnsfail.dns.stages import After, Limiter, Stages
 from dnsfail.dns.stats import QueryStats
 from dnsfail.state import Snapshot, Store
@@ -31,6 +32,8 @@ from dnsfail.steering.geo import Locator, NoLocator
 from dnsfail.steering.mmdb import MaxMindLocator
 from dnsfail.steering.overrides import Override
 from dnsfail.zonefile import load_zones
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,13 +83,32 @@ def answer_path(
     version: str | None = None,
     stats: QueryStats | None = None,
     after: After | None = None,
+    signed: SignedPath | None = None,
 ) -> AnswerPath:
     """The Handler answering from ``snapshot()`` (read once per message), and its counters.
 
     ``stats``: counters that exist before the handler (the daemon's metrics read them);
     new ones otherwise.  ``after``: the stages after the lookup (``dns.stages``), if any.
+    ``signed``: the DNSSEC signed path (``dnssec.path``), if any zone is signed.
     """
     stats = stats if stats is not None else QueryStats()
     handler = Handler(snapshot, identity=identity, version=version, locator=locator,
-                      stats=stats, after=after)
+                      stats=stats, after=after, signed=signed)
     return AnswerPath(handler, locator, stats)
+
+
+def open_signed(directory: str | None, zones: Sequence[str]) -> SignedPath | None:
+    """The signed path for the keys in ``directory`` (KeyFileError if unusable), or None;
+    keys of zones not in ``zones`` are logged and ignored."""
+    if directory is None:
+        return None
+    from dnsfail.dnssec.setup import load_signed
+
+    signed = load_signed(directory)
+    for origin in sorted(signed.zones):
+        if origin in zones:
+            log.info("zone %s signed with key(s) %s", origin, ", ".join(
+                str(k.tag) for k in signed.zones[origin].signer.keys))
+        else:
+            log.warning("%s: key for zone %s, which is not served: ignored", directory, origin)
+    return signed

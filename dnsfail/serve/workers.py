@@ -67,7 +67,7 @@ from dnsfail.rrl.limiter import open_limiter
 from dnsfail.rrl.settings import RrlSettings
 from dnsfail.serve.server import TCP_MAX_PER_SOURCE, TcpAcceptor, TcpLimits, UdpListener
 from dnsfail.serve.spread import Shares
-from dnsfail.serve.wiring import answer_path, open_locator, stages
+from dnsfail.serve.wiring import answer_path, open_locator, open_signed, stages
 from dnsfail.state import Snapshot
 from dnsfail.steering.health import TargetHealth
 from dnsfail.steering.mmdb import MaxMindLocator
@@ -181,6 +181,8 @@ class WorkerSettings:
     #: Response-rate limiting, and the shared table's descriptor (the main process's).
     rrl: RrlSettings | None = None
     rrl_fd: int | None = None
+    #: The DNSSEC key directory (``dnssec.keys``), read again by each worker.
+    dnssec_keys: str | None = None
 
 
 @dataclass
@@ -436,7 +438,8 @@ async def _serve(spec: dict[str, Any]) -> None:
                             spec["rrl_fd"]) if spec.get("rrl") else None)
     answers = answer_path(lambda: mirror.snapshot, open_locator(spec["geoip"]),
                           identity=spec["identity"], version=spec["version"], stats=stats,
-                          after=stages(cookies, limiter))
+                          after=stages(cookies, limiter),
+                          signed=open_signed(spec.get("dnssec_keys"), first.order))
     handler, locator, stats = answers.handler, answers.locator, answers.stats
     limits = TcpLimits(spec["tcp_idle_timeout"], spec["tcp_max_connections"],
                        spec["tcp_max_per_source"])

@@ -1,0 +1,149 @@
+"""The signed answer path: what ``dns.handler.Handler`` calls for queries of signed zones.
+
+``SignedPath`` answers a query when its zone has keys and it sets DO (RFC 3225),
+or asks for DNSKEY/CDS/CDNSKEY at the apex, or for the NXNAME meta-type
+(FORMERR, RFC 9824 section 3.3); anything else returns None and takes the
+handler's usual paths, which are therefore byte for byte what they were for
+queries without DO and for unsigned zones.  The handler's caches never see a
+signed reply: they are kept here, per snapshot and validity window, by the
+handler's cache key plus the CO flag (and by a UDP query's exact bytes, as the
+handler's first cache), looked up before any parse; a new window
+(``sign.WINDOW_STEP``) or a new snapshot starts them afresh without touching the
+reply cache's policy.  The exact-bytes dict is emptied when full (a flood of
+repeated distinct queries costs a re-render, not memory).
+Replies that depend on chance or on the client are not kept (their RRsets'
+signatures still are, in ``sign.Signer``).
+
+Part of the signer's pure side: no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from dnsfail.dns import wire
+from dnsfail.dns.handler import Handler
+from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Query, parse_query, question_end
+from dnsfail.dns.replycache import EXACT_QUERY_LIMIT, key_edns
+from dnsfail.dns.resolver import find_zone
+from dnsfail.dnssec.answer import KEY_TYPES, SignedZone, key_answer, signed_answer
+from dnsfail.dnssec.sign import window_at
+from dnsfail.errors import WireError
+from dnsfail.model import Message, Rcode, RRClass, RRType
+from dnsfail.state import Snapshot
+
+#: Signed replies kept per generation (two generations, as ``dns.replycache``), for the
+#: current snapshot and window only.
+SIGNED_REPLY_LIMIT = 50_000
+#: Types this path answers with or without DO.
+_ALWAYS = frozenset(KEY_TYPES | {RRType.NXNAME})
+
+
+class SignedPath:
+    """The signed zones by origin, and the signed replies of the current snapshot."""
+
+    def __init__(self, zones: Mapping[str, SignedZone],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.zones = dict(zones)
+        self.clock = clock
+        self._snap: Snapshot | None = None
+        self._window = (0, 0)
+        #: A UDP query's bytes after its ID -> its finished reply but for the ID, as the
+        #: handler's exact cache; and the handler's key plus CO -> a reply to personalize.
+        self._exact: dict[bytes, tuple[bytes, int]] = {}
+        self._replies: dict[bytes, tuple[bytes, int]] = {}
+        self._previous: dict[bytes, tuple[bytes, int]] = {}
+
+    def __call__(self, handler: Handler, data: bytes, tcp: bool, snap: Snapshot,
+                 scanned: tuple[bytes, int] | None, client: str) -> bytes | None:
+        cache_key = None
+        if scanned is not None:
+            key, qend = scanned
+            qtype = data[qend - 4] << 8 | data[qend - 3]
+            if not key_edns(key, qend - HEADER_LEN + 1)[2] and qtype not in _ALWAYS:
+                return None
+            window = window_at(self.clock())
+            if self._snap is not snap or self._window != window:
+                self._snap, self._window = snap, window
+                self._exact, self._replies, self._previous = {}, {}, {}
+            if not tcp:
+                exact = self._exact.get(data[2:])
+                if exact is not None:
+                    handler.stats.counts[exact[1]] += 1
+                    handler.slot = exact[1]
+                    return data[:2] + exact[0]
+            # CO is the flag after DO in the OPT record, which follows the question here
+            cache_key = key + (b"O" if len(data) > qend + 7 and data[qend + 7] & 0x40 else b"-")
+            hit = self._replies.get(cache_key) or self._previous.get(cache_key)
+            if hit is not None:
+                handler.stats.counts[hit[1]] += 1
+                handler.slot = hit[1]
+                reply = wire.personalize(hit[0], data, qend)
+                self._remember_exact(data, reply, hit[1], tcp)
+                return reply
+        try:
+            query = parse_query(data)
+        except WireError:
+            return None
+        edns = query.edns
+        do = edns is not None and edns.do
+        if (not do and query.qtype not in _ALWAYS) or query.qclass != RRClass.IN:
+            return None
+        zone = find_zone(snap.zones, query.qname)
+        signed = self.zones.get(zone.origin) if zone is not None else None
+        if zone is None or signed is None:
+            return None
+        window = signed.signer.window()
+        co = edns is not None and edns.do and edns.co
+        message = self.message(handler, snap, query, client, signed, do, co, window)
+        slot = handler.stats.slot(zone.origin, query.qtype, message.rcode)
+        handler.stats.counts[slot] += 1
+        handler.slot = slot
+        reply = wire.render((query.qname, query.qtype, query.qclass), message, edns=edns,
+                            limit=TCP_LIMIT if tcp else query.udp_limit(),
+                            ecs_scope=message.scope, nsid=handler.identity.encode()[:512],
+                            compact=co)
+        finished = finish(reply, data)
+        if cache_key is not None and message.cacheable and not message.client_dependent:
+            if len(self._replies) >= SIGNED_REPLY_LIMIT:
+                self._previous, self._replies = self._replies, {}
+            self._replies[cache_key] = (reply, slot)
+            self._remember_exact(data, finished, slot, tcp)
+        return finished
+
+    def _remember_exact(self, data: bytes, reply: bytes, slot: int, tcp: bool) -> None:
+        if tcp or len(data) > EXACT_QUERY_LIMIT:
+            return
+        if len(self._exact) >= SIGNED_REPLY_LIMIT:
+            self._exact = {}
+        self._exact[data[2:]] = (reply[2:], slot)
+
+    @staticmethod
+    def message(handler: Handler, snap: Snapshot, query: Query, client: str,
+                signed: SignedZone, do: bool, co: bool, window: tuple[int, int]) -> Message:
+        """The signed decision: keys at the apex, FORMERR for NXNAME, the signatures of a
+        name's static RRsets for RRSIG, else the resolver's answer signed."""
+        if query.qtype == RRType.NXNAME:
+            return Message(Rcode.FORMERR, False)
+        if query.qtype in KEY_TYPES and query.qname == signed.origin:
+            return key_answer(signed, query.qtype, do, window)
+        zone = snap.zones[signed.origin]
+        node = zone.nodes.get(query.qname) if query.qtype == RRType.RRSIG and do else None
+        if node:  # RFC 4035 3.1.5 leaves RRSIG queries open: the signatures of the static data
+            return Message(Rcode.NOERROR, True, tuple(
+                signed.signer.sign(rrset, window) for rrset in node.values()
+                if (query.qname, rrset.rtype) not in zone.dynamic))
+        message = handler.answer(snap, query, client)
+        if not do:
+            return message
+        return signed_answer(signed, zone, query.qname, query.qtype, message, co, window)
+
+
+def finish(reply: bytes, data: bytes) -> bytes:
+    """The query's ID, RD/CD and letter case on a rendered reply (``Handler._finish``)."""
+    qend = question_end(data)
+    if qend is not None and reply[4:6] == b"\x00\x01" \
+            and reply[12:qend].lower() == data[12:qend].lower():
+        return wire.personalize(reply, data, qend)
+    return wire.with_id(reply, data[0] << 8 | data[1], data[2:4])

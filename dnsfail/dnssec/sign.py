@@ -1,0 +1,112 @@
+"""RRSIGs over canonical RRsets (RFC 4034 sections 3 and 6, RFC 4035 section 2.2).
+
+``Signer.sign`` gives the RRSIG RRset of an RRset: one signature per key of the
+zone, over the RRSIG RDATA (signature left out) and the RRset in canonical
+form: owner and rdata names in lower case, uncompressed (RFC 4034 6.2), records
+sorted by their RDATA octets and duplicates dropped (6.3), each with the
+Original TTL, which is the TTL of the RRset as served.  A wildcard expansion is
+signed over its source ``*.<closest encloser>`` with the Labels field of the
+source (RFC 4034 3.1.3, RFC 4035 5.3.2), so one signature serves every name it
+expands to.
+
+The validity window (``window``) is computed from the clock alone, so every
+instance computes the same one: inception is the current hour rounded down,
+back-dated ``INCEPTION_BACKDATE`` (clients whose clocks run slow still accept
+it); expiration is ``VALIDITY`` after inception.  The window moves every
+``WINDOW_STEP``, so a signature served is always more than ``VALIDITY`` minus
+two hours from expiring, far longer than any TTL we serve.
+
+Signatures are kept by (owner, type, TTL, rdatas, window) in a bounded cache
+that outlives snapshots: a health flip back to a set of addresses seen before,
+a drain and its end, or a reload of unchanged data cost no new signature.
+
+Pure but for the signature itself (``crypto``) and the clock it is given; the
+``mangle`` hook exists for tests' negative controls only (a tampered signature
+that validators must reject).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from dnsfail.dnssec.keys import Key
+from dnsfail.dnssec.records import label_count, name_wire, rdata_wire, rrsig_head
+from dnsfail.model import Opaque, RRClass, RRset, RRType
+
+#: The window moves once an hour: inception is rounded down to it, so instances agree.
+WINDOW_STEP = 3600
+#: Inception is back-dated this much, for validators whose clocks run slow (RFC 6781 4.4.2).
+INCEPTION_BACKDATE = 3600
+#: Expiration is this long after inception (a week, as BIND's default signatures are
+#: valid 30 days and Knot's 14: ours are re-made every hour, so a week is ample).
+VALIDITY = 7 * 86400
+#: Signatures kept per generation of the cache (two generations, as the reply cache:
+#: what is still asked for is carried over, so the cache never holds more than twice
+#: this, about 300 octets an entry).
+SIGNATURE_LIMIT = 100_000
+
+Window = tuple[int, int]
+_CacheKey = tuple[str, int, int, tuple[object, ...], Window]
+
+
+def window_at(now: float) -> Window:
+    """(inception, expiration) for the clock reading ``now`` (seconds since 1970)."""
+    inception = int(now) // WINDOW_STEP * WINDOW_STEP - INCEPTION_BACKDATE
+    return inception, inception + VALIDITY
+
+
+def canonical_rrset(owner: str, rrset: RRset) -> bytes:
+    """The records of ``rrset`` under ``owner`` in canonical form and order (RFC 4034 6.3)."""
+    head = name_wire(owner) + rrset.rtype.to_bytes(2, "big") + RRClass.IN.to_bytes(2, "big") \
+        + rrset.ttl.to_bytes(4, "big")
+    datas = sorted({rdata_wire(rd) for rd in rrset.rdatas})
+    return b"".join(head + len(d).to_bytes(2, "big") + d for d in datas)
+
+
+class Signer:
+    """Signs RRsets of one zone with its keys; ``clock`` is the wall clock."""
+
+    def __init__(self, zone: str, keys: tuple[Key, ...], *,
+                 clock: Callable[[], float] = time.time,
+                 mangle: Callable[[bytes], bytes] | None = None) -> None:
+        self.zone = zone
+        self.keys = keys
+        self.clock = clock
+        self.mangle = mangle
+        self._cache: dict[_CacheKey, tuple[Opaque, ...]] = {}
+        self._previous: dict[_CacheKey, tuple[Opaque, ...]] = {}
+        #: Signatures made (not found in the cache), for the bench and the tests.
+        self.made = 0
+
+    def window(self) -> Window:
+        return window_at(self.clock())
+
+    def sign(self, rrset: RRset, window: Window, source: str | None = None) -> RRset:
+        """The RRSIG RRset covering ``rrset`` (its TTL the RRset's, RFC 4034 3); ``source``
+        is the wildcard owner ``*.<encloser>`` when ``rrset`` is its expansion."""
+        owner = source or rrset.name
+        key = (owner, int(rrset.rtype), rrset.ttl, rrset.rdatas, window)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._previous.get(key)
+            if found is None:
+                found = self._make(owner, rrset, window)
+            if len(self._cache) >= SIGNATURE_LIMIT:
+                self._previous, self._cache = self._cache, {}
+            self._cache[key] = found
+        return RRset(rrset.name, RRType.RRSIG, rrset.ttl, found)
+
+    def _make(self, owner: str, rrset: RRset, window: Window) -> tuple[Opaque, ...]:
+        data = canonical_rrset(owner, rrset)
+        labels = label_count(owner)
+        out = []
+        for key in self.keys:
+            head = rrsig_head(rrset.rtype, key.algorithm, labels, rrset.ttl, window[1],
+                              window[0], key.tag, self.zone)
+            signature = key.private.sign(head + data)
+            if self.mangle is not None:
+                signature = self.mangle(signature)
+            out.append(Opaque(head + signature))
+            self.made += 1
+        return tuple(out)

@@ -1,0 +1,186 @@
+"""Signed vs unsigned dnsfail vs Knot's mod-onlinesign, on loopback, in one run.
+
+    python tests/bench/dnssec_bench.py [--seconds 10] [--rounds 3] [--flood 400000]
+
+Starts, each with one answering process: dnsfail without keys, dnsfail with
+``--dnssec-keys`` (a key made here by ``dnsfail dnssec keygen``), and ``knotd``
+(Debian ``knot``, one UDP worker) with ``mod-onlinesign`` (its default policy:
+ECDSA P-256, a key it generates), all serving ``tests/bench/peers``'s
+bench.example.com (the health-check port moved to 15590; the sites are TCP
+listeners on 127.0.0.71-73 started here).  Rows, every query with DO set
+(``dnsperf -D``): the static name, the failover name (dynamic: every healthy
+site of three) and the wildcard name asked again and again, and a flood of random
+nonexistent names, each sent once (``-n 1``).  Server order rotates each round;
+medians are printed as Markdown.  Only 127.0.0.0/8 is ever sent a packet; every
+process started here is stopped on exit.  Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.bench.compare import Server, Sites, parse_dnsperf
+
+ROOT = Path(__file__).resolve().parents[2]
+ZONE = "bench.example.com"
+SITES = ("127.0.0.71", "127.0.0.72", "127.0.0.73")
+SITE_PORT = 15590
+PORTS = {"dnsfail": 15510, "dnsfail signed": 15511, "knot onlinesign": 15512}
+KNOT_ZONE = f"""\
+$ORIGIN {ZONE}.
+$TTL 300
+@ SOA ns1 hostmaster 1 3600 600 604800 300
+@ 86400 NS ns1
+@ 86400 NS ns2
+@ A 192.0.2.1
+*.wild A 192.0.2.20
+fo 30 A 127.0.0.71
+fo 30 A 127.0.0.72
+fo 30 A 127.0.0.73
+geo 30 A 127.0.0.71
+ns1 A 192.0.2.53
+ns2 A 192.0.2.54
+static A 192.0.2.10
+"""
+KNOT_CONF = """\
+server:
+    listen: 127.0.0.1@{port}
+    rundir: {dir}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+log:
+  - target: stderr
+    any: warning
+database:
+    storage: {dir}/db
+policy:
+  - id: csk
+    algorithm: ecdsap256sha256
+    single-type-signing: on
+mod-onlinesign:
+  - id: os
+    policy: csk
+template:
+  - id: default
+    storage: {dir}
+    file: "%s.zone"
+zone:
+  - domain: {zone}
+    module: mod-onlinesign/os
+"""
+ROWS = {"static": f"static.{ZONE} A", "fo (dynamic)": f"fo.{ZONE} A",
+        "wildcard": f"x.wild.{ZONE} A"}
+
+
+def servers(work: Path) -> dict[str, Server]:
+    zones = work / "zones"
+    zones.mkdir()
+    text = (ROOT / "tests" / "bench" / "peers" / "dnsfail" / f"{ZONE}.yaml").read_text()
+    (zones / f"{ZONE}.yaml").write_text(text.replace("port: 8443", f"port: {SITE_PORT}"))
+    keys = work / "keys"
+    subprocess.run([sys.executable, "-m", "dnsfail", "dnssec", "keygen", ZONE, "--keys",
+                    str(keys)], check=True, cwd=ROOT, capture_output=True)
+    base = [sys.executable, "-m", "dnsfail", "serve", str(zones), "--log-level", "warning",
+            "--workers", "1", "--state-file", "", "--control", "off"]
+    knot = work / "knot"
+    (knot / "db").mkdir(parents=True)
+    (knot / f"{ZONE}.zone").write_text(KNOT_ZONE)
+    (knot / "knot.conf").write_text(KNOT_CONF.format(port=PORTS["knot onlinesign"], dir=knot,
+                                                     zone=ZONE))
+    out = {
+        "dnsfail": Server("dnsfail", [*base, "--listen", f"127.0.0.1:{PORTS['dnsfail']}"],
+                          PORTS["dnsfail"], work, cwd=ROOT),
+        "dnsfail signed": Server("dnsfail signed", [
+            *base, "--listen", f"127.0.0.1:{PORTS['dnsfail signed']}", "--dnssec-keys",
+            str(keys)], PORTS["dnsfail signed"], work, cwd=ROOT),
+    }
+    if shutil.which("knotd"):
+        out["knot onlinesign"] = Server("knot onlinesign", [
+            "knotd", "-c", str(knot / "knot.conf")], PORTS["knot onlinesign"], knot)
+    return out
+
+
+def run_dnsperf(port: int, datafile: Path, seconds: float, once: bool) -> tuple[float, str]:
+    argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(datafile), "-D",
+            "-l", str(seconds), "-c", "4", "-q", "200"]
+    if once:
+        argv += ["-n", "1"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    perf = parse_dnsperf(done.stdout)
+    codes = ", ".join(f"{n} {c}" for n, c in perf.rcodes)
+    return perf.qps, f"{codes}; lost {perf.lost}" + (" (ran out)" if once and
+                                                     perf.sent >= _lines(datafile) else "")
+
+
+def _lines(path: Path) -> int:
+    return sum(1 for _ in path.open())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--flood", type=int, default=400_000,
+                        help="distinct nonexistent names per flood run")
+    args = parser.parse_args()
+    results: dict[tuple[str, str], list[float]] = {}
+    notes: dict[tuple[str, str], str] = {}
+    with tempfile.TemporaryDirectory(prefix="dnssec-bench-") as tmp, \
+            Sites(SITES, SITE_PORT), contextlib.ExitStack() as stack:
+        work = Path(tmp)
+        running = servers(work)
+        for server in running.values():
+            server.start(f"static.{ZONE}")
+            stack.callback(server.stop)
+        time.sleep(3)  # the first probe round: fo answers every site
+        files = {}
+        for row, line in ROWS.items():
+            files[row] = work / f"{row.split()[0]}.txt"
+            files[row].write_text(line + "\n")
+        names = list(running)
+        for round_no in range(args.rounds):
+            order = names[round_no % len(names):] + names[:round_no % len(names)]
+            for row in [*ROWS, "nonexistent flood"]:
+                for name in order:
+                    if row == "nonexistent flood":
+                        flood = work / f"flood-{round_no}-{name.split()[0]}.txt"
+                        rng = random.Random(f"{round_no}")
+                        flood.write_text("".join(f"r{rng.getrandbits(48):x}.{ZONE} A\n"
+                                                 for _ in range(args.flood)))
+                        qps, note = run_dnsperf(running[name].port, flood, args.seconds, True)
+                        flood.unlink()
+                    else:
+                        qps, note = run_dnsperf(running[name].port, files[row], args.seconds,
+                                                False)
+                    results.setdefault((row, name), []).append(qps)
+                    notes[(row, name)] = note
+                    print(f"round {round_no + 1} {row} {name}: {qps:.0f} q/s ({note})",
+                          file=sys.stderr)
+    print("| row | " + " | ".join(names) + " | signed/unsigned | signed/knot |")
+    print("|---|" + "---|" * (len(names) + 2))
+    for row in [*ROWS, "nonexistent flood"]:
+        med = {n: statistics.median(results[(row, n)]) for n in names}
+        ratio = med["dnsfail signed"] / med["dnsfail"]
+        knot = med.get("knot onlinesign")
+        vs = f"{med['dnsfail signed'] / knot:.2f}x" if knot else "-"
+        print(f"| {row} | " + " | ".join(f"{med[n]:,.0f}" for n in names)
+              + f" | {ratio:.2f} | {vs} |")
+    for (row, name), note in sorted(notes.items()):
+        print(f"<!-- {row} / {name}: {note} -->")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

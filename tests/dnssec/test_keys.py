@@ -1,0 +1,129 @@
+"""Key files: made with mode 0600 in BIND's format, read back, DS as dnspython makes it,
+and every bad file a one-line KeyFileError."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import dns.dnssec
+import dns.rdata
+import pytest
+
+from dnsfail.dnssec import crypto, keys
+from tests.conftest import ROOT
+
+
+@pytest.mark.parametrize("algorithm", [crypto.ECDSAP256SHA256, crypto.ED25519])
+def test_keygen_writes_a_private_file_only_its_owner_reads(tmp_path: Path,
+                                                           algorithm: int) -> None:
+    key = keys.generate("Gw.Example.com", str(tmp_path / "keys"), algorithm)
+    private = Path(key.path)
+    assert private.name == f"Kgw.example.com.+{algorithm:03d}+{key.tag:05d}.private"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
+    text = private.read_text()
+    assert text.startswith("Private-key-format: v1.3\n")
+    assert f"Algorithm: {algorithm} (" in text
+    public = private.with_suffix(".key").read_text()
+    assert keys.dnskey_text(key) in public
+    (loaded,) = keys.load_keys(str(tmp_path / "keys"))["gw.example.com."]
+    assert (loaded.tag, loaded.rdata) == (key.tag, key.rdata)
+
+
+def test_tag_and_ds_agree_with_dnspython(tmp_path: Path) -> None:
+    key = keys.generate("gw.example.com", str(tmp_path))
+    rdata = dns.rdata.from_text("IN", "DNSKEY", keys.dnskey_text(key).split(" DNSKEY ")[1])
+    assert dns.dnssec.key_id(rdata) == key.tag  # type: ignore[arg-type]
+    ds = dns.dnssec.make_ds("gw.example.com.", rdata, "SHA256")  # type: ignore[arg-type]
+    assert keys.ds_text(key).split(" DS ")[1].lower() == ds.to_text().lower()
+
+
+def test_signatures_verify(tmp_path: Path) -> None:
+    for algorithm in (crypto.ECDSAP256SHA256, crypto.ED25519):
+        key = keys.generate("z.test", str(tmp_path / str(algorithm)), algorithm)
+        signature = key.private.sign(b"data")
+        assert crypto.verify(algorithm, key.rdata[4:], signature, b"data")
+        assert not crypto.verify(algorithm, key.rdata[4:], signature, b"datA")
+
+
+def _write(directory: Path, name: str, text: str) -> Path:
+    directory.mkdir(exist_ok=True)
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def _good(directory: Path) -> keys.Key:
+    return keys.generate("z.test", str(directory))
+
+
+BAD = [
+    ("Kz.test.+013+00001.private", "Private-key-format: v1.3\nAlgorithm: 13 (ECDSAP256SHA256)\n"
+     "PrivateKey: !!!\n", "bad PrivateKey"),
+    ("Kz.test.+013+00001.private", "Private-key-format: v1.3\n", "no Algorithm line"),
+    ("Kz.test.+008+00001.private", "Algorithm: 8 (RSASHA256)\nPrivateKey: AAAA\n",
+     "not supported"),
+    ("Kz.test.+013+00001.private", "Algorithm: 15 (ED25519)\nPrivateKey: AAAA\n",
+     "the name says 13"),
+    ("Kz.test.+013+00001.private", "Algorithm: 13\nPrivateKey: "
+     + base64.b64encode(b"\x01" * 31).decode() + "\n", "31 octets"),
+    ("Kz.test.+013+00001.private", "Algorithm: 13\nPrivateKey: "
+     + base64.b64encode(b"\xff" * 32).decode() + "\n", "not a P-256"),
+    ("Kz.test.+013+00001.private", "Algorithm: 13\nPrivateKey: "
+     + base64.b64encode(b"\x01" * 32).decode() + "\n", "the name says 1"),
+    ("zone.private", "Algorithm: 13\n", "not named K<zone>"),
+    ("Kz.test.+013+00001.private", "x" * (keys.KEY_FILE_LIMIT + 1), "not a key file"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "why"), BAD)
+def test_bad_key_files_are_named_in_one_line(tmp_path: Path, name: str, text: str,
+                                             why: str) -> None:
+    _write(tmp_path, name, text)
+    with pytest.raises(keys.KeyFileError, match=why) as info:
+        keys.load_keys(str(tmp_path))
+    assert str(tmp_path) in str(info.value)
+
+
+def test_an_unreadable_or_empty_directory_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(keys.KeyFileError, match="cannot read the key directory"):
+        keys.load_keys(str(tmp_path / "missing"))
+    with pytest.raises(keys.KeyFileError, match="no K<zone>"):
+        keys.load_keys(str(tmp_path))
+    key = _good(tmp_path)
+    if os.geteuid() != 0:  # root reads anything
+        os.chmod(key.path, 0)
+        with pytest.raises(keys.KeyFileError, match="cannot read"):
+            keys.load_keys(str(tmp_path))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dnsfail", *args], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+
+
+def test_the_cli_makes_a_key_and_prints_ds_and_dnskey(tmp_path: Path) -> None:
+    made = _cli("dnssec", "keygen", "gw.example.com", "--keys", str(tmp_path),
+                "--algorithm", "ed25519")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip().endswith(".private")
+    printed = _cli("dnssec", "ds", "gw.example.com.", "--keys", str(tmp_path))
+    assert printed.returncode == 0
+    ds_line, key_line = printed.stdout.splitlines()
+    assert ds_line.startswith("gw.example.com. IN DS ")
+    assert " 15 2 " in ds_line
+    assert key_line.startswith("gw.example.com. IN DNSKEY 257 3 15 ")
+    missing = _cli("dnssec", "ds", "other.test", "--keys", str(tmp_path))
+    assert missing.returncode == 1
+    assert "no key for other.test." in missing.stderr
+    _write(tmp_path, "Kbad.test.+013+00001.private", "junk\n")
+    broken = _cli("serve", str(ROOT / "tests" / "data" / "zones"), "--listen", "127.0.0.1:0",
+                  "--control", "off", "--state-file", "", "--dnssec-keys", str(tmp_path))
+    assert broken.returncode == 1
+    assert "Kbad.test.+013+00001.private: no Algorithm line" in broken.stderr
+    assert "Traceback" not in broken.stderr
