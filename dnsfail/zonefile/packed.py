@@ -1,6 +1,6 @@
 """Packed zone data: the plain address records of a big zone without a Python object each.
 
-Owns ``PackedStore`` (owner -> one A or AAAA RRset, packed into one ``bytes`` blob
+Owns ``PackedStore`` (owner -> one A or AAAA RRset, packed into one blob
 with an open-addressing index), ``PackedBuilder`` (what the strict reader hands a
 record of the commonest shape to while it reads, so that no per-record object is
 ever made for it), and the two views the resolver reads a zone through:
@@ -78,7 +78,7 @@ class PackedStore:
     __slots__ = ("data", "empty_non_terminals", "fingerprint", "origin", "owners", "records",
                  "slots", "suffix")
 
-    def __init__(self, origin: str, data: bytes, slots: array[int], owners: int,
+    def __init__(self, origin: str, data: bytes | bytearray, slots: array[int], owners: int,
                  empty_non_terminals: int, records: int, fingerprint: int = 0) -> None:  # fmt: skip
         self.origin = origin
         self.suffix = "." + origin
@@ -134,7 +134,7 @@ class PackedStore:
                 name = data[at + 1 : at + 1 + size].decode("ascii") + "." + origin
                 at += 1 + size
                 length = data[at] << 8 | data[at + 1]
-                yield name, data[at + 2 : at + 2 + length]
+                yield name, bytes(data[at + 2 : at + 2 + length])
 
     def holding(self, address: str) -> Iterator[str]:
         """Owners whose RRset may hold ``address`` (normal text): every one that does, found
@@ -187,7 +187,7 @@ def _find(data: bytes | bytearray, slots: array[int], key: bytes) -> int:
 _TYPE_A, _TYPE_AAAA = RRType.A, RRType.AAAA
 
 
-def _decode(name: str, data: bytes, at: int) -> Mapping[RRType, RRset]:
+def _decode(name: str, data: bytes | bytearray, at: int) -> Mapping[RRType, RRset]:
     """The RRsets of the value whose length is at ``at``: the hot part of a lookup."""
     end = at + 2 + (data[at] << 8 | data[at + 1])
     rtype, ttl = _HEAD.unpack_from(data, at + 2)
@@ -401,7 +401,13 @@ class PackedBuilder:
         return at >= 0 and bool(self.data[at] or self.data[at + 1])
 
     def store(self) -> PackedStore:
-        return PackedStore(self.origin, bytes(self.data), self.slots, self.owners,
+        """The store of what was taken; the builder must not be used after.
+
+        The blob is handed over as it is, not copied to ``bytes``: a copy would be
+        a second blob (28 MB for a million records) on top of the zone still being
+        served while a reload builds its own.  Nothing writes to it after this."""
+        data, self.data = self.data, bytearray(b"\0")
+        return PackedStore(self.origin, data, self.slots, self.owners,
                            self.empty_non_terminals, self.records, self.fingerprint)  # fmt: skip
 
 
