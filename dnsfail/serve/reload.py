@@ -26,7 +26,7 @@ from dnsfail.control.metrics import Metrics
 from dnsfail.errors import ConfigError
 from dnsfail.logs import iso
 from dnsfail.model import ProbeSpec
-from dnsfail.state import Store
+from dnsfail.state import Store, prepare
 from dnsfail.zonefile import discover, load_zones
 
 log = logging.getLogger(__name__)
@@ -94,12 +94,13 @@ class Reloader:
             try:
                 zones = await asyncio.to_thread(load_zones, self.paths, previous,
                                                 geoip=self.geoip)
+                prepared = await asyncio.to_thread(prepare, zones)  # not on the loop either
             except ConfigError as exc:
                 return self._reject(trigger, [str(p) for p in exc.problems])
             except Exception as exc:  # never a silent task failure or a bare 500: a problem
                 return self._reject(trigger, [f"reload failed: {type(exc).__name__}: "
                                               f"{str(exc)[:500]}"])
-            self.store.replace_zones(zones)
+            self.store.replace_zones(zones, prepared)
             await self.targets_changed(self.store.targets)
             self.last_reload_ok = True
             self.config_generation += 1

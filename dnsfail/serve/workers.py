@@ -84,7 +84,12 @@ SEND_TIMEOUT = 10.0
 RESTART_PAUSE = 0.5
 RESTART_PAUSE_MAX = 30.0
 
-_FRAME = struct.Struct("!I")
+#: A frame's head: the pickle's length and how many out-of-band buffers follow it.
+_FRAME = struct.Struct("!II")
+#: An out-of-band buffer's length, before its octets.
+_BUFFER = struct.Struct("!Q")
+#: Octets of a buffer read at a time: ``readexactly`` copies what it returns.
+_RECEIVE_STEP = 1 << 20
 
 
 # --- the channel: length-prefixed pickles -----------------------------------------------------
@@ -98,30 +103,51 @@ def _reduce_mapping_proxy(proxy: MappingProxyType[Any, Any]) -> tuple[Any, tuple
 
 
 def encode(message: object) -> bytes:
-    """One frame: a 4-octet length and the pickled message.
+    """One frame (``encode_parts``) as one byte string."""
+    return b"".join(encode_parts(message))
+
+
+def encode_parts(message: object) -> list[bytes | memoryview]:
+    """One frame: a head (the pickle's length, how many buffers follow), the pickled
+    message, then each out-of-band buffer after its 8-octet length.
 
     Zones hold read-only mapping proxies, which pickle cannot store on its
     own; they travel as the dicts they wrap and are wrapped again on arrival.
+    A packed store's blob and index are out-of-band buffers (PEP 574): sent
+    from the store itself and received into the worker's own buffers, so a
+    big zone is never copied into a pickle on either side (``zonefile.packed``).
     """
+    buffers: list[pickle.PickleBuffer] = []
     out = io.BytesIO()
-    out.write(b"\0\0\0\0")
-    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler = pickle.Pickler(out, protocol=5, buffer_callback=buffers.append)
     pickler.dispatch_table = copyreg.dispatch_table.copy()
     pickler.dispatch_table[MappingProxyType] = _reduce_mapping_proxy
     pickler.dump(message)
-    frame = out.getbuffer()
-    _FRAME.pack_into(frame, 0, len(frame) - _FRAME.size)
-    return bytes(frame)
+    body = out.getvalue()
+    parts: list[bytes | memoryview] = [_FRAME.pack(len(body), len(buffers)), body]
+    for buffer in buffers:
+        raw = buffer.raw()
+        parts += [_BUFFER.pack(raw.nbytes), raw]
+    return parts
 
 
 async def receive(reader: asyncio.StreamReader) -> object | None:
     """The next message, or None when the other end has closed the channel."""
     try:
         head = await reader.readexactly(_FRAME.size)
-        body = await reader.readexactly(_FRAME.unpack(head)[0])
+        size, count = _FRAME.unpack(head)
+        body = await reader.readexactly(size)
+        buffers = []
+        for _ in range(count):
+            (length,) = _BUFFER.unpack(await reader.readexactly(_BUFFER.size))
+            buffer = bytearray(length)
+            for at in range(0, length, _RECEIVE_STEP):  # not a second copy of a big buffer
+                buffer[at : at + _RECEIVE_STEP] = await reader.readexactly(
+                    min(_RECEIVE_STEP, length - at))
+            buffers.append(buffer)
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
-    message: object = pickle.loads(body)
+    message: object = pickle.loads(body, buffers=buffers)
     return message
 
 
@@ -398,10 +424,9 @@ class Workers:
         message = Publish(snapshot.generation, tuple(snapshot.zones), changed,
                           dict(snapshot.health), geoip)
         # Pickling a large zone takes a while; off the loop it delays answers less.
-        frame = await asyncio.to_thread(encode, message) if changed else encode(message)
+        frame = await asyncio.to_thread(encode_parts, message) if changed else encode_parts(message)
         try:
-            writer.write(frame)
-            await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)
+            await asyncio.wait_for(_write_frame(writer, frame), SEND_TIMEOUT)
         except (OSError, TimeoutError) as exc:
             log.error("worker %d: could not send generation %d (%s); restarting it",
                       worker.index, snapshot.generation, exc or "timed out")
@@ -409,6 +434,16 @@ class Workers:
                 _kill(worker.process)
             return
         worker.sent = dict(snapshot.zones)
+
+
+async def _write_frame(writer: asyncio.StreamWriter, parts: list[bytes | memoryview]) -> None:
+    """Write a frame a step at a time, draining between: what the transport cannot send at
+    once it copies into its buffer, so a big zone's blob is never copied there whole."""
+    for part in parts:
+        view = memoryview(part)
+        for at in range(0, len(view), _RECEIVE_STEP):
+            writer.write(view[at : at + _RECEIVE_STEP])
+            await writer.drain()
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:

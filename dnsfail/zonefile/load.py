@@ -8,7 +8,7 @@ collector while a zone is built, and the assembly of the ``Zone``.  The
 package docstring tells how a file is read.
 
 Imports ``files``, the two readers and the module of each check, never ``yaml``
-itself, and does no I/O beyond ``files.read_zone_file``.  No module of
+itself, and does no I/O beyond ``files.ZoneFile``'s reads.  No module of
 ``zonefile`` but the package's ``__init__`` may import it.
 """
 
@@ -24,7 +24,7 @@ from types import MappingProxyType
 from dnsfail.errors import ConfigError, Problem
 from dnsfail.model import DynamicRecord, RRset, RRType, Zone
 from dnsfail.zonefile.dynamic import dynamic_records
-from dnsfail.zonefile.files import discover, read_zone_file
+from dnsfail.zonefile.files import ZoneFile, discover, open_zone_file
 from dnsfail.zonefile.libyaml import read_libyaml
 from dnsfail.zonefile.located import Entry, Problems, clip
 from dnsfail.zonefile.names import name_problem
@@ -39,7 +39,7 @@ from dnsfail.zonefile.rules import (
     zone_names,
 )
 from dnsfail.zonefile.soa import SoaFields, publish_soa, soa_fields, soa_rrset
-from dnsfail.zonefile.strict import read_strict
+from dnsfail.zonefile.strict import StrictReader, read_strict
 
 
 def _nodes(
@@ -133,25 +133,81 @@ def parse_zone_with(
     gives up, the whole file is read again the general way: every problem is found
     and worded as it always was (tests/zonefile/test_packed.py compares both).
     """
-    origin = origin.lower() if origin.endswith(".") else origin.lower() + "."
+    origin = _absolute(origin)
     if read is read_entries:
         # ``type: `` once per record at most: enough index for the file, never regrown.
         builder = PackedBuilder(origin, text.count("type: "))
         entries = read_strict(text, sink=builder)
         if entries is not None:
-            zone = _parse(text, source, origin, serial, previous, geoip, entries, builder)
+            zone = _parse(source, origin, serial, previous, geoip, entries, builder)
             if zone is not None:
                 return zone
         del builder, entries
+    return _parse_general(text, source, origin, serial, previous, geoip, read)
+
+
+def _absolute(origin: str) -> str:
+    return origin.lower() if origin.endswith(".") else origin.lower() + "."
+
+
+def _parse_general(
+    text: str, source: str, origin: str, serial: int, previous: Zone | None, geoip: bool,
+    read: Reader,
+) -> Zone:  # fmt: skip
+    """The zone of ``text`` read by ``read``, nothing packed: every problem found and worded."""
     problems = Problems(source)
-    zone = _parse(text, source, origin, serial, previous, geoip, read(text, problems), None,
-                  problems)
+    zone = _parse(source, origin, serial, previous, geoip, read(text, problems), None, problems)
     assert zone is not None
     return zone
 
 
+def parse_zone_file(
+    opened: ZoneFile, origin: str, *, previous: Zone | None = None, geoip: bool = True
+) -> Zone:
+    """``parse_zone`` of an open zone file (its mtime the default serial), streamed.
+
+    The file is read in pieces of about ``files.PIECE_BYTES`` by the strict
+    reader, its plain address records packed as they come: so a big zone is
+    never held as text (nor as bytes), and a reload of one needs little more
+    than the new zone beside the one still being served.  Where the stream
+    cannot be read that way (outside the strict subset, a packed owner shared,
+    not ASCII...), the file is read whole and parsed as ``parse_zone`` does,
+    which finds and words every problem; the two give the same zone
+    (tests/zonefile/test_stream.py).
+    """
+    origin = _absolute(origin)
+    with collector_paused():
+        zone = _parse_stream(opened, origin, previous, geoip)
+        if zone is not None:
+            return zone
+        read = opened.text()
+        if isinstance(read, Problem):
+            raise ConfigError([read])
+        return _parse_general(read.text, opened.path, origin, read.mtime, previous, geoip,
+                              read_entries)
+
+
+def _parse_stream(
+    opened: ZoneFile, origin: str, previous: Zone | None, geoip: bool
+) -> Zone | None:
+    """The zone, read piece by piece with its plain records packed; None where the file
+    must be read whole (see ``parse_zone_file``)."""
+    expected = opened.count(b"type: ")  # the index's size, as ``parse_zone_with`` finds it
+    if expected < 0:
+        return None
+    builder = PackedBuilder(origin, expected)
+    reader = StrictReader(sink=builder)
+    for piece in opened.pieces():
+        if piece is None or not reader.feed(piece):
+            return None
+    entries = reader.entries()
+    if entries is None:
+        return None
+    return _parse(opened.path, origin, opened.mtime, previous, geoip, entries, builder)
+
+
 def _parse(
-    text: str, source: str, origin: str, serial: int, previous: Zone | None, geoip: bool,
+    source: str, origin: str, serial: int, previous: Zone | None, geoip: bool,
     entries: list[Entry], builder: PackedBuilder | None, problems: Problems | None = None,
 ) -> Zone | None:  # fmt: skip
     """The zone of ``entries`` and ``builder``'s packed records, or ``ConfigError``;
@@ -265,17 +321,16 @@ def load_zones(
             )
             continue
         defined_in[origin] = path
-        read = read_zone_file(path)
-        if read is None:
+        opened = open_zone_file(path)
+        if opened is None:
             continue  # unlinked since it was listed: removed on purpose (zonefiles.py)
-        if isinstance(read, Problem):
-            problems.append(read)
+        if isinstance(opened, Problem):
+            problems.append(opened)
             continue
         last = previous.get(origin) if previous is not None else None
         try:
-            zones[origin] = parse_zone(
-                read.text, path, origin, serial=read.mtime, previous=last, geoip=geoip
-            )
+            with opened:
+                zones[origin] = parse_zone_file(opened, origin, previous=last, geoip=geoip)
         except ConfigError as exc:
             problems.extend(exc.problems)
         except Exception as exc:  # the outermost loader boundary: a located problem, no trace

@@ -1,6 +1,6 @@
 """Packed zone data: the plain address records of a big zone without a Python object each.
 
-Owns ``PackedStore`` (owner -> one A or AAAA RRset, packed into one ``bytes`` blob
+Owns ``PackedStore`` (owner -> one A or AAAA RRset, packed into one blob
 with an open-addressing index), ``PackedBuilder`` (what the strict reader hands a
 record of the commonest shape to while it reads, so that no per-record object is
 ever made for it), and the two views the resolver reads a zone through:
@@ -28,12 +28,14 @@ text rule) and ``records`` (the TTL rules); it must not import a reader, ``rules
 from __future__ import annotations
 
 import ipaddress
+import pickle
 import re
 import struct
 import zlib
 from array import array
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Iterator, Mapping, Sequence, Set
 from types import MappingProxyType
+from typing import SupportsIndex
 
 from dnsfail.model import AAAA, A, RRset, RRType
 from dnsfail.zonefile.located import SINK_DUPLICATE, SINK_LEFT, SINK_TAKEN
@@ -78,8 +80,9 @@ class PackedStore:
     __slots__ = ("data", "empty_non_terminals", "fingerprint", "origin", "owners", "records",
                  "slots", "suffix")
 
-    def __init__(self, origin: str, data: bytes, slots: array[int], owners: int,
-                 empty_non_terminals: int, records: int, fingerprint: int = 0) -> None:  # fmt: skip
+    def __init__(self, origin: str, data: bytes | bytearray, slots: array[int] | memoryview,
+                 owners: int, empty_non_terminals: int, records: int,
+                 fingerprint: int = 0) -> None:  # fmt: skip
         self.origin = origin
         self.suffix = "." + origin
         self.data = data
@@ -93,11 +96,17 @@ class PackedStore:
         #: almost always differs here, so a reload need not compare a million entries.
         self.fingerprint = fingerprint
 
-    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        # Two buffers and a few numbers: a million records pickle in milliseconds.
-        return PackedStore, (self.origin, self.data, self.slots, self.owners,
-                             self.empty_non_terminals, self.records,
-                             self.fingerprint)  # fmt: skip
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[object, tuple[object, ...]]:
+        # Two buffers and a few numbers: a million records pickle in milliseconds.  From
+        # protocol 5 they are ``PickleBuffer``s, which a pickler with a ``buffer_callback``
+        # (the workers' channel) leaves out of the pickle: sent as they are, received into
+        # the buffers the store then uses, so neither side holds a copy (PEP 574).
+        data: object = self.data
+        slots: object = self.slots
+        if int(protocol) >= 5:
+            data, slots = pickle.PickleBuffer(self.data), pickle.PickleBuffer(self.slots)
+        return _unpickled, (self.origin, data, slots, self.owners, self.empty_non_terminals,
+                            self.records, self.fingerprint)  # fmt: skip
 
     def _value_at(self, name: str) -> int:
         """Offset of ``name``'s value length in ``data``, or -1 if it is not stored."""
@@ -134,7 +143,7 @@ class PackedStore:
                 name = data[at + 1 : at + 1 + size].decode("ascii") + "." + origin
                 at += 1 + size
                 length = data[at] << 8 | data[at + 1]
-                yield name, data[at + 2 : at + 2 + length]
+                yield name, bytes(data[at + 2 : at + 2 + length])
 
     def holding(self, address: str) -> Iterator[str]:
         """Owners whose RRset may hold ``address`` (normal text): every one that does, found
@@ -168,7 +177,19 @@ class PackedStore:
         return True
 
 
-def _find(data: bytes | bytearray, slots: array[int], key: bytes) -> int:
+def _unpickled(origin: str, data: bytes | bytearray, slots: array[int] | bytearray | memoryview,
+               owners: int, empty_non_terminals: int, records: int,
+               fingerprint: int) -> PackedStore:  # fmt: skip
+    """A store from its pickle: ``slots`` as pickled, or its octets (``PickleBuffer``), read
+    in place as the index's 32-bit slots."""
+    if not isinstance(slots, array):
+        slots = memoryview(slots).cast("B").cast("I")
+    if not isinstance(data, bytes | bytearray):
+        data = bytearray(data)
+    return PackedStore(origin, data, slots, owners, empty_non_terminals, records, fingerprint)
+
+
+def _find(data: bytes | bytearray, slots: Sequence[int], key: bytes) -> int:
     """Offset of ``key``'s value length in ``data``, or -1."""
     mask = len(slots) - 1
     slot = home = zlib.crc32(key) & mask
@@ -187,7 +208,7 @@ def _find(data: bytes | bytearray, slots: array[int], key: bytes) -> int:
 _TYPE_A, _TYPE_AAAA = RRType.A, RRType.AAAA
 
 
-def _decode(name: str, data: bytes, at: int) -> Mapping[RRType, RRset]:
+def _decode(name: str, data: bytes | bytearray, at: int) -> Mapping[RRType, RRset]:
     """The RRsets of the value whose length is at ``at``: the hot part of a lookup."""
     end = at + 2 + (data[at] << 8 | data[at + 1])
     rtype, ttl = _HEAD.unpack_from(data, at + 2)
@@ -401,7 +422,13 @@ class PackedBuilder:
         return at >= 0 and bool(self.data[at] or self.data[at + 1])
 
     def store(self) -> PackedStore:
-        return PackedStore(self.origin, bytes(self.data), self.slots, self.owners,
+        """The store of what was taken; the builder must not be used after.
+
+        The blob is handed over as it is, not copied to ``bytes``: a copy would be
+        a second blob (28 MB for a million records) on top of the zone still being
+        served while a reload builds its own.  Nothing writes to it after this."""
+        data, self.data = self.data, bytearray(b"\0")
+        return PackedStore(self.origin, data, self.slots, self.owners,
                            self.empty_non_terminals, self.records, self.fingerprint)  # fmt: skip
 
 

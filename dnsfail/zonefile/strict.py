@@ -1,6 +1,7 @@
 """The strict reader: octoDNS's own layout of YAML, read line by line without libyaml.
 
-Owns ``read_strict`` (a zone file's top-level entries, or None when the text
+Owns ``read_strict`` and ``StrictReader`` (a zone file's top-level entries, whole or piece
+by piece, or None when the text
 leaves the subset and libyaml must read it), its regexes of the subset, the
 plain-scalar resolution it shares with PyYAML's resolver, and the fast
 record path: a record of only scalars comes back as a ``located.Simple``.
@@ -478,24 +479,70 @@ def read_strict(
     it took twice makes the reader give up.  Keys it took are not checked
     against the other keys: the caller does that, by owner name.
     """
-    if "\r" in text:
-        # CRLF line ends (a file edited on Windows): YAML counts and folds CRLF as it does
-        # LF, so the text means the same with LF.  A lone CR still bails.
-        text = text.replace("\r\n", "\n")
-    if not text.endswith("\n"):
-        text += "\n"
-    start = _START_RE.match(text)
-    assert start is not None
-    if _outside_subset(text, start.end()):
-        return None
-    gap = _GAP_RE.match(text, start.end())
-    assert gap is not None
-    pos = gap.end()
-    line = 1 + text.count("\n", 0, pos)
-    entries: list[Entry] = []
-    keys: set[str] = set()
-    ttls: dict[str, int] = {}
-    try:
+    reader = StrictReader(entry_by_libyaml=entry_by_libyaml, sink=sink)
+    return reader.entries() if reader.feed(text) else None
+
+
+class StrictReader:
+    """``read_strict`` over a text given in pieces, so that a big file is never held whole.
+
+    Each piece but the last must end where a top-level entry ends: after a
+    newline, before a line that starts with a key (not a space, ``#``, ``-``,
+    newline or CR; ``files.ZoneFile.pieces`` cuts there).  Nothing of the
+    strict subset reads across such a point but the key set, the shared TTLs
+    and the line count, which the reader carries, so the entries are those
+    ``read_strict`` gives for the whole text (tests/zonefile/test_stream.py).
+    """
+
+    def __init__(self, *, entry_by_libyaml: bool = True, sink: Sink | None = None) -> None:
+        self.entry_by_libyaml = entry_by_libyaml
+        self.sink = sink
+        self._entries: list[Entry] = []
+        self._keys: set[str] = set()
+        self._ttls: dict[str, int] = {}
+        #: Line of the next piece's first line; 0 before the first piece.
+        self._line = 0
+        #: The text has left the subset: no piece is read any more.
+        self.failed = False
+
+    def entries(self) -> list[Entry] | None:
+        """The entries read, or None if the text left the subset or held none."""
+        return None if self.failed else self._entries or None
+
+    def feed(self, text: str) -> bool:
+        """Read one piece; False (now and for every later piece) once the text leaves the
+        subset."""
+        if self.failed:
+            return False
+        if "\r" in text:
+            # CRLF line ends (a file edited on Windows): YAML counts and folds CRLF as it does
+            # LF, so the text means the same with LF.  A lone CR still bails.
+            text = text.replace("\r\n", "\n")
+        if not text.endswith("\n"):
+            text += "\n"
+        pos = 0
+        if not self._line:
+            start = _START_RE.match(text)
+            assert start is not None
+            pos = start.end()
+            self._line = 1
+        if _outside_subset(text, pos):
+            self.failed = True
+            return False
+        gap = _GAP_RE.match(text, pos)
+        assert gap is not None
+        pos = gap.end()
+        self._line += text.count("\n", 0, pos)
+        try:
+            self._line = self._read(text, pos, self._line)
+        except _Bail:
+            self.failed = True
+            return False
+        return True
+
+    def _read(self, text: str, pos: int, line: int) -> int:
+        """The entries of ``text`` from ``pos`` (at ``line``) to its end; the line after it."""
+        entries, keys, ttls, sink = self._entries, self._keys, self._ttls, self.sink
         while pos < len(text):
             value: YNode | Simple | SimpleList | None = None
             if sink is not None:
@@ -533,7 +580,7 @@ def read_strict(
                 try:
                     key, value = _generic_entry(text, pos, end, line)
                 except _Bail:
-                    if not entry_by_libyaml:
+                    if not self.entry_by_libyaml:
                         raise
                     key, value = _libyaml_entry(text[pos:end], line)
             if key in keys:
@@ -542,6 +589,4 @@ def read_strict(
             entries.append((key, line, value))
             line += text.count("\n", pos, end)
             pos = end
-    except _Bail:
-        return None
-    return entries or None
+        return line

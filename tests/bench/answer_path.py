@@ -82,7 +82,9 @@ def workloads(n: int, rng: random.Random) -> dict[str, list[bytes]]:
 
 
 def handler() -> tuple[Handler, Store]:
-    text = (HERE / "peers" / "dnsfail" / "bench.example.com.yaml").read_text() + WILDCARD
+    text = (HERE / "peers" / "dnsfail" / "bench.example.com.yaml").read_text()
+    if "'*.wild':" not in text:  # the comparison zone has had one since compare.py's rows
+        text += WILDCARD
     zone = parse_zone(text, "bench.example.com.yaml", ZONE, serial=1)
     store = Store({ZONE: zone})
     return Handler(lambda: store.snapshot, identity="bench"), store

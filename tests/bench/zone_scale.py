@@ -14,6 +14,13 @@ checkouts in one run, alternating), it measures on a zone written by
 * reload: a changed zone and SIGHUP; the largest RSS sum sampled (every 20 ms) until
   the new answer is served and every worker has applied it, and the time that took.
 
+``--flood SECONDS`` instead starts ``serve --workers auto`` on the zone and sends
+``--rate`` questions a second for that long from one UDP socket: new nonexistent names,
+new letter cases and new ECS /24s of known names (a third each), and every 100th
+question one of four names real clients repeat, from 8 source ports (so that the
+processes share it).  It prints each process's RSS before, every 10 s, at its largest
+(sampled every second) and after, and the questions answered and lost.
+
 Prints one JSON object per measurement.  Loopback only, ports chosen by the kernel.
 """
 
@@ -22,16 +29,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
+import dns.edns
 import dns.message
 import dns.rdatatype
 
@@ -39,6 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_zone import PROBE_NAME, ZONE, write_yaml
 
 QNAME = f"{PROBE_NAME}.{ZONE}."
+#: Source sockets of ``--flood`` (one port each).
+SOURCES = 8
 
 
 def free_port() -> int:
@@ -80,6 +92,19 @@ def processes(pid: int) -> list[int]:
                 todo += [int(c) for c in text.split()]
         except OSError:
             pass
+    return out
+
+
+def rss_each(pid: int) -> list[float]:
+    """RSS MiB of ``pid`` and of each of its descendants."""
+    out = []
+    for p in processes(pid):
+        try:
+            status_text = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        out += [int(line.split()[1]) / 1024 for line in status_text.splitlines()
+                if line.startswith("VmRSS:")]
     return out
 
 
@@ -164,7 +189,8 @@ def serve(tree: str, zones: Path, workers: str, records: int) -> dict[str, objec
         out["workers_ready_cpu_s"] = round(cpu_seconds(server.pid), 2)
         time.sleep(2)
         rss, pss, count = memory(server.pid)
-        out.update(processes=count, rss_mib=round(rss), pss_mib=round(pss))
+        out.update(processes=count, rss_mib=round(rss), pss_mib=round(pss),
+                   rss_each_mib=[round(r) for r in rss_each(server.pid)])
         # Reload a changed zone: the probe name's address moves.
         write_yaml(zones / f"{ZONE}.yaml", records, probe_address="198.18.255.254")
         cpu_before = cpu_seconds(server.pid)
@@ -189,6 +215,106 @@ def serve(tree: str, zones: Path, workers: str, records: int) -> dict[str, objec
     return out
 
 
+def flood_query(rng: random.Random, i: int) -> bytes:
+    """The ``i``-th question of the flood (see the module docstring)."""
+    qid = i & 0xFFFF
+    if i % 100 == 0:
+        return dns.message.make_query(f"h00000{i // 100 % 4}.{ZONE}.", "A", id=qid).to_wire()
+    kind = i % 3
+    if kind == 0:
+        label = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(12))
+        return dns.message.make_query(f"{label}.{ZONE}.", "A", id=qid).to_wire()
+    if kind == 1:
+        name = "".join(c.upper() if rng.random() < 0.5 else c for c in f"h000001.{ZONE}.")
+        return dns.message.make_query(name, "A", id=qid).to_wire()
+    subnet = dns.edns.ECSOption(f"10.{rng.randrange(256)}.{rng.randrange(256)}.0", 24)
+    return dns.message.make_query(f"h000002.{ZONE}.", "A", id=qid, use_edns=0,
+                                  options=[subnet]).to_wire()
+
+
+def flood(tree: str, zones: Path, seconds: float, rate: int) -> dict[str, object]:
+    port, control = free_port(), free_port()
+    command = [sys.executable, "-m", "dnsfail", "serve", "--listen", f"127.0.0.1:{port}",
+               "--control", f"127.0.0.1:{control}", "--state-file", "", "--workers", "auto",
+               "--log-level", "warning", str(zones)]
+    server = subprocess.Popen(command, env=env_for(tree), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, cwd=zones.parent)
+    out: dict[str, object] = {"rate": rate, "seconds": seconds}
+    try:
+        start = time.monotonic()
+        while answer(port) is None or not in_step(control):
+            if server.poll() is not None or time.monotonic() - start > 300:
+                return {"error": "no answer"}
+            time.sleep(0.05)
+        rng = random.Random(13)
+        for i in range(0, 400, 100):  # the repeated names, each seen twice before the flood
+            answer_wire(port, flood_query(rng, i))
+            answer_wire(port, flood_query(rng, i))
+        time.sleep(2)
+        out["rss_before_mib"] = [round(r) for r in rss_each(server.pid)]
+        largest = list(out["rss_before_mib"])  # type: ignore[call-overload]
+        # Several source ports, so that SO_REUSEPORT spreads the flood over the processes.
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(SOURCES)]
+        received = [0] * SOURCES
+        done = threading.Event()
+
+        def count_replies(index: int) -> None:
+            sock = socks[index]
+            while not done.is_set():
+                try:
+                    sock.recv(4096)
+                    received[index] += 1
+                except OSError:
+                    continue
+
+        for sock in socks:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+            sock.connect(("127.0.0.1", port))
+            sock.settimeout(0.2)
+        readers = [threading.Thread(target=count_replies, args=(i,)) for i in range(SOURCES)]
+        for reader in readers:
+            reader.start()
+        sent, began, next_sample = 0, time.monotonic(), time.monotonic() + 1
+        #: (second, questions sent, RSS MiB of each process) every 10 seconds.
+        timeline: list[tuple[int, int, list[int]]] = []
+        while (now := time.monotonic()) - began < seconds:
+            due = int((now - began) * rate)
+            while sent < due:
+                socks[sent % SOURCES].send(flood_query(rng, sent))
+                sent += 1
+            if now >= next_sample:
+                rss = rss_each(server.pid)
+                largest = [max(a, round(b)) for a, b in zip(largest, rss, strict=False)]
+                if now - began >= 10 * (len(timeline) + 1):
+                    timeline.append((round(now - began), sent, [round(r) for r in rss]))
+                next_sample += 1
+            time.sleep(0.001)
+        time.sleep(1)
+        done.set()
+        for reader in readers:
+            reader.join()
+        for sock in socks:
+            sock.close()
+        received = [sum(received)]
+        out.update(sent=sent, answered=received[0], lost=sent - received[0],
+                   rss_largest_mib=largest, rss_every_10s=timeline,
+                   rss_after_mib=[round(r) for r in rss_each(server.pid)])
+    finally:
+        server.terminate()
+        server.wait(30)
+    return out
+
+
+def answer_wire(port: int, wire: bytes) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.5)
+        try:
+            sock.sendto(wire, ("127.0.0.1", port))
+            return sock.recv(65535)
+        except OSError:
+            return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -196,11 +322,19 @@ def main() -> int:
     parser.add_argument("--tree", action="append", default=[],
                         help="NAME=DIR: run DIR's dnsfail (default: this checkout)")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--flood", type=float, default=0, metavar="SECONDS")
+    parser.add_argument("--rate", type=int, default=4000, help="questions a second (--flood)")
     args = parser.parse_args()
     trees = [t.split("=", 1) for t in args.tree] or [["this", str(Path(__file__).parents[2])]]
     with tempfile.TemporaryDirectory() as tmp:
         zones = Path(tmp) / "zones"
         write_yaml(zones / f"{ZONE}.yaml", args.records)
+        if args.flood:
+            for name, tree in trees:
+                row = {"tree": name, "records": args.records,
+                       **flood(tree, zones, args.flood, args.rate)}
+                print(json.dumps(row), flush=True)
+            return 0
         for round_ in range(args.rounds):
             for name, tree in trees:
                 row = {"tree": name, "round": round_, "records": args.records,
