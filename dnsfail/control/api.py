@@ -23,6 +23,8 @@ Endpoints::
     POST /v1/reload          all-or-nothing zone reload; 422 with the problems if rejected
     GET  /v1/explain         ?name=&type=&client=&ecs=  (text, as ``dnsfail explain``)
     GET  /metrics            Prometheus text format
+    GET  /v1/events          ?after=ID&limit=N: transitions, drains, reloads (control.events)
+    GET  /v1/events/stream   the same, live: server-sent events, Last-Event-ID resumes
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from dnsfail.addresses import CONTROL_HEAD_TIMEOUT, CONTROL_MAX_CONNECTIONS
 from dnsfail.control.auth import TOKEN, auth, peer
+from dnsfail.control.events import STREAMS, add_routes
 from dnsfail.control.guard import GUARDS, Guard, Limits, RouteHandler, deadline
 from dnsfail.control.metrics import CONTENT_TYPE
 from dnsfail.control.port import ControlPort
@@ -311,6 +314,7 @@ def make_app(port: ControlPort, token: str | None, guards: Limits,
     app.router.add_post("/v1/reload", reload)
     app.router.add_get("/v1/explain", get_explain)
     app.router.add_get("/metrics", metrics)
+    add_routes(app, port.events)
     return app
 
 
@@ -348,6 +352,7 @@ class ControlServer:
         return self.host, bound
 
     async def stop(self) -> None:
+        self.runner.app[STREAMS].close_all()
         if self.listener is not None:
             self.listener.close()
             self.listener = None

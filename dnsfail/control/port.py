@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dnsfail.dns.explain import Answerer
+from dnsfail.events.log import EventLog
 from dnsfail.model import Status, Zone
 from dnsfail.state import Store
 from dnsfail.steering.overrides import Match, Override, Selector
@@ -121,5 +122,8 @@ class ControlPort(Counters, Protocol):
 
     @property
     def metrics(self) -> Exposition: ...
+
+    @property
+    def events(self) -> EventLog: ...
 
     def workers_status(self) -> list[dict[str, Any]]: ...

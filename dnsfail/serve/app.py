@@ -42,6 +42,7 @@ from dnsfail.dns.handler import Handler
 from dnsfail.dns.stages import After
 from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.errors import ConfigError, DnsfailError
+from dnsfail.events.log import EventLog
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.rrl.limiter import RateLimiter, open_limiter
 from dnsfail.rrl.settings import RrlSettings
@@ -63,6 +64,7 @@ from dnsfail.serve.wiring import answer_path, close_locator, load_store, open_lo
 from dnsfail.serve.workers import Workers, WorkerSettings
 from dnsfail.state import Snapshot, Store
 from dnsfail.steering.geo import Locator, NoLocator
+from dnsfail.steering.health import Health
 from dnsfail.steering.mmdb import MaxMindLocator
 from dnsfail.steering.overrides import Override
 from dnsfail.tasks import cancel_all
@@ -139,9 +141,10 @@ class Daemon:
         self.state_path = Path(settings.state_file) if settings.state_file else None
         self.workers: Workers | None = None
         self.metrics = Metrics(self, self.stats, self._worker_totals)
-        self.drains = Drains(self.state_path, self.metrics)
+        self.events = EventLog()  # transitions, drains, reloads: /v1/events, webhooks
+        self.drains = Drains(self.state_path, self.metrics, self.events)
         self.reloads = Reloader(settings.paths, settings.geoip is not None, self.metrics,
-                                self._targets_changed)
+                                self._targets_changed, self.events)
         self.control_max_connections = settings.control_max_connections
         self.stages = AnswerStages()
 
@@ -303,7 +306,7 @@ class Daemon:
                   at: float) -> None:
         assert self.store is not None
         self.metrics.observe_probe(spec, ok, latency)
-        self.store.observe(spec, ok, detail, latency, at)
+        observe_and_tell(self.events, self.store, spec, ok, detail, latency, at)
 
     async def _start_control(self) -> None:
         if self.settings.control is not None:
@@ -448,6 +451,26 @@ async def start_control(port: ControlPort, settings: Settings,
     log.info("control API on http://%s:%d/%s", address[0], address[1],
              " (bearer token required)" if settings.control_token else "")
     return server
+
+
+def observe_and_tell(events: EventLog, store: Store, spec: ProbeSpec, ok: bool, detail: str,
+                     latency: float, at: float) -> None:
+    """Fold a probe result into ``store``; tell a state change, with the result that made
+    it, as a ``transition`` event.  A first result only when it is DOWN: a target coming up
+    at start is no news, a target down at start is."""
+    before = store.snapshot.health.get(spec)
+    store.observe(spec, ok, detail, latency, at)
+    after = store.snapshot.health.get(spec)
+    was = before.state if before is not None else Health.UNKNOWN
+    if after is None or was is after.state or (was is Health.UNKNOWN
+                                               and after.state is not Health.DOWN):
+        return
+    last = after.last
+    events.emit("transition", target=spec.label, protocol=spec.protocol.value,
+                **{"from": was.value, "to": after.state.value},
+                detail=last.detail if last else "",
+                latency_ms=round(last.latency * 1000, 3) if last else None,
+                used_by=store.targets.get(spec, []), transitions=after.transitions)
 
 
 def tcp_limits(s: Settings) -> TcpLimits:

@@ -1,0 +1,81 @@
+"""The event history and its live stream through a real ``dnsfail serve``.
+
+The zone's sites are listening sockets this test owns; closing one takes
+its target DOWN (connection refused) within ``fall`` x ``interval`` = 2 s.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ..conftest import free_port
+from .ctl_server import SITES, Ctl, wait_for, zone_text
+
+
+@pytest.fixture
+def own_sites(tmp_path: Path) -> Iterator[tuple[Path, int, dict[str, socket.socket]]]:
+    port = free_port(SITES[0])
+    socks = {}
+    for host in SITES:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        s.listen(64)
+        socks[host] = s
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "ctl.test.yaml").write_text(zone_text(port))
+    yield zones, port, socks
+    for s in socks.values():
+        s.close()
+
+
+def events(ctl: Ctl, after: int = 0) -> list[dict[str, object]]:
+    code, body = ctl.get(f"/v1/events?after={after}")
+    assert code == 200
+    return list(body["events"])
+
+
+def test_transitions_drains_and_reloads_are_events(
+        start: Callable[..., Ctl], own_sites: tuple[Path, int, dict[str, socket.socket]]) -> None:
+    zones, port, socks = own_sites
+    ctl = start(zones=zones)
+    assert events(ctl) == []  # targets coming up at start are no news
+    stream = urllib.request.urlopen(ctl.base + "/v1/events/stream", timeout=10)
+    assert stream.headers.get_content_type() == "text/event-stream"
+
+    socks.pop(SITES[0]).close()
+    wait_for(lambda: any(e["kind"] == "transition" for e in events(ctl)), 10, "transition")
+    [down] = events(ctl)
+    assert (down["target"], down["from"], down["to"]) == (f"{SITES[0]}:{port}", "up", "down")
+    assert down["detail"] == "connection refused"
+    assert down["used_by"] == ["api.ctl.test pool eu"]
+
+    assert ctl.post("/v1/drain", {"target": SITES[1], "for": "5m", "reason": "patch"})[0] == 200
+    assert ctl.post("/v1/undrain", {"target": SITES[1]})[0] == 200
+    (zones / "ctl.test.yaml").write_text("api: {type: A, value: not-an-address}\n")
+    assert ctl.post("/v1/reload", {})[0] == 422
+    got = events(ctl, after=int(str(down["id"])))
+    assert [e["kind"] for e in got] == ["drain", "undrain", "reload"]
+    assert (got[0]["selector"], got[0]["reason"], got[0]["records"]) == (
+        SITES[1], "patch", ["api.ctl.test."])
+    assert got[2]["ok"] is False
+    assert got[2]["problems"]
+
+    # The stream, opened before all this, saw the same events in the same order.
+    seen: list[tuple[str, str]] = []
+    kind = ""
+    while len(seen) < 4:
+        line = stream.readline().decode().rstrip("\n")
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            seen.append((kind, json.loads(line[6:])["id"]))
+    stream.close()
+    assert seen == [(e["kind"], e["id"]) for e in [down, *got]]
