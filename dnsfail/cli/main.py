@@ -66,6 +66,24 @@ def _duration(text: str) -> str:
     return text
 
 
+def _webhook(text: str) -> object:
+    from dnsfail.events.payload import parse_target
+
+    try:
+        return parse_target(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _kinds(text: str) -> frozenset[str]:
+    from dnsfail.events.payload import parse_kinds
+
+    try:
+        return parse_kinds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 #: What ``add_subparsers`` returns (argparse names no public type for it).
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -141,6 +159,13 @@ def _serve_parser(sub: Subparsers) -> None:
                        "the client sent a valid server cookie (gdnsd's max_nocookie_response;"
                        " 128-1024, default 0: off)")
     rrl_options.add_options(serve)
+    serve.add_argument("--webhook", action="append", type=_webhook, default=[],
+                       metavar="URL", help="POST each event (target transitions, drains, "
+                       "reloads) to URL as JSON; slack+https://... posts a Slack-compatible "
+                       '{"text": ...} instead; repeatable')
+    serve.add_argument("--webhook-events", type=_kinds, default=None, metavar="KINDS",
+                       help="which events the webhooks get, comma-separated (default all: "
+                            "transition,drain,undrain,expired,reload)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"],
@@ -261,7 +286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cookie_secret_file=args.cookie_secret_file,
         udp_size_cap_without_cookie=args.udp_size_cap_without_cookie,
         rrl=rrl,
+        webhooks=args.webhook,
     )
+    if args.webhook_events is not None:
+        settings.webhook_events = args.webhook_events
     if args.identity:
         settings.identity = args.identity
     return run(settings)

@@ -84,6 +84,12 @@ class ReloadService(Protocol):
     async def reload(self, trigger: str = "") -> list[str]: ...
 
 
+class Describable(Protocol):
+    """The webhooks, as ``/v1/status`` lists them (``events.webhook.Webhooks``)."""
+
+    def describe(self) -> list[dict[str, Any]]: ...
+
+
 class Exposition(Protocol):
     """The metrics registry, rendered for ``GET /metrics``."""
 
@@ -125,5 +131,8 @@ class ControlPort(Counters, Protocol):
 
     @property
     def events(self) -> EventLog: ...
+
+    @property
+    def webhooks(self) -> Describable: ...
 
     def workers_status(self) -> list[dict[str, Any]]: ...

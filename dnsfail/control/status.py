@@ -117,4 +117,5 @@ def status(port: ControlPort) -> dict[str, Any]:
         "overrides": list(shown.values()),
         "state_file": str(port.state_path) if port.state_path is not None else None,
         "workers": port.workers_status(),
+        "webhooks": port.webhooks.describe(),
     }

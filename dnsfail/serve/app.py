@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import signal
@@ -42,7 +43,9 @@ from dnsfail.dns.handler import Handler
 from dnsfail.dns.stages import After
 from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.errors import ConfigError, DnsfailError
-from dnsfail.events.log import EventLog
+from dnsfail.events.log import KINDS, EventLog
+from dnsfail.events.payload import Target
+from dnsfail.events.webhook import Webhooks
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.rrl.limiter import RateLimiter, open_limiter
 from dnsfail.rrl.settings import RrlSettings
@@ -118,6 +121,9 @@ class Settings:
     udp_size_cap_without_cookie: int = 0
     #: Response-rate limiting; None: off.
     rrl: RrlSettings | None = None
+    #: ``--webhook`` receivers, and the event kinds they get (``events.webhook``).
+    webhooks: list[Target] = field(default_factory=list)
+    webhook_events: frozenset[str] = frozenset(KINDS)
 
 
 class Daemon:
@@ -142,6 +148,8 @@ class Daemon:
         self.workers: Workers | None = None
         self.metrics = Metrics(self, self.stats, self._worker_totals)
         self.events = EventLog()  # transitions, drains, reloads: /v1/events, webhooks
+        self.webhooks = Webhooks(settings.webhooks, self.events, settings.identity,
+                                 settings.webhook_events)
         self.drains = Drains(self.state_path, self.metrics, self.events)
         self.reloads = Reloader(settings.paths, settings.geoip is not None, self.metrics,
                                 self._targets_changed, self.events)
@@ -227,6 +235,7 @@ class Daemon:
                                                      geoip=s.geoip is not None, saved=saved)
         self.reloads.loaded(store)
         self.drains.log_restored()
+        await self.webhooks.start()
         after = await self.stages.open(s, self.stats, lambda: store.snapshot)
         self.handler = answer_path(lambda: store.snapshot, self.locator, identity=s.identity,
                                    version=s.version, stats=self.stats, after=after).handler
@@ -297,16 +306,11 @@ class Daemon:
 
     async def _first_probe_round(self) -> None:
         assert self.store is not None
-        self.prober = Prober(self.store.targets, self._on_probe, max_in_flight=PROBE_IN_FLIGHT)
+        on_result = functools.partial(observe_and_tell, self.metrics, self.events, self.store)
+        self.prober = Prober(self.store.targets, on_result, max_in_flight=PROBE_IN_FLIGHT)
         await self.prober.start()
         self.first_round = await first_probe_round(self.prober, self.store,
                                                    self.settings.startup_timeout)
-
-    def _on_probe(self, spec: ProbeSpec, ok: bool, detail: str, latency: float,
-                  at: float) -> None:
-        assert self.store is not None
-        self.metrics.observe_probe(spec, ok, latency)
-        observe_and_tell(self.events, self.store, spec, ok, detail, latency, at)
 
     async def _start_control(self) -> None:
         if self.settings.control is not None:
@@ -343,6 +347,7 @@ class Daemon:
         self._signals = []
         await cancel_all(self.tasks)
         self.tasks = []
+        await self.webhooks.stop()
         if self.prober is not None:
             await self.prober.stop()
             self.prober = None
@@ -453,11 +458,12 @@ async def start_control(port: ControlPort, settings: Settings,
     return server
 
 
-def observe_and_tell(events: EventLog, store: Store, spec: ProbeSpec, ok: bool, detail: str,
-                     latency: float, at: float) -> None:
-    """Fold a probe result into ``store``; tell a state change, with the result that made
-    it, as a ``transition`` event.  A first result only when it is DOWN: a target coming up
-    at start is no news, a target down at start is."""
+def observe_and_tell(metrics: Metrics, events: EventLog, store: Store, spec: ProbeSpec,
+                     ok: bool, detail: str, latency: float, at: float) -> None:
+    """The prober's ``on_result``: count a probe result and fold it into ``store``; tell a
+    state change, with the result that made it, as a ``transition`` event.  A first result
+    only when it is DOWN: a target coming up at start is no news, a target down at start is."""
+    metrics.observe_probe(spec, ok, latency)
     before = store.snapshot.health.get(spec)
     store.observe(spec, ok, detail, latency, at)
     after = store.snapshot.health.get(spec)

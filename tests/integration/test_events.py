@@ -6,11 +6,14 @@ its target DOWN (connection refused) within ``fall`` x ``interval`` = 2 s.
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
+import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +39,28 @@ def own_sites(tmp_path: Path) -> Iterator[tuple[Path, int, dict[str, socket.sock
         s.close()
 
 
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A webhook receiver (stdlib HTTP server in a thread): the bodies it was sent."""
+    got: list[dict[str, Any]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook/secret-token", got
+    server.shutdown()
+    server.server_close()
+
+
 def events(ctl: Ctl, after: int = 0) -> list[dict[str, object]]:
     code, body = ctl.get(f"/v1/events?after={after}")
     assert code == 200
@@ -43,9 +68,11 @@ def events(ctl: Ctl, after: int = 0) -> list[dict[str, object]]:
 
 
 def test_transitions_drains_and_reloads_are_events(
-        start: Callable[..., Ctl], own_sites: tuple[Path, int, dict[str, socket.socket]]) -> None:
+        start: Callable[..., Ctl], own_sites: tuple[Path, int, dict[str, socket.socket]],
+        receiver: tuple[str, list[dict[str, Any]]]) -> None:
     zones, port, socks = own_sites
-    ctl = start(zones=zones)
+    url, posted = receiver
+    ctl = start("--webhook", url, "--webhook-events", "transition,reload", zones=zones)
     assert events(ctl) == []  # targets coming up at start are no news
     stream = urllib.request.urlopen(ctl.base + "/v1/events/stream", timeout=10)
     assert stream.headers.get_content_type() == "text/event-stream"
@@ -79,3 +106,20 @@ def test_transitions_drains_and_reloads_are_events(
             seen.append((kind, json.loads(line[6:])["id"]))
     stream.close()
     assert seen == [(e["kind"], e["id"]) for e in [down, *got]]
+
+    # The webhook got the transition and the reload (not the drains: --webhook-events).
+    wait_for(lambda: len(posted) == 2, 10, "webhook deliveries")
+    assert [(p["event"]["kind"], p["event"]["id"]) for p in posted] == [
+        ("transition", down["id"]), ("reload", got[2]["id"])]
+    assert posted[0]["text"].endswith("is DOWN (was up): connection refused; serves "
+                                      "api.ctl.test pool eu")
+    [hook] = ctl.get("/v1/status")[1]["webhooks"]
+    assert (hook["url"], hook["sent"], hook["failed"]) == (f"{url.split('/hook')[0]}/...", 2, 0)
+    assert "secret-token" not in ctl.server.log
+
+
+def test_a_bad_webhook_url_is_refused_at_start(start: Callable[..., Ctl]) -> None:
+    ctl = start("--webhook", "ftp://example.net/hidden-token", wait=False)
+    assert ctl.server.proc.wait(timeout=30) == 2
+    assert "not an http:// or https:// URL" in ctl.server.log
+    assert "hidden-token" not in ctl.server.log
