@@ -25,6 +25,7 @@ Endpoints::
     GET  /metrics            Prometheus text format
     GET  /v1/events          ?after=ID&limit=N: transitions, drains, reloads (control.events)
     GET  /v1/events/stream   the same, live: server-sent events, Last-Event-ID resumes
+    GET  /                   the status page (control.page); POST /login, /logout
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from dnsfail.addresses import CONTROL_HEAD_TIMEOUT, CONTROL_MAX_CONNECTIONS
-from dnsfail.control.auth import TOKEN, auth, peer
+from dnsfail.control import page
+from dnsfail.control.auth import SESSIONS, TOKEN, Sessions, auth, peer
 from dnsfail.control.events import STREAMS, add_routes
 from dnsfail.control.guard import GUARDS, Guard, Limits, RouteHandler, deadline
 from dnsfail.control.metrics import CONTENT_TYPE
@@ -304,6 +306,7 @@ def make_app(port: ControlPort, token: str | None, guards: Limits,
     app = web.Application(middlewares=[_errors, deadline, auth], client_max_size=MAX_BODY)
     app[PORT] = port
     app[TOKEN] = token
+    app[SESSIONS] = Sessions()
     app[GUARDS] = guards
     app[BODY_TIMEOUT] = body_timeout
     app.router.add_get("/healthz", healthz)
@@ -315,6 +318,7 @@ def make_app(port: ControlPort, token: str | None, guards: Limits,
     app.router.add_get("/v1/explain", get_explain)
     app.router.add_get("/metrics", metrics)
     add_routes(app, port.events)
+    page.add_routes(app)
     return app
 
 
