@@ -150,6 +150,7 @@ function render() {
   applyFilter();
   document.body.dataset.generation = String(s.generation);
   window.dnsfailRenderMs = performance.now() - t0;
+  if (window.dnsfailFirstRender === undefined) window.dnsfailFirstRender = performance.now();
 }
 
 function renderReload(r) {
@@ -221,8 +222,11 @@ function renderTargets(targets, cluster, problems) {
                                                  a.target.localeCompare(b.target));
   const frag = document.createDocumentFragment();
   for (const t of sorted) {
-    if (t.state === "down" || t.real_state === "down") problems.push("target " + t.target + " is " + t.state.toUpperCase() +
-      (t.last_probe ? ": " + t.last_probe.detail : ""));
+    if (t.state === "down" || t.real_state === "down") {
+      const forced = t.state !== t.real_state ? " (forced by an override; probed " + t.real_state + ")" : "";
+      problems.push("target " + t.target + " is " + t.state.toUpperCase() + forced +
+                    (t.last_probe && !forced ? ": " + t.last_probe.detail : ""));
+    }
     const last = t.last_probe;
     const cells = [
       el("td", {}, t.target),
@@ -300,6 +304,10 @@ function renderEvents() {
 function applyFilter() {
   const words = $("filter").value.trim().toLowerCase().split(/\s+/).filter(Boolean);
   for (const id of ["records", "targets", "drains", "events"]) {
+    if (!words.length) {
+      for (const row of $(id).querySelectorAll(".hidden")) row.classList.remove("hidden");
+      continue;
+    }
     for (const row of $(id).children) {
       const text = row.textContent.toLowerCase();
       row.classList.toggle("hidden", !words.every((w) => text.includes(w)));
