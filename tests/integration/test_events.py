@@ -77,9 +77,11 @@ def test_transitions_drains_and_reloads_are_events(
     stream = urllib.request.urlopen(ctl.base + "/v1/events/stream", timeout=10)
     assert stream.headers.get_content_type() == "text/event-stream"
 
+    killed = f"{SITES[0]}:{port}"
     socks.pop(SITES[0]).close()
-    wait_for(lambda: any(e["kind"] == "transition" for e in events(ctl)), 10, "transition")
-    [down] = events(ctl)
+    wait_for(lambda: any(e.get("target") == killed for e in events(ctl)), 10, "transition")
+    # Only the killed target's (a live one may flap on a loaded machine: 0.5 s timeouts).
+    [down] = [e for e in events(ctl) if e.get("target") == killed]
     assert (down["target"], down["from"], down["to"]) == (f"{SITES[0]}:{port}", "up", "down")
     assert down["detail"] == "connection refused"
     assert down["used_by"] == ["api.ctl.test pool eu"]
@@ -88,7 +90,7 @@ def test_transitions_drains_and_reloads_are_events(
     assert ctl.post("/v1/undrain", {"target": SITES[1]})[0] == 200
     (zones / "ctl.test.yaml").write_text("api: {type: A, value: not-an-address}\n")
     assert ctl.post("/v1/reload", {})[0] == 422
-    got = events(ctl, after=int(str(down["id"])))
+    got = [e for e in events(ctl, after=int(str(down["id"]))) if e["kind"] != "transition"]
     assert [e["kind"] for e in got] == ["drain", "undrain", "reload"]
     assert (got[0]["selector"], got[0]["reason"], got[0]["records"]) == (
         SITES[1], "patch", ["api.ctl.test."])
@@ -103,18 +105,23 @@ def test_transitions_drains_and_reloads_are_events(
         if line.startswith("event: "):
             kind = line[7:]
         elif line.startswith("data: "):
-            seen.append((kind, json.loads(line[6:])["id"]))
+            data = json.loads(line[6:])
+            if kind != "transition" or data["target"] == killed:
+                seen.append((kind, data["id"]))
     stream.close()
     assert seen == [(e["kind"], e["id"]) for e in [down, *got]]
 
     # The webhook got the transition and the reload (not the drains: --webhook-events).
-    wait_for(lambda: len(posted) == 2, 10, "webhook deliveries")
-    assert [(p["event"]["kind"], p["event"]["id"]) for p in posted] == [
-        ("transition", down["id"]), ("reload", got[2]["id"])]
+    mine = [down["id"], got[2]["id"]]
+    wait_for(lambda: [p["event"]["id"] for p in posted if p["event"]["id"] in mine] == mine, 10,
+             "webhook deliveries")
+    assert {p["event"]["kind"] for p in posted} <= {"transition", "reload"}
+    posted[:] = [p for p in posted if p["event"]["id"] in mine]
     assert posted[0]["text"].endswith("is DOWN (was up): connection refused; serves "
                                       "api.ctl.test pool eu")
     [hook] = ctl.get("/v1/status")[1]["webhooks"]
-    assert (hook["url"], hook["sent"], hook["failed"]) == (f"{url.split('/hook')[0]}/...", 2, 0)
+    assert (hook["url"], hook["failed"]) == (f"{url.split('/hook')[0]}/...", 0)
+    assert hook["sent"] >= 2
     assert "secret-token" not in ctl.server.log
 
 
