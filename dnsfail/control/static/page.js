@@ -7,6 +7,7 @@ const POLL_FALLBACK_MS = 3000;  // when the live stream cannot be kept open
 const REFRESH_DEBOUNCE_MS = 200;
 const EVENTS_SHOWN = 100;       // in "Recent events"
 const TIMELINE = 12;            // transitions shown per target
+const PROBLEMS_SHOWN = 5;       // lines of each kind in "Problems"
 const KINDS = ["transition", "drain", "undrain", "expired", "reload"];
 const RANK = { down: 0, mixed: 1, unknown: 2, up: 3 };
 const SERVING_RANK = { all_down: 0, backup: 1, fallback: 2, pools: 3 };
@@ -144,13 +145,32 @@ function render() {
   renderWebhooks(s.webhooks || [], problems);
   if (s.reload && !s.reload.ok) problems.unshift("last reload REJECTED: " + s.reload.problems.length + " problem(s)");
   if (s.cluster && s.cluster.degraded) problems.unshift("this instance is DEGRADED");
-  const list = $("problems");
-  list.replaceChildren(...(problems.length ? problems.slice(0, 50).map((p) => el("li", {}, p))
-                                            : [el("li", { class: "muted" }, "none")]));
+  $("problems").replaceChildren(...summarise(problems));
   applyFilter();
   document.body.dataset.generation = String(s.generation);
   window.dnsfailRenderMs = performance.now() - t0;
   if (window.dnsfailFirstRender === undefined) window.dnsfailFirstRender = performance.now();
+}
+
+// At most PROBLEMS_SHOWN lines of each kind (record, target, ...), then a count: at 1,000
+// targets down the list must not push the tables off the screen.
+function summarise(problems) {
+  if (!problems.length) return [el("li", { class: "muted" }, "none")];
+  const groups = new Map();
+  for (const p of problems) {
+    const kind = p.split(" ", 1)[0];
+    if (!groups.has(kind)) groups.set(kind, []);
+    groups.get(kind).push(p);
+  }
+  const out = [];
+  for (const [kind, list] of groups) {
+    out.push(...list.slice(0, PROBLEMS_SHOWN).map((p) => el("li", {}, p)));
+    if (list.length > PROBLEMS_SHOWN) {
+      out.push(el("li", { class: "more" }, "... and " + (list.length - PROBLEMS_SHOWN) + " more " +
+                  kind + " problem(s) (" + list.length + " in all; the tables list them first)"));
+    }
+  }
+  return out;
 }
 
 function renderReload(r) {
