@@ -202,6 +202,17 @@ class ProbeProtocol(enum.Enum):
     TCP = "TCP"
 
 
+class Quorum(enum.Enum):
+    """How several instances' votes on one target combine (``dnsfail.cluster.quorum``).
+
+    NS1's monitor policies: MAJORITY is "Quorum", ANY is "One", ALL is "All".
+    """
+
+    MAJORITY = "majority"
+    ANY = "any"
+    ALL = "all"
+
+
 class AllDown(enum.Enum):
     """What a dynamic record answers when no pool has a healthy value.
 
@@ -233,6 +244,8 @@ class ProbeSpec:
     headers: tuple[tuple[str, str], ...] = ()
     verify_tls: bool = True
     ca_file: str = ""
+    #: How the instances of an NS set combine their votes on this target (one instance: moot).
+    quorum: Quorum = Quorum.MAJORITY
 
     @property
     def label(self) -> str:

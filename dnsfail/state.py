@@ -111,6 +111,9 @@ class Store:
         self.targets = probe_specs(zones)
         #: Called with every newly published snapshot (worker processes mirror it).
         self.subscribers: list[Callable[[Snapshot], None]] = []
+        #: Called with (spec, before, after) when a target's state changes, by a probe result
+        #: or a cluster's verdict (the daemon's event history).
+        self.changes: list[Callable[[ProbeSpec, TargetHealth, TargetHealth], None]] = []
 
     def _publish(self, zones: Mapping[str, Zone], health: Mapping[ProbeSpec, TargetHealth]) -> None:
         self.snapshot = Snapshot(self.snapshot.generation + 1, zones, health)
@@ -190,9 +193,40 @@ class Store:
                                                             spec.interval)
         ):
             self._publish(snap.zones, health)
+            if after.state is not before.state:
+                self._changed(spec, before, after)
         else:
             # Same answers, so the prepared replies stay valid: share the warm caches.
             self.snapshot = Snapshot(snap.generation, snap.zones, health, snap.replies)
+
+    def set_health(self, spec: ProbeSpec, after: TargetHealth) -> None:
+        """Publish ``after`` as the health answers use for ``spec`` (a cluster's verdict).
+
+        The same rule as :meth:`observe`: a new generation only if answers could differ.
+        """
+        if spec not in self.targets:
+            return
+        snap = self.snapshot
+        before = snap.health.get(spec, TargetHealth())
+        health = dict(snap.health)
+        health[spec] = after
+        if (
+            after.state is not before.state
+            or snap.change_bound(spec) != next_change_bound(after, spec.rise, spec.fall,
+                                                            spec.interval)
+        ):
+            self._publish(snap.zones, health)
+            if after.state is not before.state:
+                self._changed(spec, before, after)
+        else:
+            self.snapshot = Snapshot(snap.generation, snap.zones, health, snap.replies)
+
+    def _changed(self, spec: ProbeSpec, before: TargetHealth, after: TargetHealth) -> None:
+        for watcher in self.changes:
+            try:
+                watcher(spec, before, after)
+            except Exception:  # a watcher's bug must not undo a published state
+                log.exception("state change watcher failed for %s", spec.label)
 
     def unknown_targets(self) -> Iterable[ProbeSpec]:
         return [s for s in self.targets if self.snapshot.is_up(s) is None]

@@ -29,7 +29,10 @@ PACKAGE = ROOT / "dnsfail"
 
 #: Decision code: no event loop, sockets, HTTP, metrics library or process control.
 CORE = ("dnsfail.model", "dnsfail.errors", "dnsfail.zonefile", "dnsfail.dns", "dnsfail.steering",
-        "dnsfail.state")
+        "dnsfail.state",
+        # The cluster's decisions; its adapters (node, exchange, daemon, options) are not core.
+        "dnsfail.cluster.quorum", "dnsfail.cluster.drainset", "dnsfail.cluster.messages",
+        "dnsfail.cluster.epoch", "dnsfail.cluster.settings")
 IO = ("asyncio", "socket", "aiohttp", "uvloop", "subprocess", "selectors", "prometheus_client",
       "multiprocessing")
 #: Shared modules the core may use: log formatting and the rate-limited error line.

@@ -246,7 +246,17 @@ def main(args: argparse.Namespace) -> int:
         return exc.code
 
 
+def _cluster_line(payload: dict[str, Any]) -> None:
+    """``applied on 3/3 instances`` (or which did not answer), for an NS set member."""
+    if isinstance(payload.get("cluster"), dict):
+        print(f"  {payload['cluster']['summary']}")
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "status" and getattr(args, "cluster", False):
+        from dnsfail.cli import nsset
+
+        return nsset.run(args, request, base_url, CtlError)
     if args.command == "status":
         code, payload = request(args, "GET", "/v1/status")
         if code != 200:
@@ -272,6 +282,7 @@ def _run(args: argparse.Namespace) -> int:
               f"(in {payload['max_ttl']}s: the longest TTL of the records containing it)")
         for warning in payload.get("warnings", []):
             print(f"  note: still answered by {warning}")
+        _cluster_line(payload)
         return 0
     if args.command == "undrain":
         code, payload = request(args, "POST", "/v1/undrain", {"target": args.target, "by": who()})
@@ -288,6 +299,7 @@ def _run(args: argparse.Namespace) -> int:
         for o in payload["removed"]:
             print(f"undrained {o['selector']} (was {o['state'].upper()}: {o['reason']})")
         print(f"  answers changed now; every cache has them by {payload['complete_at_iso']}")
+        _cluster_line(payload)
         return 0
     # reload
     code, payload = request(args, "POST", "/v1/reload", {})

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TypeAlias
 
 from dnsfail import __version__, logs
@@ -18,6 +19,7 @@ from dnsfail.addresses import (
     parse_listen,
 )
 from dnsfail.cli import ctl
+from dnsfail.cluster import options as cluster_options
 from dnsfail.errors import ConfigError
 from dnsfail.rrl import options as rrl_options
 from dnsfail.steering.mmdb import GeoError, MaxMindLocator
@@ -166,6 +168,7 @@ def _serve_parser(sub: Subparsers) -> None:
     serve.add_argument("--webhook-events", type=_kinds, default=None, metavar="KINDS",
                        help="which events the webhooks get, comma-separated (default all: "
                             "transition,drain,undrain,expired,reload)")
+    cluster_options.add_options(serve)
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"],
@@ -203,6 +206,9 @@ def _client_parsers(sub: Subparsers) -> None:
     """The control API clients (``cli.ctl``): status, drain, undrain, reload."""
     status = sub.add_parser("status", help="zones, targets and drains of a running server")
     status.add_argument("--json", action="store_true", help="the API's JSON document")
+    status.add_argument("--cluster", action="store_true",
+                        help="one row per instance of the NS set: reachable, epoch, degraded, "
+                             "targets they disagree on (exit 1 unless all agree)")
     ctl.add_client_options(status)
 
     drain = sub.add_parser("drain", help="take a site, target or pool out of the answers "
@@ -260,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     control = DEFAULT_CONTROL if args.control is None else args.control
     try:
         rrl = rrl_options.from_args(args)
+        cluster = cluster_options.from_args(args)
     except ValueError as exc:
         print(f"dnsfail serve: {exc}", file=sys.stderr)
         return 2
@@ -286,12 +293,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         cookie_secret_file=args.cookie_secret_file,
         udp_size_cap_without_cookie=args.udp_size_cap_without_cookie,
         rrl=rrl,
-        webhooks=args.webhook,
+        webhooks=[replace(t, kinds=args.webhook_events) for t in args.webhook]
+        if args.webhook_events is not None else args.webhook,
+        cluster=cluster,
     )
-    if args.webhook_events is not None:
-        settings.webhook_events = args.webhook_events
     if args.identity:
         settings.identity = args.identity
+    if cluster is not None:
+        from dnsfail.cluster.daemon import ClusterDaemon
+
+        return run(settings, ClusterDaemon)
     return run(settings)
 
 

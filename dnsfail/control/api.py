@@ -26,6 +26,8 @@ Endpoints::
     GET  /v1/events          ?after=ID&limit=N: transitions, drains, reloads (control.events)
     GET  /v1/events/stream   the same, live: server-sent events, Last-Event-ID resumes
     GET  /                   the status page (control.page); POST /login, /logout
+    GET  /v1/cluster/votes   this instance's peer message (``--peer`` only; cluster.messages)
+    POST /v1/cluster/push    a peer's message, pushed on a change (``--peer`` only)
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from dnsfail.control.auth import SESSIONS, TOKEN, Sessions, auth, peer
 from dnsfail.control.events import STREAMS, add_routes
 from dnsfail.control.guard import GUARDS, Guard, Limits, RouteHandler, deadline
 from dnsfail.control.metrics import CONTENT_TYPE
-from dnsfail.control.port import ControlPort
+from dnsfail.control.port import ControlPort, cluster_of
 from dnsfail.control.status import status
 from dnsfail.dns.explain import explain
 from dnsfail.errors import DnsfailError
@@ -196,8 +198,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     port = request.app[PORT]
-    body = {"ready": port.ready, "zones": len(port.zones) if port.store else 0,
-            "first_probe_round": port.first_round}
+    body: dict[str, Any] = {"ready": port.ready, "zones": len(port.zones) if port.store else 0,
+                            "first_probe_round": port.first_round}
+    if (cluster := cluster_of(port)) is not None:
+        facts = cluster.status()
+        body["cluster"] = {"degraded": facts["degraded"],
+                           "degraded_since": facts["degraded_since"],
+                           "heard": facts["heard"], "configured": facts["configured"]}
     return _json(body, 200 if port.ready else 503)
 
 
@@ -285,7 +292,9 @@ async def get_explain(request: web.Request) -> web.Response:
     assert port.handler is not None
     assert port.store is not None
     try:
-        text = explain(port.handler, port.store.snapshot, name, qtype, client, ecs)
+        cluster = cluster_of(port)
+        text = explain(port.handler, port.store.snapshot, name, qtype, client, ecs,
+                       votes=cluster.explain if cluster is not None else None)
     except (DnsfailError, ValueError) as exc:
         raise _bad(f"cannot explain {name!r}: {exc}") from None
     lines = [f"override {o.selector} {o.state.name} until {iso(o.expires)}: {o.reason}"
@@ -293,6 +302,38 @@ async def get_explain(request: web.Request) -> web.Response:
     if lines:
         text += "\noperator overrides in force (shown above as status):\n  " + "\n  ".join(lines)
     return web.Response(text=text + "\n", content_type="text/plain")
+
+
+#: Largest pushed peer message (a pull's reply is bounded by the puller: cluster.exchange).
+MAX_PEER_MESSAGE = 1024 * 1024
+
+
+async def cluster_votes(request: web.Request) -> web.Response:
+    cluster = cluster_of(request.app[PORT])
+    if cluster is None:
+        return _error(404, "not clustered: this instance runs without --peer")
+    return _json(cluster.message(request.query.get("drains_digest")))
+
+
+async def cluster_push(request: web.Request) -> web.Response:
+    cluster = cluster_of(request.app[PORT])
+    if cluster is None:
+        return _error(404, "not clustered: this instance runs without --peer")
+    timeout = request.app[BODY_TIMEOUT]
+    try:
+        async with asyncio.timeout(timeout):
+            raw = await request.content.read(MAX_PEER_MESSAGE + 1)
+            while len(raw) <= MAX_PEER_MESSAGE and (more := await request.content.read(
+                    MAX_PEER_MESSAGE + 1 - len(raw))):
+                raw += more
+    except TimeoutError:
+        return _error(408, f"body not received within {timeout:g}s")
+    if len(raw) > MAX_PEER_MESSAGE:
+        return _error(413, f"peer message larger than {MAX_PEER_MESSAGE} octets")
+    why = await cluster.receive(raw)
+    if why is not None:
+        return _error(409, why)
+    return _json({"ok": True})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -319,6 +360,8 @@ def make_app(port: ControlPort, token: str | None, guards: Limits,
     app.router.add_get("/metrics", metrics)
     add_routes(app, port.events)
     page.add_routes(app)
+    app.router.add_get("/v1/cluster/votes", cluster_votes)
+    app.router.add_post("/v1/cluster/push", cluster_push)
     return app
 
 

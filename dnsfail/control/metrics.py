@@ -44,6 +44,7 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from dnsfail.control.port import ClusterPort, cluster_of
 from dnsfail.control.port import Counters as Source
 from dnsfail.dns.stats import LATENCY_BUCKETS, SAMPLE_EVERY, QueryStats, Totals
 from dnsfail.model import ProbeSpec, Status, Zone, pool_values
@@ -264,6 +265,7 @@ class _Collector(Collector):
                          "head_timeout: no complete request head in --control-head-timeout).",
                          source.control_closed)
         yield from _cookie_families(source.cookie_counts)
+        yield from _cluster_families(cluster_of(source))
         yield GaugeMetricFamily("dnsfail_config_generation", "Zone sets loaded so far (1 at "
                                 "start, +1 per successful reload).",
                                 value=source.config_generation)
@@ -284,6 +286,34 @@ class _Collector(Collector):
         yield records
         yield GaugeMetricFamily("dnsfail_overrides_active", "Operator overrides in force.",
                                 value=len(store.overrides))
+
+
+def _cluster_families(cluster: ClusterPort | None) -> Iterator[Metric]:
+    """An NS set member's agreement: degraded, each peer's reachability, the epoch, refusals."""
+    if cluster is None:
+        return
+    yield GaugeMetricFamily("dnsfail_cluster_degraded", "1 while this instance has heard too "
+                            "few instances of its NS set for too long (no quorum).",
+                            value=1.0 if cluster.degraded else 0.0)
+    reachable = GaugeMetricFamily("dnsfail_cluster_peer_reachable", "1 while a peer's "
+                                  "messages arrive (within the freshness window).",
+                                  labels=["peer"])
+    for url, ok in sorted(cluster.reachable().items()):
+        reachable.add_metric([url], 1.0 if ok else 0.0)
+    yield reachable
+    info = GaugeMetricFamily("dnsfail_cluster_epoch_info", "The epoch (hash of the health "
+                             "answers use and the drains): equal on instances that answer "
+                             "alike.", labels=["epoch"])
+    info.add_metric([cluster.epoch], 1.0)
+    yield info
+    yield _by_reason("dnsfail_cluster_rejected", "Peer messages refused, by reason (replayed "
+                     "or reordered, older boot, not a configured peer).", cluster.rejected)
+    errors = CounterMetricFamily("dnsfail_cluster_peer_errors", "Failed exchanges with a peer, "
+                                 "by kind (unreachable, timeout, unauthorized, bad message, "
+                                 "message refused, push failed).", labels=["peer", "kind"])
+    for (url, kind), count in sorted(cluster.errors.items()):
+        errors.add_metric([url, kind], count)
+    yield errors
 
 
 #: The cookie stage's query states (cookies.stage.COUNTERS but its two reply counters).

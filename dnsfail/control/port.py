@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from dnsfail.dns.explain import Answerer
 from dnsfail.events.log import EventLog
-from dnsfail.model import Status, Zone
+from dnsfail.model import ProbeSpec, Status, Zone
 from dnsfail.state import Store
 from dnsfail.steering.overrides import Match, Override, Selector
 
@@ -84,16 +84,46 @@ class ReloadService(Protocol):
     async def reload(self, trigger: str = "") -> list[str]: ...
 
 
-class Describable(Protocol):
-    """The webhooks, as ``/v1/status`` lists them (``events.webhook.Webhooks``)."""
-
-    def describe(self) -> list[dict[str, Any]]: ...
-
-
 class Exposition(Protocol):
     """The metrics registry, rendered for ``GET /metrics``."""
 
     def render(self) -> bytes: ...
+
+
+class ClusterPort(Protocol):
+    """A member of an NS set (``cluster.daemon.ClusterFacade``); standalone has none.
+
+    Found as ``port.cluster`` by :func:`cluster_of`, so the standalone daemon needs no
+    attribute for it.
+    """
+
+    def message(self, peer_digest: str | None) -> dict[str, Any]: ...
+
+    async def receive(self, raw: bytes) -> str | None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def explain(self, spec: ProbeSpec) -> str | None: ...
+
+    @property
+    def degraded(self) -> bool: ...
+
+    @property
+    def epoch(self) -> str: ...
+
+    def reachable(self) -> dict[str, bool]: ...
+
+    @property
+    def rejected(self) -> dict[str, int]: ...
+
+    @property
+    def errors(self) -> dict[tuple[str, str], int]: ...
+
+
+def cluster_of(port: object) -> ClusterPort | None:
+    """The port's cluster side, or None for a standalone instance."""
+    found: ClusterPort | None = getattr(port, "cluster", None)
+    return found
 
 
 class ControlPort(Counters, Protocol):
@@ -131,8 +161,5 @@ class ControlPort(Counters, Protocol):
 
     @property
     def events(self) -> EventLog: ...
-
-    @property
-    def webhooks(self) -> Describable: ...
 
     def workers_status(self) -> list[dict[str, Any]]: ...

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from dnsfail.control.metrics import SERVING_VIEW, effective_state, value_statuses
-from dnsfail.control.port import ControlPort, DrainService
+from dnsfail.control.port import ControlPort, DrainService, cluster_of
 from dnsfail.logs import iso
 from dnsfail.model import Status
 from dnsfail.steering.health import Health, TargetHealth
@@ -104,7 +104,7 @@ def status(port: ControlPort) -> dict[str, Any]:
             "overrides": [shown[o.selector] for o in touching.get(spec, ())],
             **health_json(h),
         })
-    return {
+    body = {
         "identity": port.identity,
         "ready": port.ready,
         "generation": snap.generation,
@@ -117,5 +117,8 @@ def status(port: ControlPort) -> dict[str, Any]:
         "overrides": list(shown.values()),
         "state_file": str(port.state_path) if port.state_path is not None else None,
         "workers": port.workers_status(),
-        "webhooks": port.webhooks.describe(),
+        "webhooks": [w for sink in port.events.sinks for w in sink.describe()],
     }
+    if (cluster := cluster_of(port)) is not None:
+        body["cluster"] = cluster.status()
+    return body

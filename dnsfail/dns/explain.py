@@ -15,11 +15,12 @@ nothing from serve, control or cli.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import astuple
 from typing import Protocol
 
 from dnsfail.dns.query import UDP_PAYLOAD, ClientSubnet, Edns, Query
-from dnsfail.model import Message, PoolValue, RRset, RRType, Status
+from dnsfail.model import Message, PoolValue, ProbeSpec, RRset, RRType, Status
 from dnsfail.state import Snapshot
 from dnsfail.steering.answers import Step
 
@@ -60,7 +61,11 @@ def _flatten(values: tuple[object, ...]) -> list[object]:
     return out
 
 
-def _value_state(snap: Snapshot, value: PoolValue) -> str:
+#: What an NS set's node says of a target's votes (``cluster.quorum.describe``), or None.
+Votes = Callable[[ProbeSpec], str | None]
+
+
+def _value_state(snap: Snapshot, value: PoolValue, votes: Votes | None = None) -> str:
     if value.status is not Status.OBEY:
         return (f"{value.status.name} (status: {value.status.value}, forced by the zone file "
                 "or an operator drain)")
@@ -70,12 +75,16 @@ def _value_state(snap: Snapshot, value: PoolValue) -> str:
     if health is None or health.last is None:
         return f"UNKNOWN (no probe result yet; {value.probe.label})"
     last = health.last
+    said = votes(value.probe) if votes is not None else None
+    if said is not None:
+        return (f"{said}; own probe {value.probe.label} {value.probe.protocol.value}: "
+                f"{last.detail} in {last.latency * 1000:.0f} ms")
     return (f"{health.state.name} ({value.probe.label} {value.probe.protocol.value}; last: "
             f"{last.detail} in {last.latency * 1000:.0f} ms; "
             f"{health.failures} failure(s), {health.successes} success(es) in a row)")
 
 
-def _step_lines(snap: Snapshot, step: Step) -> list[str]:
+def _step_lines(snap: Snapshot, step: Step, votes: Votes | None = None) -> list[str]:
     record, decision, chosen = step.record, step.decision, step.selection
     rule = decision.rule
     lines = [
@@ -97,7 +106,7 @@ def _step_lines(snap: Snapshot, step: Step) -> list[str]:
             continue
         shown.add(name)
         lines.append(f"  {how} {name}" + (f" (fallback {pool.fallback})" if pool.fallback else ""))
-        lines.extend(f"    {v.value:<39} {_value_state(snap, v)}" for v in pool.values)
+        lines.extend(f"    {v.value:<39} {_value_state(snap, v, votes)}" for v in pool.values)
     lines.append(f"  decision: {chosen.reason}")
     answered = ", ".join(chosen.addresses) or "nothing"
     lines.append(f"  answer: {'SERVFAIL' if chosen.servfail else answered}, ttl {chosen.ttl}, "
@@ -112,6 +121,7 @@ def explain(
     qtype: str = "A",
     client: str = "",
     ecs: str | None = None,
+    votes: Votes | None = None,
 ) -> str:
     """The decision for ``qname``/``qtype`` asked by ``client`` (and ECS ``ecs``), as text."""
     name = qname.lower() if qname.endswith(".") else qname.lower() + "."
@@ -124,7 +134,7 @@ def explain(
     where = f"client {client or '(none)'}" + (f", ECS {ecs}" if ecs else "")
     lines = [f"query {name} {rtype.name} from {where} (snapshot generation {snap.generation})"]
     for step in steps:
-        lines.extend(_step_lines(snap, step))
+        lines.extend(_step_lines(snap, step, votes))
     if not steps:
         lines.append("no health-checked record decided this answer")
     flags = "AA" if message.aa else "no AA"

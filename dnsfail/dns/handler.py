@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from dnsfail.cluster.epoch import epoch
 from dnsfail.dns import wire
 from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Drop, Query, Refuse, parse_query, question_end
 from dnsfail.dns.replycache import ClientBlocks, Entry, client_address, key_edns, question_key
@@ -254,7 +255,8 @@ class Handler:
     ) -> Message:
         """The decision for a parsed query; ``explain`` calls this too, with ``steps``."""
         if query.qclass == RRClass.CH:
-            return chaos(query.qname, query.qtype, self.identity, self.version)
+            return chaos(query.qname, query.qtype, self.identity, self.version,
+                         lambda: epoch(snap))
         steering = self.steering(snap, query, client)
         steering.steps = steps
         return resolve(snap.zones, query.qname, query.qtype, query.qclass, steering)

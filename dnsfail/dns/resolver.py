@@ -11,7 +11,7 @@ records are answered through the ``DynamicAnswers`` seam.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from dnsfail.model import (
@@ -81,14 +81,19 @@ def soa_authority(zone: Zone) -> tuple[RRset, ...]:
     return (zone.soa.with_ttl(zone.negative_ttl),)
 
 
-def chaos(qname: str, qtype: int, identity: str, version: str | None) -> Message:
+def chaos(qname: str, qtype: int, identity: str, version: str | None,
+          epoch: Callable[[], str] | None = None) -> Message:
     """CHAOS-class identity queries (the BIND convention; RFC 4892 section 2.3).
 
     ``id.server.``/``hostname.bind.`` name this instance so that operators can
     tell which member of the NS set answered; ``version.bind.`` is refused
     unless a version string is configured, since it mostly helps attackers.
+    ``epoch.dnsfail.`` is the agreement hash (``cluster.epoch``): equal on the
+    members of an NS set that answer alike.
     """
     text = {"id.server.": identity, "hostname.bind.": identity}.get(qname)
+    if qname == "epoch.dnsfail." and epoch is not None:
+        text = epoch()
     if qname in ("version.bind.", "version.server.") and version is not None:
         text = version
     if text is None:

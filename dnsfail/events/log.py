@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from dnsfail.logs import iso
 
@@ -54,6 +54,12 @@ class Event:
 Listener = Callable[[Event], None]
 
 
+class Sink(Protocol):
+    """What forwards events elsewhere (``events.webhook.Webhooks``), as status lists it."""
+
+    def describe(self) -> list[dict[str, Any]]: ...
+
+
 class EventLog:
     """The ring of recent events and who listens to new ones."""
 
@@ -62,6 +68,8 @@ class EventLog:
         self.ring: collections.deque[Event] = collections.deque(maxlen=kept)
         self.last_id = 0
         self.listeners: list[Listener] = []
+        #: Who forwards events (the webhooks), for ``/v1/status``.
+        self.sinks: list[Sink] = []
 
     def emit(self, kind: str, **data: Any) -> Event:
         """Record an event and hand it to every listener (which must not block)."""

@@ -29,6 +29,8 @@ class Target:
     url: str
     #: ``json`` or ``slack``.
     format: str
+    #: The event kinds it gets (``--webhook-events``).
+    kinds: frozenset[str] = frozenset(KINDS)
 
     @property
     def shown(self) -> str:

@@ -1,11 +1,14 @@
 """Webhook delivery: each ``--webhook`` URL gets the events it wants, in order, off the loop's
 answer path.
 
-The event log's listener only appends to the URL's queue (a deque of at
-most ``WEBHOOK_QUEUE`` events; when full the oldest is dropped, counted, and
-logged at most once per ``DROP_LOG_EVERY`` seconds).  One task per URL,
-owned by :class:`Webhooks` and cancelled by :meth:`Webhooks.stop`, posts
-them one at a time: each request has ``WEBHOOK_TIMEOUT`` seconds; a failure
+Built with the event log (:func:`telling`), the webhooks register as its
+listeners.  A listener only appends to its URL's queue (a deque of at most
+``WEBHOOK_QUEUE`` events; when full the oldest is dropped, counted, and
+logged at most once per ``DROP_LOG_EVERY`` seconds).  One delivery task,
+started by the first event and kept in the owner's task list (the daemon's,
+cancelled at shutdown; it closes its HTTP session on the way out), posts
+each URL's events in order, one at a time: each request has
+``WEBHOOK_TIMEOUT`` seconds; a failure
 (no connection, a timeout, HTTP 5xx, 408 or 429) is retried up to
 ``WEBHOOK_ATTEMPTS`` attempts in all, waiting ``BACKOFF_FIRST`` seconds,
 then twice as long each time, at most ``BACKOFF_CAP`` (with +-20 % jitter);
@@ -21,13 +24,13 @@ import collections
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from dnsfail.events.log import KINDS, Event, EventLog
+from dnsfail.events.log import Event, EventLog
 from dnsfail.events.payload import Target, body
 from dnsfail.tasks import cancel_all
 
@@ -65,6 +68,8 @@ class Hook:
     dropped: int = 0
     last_error: str | None = None
     last_ok: float | None = None
+    #: Starts the delivery task if it is not running (set by Webhooks).
+    kick: Callable[[], None] = lambda: None
     _logged: float = -DROP_LOG_EVERY
 
     def offer(self, event: Event) -> None:
@@ -83,6 +88,7 @@ class Hook:
                                               "dropped": self.dropped}})
         self.queue.append(event)
         self.wake.set()
+        self.kick()
 
     def describe(self) -> dict[str, Any]:
         return {"url": self.target.shown, "format": self.target.format,
@@ -92,41 +98,59 @@ class Hook:
 
 
 class Webhooks:
-    """Every ``--webhook``, fed by ``events``; :meth:`start` and :meth:`stop` own the tasks."""
+    """Every ``--webhook``, fed by ``events``; one delivery task, kept in ``tasks``."""
 
-    def __init__(self, targets: Iterable[Target], events: EventLog, identity: str,
-                 kinds: Iterable[str] = KINDS, *, rng: random.Random | None = None) -> None:
-        self.hooks = [Hook(t, frozenset(kinds)) for t in targets]
+    def __init__(self, targets: Iterable[Target], events: EventLog, identity: str, *,
+                 tasks: list[asyncio.Task[None]] | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.hooks = [Hook(t, t.kinds) for t in targets]
         self.events = events
         self.identity = identity
         self.rng = rng or random.Random()
-        self.tasks: list[asyncio.Task[None]] = []
+        #: The owner's tasks: whoever cancels them ends the delivery (and its session).
+        self.tasks = tasks if tasks is not None else []
+        self.task: asyncio.Task[None] | None = None
         self.session: aiohttp.ClientSession | None = None
+        for hook in self.hooks:
+            hook.kick = self._kick
+            events.listeners.append(hook.offer)
+        events.sinks.append(self)
+
+    def _kick(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run(), name="webhooks")
+            self.tasks.append(self.task)
 
     async def start(self) -> None:
-        if not self.hooks:
-            return
+        """Start delivering now (else the first event starts it)."""
+        if self.hooks:
+            self._kick()
+
+    async def _run(self) -> None:
         self.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT),
             cookie_jar=aiohttp.DummyCookieJar(),
             headers={"User-Agent": "dnsfail-webhook"})
-        for hook in self.hooks:
-            self.events.listeners.append(hook.offer)
-            self.tasks.append(asyncio.create_task(self._deliver_forever(hook),
-                                                  name=f"webhook {hook.target.shown}"))
+        try:
+            await asyncio.gather(*(self._deliver_forever(hook) for hook in self.hooks))
+        finally:
+            for hook in self.hooks:
+                if hook.queue:
+                    log.info("webhook %s: %d event(s) not delivered at shutdown",
+                             hook.target.shown, len(hook.queue))
+            await self.session.close()
+            self.session = None
 
     async def stop(self) -> None:
+        """Stop listening and end the delivery task (the daemon cancels its tasks instead)."""
         for hook in self.hooks:
             if hook.offer in self.events.listeners:
                 self.events.listeners.remove(hook.offer)
-            if hook.queue:
-                log.info("webhook %s: %d event(s) not delivered at shutdown",
-                         hook.target.shown, len(hook.queue))
-        await cancel_all(self.tasks)
-        self.tasks = []
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        if self.task is not None:
+            await cancel_all([self.task])
+            if self.task in self.tasks:
+                self.tasks.remove(self.task)
+            self.task = None
 
     def describe(self) -> list[dict[str, Any]]:
         return [hook.describe() for hook in self.hooks]
@@ -185,3 +209,11 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"connection error: {exc.strerror}"
     return type(exc).__name__
+
+
+def telling(targets: Iterable[Target], identity: str,
+            tasks: list[asyncio.Task[None]]) -> EventLog:
+    """A new event log with ``targets`` listening (their delivery task goes into ``tasks``)."""
+    events = EventLog()
+    Webhooks(targets, events, identity, tasks=tasks)
+    return events

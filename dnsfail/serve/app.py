@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import logging
 import os
 import signal
@@ -33,6 +32,7 @@ from dnsfail.addresses import (
     DEFAULT_CONTROL,
     DEFAULT_LISTEN,
 )
+from dnsfail.cluster.settings import ClusterSettings
 from dnsfail.control.api import ControlServer
 from dnsfail.control.auth import check_exposure
 from dnsfail.control.metrics import Metrics
@@ -43,9 +43,8 @@ from dnsfail.dns.handler import Handler
 from dnsfail.dns.stages import After
 from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.errors import ConfigError, DnsfailError
-from dnsfail.events.log import KINDS, EventLog
 from dnsfail.events.payload import Target
-from dnsfail.events.webhook import Webhooks
+from dnsfail.events.webhook import telling
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.rrl.limiter import RateLimiter, open_limiter
 from dnsfail.rrl.settings import RrlSettings
@@ -67,7 +66,6 @@ from dnsfail.serve.wiring import answer_path, close_locator, load_store, open_lo
 from dnsfail.serve.workers import Workers, WorkerSettings
 from dnsfail.state import Snapshot, Store
 from dnsfail.steering.geo import Locator, NoLocator
-from dnsfail.steering.health import Health
 from dnsfail.steering.mmdb import MaxMindLocator
 from dnsfail.steering.overrides import Override
 from dnsfail.tasks import cancel_all
@@ -121,9 +119,10 @@ class Settings:
     udp_size_cap_without_cookie: int = 0
     #: Response-rate limiting; None: off.
     rrl: RrlSettings | None = None
-    #: ``--webhook`` receivers, and the event kinds they get (``events.webhook``).
+    #: ``--webhook`` receivers, each with the event kinds it gets (``events.webhook``).
     webhooks: list[Target] = field(default_factory=list)
-    webhook_events: frozenset[str] = frozenset(KINDS)
+    #: Peers of an NS set (``--peer``); None: standalone (``cluster.daemon`` is not used).
+    cluster: ClusterSettings | None = None
 
 
 class Daemon:
@@ -147,9 +146,7 @@ class Daemon:
         self.state_path = Path(settings.state_file) if settings.state_file else None
         self.workers: Workers | None = None
         self.metrics = Metrics(self, self.stats, self._worker_totals)
-        self.events = EventLog()  # transitions, drains, reloads: /v1/events, webhooks
-        self.webhooks = Webhooks(settings.webhooks, self.events, settings.identity,
-                                 settings.webhook_events)
+        self.events = telling(settings.webhooks, settings.identity, self.tasks)  # + webhooks
         self.drains = Drains(self.state_path, self.metrics, self.events)
         self.reloads = Reloader(settings.paths, settings.geoip is not None, self.metrics,
                                 self._targets_changed, self.events)
@@ -235,7 +232,6 @@ class Daemon:
                                                      geoip=s.geoip is not None, saved=saved)
         self.reloads.loaded(store)
         self.drains.log_restored()
-        await self.webhooks.start()
         after = await self.stages.open(s, self.stats, lambda: store.snapshot)
         self.handler = answer_path(lambda: store.snapshot, self.locator, identity=s.identity,
                                    version=s.version, stats=self.stats, after=after).handler
@@ -306,11 +302,16 @@ class Daemon:
 
     async def _first_probe_round(self) -> None:
         assert self.store is not None
-        on_result = functools.partial(observe_and_tell, self.metrics, self.events, self.store)
-        self.prober = Prober(self.store.targets, on_result, max_in_flight=PROBE_IN_FLIGHT)
+        self.prober = Prober(self.store.targets, self._on_probe, max_in_flight=PROBE_IN_FLIGHT)
         await self.prober.start()
         self.first_round = await first_probe_round(self.prober, self.store,
                                                    self.settings.startup_timeout)
+
+    def _on_probe(self, spec: ProbeSpec, ok: bool, detail: str, latency: float,
+                  at: float) -> None:
+        assert self.store is not None
+        self.metrics.observe_probe(spec, ok, latency)
+        self.store.observe(spec, ok, detail, latency, at)
 
     async def _start_control(self) -> None:
         if self.settings.control is not None:
@@ -347,7 +348,6 @@ class Daemon:
         self._signals = []
         await cancel_all(self.tasks)
         self.tasks = []
-        await self.webhooks.stop()
         if self.prober is not None:
             await self.prober.stop()
             self.prober = None
@@ -458,27 +458,6 @@ async def start_control(port: ControlPort, settings: Settings,
     return server
 
 
-def observe_and_tell(metrics: Metrics, events: EventLog, store: Store, spec: ProbeSpec,
-                     ok: bool, detail: str, latency: float, at: float) -> None:
-    """The prober's ``on_result``: count a probe result and fold it into ``store``; tell a
-    state change, with the result that made it, as a ``transition`` event.  A first result
-    only when it is DOWN: a target coming up at start is no news, a target down at start is."""
-    metrics.observe_probe(spec, ok, latency)
-    before = store.snapshot.health.get(spec)
-    store.observe(spec, ok, detail, latency, at)
-    after = store.snapshot.health.get(spec)
-    was = before.state if before is not None else Health.UNKNOWN
-    if after is None or was is after.state or (was is Health.UNKNOWN
-                                               and after.state is not Health.DOWN):
-        return
-    last = after.last
-    events.emit("transition", target=spec.label, protocol=spec.protocol.value,
-                **{"from": was.value, "to": after.state.value},
-                detail=last.detail if last else "",
-                latency_ms=round(last.latency * 1000, 3) if last else None,
-                used_by=store.targets.get(spec, []), transitions=after.transitions)
-
-
 def tcp_limits(s: Settings) -> TcpLimits:
     """This process's TCP limits; each worker process builds its own from the same settings."""
     return TcpLimits(s.tcp_idle_timeout, s.tcp_max_connections, s.tcp_max_per_source)
@@ -488,11 +467,11 @@ def _uvloop_running() -> bool:
     return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
 
 
-def run(settings: Settings) -> int:
-    """Run the daemon until SIGTERM/SIGINT, on uvloop when it is installed."""
+def run(settings: Settings, kind: type[Daemon] = Daemon) -> int:
+    """Run the daemon (``kind``) until SIGTERM/SIGINT, on uvloop when it is installed."""
 
     async def main() -> int:
-        daemon = Daemon(settings)
+        daemon = kind(settings)
         try:
             await daemon.serve_forever()
         except ConfigError as exc:

@@ -24,6 +24,7 @@ from typing import Any
 
 from dnsfail.control.metrics import Metrics
 from dnsfail.errors import ConfigError
+from dnsfail.events import transitions
 from dnsfail.events.log import EventLog
 from dnsfail.logs import iso
 from dnsfail.model import ProbeSpec
@@ -80,8 +81,10 @@ class Reloader:
         self.zone_loaded: dict[str, float] = {}
 
     def loaded(self, store: Store) -> None:
-        """The first zone set is ``store``'s: generation 1, each zone logged."""
+        """The first zone set is ``store``'s: generation 1, each zone logged; from now on its
+        targets' state changes are events too (``events.transitions``)."""
         self.store = store
+        transitions.watch(self.events, store)
         now = time.time()
         for zone in store.configured.values():
             self.zone_loaded[zone.origin] = now

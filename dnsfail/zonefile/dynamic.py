@@ -28,6 +28,7 @@ from dnsfail.model import (
     PoolValue,
     ProbeProtocol,
     ProbeSpec,
+    Quorum,
     RRType,
     Rule,
     Status,
@@ -53,7 +54,7 @@ def _probe_for(check: ProbeSpec, address: str) -> ProbeSpec:
     if check.protocol is ProbeProtocol.TCP:
         return ProbeSpec(
             check.protocol, address, check.port, interval=check.interval,
-            timeout=check.timeout, rise=check.rise, fall=check.fall,
+            timeout=check.timeout, rise=check.rise, fall=check.fall, quorum=check.quorum,
         )  # fmt: skip
     return replace(check, address=address)
 
@@ -61,7 +62,7 @@ def _probe_for(check: ProbeSpec, address: str) -> ProbeSpec:
 _OCTODNS_HEALTH_KEYS = frozenset({"host", "path", "port", "protocol"})
 _DNSFAIL_HEALTH_KEYS = frozenset(
     {"interval", "timeout", "rise", "fall", "expect_status", "body_match", "headers",
-     "verify_tls", "ca_file", "probe_addresses"}
+     "verify_tls", "ca_file", "probe_addresses", "quorum"}
 )  # fmt: skip
 
 
@@ -96,6 +97,10 @@ def _dnsfail_timing(scope: Scope, node: YMap, health: ProbeSpec) -> ProbeSpec:
         health = replace(health, rise=rise)
     if (n := node.get("fall")) and (fall := scope.integer(n, "fall", 1, 100)):
         health = replace(health, fall=fall)
+    if (n := node.get("quorum")) and (
+        quorum := scope.choice(n, "quorum", [q.value for q in Quorum])
+    ):
+        health = replace(health, quorum=Quorum(quorum))
     if health.timeout >= health.interval:
         line = node.key_line("timeout" if "timeout" in node.entries else "interval")
         scope.error(

@@ -8,7 +8,7 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -186,7 +186,9 @@ async def test_down_receiver_fails_then_drops_the_oldest_and_never_logs_the_secr
 
 async def test_only_the_chosen_kinds_are_sent(receiver: Callable[..., Any]) -> None:
     r = await receiver()
-    events, hooks = await started([r.url], kinds=["drain"])
+    events = EventLog()
+    hooks = Webhooks([replace(parse_target(r.url), kinds=frozenset({"drain"}))], events, "ns1")
+    await hooks.start()
     transition(events)
     events.emit("drain", selector="192.0.2.1", state="down", expires=0.0, by="me", reason="x")
     await until(lambda: len(r.got) == 1)

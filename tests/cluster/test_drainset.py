@@ -1,0 +1,99 @@
+"""Replicated drains: last writer wins on (created, origin), tombstones, bounds."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dnsfail.cluster.drainset import REMOVED, DrainRecord, digest, merge, overrides, prune
+from dnsfail.cluster.messages import MessageError, decode
+from dnsfail.steering.overrides import MAX_DURATION
+
+
+def rec(sel: str, state: str, created: float, origin: str, expires: float = 1e9) -> DrainRecord:
+    return DrainRecord(sel, state, "r", "by", created, expires, origin)
+
+
+def test_newer_wins_in_any_order() -> None:
+    a, b = rec("192.0.2.1", "down", 10, "ns1"), rec("192.0.2.1", "up", 20, "ns2")
+    one, _ = merge({}, [a, b], 0)
+    two, _ = merge({}, [b, a], 0)
+    assert one == two == {"192.0.2.1": b}
+
+
+def test_origin_breaks_ties() -> None:
+    a, b = rec("192.0.2.1", "down", 10, "ns1"), rec("192.0.2.1", "up", 10, "ns2")
+    assert merge({"192.0.2.1": b}, [a], 0)[0]["192.0.2.1"] == b
+
+
+def test_tombstone_beats_older_and_outlives_them() -> None:
+    drain = rec("192.0.2.1", "down", 10, "ns1", expires=10 + MAX_DURATION)
+    tomb = DrainRecord.tombstone("192.0.2.1", "op", 20, "ns2")
+    merged, _ = merge({"192.0.2.1": tomb}, [drain], 30)
+    assert merged["192.0.2.1"].state == REMOVED
+    assert overrides(merged, 30) == []
+    assert tomb.expires >= drain.expires
+
+
+def test_expired_records_are_not_taken_and_are_pruned() -> None:
+    old = rec("192.0.2.1", "down", 10, "ns1", expires=50)
+    assert merge({}, [old], 60)[0] == {}
+    assert prune({"192.0.2.1": old}, 60) == {}
+
+
+def test_digest_depends_on_versions() -> None:
+    a = {"x": rec("192.0.2.1", "down", 10, "ns1")}
+    assert digest(a) == digest(dict(a))
+    assert digest(a) != digest({"x": rec("192.0.2.1", "down", 11, "ns1")})
+
+
+records = st.builds(rec, st.sampled_from(["192.0.2.1", "192.0.2.2", "192.0.2.3"]),
+                    st.sampled_from(["down", "up", REMOVED]), st.integers(0, 5).map(float),
+                    st.sampled_from(["ns1", "ns2", "ns3"]))
+
+
+@given(st.lists(records, max_size=12), st.randoms())
+def test_merge_is_order_independent(items: list[DrainRecord], rnd: object) -> None:
+    shuffled = list(items)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert merge({}, items, 0)[0] == merge({}, shuffled, 0)[0]
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"[]", b'{"dnsfail_cluster": 2}', b'{"dnsfail_cluster": 1, "seq": -1}',
+    b'{"dnsfail_cluster": 1, "seq": 1, "votes": "x"}',
+    b'{"dnsfail_cluster": 1, "seq": 1, "votes": [{"target": "a", "state": "up", "age": NaN}]}',
+    b'{"dnsfail_cluster": 1, "seq": 1, "votes": [], "instance": "a", "boot": "1-a",'
+    b' "drains": [{"selector": "not a selector!!", "state": "down"}]}',
+    b"[" * 100000,
+])
+def test_bad_messages_are_refused_with_a_reason(body: bytes) -> None:
+    with pytest.raises(MessageError):
+        decode(body)
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                    lambda c: st.lists(c) | st.dictionaries(st.text(), c), max_leaves=20))
+def test_any_json_decodes_or_is_refused(value: object) -> None:
+    with contextlib.suppress(MessageError):
+        decode(json.dumps(value).encode())
+
+
+def test_the_cluster_file_round_trips_and_a_damaged_one_is_ignored(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from dnsfail.cluster.drains import cluster_path, load_records, save_records
+
+    path = cluster_path(Path(str(tmp_path)) / "state.json")
+    assert path is not None
+    assert path.name == "state.json.cluster.json"
+    records = [rec("192.0.2.1", "down", 10, "ns1"),
+               DrainRecord.tombstone("192.0.2.2", "op", 20, "ns2")]
+    save_records(path, records)
+    assert load_records(path, 30) == {r.selector: r for r in records}
+    path.write_text("{not json")
+    assert load_records(path, 30) == {}
