@@ -53,6 +53,10 @@ class DnsfailProcess:
         self.port = port or free_port(host)
         listen = [f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"]
         cmd = [sys.executable, "-m", "dnsfail", "serve", *args]
+        if not any(a in ("--control", "--no-control") for a in args):
+            # A busy control address fails the start (issue 17); tests that want the API
+            # give it an address of their own, so parallel runs never meet on 8053.
+            cmd.append("--no-control")
         for item in listen + (extra_listen or []):
             cmd += ["--listen", item]
         self.proc = subprocess.Popen(

@@ -139,12 +139,27 @@ def _table(rows: list[list[str]]) -> list[str]:
             for row in rows]
 
 
+def describe_server(server: Any) -> str | None:
+    """Which server answered, in one line (``server`` of the API's replies), so that an
+    operator sees at once when the address reached another instance than meant."""
+    if not isinstance(server, dict):
+        return None
+    listen = ", ".join(server.get("listen") or []) or "-"
+    zones = ", ".join(server.get("zone_paths") or []) or "-"
+    return (f"server {server.get('identity')} (pid {server.get('pid')}, dnsfail "
+            f"{server.get('version')}): DNS {listen}; control {server.get('control')}; "
+            f"zones {zones}")
+
+
 def render_status(s: dict[str, Any], now: float | None = None) -> str:
     """The status document as tables for a terminal."""
     now = time.time() if now is None else now
     lines = [f"dnsfail {s.get('identity', '')}: {'ready' if s.get('ready') else 'NOT READY'}, "
              f"snapshot generation {s.get('generation')}, config generation "
              f"{s.get('config_generation')}"]
+    server = describe_server(s.get("server"))
+    if server is not None:
+        lines.append(server)
     reload = s.get("reload")
     if reload:
         result = "ok" if reload["ok"] else f"REJECTED ({len(reload['problems'])} problem(s))"
@@ -252,6 +267,12 @@ def _cluster_line(payload: dict[str, Any]) -> None:
         print(f"  {payload['cluster']['summary']}")
 
 
+def _say_server(payload: Any) -> None:
+    line = describe_server(payload.get("server")) if isinstance(payload, dict) else None
+    if line is not None:
+        print(line)
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "status" and getattr(args, "cluster", False):
         from dnsfail.cli import nsset
@@ -266,12 +287,21 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "drain":
         body = {"target": args.target, "for": args.duration, "reason": args.reason,
                 "state": args.state, "by": who()}
+        if args.force:
+            body["force"] = True
         code, payload = request(args, "POST", "/v1/drain", body)
+        if code == 409 and isinstance(payload, dict):
+            _say_server(payload)
+            print(f"dnsfail drain: refused: {_reason(payload)} (--force)", file=sys.stderr)
+            for record in payload.get("records", []):
+                print(f"  {record}: no healthy pool value left", file=sys.stderr)
+            return 1
         if code != 200:
             raise CtlError(f"refused ({code}): {_reason(payload)}", 2 if code == 400 else 1)
         if args.json:
             print(json.dumps(payload, indent=2))
             return 0
+        _say_server(payload)
         o = payload["override"]
         values = ", ".join(sorted({f"{m['record'].rstrip('.')}/{m['pool']} {m['value']}"
                                    for m in payload["matched"]}))
@@ -287,6 +317,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "undrain":
         code, payload = request(args, "POST", "/v1/undrain", {"target": args.target, "by": who()})
         if code == 404:
+            _say_server(payload)
             active = ", ".join(payload.get("active", [])) if isinstance(payload, dict) else ""
             print(f"dnsfail undrain: {_reason(payload)} (active: {active or 'none'})",
                   file=sys.stderr)
@@ -296,6 +327,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(payload, indent=2))
             return 0
+        _say_server(payload)
         for o in payload["removed"]:
             print(f"undrained {o['selector']} (was {o['state'].upper()}: {o['reason']})")
         print(f"  answers changed now; every cache has them by {payload['complete_at_iso']}")
@@ -303,6 +335,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     # reload
     code, payload = request(args, "POST", "/v1/reload", {})
+    if isinstance(payload, dict):
+        _say_server(payload)
     if code == 200:
         print(f"reloaded: config generation {payload['config_generation']}")
         return 0

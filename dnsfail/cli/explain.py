@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import sys
 
 from dnsfail.dns.explain import explain as explain_text
 from dnsfail.errors import ConfigError, DnsfailError
+from dnsfail.model import RRType
 from dnsfail.serve.probe import Prober
 from dnsfail.serve.wiring import answer_path, close_locator, load_store, open_locator
 
@@ -38,7 +40,30 @@ async def _decide(args: argparse.Namespace) -> str:
         close_locator(locator)
 
 
+def usage_problem(args: argparse.Namespace) -> str | None:
+    """Why the options cannot be explained (checked before any zone is loaded), or None."""
+    qtype = args.type.strip().upper()
+    if qtype not in RRType.__members__:
+        return f"--type {args.type!r} is not a query type: one of {', '.join(RRType.__members__)}"
+    args.type = qtype
+    if args.client:
+        try:
+            ipaddress.ip_address(args.client)
+        except ValueError:
+            return f"--client {args.client!r} is not an IP address (e.g. 192.0.2.1 or 2001:db8::1)"
+    if args.ecs:
+        try:
+            ipaddress.ip_network(args.ecs, strict=False)
+        except ValueError:
+            return f"--ecs {args.ecs!r} is not a subnet like 192.0.2.0/24"
+    return None
+
+
 def main(args: argparse.Namespace) -> int:
+    usage = usage_problem(args)
+    if usage is not None:
+        print(f"dnsfail explain: {usage}", file=sys.stderr)
+        return 2
     try:
         print(asyncio.run(_decide(args)))
     except ConfigError as exc:

@@ -132,8 +132,10 @@ def _serve_parser(sub: Subparsers) -> None:
                             "/64; more are closed on accept (default 64; 0: no limit)")
     serve.add_argument("--control", type=_control, metavar="HOST:PORT|off",
                        help="control API (status, drain, reload, metrics) address (default "
-                            f"{DEFAULT_CONTROL[0]}:{DEFAULT_CONTROL[1]}; a busy default port "
-                            "is skipped with a warning); beyond loopback it needs a token")
+                            f"{DEFAULT_CONTROL[0]}:{DEFAULT_CONTROL[1]}; a busy address fails "
+                            "the start); beyond loopback it needs a token")
+    serve.add_argument("--no-control", action="store_true",
+                       help="run without a control API (as --control off)")
     serve.add_argument("--control-max-connections", type=int, default=CONTROL_MAX_CONNECTIONS,
                        metavar="N", help="control API connections open at once; more are "
                        f"closed on accept (default {CONTROL_MAX_CONNECTIONS})")
@@ -200,6 +202,9 @@ def _site_parser(sub: Subparsers) -> None:
     site.add_argument("listen", type=_listen, metavar="HOST:PORT")
     site.add_argument("--name", default="site")
     site.add_argument("--status", type=int, default=200, help="status of GET /health")
+    site.add_argument("--set", type=int, metavar="STATUS",
+                      help="do not start a site: tell the one running at HOST:PORT to answer "
+                           "STATUS from now on (POST /_status), e.g. 503 for a drill")
 
 
 def _client_parsers(sub: Subparsers) -> None:
@@ -222,6 +227,9 @@ def _client_parsers(sub: Subparsers) -> None:
     drain.add_argument("--reason", required=True, help="why; shown in status and logs")
     drain.add_argument("--state", choices=["down", "up"], default="down",
                        help="up forces the target into the answers instead (default down)")
+    drain.add_argument("--force", action="store_true",
+                       help="drain even if a record is left with no healthy pool value "
+                            "(refused otherwise, naming the records)")
     drain.add_argument("--json", action="store_true")
     ctl.add_client_options(drain)
 
@@ -248,6 +256,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dnsfail.drill.site import serve_site
 
         host, port = args.listen
+        if args.set is not None:
+            from dnsfail.drill.site import set_remote_status
+
+            try:
+                print(set_remote_status(host, port, args.set))
+            except (OSError, ValueError) as exc:
+                print(f"dnsfail site: {exc}", file=sys.stderr)
+                return 1
+            return 0
         asyncio.run(serve_site(host, port, args.name, args.status))
         return 0
     if args.command in ("status", "drain", "undrain", "reload"):
@@ -263,7 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ControlError as exc:
         print(f"dnsfail serve: {exc}", file=sys.stderr)
         return 1
-    control = DEFAULT_CONTROL if args.control is None else args.control
+    control: tuple[str, int] | None = (
+        None if args.no_control or args.control == "off"
+        else DEFAULT_CONTROL if args.control is None else args.control)
     try:
         rrl = rrl_options.from_args(args)
         cluster = cluster_options.from_args(args)
@@ -280,8 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tcp_idle_timeout=args.tcp_idle_timeout,
         tcp_max_connections=args.tcp_max_connections,
         tcp_max_per_source=args.tcp_max_per_source,
-        control=None if control == "off" else control,
-        control_explicit=args.control is not None,
+        control=control,
         control_token=token,
         control_max_connections=args.control_max_connections,
         control_head_timeout=args.control_head_timeout,

@@ -111,8 +111,9 @@ class ClusterDrains(Drains):
         return result
 
     async def drain(self, selector: Selector, state: Status, seconds: float, reason: str,
-                    by: str) -> dict[str, Any]:
-        result = await super().drain(selector, state, seconds, reason, by)
+                    by: str, force: bool = False) -> dict[str, Any]:
+        # The stranding check (force) is the origin's: peers take the drain as made.
+        result = await super().drain(selector, state, seconds, reason, by, force)
         o = overrides.Override.from_json(result["override"])
         async with self._lock:
             self.node.drains[o.selector] = DrainRecord.of(o, self.node.instance)

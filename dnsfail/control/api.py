@@ -18,7 +18,9 @@ Endpoints::
     GET  /readyz             200 once zones are loaded and the first probe round is over
     GET  /v1/status          zones, reload result, every target (state, real state,
                              overrides, last probe, transitions), every override
-    POST /v1/drain           {"target", "for", "reason", "state"?: "down"|"up", "by"?}
+    POST /v1/drain           {"target", "for", "reason", "state"?: "down"|"up", "by"?,
+                             "force"?: true to drain even if a record is left with no
+                             healthy pool value (else 409 naming the records)}
     POST /v1/undrain         {"target"}
     POST /v1/reload          all-or-nothing zone reload; 422 with the problems if rejected
     GET  /v1/explain         ?name=&type=&client=&ecs=  (text, as ``dnsfail explain``)
@@ -62,6 +64,7 @@ from dnsfail.steering.overrides import (
     parse_duration,
     parse_selector,
 )
+from dnsfail.steering.stranded import WouldStrand
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +217,7 @@ async def get_status(request: web.Request) -> web.Response:
 
 async def drain(request: web.Request) -> web.Response:
     port = request.app[PORT]
-    data = await _body(request, {"target", "for", "reason"}, {"state", "by"})
+    data = await _body(request, {"target", "for", "reason"}, {"state", "by", "force"})
     if not isinstance(data["target"], str):
         raise _bad("target must be a string")
     reason = _text_field(data, "reason")
@@ -224,15 +227,21 @@ async def drain(request: web.Request) -> web.Response:
     state_text = data.get("state", "down")
     if state_text not in ("down", "up"):
         raise _bad(f"state must be 'down' or 'up', not {state_text!r}")
+    force = data.get("force", False)
+    if not isinstance(force, bool):
+        raise _bad("force must be true or false")
     try:
         selector = parse_selector(data["target"])
         seconds = parse_duration(data["for"])
-        result = await port.drains.drain(selector, Status(state_text), seconds, reason, by)
+        result = await port.drains.drain(selector, Status(state_text), seconds, reason, by,
+                                         force)
+    except WouldStrand as exc:  # 409: the request is fine, the state forbids it unforced
+        return _error(409, str(exc), records=exc.records, server=port.about())
     except OverrideError as exc:
         raise _bad(str(exc)) from None
     except OSError as exc:
         return _error(500, f"could not save the state file, nothing changed: {exc}")
-    return _json(result)
+    return _json({**result, "server": port.about()})
 
 
 async def undrain(request: web.Request) -> web.Response:
@@ -250,8 +259,8 @@ async def undrain(request: web.Request) -> web.Response:
         return _error(500, f"could not save the state file, nothing changed: {exc}")
     if not result["removed"]:
         return _error(404, f"no override for {selector.text}",
-                      active=[o.selector for o in port.overrides])
-    return _json(result)
+                      active=[o.selector for o in port.overrides], server=port.about())
+    return _json({**result, "server": port.about()})
 
 
 async def reload(request: web.Request) -> web.Response:
@@ -260,7 +269,7 @@ async def reload(request: web.Request) -> web.Response:
     reloads = port.reloads
     problems = await reloads.reload(trigger=f"control API ({peer(request)})")
     body = {"ok": not problems, "problems": problems, "reload": reloads.last_reload,
-            "config_generation": reloads.config_generation}
+            "config_generation": reloads.config_generation, "server": port.about()}
     return _json(body, 422 if problems else 200)
 
 
@@ -382,6 +391,8 @@ class ControlServer:
                                     shutdown_timeout=1.0, logger=_HTTP_LOG)
         self.host, self.port = host, port_number
         self.listener: asyncio.Server | None = None
+        #: The address listened on, once started (the port the kernel chose for 0).
+        self.bound: tuple[str, int] | None = None
 
     async def start(self) -> tuple[str, int]:
         await self.runner.setup()
@@ -396,6 +407,7 @@ class ControlServer:
             raise
         sockets = list(self.listener.sockets)
         bound = sockets[0].getsockname()[1] if sockets else self.port
+        self.bound = (self.host, bound)
         return self.host, bound
 
     async def stop(self) -> None:

@@ -20,12 +20,19 @@ prometheus-client: at 1,000 targets they are ~27,000 samples, which
 ``generate_latest`` renders in ~300 ms on the event loop (issue 11: a scrape
 must not stall DNS); plain counters (:class:`ProbeStats`) and one f-string
 a line take a tenth of that.
+
+For alerts (``deploy/prometheus/dnsfail-rules.yml``): ``dnsfail_build_info``,
+``dnsfail_ready``, ``dnsfail_last_reload_successful`` and
+``dnsfail_last_reload_success_timestamp_seconds`` (Prometheus's own
+``prometheus_config_last_reload_*`` pattern).  No ``*_created`` series: they
+double the counter series and no rule or panel uses them.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import platform
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -33,6 +40,8 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import (
@@ -44,6 +53,7 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from dnsfail import __version__
 from dnsfail.control.port import ClusterPort, cluster_of
 from dnsfail.control.port import Counters as Source
 from dnsfail.dns.stats import LATENCY_BUCKETS, SAMPLE_EVERY, QueryStats, Totals
@@ -54,6 +64,9 @@ from dnsfail.steering.serving import SERVING, Memo
 
 #: The Content-Type of ``Metrics.render()``: Prometheus text format 0.0.4.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Process-wide, and this is the only module that uses prometheus-client: no ``_created``.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -203,8 +216,24 @@ class Metrics:
         self.overrides = Counter("dnsfail_override_changes",
                                  "Operator overrides set (drain), removed (undrain), expired.",
                                  ["action"], registry=self.registry)
+        self.last_reload_ok = Gauge("dnsfail_last_reload_successful", "1 if the last zone "
+                                    "reload (or the start) succeeded, 0 if it was rejected.",
+                                    registry=self.registry)
+        self.last_reload_success = Gauge("dnsfail_last_reload_success_timestamp_seconds",
+                                         "When zones were last loaded successfully (start "
+                                         "or reload), Unix time.", registry=self.registry)
+        for result in ("ok", "error"):  # present from the start: increase() needs a zero
+            self.reloads.labels(result)
+        for action in ("set", "removed", "expired"):
+            self.overrides.labels(action)
         self.registry.register(_Collector(source, queries, workers))
         ProcessCollector(registry=self.registry)
+
+    def reloaded(self, ok: bool, at: float) -> None:
+        """A zone load (start or reload) finished: ``ok``, at wall-clock ``at``."""
+        self.last_reload_ok.set(1 if ok else 0)
+        if ok:
+            self.last_reload_success.set(at)
 
     def observe_probe(self, spec: ProbeSpec, ok: bool, latency: float) -> None:
         self.probes.observe(spec.label, ok, latency)
@@ -228,6 +257,13 @@ class _Collector(Collector):
         self.workers = workers
 
     def collect(self) -> Iterator[Metric]:
+        build = GaugeMetricFamily("dnsfail_build_info", "dnsfail version and the Python that "
+                                  "runs it; always 1.", labels=["version", "python"])
+        build.add_metric([__version__, platform.python_version()], 1)
+        yield build
+        yield GaugeMetricFamily("dnsfail_ready", "1 once zones are loaded and the first probe "
+                                "round is over (as GET /readyz), else 0.",
+                                value=1 if self.source.ready else 0)
         q = self.queries.merged(self.workers())
         queries = CounterMetricFamily("dnsfail_queries", "DNS messages answered, by zone "
                                       "(empty: not ours), query type and rcode.",

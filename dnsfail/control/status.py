@@ -106,6 +106,7 @@ def status(port: ControlPort) -> dict[str, Any]:
         })
     body = {
         "identity": port.identity,
+        "server": port.about(),
         "ready": port.ready,
         "generation": snap.generation,
         "config_generation": port.reloads.config_generation,

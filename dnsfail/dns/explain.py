@@ -131,7 +131,8 @@ def explain(
     query = Query(0, name, int(rtype), 1, edns)
     steps: list[Step] = []
     message: Message = handler.answer(snap, query, client, steps)
-    where = f"client {client or '(none)'}" + (f", ECS {ecs}" if ecs else "")
+    where = (f"client {client}" if client else "no client address") + (
+        f", ECS {ecs}" if ecs else "")
     lines = [f"query {name} {rtype.name} from {where} (snapshot generation {snap.generation})"]
     for step in steps:
         lines.extend(_step_lines(snap, step, votes))

@@ -165,9 +165,18 @@ class Drill:
 
     @staticmethod
     def _free(host: str, port: int, what: str, udp: bool = False) -> None:
+        """Raise DrillFailed if something listens on ``host:port`` (and, ``udp``, is bound).
+
+        TCP is tried with SO_REUSEADDR, as the servers themselves bind: the
+        TIME-WAIT sockets a previous drill's probes left behind must not block
+        a rerun, while a listening socket still does.  UDP without it: there
+        SO_REUSEADDR would let two sockets share the port.
+        """
         kinds = [socket.SOCK_STREAM, socket.SOCK_DGRAM] if udp else [socket.SOCK_STREAM]
         for kind in kinds:
             with socket.socket(socket.AF_INET, kind) as sock:
+                if kind == socket.SOCK_STREAM:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     sock.bind((host, port))
                 except OSError as exc:

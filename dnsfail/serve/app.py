@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import signal
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dnsfail import __version__
 from dnsfail.addresses import (
     CONTROL_HEAD_TIMEOUT,
     CONTROL_MAX_CONNECTIONS,
@@ -43,6 +45,7 @@ from dnsfail.dns.handler import Handler
 from dnsfail.dns.stages import After
 from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.errors import ConfigError, DnsfailError
+from dnsfail.events.log import EventLog
 from dnsfail.events.payload import Target
 from dnsfail.events.webhook import telling
 from dnsfail.model import ProbeSpec, Zone
@@ -97,9 +100,6 @@ class Settings:
     geoip_refresh: float = 5.0
     #: Control API address; None: no control API.
     control: tuple[str, int] | None = DEFAULT_CONTROL
-    #: False when ``control`` is the default: then a busy port is a warning, not a failure,
-    #: so a second instance on one host (or a test) still starts.
-    control_explicit: bool = False
     #: Bearer token the control API requires; required to bind beyond loopback.
     control_token: str | None = None
     #: Where operator overrides are kept across restarts; None: in memory only.
@@ -125,7 +125,31 @@ class Settings:
     cluster: ClusterSettings | None = None
 
 
-class Daemon:
+def describe_server(daemon: Daemon) -> dict[str, Any]:
+    """Which server this is, for ``dnsfail status`` and every CLI write to name it."""
+    bound = daemon.control.bound if daemon.control is not None else None
+    return {
+        "identity": daemon.identity, "pid": os.getpid(), "version": __version__,
+        "listen": [_address(host, port) for host, port in daemon.ports],
+        "control": _address(*bound) if bound is not None else None,
+        "zone_paths": [str(Path(p).resolve()) for p in daemon.settings.paths],
+        "state_file": str(daemon.state_path.resolve()) if daemon.state_path else None,
+    }
+
+
+class Telling:
+    """The daemon's event history and the webhooks fed by it (a mixin of ``Daemon``)."""
+
+    settings: Settings
+    tasks: list[asyncio.Task[None]]
+
+    @functools.cached_property
+    def events(self) -> EventLog:
+        """Transitions, drains, reloads (``/v1/events``); the webhooks' task goes in ``tasks``."""
+        return telling(self.settings.webhooks, self.settings.identity, self.tasks)
+
+
+class Daemon(Telling):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.handler: Handler | None = None
@@ -146,7 +170,6 @@ class Daemon:
         self.state_path = Path(settings.state_file) if settings.state_file else None
         self.workers: Workers | None = None
         self.metrics = Metrics(self, self.stats, self._worker_totals)
-        self.events = telling(settings.webhooks, settings.identity, self.tasks)  # + webhooks
         self.drains = Drains(self.state_path, self.metrics, self.events)
         self.reloads = Reloader(settings.paths, settings.geoip is not None, self.metrics,
                                 self._targets_changed, self.events)
@@ -213,6 +236,7 @@ class Daemon:
 
     def workers_status(self) -> list[dict[str, Any]]:
         return self.workers.describe() if self.workers is not None else []
+    about = describe_server  # ControlPort.about: identity, pid, addresses, zone paths
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -438,8 +462,13 @@ def cookie_stage(s: Settings) -> tuple[Secrets | None, CookieStage | None]:
 
 
 async def start_control(port: ControlPort, settings: Settings,
-                        max_connections: int) -> ControlServer | None:
-    """Serve the control API over ``port``; a busy *default* port is only a warning (None)."""
+                        max_connections: int) -> ControlServer:
+    """Serve the control API over ``port``; a busy address fails the start.
+
+    It used to be a warning for the default address, and the server ran
+    without a control API while ``dnsfail status`` and ``drain`` reached the
+    *other* server on that address (issue 17).  ``--no-control`` runs without.
+    """
     assert settings.control is not None
     host, number = settings.control
     server = ControlServer(port, host, number, settings.control_token,
@@ -448,14 +477,19 @@ async def start_control(port: ControlPort, settings: Settings,
     try:
         address = await server.start()
     except OSError as exc:
-        if settings.control_explicit or exc.errno != errno.EADDRINUSE:
-            raise DnsfailError(f"control API on {host}:{number}: {exc.strerror or exc}") from exc
-        log.warning("control API not started: %s:%d is in use (another dnsfail?); "
-                    "pass --control HOST:PORT, or --control off", host, number)
-        return None
+        if exc.errno == errno.EADDRINUSE:
+            raise DnsfailError(
+                f"control API address {host}:{number} is already in use (another dnsfail? "
+                f"`dnsfail status --control {host}:{number}` names it); pass --control "
+                "HOST:PORT for another address, or --no-control to run without one") from exc
+        raise DnsfailError(f"control API on {host}:{number}: {exc.strerror or exc}") from exc
     log.info("control API on http://%s:%d/%s", address[0], address[1],
              " (bearer token required)" if settings.control_token else "")
     return server
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def tcp_limits(s: Settings) -> TcpLimits:

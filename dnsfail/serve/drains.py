@@ -29,6 +29,7 @@ from dnsfail.model import Status
 from dnsfail.state import Store
 from dnsfail.steering import overrides
 from dnsfail.steering.overrides import Match, Override, OverrideError, Selector
+from dnsfail.steering.stranded import WouldStrand, stranded
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +101,14 @@ class Drains:
         self._changed.set()
 
     async def drain(self, selector: Selector, state: Status, seconds: float, reason: str,
-                    by: str) -> dict[str, Any]:
+                    by: str, force: bool = False) -> dict[str, Any]:
         """Force what ``selector`` matches to ``state`` for ``seconds``; saved, then published.
 
         Raises OverrideError when the selector matches no pool value (a typo
         must not look like a successful drain) and OSError when the state file
-        cannot be written, in which case nothing changes.
+        cannot be written, in which case nothing changes.  Unless ``force``, a drain
+        that would leave a record with no healthy pool value raises WouldStrand
+        (``steering.stranded``), naming the records.
         """
         async with self._lock:
             assert self.store is not None
@@ -117,6 +120,11 @@ class Drains:
             o = Override(selector.text, state, reason, now, now + seconds, by)
             previous = [x for x in self.store.overrides if x.selector == selector.text]
             rest = [x for x in self.store.overrides if x.selector != selector.text]
+            if state is Status.DOWN and not force:
+                snap = self.store.snapshot
+                lost = stranded(snap.zones, snap.is_up, found)
+                if lost:
+                    raise WouldStrand(selector.text, lost)
             await self._save_and_publish([*rest, o])
         ttl = overrides.drain_ttl(found)
         verb = "drain" if state is Status.DOWN else "force up"

@@ -91,6 +91,7 @@ class Reloader:
             log.info("zone %s: %d records, serial %d (%s)", zone.origin,
                      zone.record_count, zone.serial, zone.source)
         self.config_generation = 1
+        self.metrics.reloaded(True, now)
 
     async def reload(self, trigger: str = "") -> list[str]:
         """Re-read every zone; publish all or nothing.  Returns the problems found."""
@@ -156,6 +157,7 @@ class Reloader:
         self.last_reload = {"at": at, "at_iso": iso(at), "trigger": trigger,
                             "ok": not problems, "problems": problems}
         self.metrics.reloads.labels("error" if problems else "ok").inc()
+        self.metrics.reloaded(not problems, at)
 
     async def quietly(self, trigger: str) -> None:
         await self.reload(trigger)  # problems are logged by reload() itself

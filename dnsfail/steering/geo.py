@@ -286,8 +286,7 @@ def decide(
     rules = record.rules
     if address is None:
         index = _fallback(record)
-        return Decision(rules[index], index, 0, None,
-                        f"client unknown (ECS source prefix 0); "
+        return Decision(rules[index], index, 0, None, f"{_unknown(source_prefix)}; "
                         f"{describe_rule(index, rules[index])} matched; scope /0")
     address, client = _as_decided(address, source_prefix)
     nearest = any(rule.nearest for rule in rules)
@@ -313,6 +312,11 @@ def decide(
         rule = replace(rule, pools=ordered)
         why += f"; nearest first: {', '.join(ordered)}"
     return Decision(rule, matched, scope, block.placement, why)
+
+
+def _unknown(source_prefix: int | None) -> str:
+    """How ``why`` names a client without an address: ECS prefix 0, or none given at all."""
+    return "no client address" if source_prefix is None else "client unknown (ECS source prefix 0)"
 
 
 def _as_decided(address: IPAddress, source_prefix: int | None) -> tuple[IPAddress, str]:

@@ -23,6 +23,7 @@ ZONES = load_zones([str(DATA / "zones")])
 @dataclass
 class FakeSource:
     store: Store | None
+    ready: bool = True
     tcp_open: int = 3
     config_generation: int = 7
     udp_dropped_sends: int = 0
@@ -148,3 +149,37 @@ def test_control_connections_closed_by_limit() -> None:
     got = samples(metrics)
     assert got[("dnsfail_control_closed_total", (("reason", "over_cap"),))] == 4
     assert got[("dnsfail_control_closed_total", (("reason", "head_timeout"),))] == 0
+
+
+def test_build_info_and_readiness() -> None:
+    import platform
+
+    from dnsfail import __version__
+
+    got = samples(Metrics(FakeSource(None), QueryStats()))
+    build = (("python", platform.python_version()), ("version", __version__))
+    assert got[("dnsfail_build_info", build)] == 1.0
+    assert got[("dnsfail_ready", ())] == 1.0
+    assert samples(Metrics(FakeSource(None, ready=False), QueryStats()))[
+        ("dnsfail_ready", ())] == 0.0
+
+
+def test_no_created_series() -> None:
+    """``*_created`` doubles every counter's series and no rule uses it (issue 17)."""
+    metrics = Metrics(FakeSource(Store(ZONES)), QueryStats())
+    metrics.reloads.labels("ok").inc()
+    text = metrics.render().decode()
+    assert "_created" not in text
+    assert 'dnsfail_reloads_total{result="error"} 0.0' in text  # present before any error
+
+
+def test_last_reload_success_and_failure() -> None:
+    metrics = Metrics(FakeSource(None), QueryStats())
+    metrics.reloaded(True, 1700000000.5)
+    got = samples(metrics)
+    assert got[("dnsfail_last_reload_successful", ())] == 1.0
+    assert got[("dnsfail_last_reload_success_timestamp_seconds", ())] == 1700000000.5
+    metrics.reloaded(False, 1700000100.0)  # a rejected reload keeps the last success's time
+    got = samples(metrics)
+    assert got[("dnsfail_last_reload_successful", ())] == 0.0
+    assert got[("dnsfail_last_reload_success_timestamp_seconds", ())] == 1700000000.5

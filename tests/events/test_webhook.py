@@ -95,7 +95,7 @@ async def test_json_and_slack_bodies(receiver: Callable[..., Any]) -> None:
     transition(events)
     events.emit("reload", ok=False, trigger="SIGHUP", problems=["a.yaml:3: bad"],
                 config_generation=1)
-    await until(lambda: len(plain.got) == 2 and len(slack.got) == 2)
+    await until(lambda: [h.sent for h in hooks.hooks] == [2, 2])
     await hooks.stop()
     body = plain.got[0][1]
     assert (body["source"], body["identity"], body["event"]["kind"]) == ("dnsfail", "ns1",

@@ -45,7 +45,8 @@ def test_pools_then_fallback_then_backup(start: Callable[..., Ctl]) -> None:
     assert _gauge(ctl)["fallback"] == 1.0
     assert "now answers pool us (FALLBACK)" in ctl.cli("status").stdout
 
-    assert ctl.post("/v1/drain", {"target": SITES[2], "for": "10m", "reason": "t"})[0] == 200
+    assert ctl.post("/v1/drain", {"target": SITES[2], "for": "10m", "reason": "t",
+                                  "force": True})[0] == 200  # strands the record: on purpose
     rule = _serving(ctl)
     assert (rule["serving"], rule["pool"], rule["addresses"]) == ("backup", None, ["192.0.2.99"])
     assert ctl.answer() == ["192.0.2.99"]

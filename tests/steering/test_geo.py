@@ -147,7 +147,15 @@ def test_unknown_client_gets_catch_all_scope_zero() -> None:
     """ECS SOURCE PREFIX-LENGTH 0: "do not use my address" (RFC 7871 section 7.1.2)."""
     got = decide(RECORD, None, 0, STATIC)
     assert (got.index, got.scope, got.placement) == (5, 0, None)
-    assert "client unknown" in got.why
+    assert "client unknown (ECS source prefix 0)" in got.why
+
+
+def test_no_client_address_is_not_called_ecs() -> None:
+    """No address and no ECS (``dnsfail explain`` without --client): not "prefix 0"."""
+    got = decide(RECORD, None, None, STATIC)
+    assert (got.index, got.scope) == (5, 0)
+    assert got.why.startswith("no client address; ")
+    assert "ECS" not in got.why
 
 
 def test_catch_all_only_record_does_not_depend_on_the_client() -> None:
