@@ -131,6 +131,9 @@ class Store:
         self._probed = {spec: _what_is_probed(spec) for spec in self.targets}
         #: Called with every newly published snapshot (worker processes mirror it).
         self.subscribers: list[Callable[[Snapshot], None]] = []
+        #: Called with (spec, before, after) when a target's state changes, by a probe result
+        #: or a cluster's verdict (the daemon's event history).
+        self.changes: list[Callable[[ProbeSpec, TargetHealth, TargetHealth], None]] = []
 
     def _publish(self, zones: Mapping[str, Zone], health: Mapping[ProbeSpec, TargetHealth]) -> None:
         self.snapshot = Snapshot(self.snapshot.generation + 1, zones, health)
@@ -218,6 +221,8 @@ class Store:
                                                             spec.interval)
         ):
             self._publish(snap.zones, health)
+            if after.state is not before.state:
+                self._changed(spec, before, after)
         else:
             # Same answers, so the prepared replies stay valid: share the warm caches.
             self.snapshot = Snapshot(snap.generation, snap.zones, health, snap.replies)
@@ -239,8 +244,17 @@ class Store:
                                                             spec.interval)
         ):
             self._publish(snap.zones, health)
+            if after.state is not before.state:
+                self._changed(spec, before, after)
         else:
             self.snapshot = Snapshot(snap.generation, snap.zones, health, snap.replies)
+
+    def _changed(self, spec: ProbeSpec, before: TargetHealth, after: TargetHealth) -> None:
+        for watcher in self.changes:
+            try:
+                watcher(spec, before, after)
+            except Exception:  # a watcher's bug must not undo a published state
+                log.exception("state change watcher failed for %s", spec.label)
 
     def unknown_targets(self) -> Iterable[ProbeSpec]:
         return [s for s in self.targets if self.snapshot.is_up(s) is None]

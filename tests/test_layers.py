@@ -110,6 +110,14 @@ def test_control_never_imports_serve(module: str) -> None:
     assert not {n for n in internal(module) if within(n, "dnsfail.serve")}
 
 
+@pytest.mark.parametrize("module", [m for m in MODULES if within(m, "dnsfail.events")])
+def test_events_import_neither_serve_nor_control(module: str) -> None:
+    """The history and the webhooks are told things; they reach into nothing."""
+    assert not {n for n in internal(module) if within(n, ("dnsfail.serve", "dnsfail.control"))}
+    if module in ("dnsfail.events.log", "dnsfail.events.payload"):
+        assert not {n for n in imports(module) if within(n, IO)}, f"{module} does I/O"
+
+
 def closure(module: str) -> set[str]:
     seen: set[str] = set()
     todo = [module]

@@ -171,6 +171,7 @@ def render_status(s: dict[str, Any], now: float | None = None) -> str:
     rows += [[z["zone"], str(z["serial"]), str(z["records"]), _ago(z.get("loaded_at"), now)]
              for z in s.get("zones", [])]
     lines += _table(rows)
+    lines.extend(_record_lines(s.get("records", [])))
     lines.append("")
     rows = [["TARGET", "STATE", "REAL", "LAST PROBE", "TRANSITIONS", "OVERRIDE"]]
     for t in s.get("targets", []):
@@ -198,7 +199,44 @@ def render_status(s: dict[str, Any], now: float | None = None) -> str:
             rows.append([o["selector"], o["state"].upper(), _ago(o["expires"], now), complete,
                          o.get("by") or "-", o["reason"]])
         lines += _table(rows)
+    lines.extend(_worker_lines(s.get("workers", []), now))
     return "\n".join(lines)
+
+
+def _record_lines(records: list[dict[str, Any]]) -> list[str]:
+    """One line per rule of each dynamic record: ``record X now answers pool Y`` and why."""
+    if not records:
+        return []
+    lines = [""]
+    for r in records:
+        name = f"{r['name'].rstrip('.')} {r['type']}"
+        for rule in r["rules"]:
+            where = f" rule {rule['rule']} ({rule['matches']})" if len(r["rules"]) > 1 else ""
+            if rule["servfail"]:
+                what = "SERVFAIL (all pools down)"
+            elif rule["pool"] is not None:
+                what = f"pool {rule['pool']}" + (" (FALLBACK)" if rule["serving"] == "fallback"
+                                                 else "")
+                what += f": {', '.join(rule['addresses'])}"
+            else:
+                what = ("BACKUP values" if rule["serving"] == "backup"
+                        else "ALL pool values (all down)") + f": {', '.join(rule['addresses'])}"
+            lines.append(f"record {name}{where} now answers {what}, ttl {rule['ttl']}")
+            lines.append(f"  why: {rule['why']}")
+    return lines
+
+
+def _worker_lines(workers: list[dict[str, Any]], now: float) -> list[str]:
+    if not workers:
+        return []
+    rows = [["WORKER", "PID", "STATE", "GENERATION", "RESTARTS", "QUERIES", "TCP", "REPORTED"]]
+    for w in workers:
+        state = "ready" if w.get("ready") else ("ALIVE, not ready" if w.get("alive") else "DEAD")
+        rows.append([str(w.get("index")), str(w.get("pid") or "-"), state,
+                     str(w.get("generation")), str(w.get("restarts", 0)),
+                     str(w.get("queries", 0)), str(w.get("tcp_open", 0)),
+                     _ago(w.get("reported_at"), now)])
+    return ["", *_table(rows)]
 
 
 def who() -> str:

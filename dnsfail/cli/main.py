@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TypeAlias
 
 from dnsfail import __version__, logs
@@ -67,6 +68,24 @@ def _duration(text: str) -> str:
     except OverrideError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _webhook(text: str) -> object:
+    from dnsfail.events.payload import parse_target
+
+    try:
+        return parse_target(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _kinds(text: str) -> frozenset[str]:
+    from dnsfail.events.payload import parse_kinds
+
+    try:
+        return parse_kinds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 #: What ``add_subparsers`` returns (argparse names no public type for it).
@@ -147,6 +166,13 @@ def _serve_parser(sub: Subparsers) -> None:
                        "the client sent a valid server cookie (gdnsd's max_nocookie_response;"
                        " 128-1024, default 0: off)")
     rrl_options.add_options(serve)
+    serve.add_argument("--webhook", action="append", type=_webhook, default=[],
+                       metavar="URL", help="POST each event (target transitions, drains, "
+                       "reloads) to URL as JSON; slack+https://... posts a Slack-compatible "
+                       '{"text": ...} instead; repeatable')
+    serve.add_argument("--webhook-events", type=_kinds, default=None, metavar="KINDS",
+                       help="which events the webhooks get, comma-separated (default all: "
+                            "transition,drain,undrain,expired,reload)")
     cluster_options.add_options(serve)
     serve.add_argument("--dnssec-keys", metavar="DIR",
                        help="sign every zone with a key in DIR (dnsfail dnssec keygen)")
@@ -277,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cookie_secret_file=args.cookie_secret_file,
         udp_size_cap_without_cookie=args.udp_size_cap_without_cookie,
         rrl=rrl,
+        webhooks=[replace(t, kinds=args.webhook_events) for t in args.webhook]
+        if args.webhook_events is not None else args.webhook,
         cluster=cluster,
         dnssec_keys=args.dnssec_keys,
     )

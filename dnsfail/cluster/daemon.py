@@ -33,6 +33,7 @@ class ClusterDaemon(Daemon):
         cs: ClusterSettings = settings.cluster
         self.node = Node(cs, settings.identity, lambda: self.store)
         self.drains = ClusterDrains(self.state_path, self.metrics, self.node)
+        self.drains.events = self.events  # drains are events here too (/v1/events, webhooks)
         self.exchange = Exchange(self.node, settings.control_token, self.drains.merge_remote)
         self.drains.push = self.exchange.push_all
 

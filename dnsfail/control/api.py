@@ -25,6 +25,9 @@ Endpoints::
     POST /v1/reload          all-or-nothing zone reload; 422 with the problems if rejected
     GET  /v1/explain         ?name=&type=&client=&ecs=  (text, as ``dnsfail explain``)
     GET  /metrics            Prometheus text format
+    GET  /v1/events          ?after=ID&limit=N: transitions, drains, reloads (control.events)
+    GET  /v1/events/stream   the same, live: server-sent events, Last-Event-ID resumes
+    GET  /                   the status page (control.page); POST /login, /logout
     GET  /v1/cluster/votes   this instance's peer message (``--peer`` only; cluster.messages)
     POST /v1/cluster/push    a peer's message, pushed on a change (``--peer`` only)
 """
@@ -44,7 +47,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from dnsfail.addresses import CONTROL_HEAD_TIMEOUT, CONTROL_MAX_CONNECTIONS
-from dnsfail.control.auth import TOKEN, auth, peer
+from dnsfail.control import page
+from dnsfail.control.auth import SESSIONS, TOKEN, Sessions, auth, peer
+from dnsfail.control.events import STREAMS, add_routes
 from dnsfail.control.guard import GUARDS, Guard, Limits, RouteHandler, deadline
 from dnsfail.control.metrics import CONTENT_TYPE
 from dnsfail.control.port import ControlPort, cluster_of
@@ -351,6 +356,7 @@ def make_app(port: ControlPort, token: str | None, guards: Limits,
     app = web.Application(middlewares=[_errors, deadline, auth], client_max_size=MAX_BODY)
     app[PORT] = port
     app[TOKEN] = token
+    app[SESSIONS] = Sessions()
     app[GUARDS] = guards
     app[BODY_TIMEOUT] = body_timeout
     app.router.add_get("/healthz", healthz)
@@ -361,6 +367,8 @@ def make_app(port: ControlPort, token: str | None, guards: Limits,
     app.router.add_post("/v1/reload", reload)
     app.router.add_get("/v1/explain", get_explain)
     app.router.add_get("/metrics", metrics)
+    add_routes(app, port.events)
+    page.add_routes(app)
     app.router.add_get("/v1/cluster/votes", cluster_votes)
     app.router.add_post("/v1/cluster/push", cluster_push)
     return app
@@ -403,6 +411,7 @@ class ControlServer:
         return self.host, bound
 
     async def stop(self) -> None:
+        self.runner.app[STREAMS].close_all()
         if self.listener is not None:
             self.listener.close()
             self.listener = None

@@ -60,6 +60,7 @@ from dnsfail.dns.stats import LATENCY_BUCKETS, SAMPLE_EVERY, QueryStats, Totals
 from dnsfail.model import ProbeSpec, Status, Zone, pool_values
 from dnsfail.state import Store
 from dnsfail.steering.health import Health
+from dnsfail.steering.serving import SERVING, Memo
 
 #: The Content-Type of ``Metrics.render()``: Prometheus text format 0.0.4.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -159,6 +160,24 @@ def target_text(store: Store, probes: ProbeStats) -> str:
     return "\n".join([*state, *effective, *transitions, *results, *latency]) + "\n"
 
 
+#: What each record serves, shared by the scrape and ``/v1/status`` (one walk per generation).
+SERVING_VIEW = Memo()
+
+
+def record_text(store: Store) -> str:
+    """``dnsfail_record_serving``: per dynamic record, 1 for what it serves now (the worst
+    of its rules': pools, fallback, backup, all_down; see ``steering.serving``)."""
+    snap = store.snapshot
+    lines = ["# HELP dnsfail_record_serving What each dynamic record answers now, the worst of "
+             "its rules: pools (primary), fallback, backup or all_down; 1 for the current one.",
+             "# TYPE dnsfail_record_serving gauge"]
+    for r in SERVING_VIEW.view(snap.zones, snap.generation, snap):
+        labels = f'zone="{_label(r.zone)}",record="{_label(r.name)}",type="{r.rtype}"'
+        lines.extend(f'dnsfail_record_serving{{{labels},serving="{kind}"}} '
+                     f"{1.0 if kind == r.serving else 0.0}" for kind in SERVING)
+    return "\n".join(lines) + "\n"
+
+
 def value_statuses(zones: Mapping[str, Zone]) -> dict[ProbeSpec, set[Status]]:
     """The status of every pool value, by the target that probes it."""
     out: dict[ProbeSpec, set[Status]] = {}
@@ -224,7 +243,7 @@ class Metrics:
         store = self.source.store
         if store is None:
             return head
-        return head + target_text(store, self.probes).encode()
+        return head + (target_text(store, self.probes) + record_text(store)).encode()
 
 
 class _Collector(Collector):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dnsfail.dns.explain import Answerer
+from dnsfail.events.log import EventLog
 from dnsfail.model import ProbeSpec, Status, Zone
 from dnsfail.state import Store
 from dnsfail.steering.overrides import Match, Override, Selector
@@ -160,6 +161,9 @@ class ControlPort(Counters, Protocol):
 
     @property
     def metrics(self) -> Exposition: ...
+
+    @property
+    def events(self) -> EventLog: ...
 
     def workers_status(self) -> list[dict[str, Any]]: ...
 

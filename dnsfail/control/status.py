@@ -14,12 +14,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from dnsfail.control.metrics import effective_state, value_statuses
+from dnsfail.control.metrics import SERVING_VIEW, effective_state, value_statuses
 from dnsfail.control.port import ControlPort, DrainService, cluster_of
 from dnsfail.logs import iso
 from dnsfail.model import Status
 from dnsfail.steering.health import Health, TargetHealth
 from dnsfail.steering.overrides import Override
+from dnsfail.steering.serving import RecordServing
 
 
 def iso_or_none(ts: float | None) -> str | None:
@@ -57,6 +58,16 @@ def health_json(h: TargetHealth | None) -> dict[str, Any]:
         "consecutive_failures": h.failures,
         "transitions": h.transitions,
         "since": round(h.since + offset, 3),
+    }
+
+
+def record_json(r: RecordServing) -> dict[str, Any]:
+    """One dynamic record and what each of its rules answers now (``steering.serving``)."""
+    return {
+        "zone": r.zone, "name": r.name, "type": r.rtype, "serving": r.serving,
+        "rules": [{"rule": x.rule, "matches": x.matches, "serving": x.serving, "pool": x.pool,
+                   "addresses": list(x.addresses), "ttl": x.ttl, "servfail": x.servfail,
+                   "why": x.why} for x in r.rules],
     }
 
 
@@ -101,10 +112,13 @@ def status(port: ControlPort) -> dict[str, Any]:
         "config_generation": port.reloads.config_generation,
         "reload": port.reloads.last_reload,
         "zones": zones,
+        "records": [record_json(r)
+                    for r in SERVING_VIEW.view(snap.zones, snap.generation, snap)],
         "targets": targets,
         "overrides": list(shown.values()),
         "state_file": str(port.state_path) if port.state_path is not None else None,
         "workers": port.workers_status(),
+        "webhooks": [w for sink in port.events.sinks for w in sink.describe()],
     }
     if (cluster := cluster_of(port)) is not None:
         body["cluster"] = cluster.status()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import signal
@@ -44,6 +45,9 @@ from dnsfail.dns.handler import Handler, SignedPath
 from dnsfail.dns.stages import After
 from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.errors import ConfigError, DnsfailError
+from dnsfail.events.log import EventLog
+from dnsfail.events.payload import Target
+from dnsfail.events.webhook import telling
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.rrl.limiter import RateLimiter, open_limiter
 from dnsfail.rrl.settings import RrlSettings
@@ -122,6 +126,8 @@ class Settings:
     udp_size_cap_without_cookie: int = 0
     #: Response-rate limiting; None: off.
     rrl: RrlSettings | None = None
+    #: ``--webhook`` receivers, each with the event kinds it gets (``events.webhook``).
+    webhooks: list[Target] = field(default_factory=list)
     #: Peers of an NS set (``--peer``); None: standalone (``cluster.daemon`` is not used).
     cluster: ClusterSettings | None = None
     #: Directory of DNSSEC keys (``dnssec.keys``); every zone with a key there is signed.
@@ -140,7 +146,19 @@ def describe_server(daemon: Daemon) -> dict[str, Any]:
     }
 
 
-class Daemon:
+class Telling:
+    """The daemon's event history and the webhooks fed by it (a mixin of ``Daemon``)."""
+
+    settings: Settings
+    tasks: list[asyncio.Task[None]]
+
+    @functools.cached_property
+    def events(self) -> EventLog:
+        """Transitions, drains, reloads (``/v1/events``); the webhooks' task goes in ``tasks``."""
+        return telling(self.settings.webhooks, self.settings.identity, self.tasks)
+
+
+class Daemon(Telling):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.handler: Handler | None = None
@@ -161,9 +179,9 @@ class Daemon:
         self.state_path = Path(settings.state_file) if settings.state_file else None
         self.workers: Workers | None = None
         self.metrics = Metrics(self, self.stats, self._worker_totals)
-        self.drains = Drains(self.state_path, self.metrics)
+        self.drains = Drains(self.state_path, self.metrics, self.events)
         self.reloads = Reloader(settings.paths, settings.geoip is not None, self.metrics,
-                                self._targets_changed)
+                                self._targets_changed, self.events)
         self.control_max_connections = settings.control_max_connections
         self.stages = AnswerStages()
 

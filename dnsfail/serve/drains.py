@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dnsfail.control.metrics import Metrics
+from dnsfail.events.log import EventLog
 from dnsfail.logs import iso
 from dnsfail.model import Status
 from dnsfail.state import Store
@@ -44,9 +45,12 @@ COMPLETE_MEANS = (
 class Drains:
     """Operator overrides over ``store`` (set at start), saved to ``state_path`` if any."""
 
-    def __init__(self, state_path: Path | None, metrics: Metrics) -> None:
+    def __init__(self, state_path: Path | None, metrics: Metrics,
+                 events: EventLog | None = None) -> None:
         self.state_path = state_path
         self.metrics = metrics
+        #: Where drains, undrains and expiries are told (``/v1/events``, webhooks).
+        self.events = events or EventLog()
         self.store: Store | None = None
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
@@ -130,6 +134,9 @@ class Drains:
                     extra={"fields": {"event": "drain", **o.to_json(), "max_ttl": ttl,
                                       "values": len(found)}})
         self.metrics.overrides.labels("set").inc()
+        self.events.emit("drain", **o.to_json(), values=len(found), max_ttl=ttl,
+                         complete_at=o.created + ttl,
+                         records=sorted({m.record.name for m in found}))
         return {
             "override": o.to_json(),
             "replaced": previous[0].to_json() if previous else None,
@@ -159,6 +166,8 @@ class Drains:
             log.warning("undrain %s by %s (was %s: %s)", o.selector, by, o.state.name, o.reason,
                         extra={"fields": {"event": "undrain", **o.to_json(), "undrain_by": by}})
         self.metrics.overrides.labels("removed").inc(len(removed))
+        for o in removed:
+            self.events.emit("undrain", **o.to_json(), undrain_by=by)
         return {
             "removed": [o.to_json() for o in removed],
             "max_ttl": ttl,
@@ -189,6 +198,7 @@ class Drains:
                         log.error("could not update state file %s: %s", self.state_path, exc,
                                   extra={"fields": {"event": "error"}})
             for o in gone:
+                self.events.emit("expired", **o.to_json())
                 log.warning("override expired: %s %s (set by %s: %s)", o.selector,
                             o.state.name, o.by or "?", o.reason,
                             extra={"fields": {"event": "override_expired", **o.to_json()}})

@@ -24,6 +24,8 @@ from typing import Any
 
 from dnsfail.control.metrics import Metrics
 from dnsfail.errors import ConfigError
+from dnsfail.events import transitions
+from dnsfail.events.log import EventLog
 from dnsfail.logs import iso
 from dnsfail.model import ProbeSpec
 from dnsfail.state import Store, prepare
@@ -60,8 +62,11 @@ class Reloader:
     """
 
     def __init__(self, paths: Sequence[str], geoip: bool, metrics: Metrics,
-                 targets_changed: Callable[[Iterable[ProbeSpec]], Awaitable[None]]) -> None:
+                 targets_changed: Callable[[Iterable[ProbeSpec]], Awaitable[None]],
+                 events: EventLog | None = None) -> None:
         self.paths = paths
+        #: Where each reload's result is told (``/v1/events``, webhooks).
+        self.events = events or EventLog()
         self.geoip = geoip
         self.metrics = metrics
         self.targets_changed = targets_changed
@@ -76,8 +81,10 @@ class Reloader:
         self.zone_loaded: dict[str, float] = {}
 
     def loaded(self, store: Store) -> None:
-        """The first zone set is ``store``'s: generation 1, each zone logged."""
+        """The first zone set is ``store``'s: generation 1, each zone logged; from now on its
+        targets' state changes are events too (``events.transitions``)."""
         self.store = store
+        transitions.watch(self.events, store)
         now = time.time()
         for zone in store.configured.values():
             self.zone_loaded[zone.origin] = now
@@ -105,6 +112,9 @@ class Reloader:
             self.last_reload_ok = True
             self.config_generation += 1
             self._record(trigger, [])
+            self.events.emit("reload", ok=True, trigger=trigger, problems=[],
+                             config_generation=self.config_generation,
+                             zones=sorted(zones))
             now = time.time()
             for zone in zones.values():
                 old = previous.get(zone.origin)
@@ -133,6 +143,8 @@ class Reloader:
             shown.append(f"... and {len(problems) - len(shown)} more problem(s) "
                          "(dnsfail check lists them all)")
         self._record(trigger, shown)
+        self.events.emit("reload", ok=False, trigger=trigger, problems=shown,
+                         config_generation=self.config_generation)
         for problem in shown:
             log.error("reload rejected: %s", problem)
         log.error("reload rejected: %d problem(s); still serving the previous zones",

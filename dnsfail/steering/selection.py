@@ -50,6 +50,11 @@ from dataclasses import dataclass
 
 from dnsfail.model import AllDown, DynamicRecord, Pool, PoolValue, ProbeSpec, Rule, Status
 
+#: The trail's last step when the all-down policy answered (read by ``steering.serving``).
+ALL_DOWN_BACKUP = "all down: backup values"
+ALL_DOWN_ALL = "all down: every pool value"
+ALL_DOWN_SERVFAIL = "all down: servfail"
+
 
 @dataclass(frozen=True, slots=True)
 class Selection:
@@ -145,7 +150,7 @@ def _all_down(record: DynamicRecord, rule: Rule, floor: int, trail: list[str]) -
     """
     policy = record.all_down
     if policy is AllDown.BACKUP and record.backup:
-        trail.append("all down: backup values")
+        trail.append(ALL_DOWN_BACKUP)
         return Selection(record.backup, floor, False, None, " -> ".join(trail), True)
     if policy is not AllDown.SERVFAIL:
         names = [pool.name for _, pool in _walk(record, rule)]
@@ -155,7 +160,7 @@ def _all_down(record: DynamicRecord, rule: Rule, floor: int, trail: list[str]) -
         )
         addresses = tuple(dict.fromkeys(values))
         if addresses:
-            trail.append("all down: every pool value")
+            trail.append(ALL_DOWN_ALL)
             return Selection(addresses, floor, False, None, " -> ".join(trail), True)
-    trail.append("all down: servfail")
+    trail.append(ALL_DOWN_SERVFAIL)
     return Selection((), floor, True, None, " -> ".join(trail), True)
