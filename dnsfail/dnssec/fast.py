@@ -1,4 +1,4 @@
-"""Signed negative answers without a parse: compact denial from a template (RFC 9824).
+"""Signed negative and wildcard answers without a parse: compact denial from a template.
 
 A DO query that misses the signed path's caches and whose question
 ``dns.shape.classify`` calls NXDOMAIN or NODATA gets, from ``SignedTemplates``,
@@ -20,9 +20,17 @@ render) would give, byte for byte but for the ECDSA signature's random octets:
 * the OPT record: DO, CO when the query set it (RFC 9824 section 5, rcode
   NXDOMAIN for a name that does not exist), NSID if asked.
 
+A WILDCARD question gets the source's RRset and RRSIG (signed once per
+wildcard, Labels of the source) from a template made at the source's own name,
+then the RFC 4470 NSEC covering the next closer name (``answer.covering_nsec``:
+its owner's first label, a pointer to the closest encloser in the question)
+and its RRSIG, whose owner points back at the NSEC's: one new signature per
+next closer name, as for a negative answer.
+
 Questions it is not sure of return None and take the full path: anything
-``classify`` does not call NXDOMAIN/NODATA (data, CNAMEs, delegations,
-wildcards, names the SOA mentions), the DNSSEC and key types (answered or
+``classify`` does not call NXDOMAIN/NODATA/WILDCARD (data, CNAMEs,
+delegations, names the SOA mentions), wildcard answers with additional data or
+at the root, the DNSSEC and key types (answered or
 refused specially), ECS queries, names whose text needs escapes or whose first
 label is ``*``, and replies too big for the client (the full path truncates).
 The caller (``path.SignedPath``) starts a new ``SignedTemplates`` for each
@@ -39,11 +47,19 @@ from collections.abc import Mapping
 
 from dnsfail.dns.query import HEADER_LEN, NAME_LIMIT, TCP_LIMIT, UDP_PAYLOAD
 from dnsfail.dns.resolver import soa_authority
-from dnsfail.dns.shape import NODATA, NXDOMAIN, ZoneIndex, locate
+from dnsfail.dns.shape import NODATA, NXDOMAIN, WILDCARD, ZoneIndex, locate
 from dnsfail.dns.stats import QueryStats
-from dnsfail.dns.template import Template, qname_text
-from dnsfail.dnssec.answer import KEY_TYPES, NXNAME_TYPES, SignedZone, types_at
-from dnsfail.dnssec.records import type_bitmap
+from dnsfail.dns.template import _UNMADE, Template, qname_text
+from dnsfail.dns.template import _message as wildcard_message
+from dnsfail.dnssec.answer import (
+    KEY_TYPES,
+    NXNAME_TYPES,
+    SignedZone,
+    _predecessor_label,
+    _successor_label,
+    types_at,
+)
+from dnsfail.dnssec.records import name_wire, nsec, type_bitmap
 from dnsfail.dnssec.sign import Window
 from dnsfail.model import Message, Rcode, RRType, Zone
 
@@ -60,18 +76,24 @@ _IN = b"\x00\x01"
 _RR = struct.Struct("!HHIH")
 _NEXT = b"\x01\x00"  # the \000 label that starts the compact NSEC's next name
 _NXNAME_BITMAP = type_bitmap(NXNAME_TYPES)
+#: The types of the covering NSEC of a wildcard answer (``answer.covering_nsec``).
+_EXISTING = frozenset({RRType.RRSIG, RRType.NSEC})
+#: Names past this offset are not compression targets (``wire._put_name``).
+_POINTER_LIMIT = 0x4000
 
 
 class SignedTemplates:
     """One snapshot's and window's negative-answer templates, for the signed zones."""
 
-    __slots__ = ("bitmaps", "forms", "indexes", "nsid", "opts", "zones")
+    __slots__ = ("bitmaps", "forms", "indexes", "nsid", "opts", "wildcards", "zones")
 
     def __init__(self, zones: Mapping[str, SignedZone], nsid: bytes) -> None:
         self.zones = zones
         self.nsid = nsid
         self.indexes: dict[str, ZoneIndex] = {}
         self.forms: dict[tuple[str, int, Window], Template] = {}
+        #: Wildcard answers by (source, qtype, window); None for one the full path makes.
+        self.wildcards: dict[tuple[str, int, Window], Template | None] = {}
         self.bitmaps: dict[frozenset[int], bytes] = {}
         nsid_option = b"\x00\x03" + len(nsid).to_bytes(2, "big") + nsid
         #: Our OPT record by CO | NSID << 1 (DO always set: only DO queries come here).
@@ -98,12 +120,15 @@ class SignedTemplates:
         if qname is None:
             return None
         zone, shape = locate(zones, self.indexes, qname, qtype)
-        if zone is None or shape is None or shape[0] not in (NXDOMAIN, NODATA):
+        if zone is None or shape is None or shape[0] not in (NXDOMAIN, NODATA, WILDCARD):
             return None
         signed = self.zones.get(zone.origin)
         if signed is None:
             return None
         window = signed.signer.window()
+        if shape[0] == WILDCARD:
+            return self._wildcard(data, qname, qlen, qend, zones, zone, signed, shape[1],
+                                  qtype, window, tcp, facts, co, stats)
         if shape[0] == NXDOMAIN:
             bitmap = _NXNAME_BITMAP
             rcode = Rcode.NXDOMAIN if co else Rcode.NOERROR
@@ -130,6 +155,55 @@ class SignedTemplates:
         if slot is None:
             slot = stats.slot(zone.origin, qtype, rcode)
             template.slots[qtype] = slot
+        return reply, slot
+
+    def _wildcard(self, data: bytes, qname: str, qlen: int, qend: int,
+                  zones: Mapping[str, Zone], zone: Zone, signed: SignedZone, source: str,
+                  qtype: int, window: Window, tcp: bool,
+                  facts: tuple[bool, int, bool, bool, bytes], co: bool, stats: QueryStats
+                  ) -> tuple[bytes, int] | None:
+        """A wildcard expansion (RFC 4592 3.3.1): the source's RRset and its RRSIG (Labels
+        of the source, one signature per wildcard, RFC 4034 3.1.3) under the question's
+        name from a template, then the RFC 4470 NSEC covering the next closer name
+        (``answer.covering_nsec``, signed: the one new signature) after it."""
+        encloser = source[2:]
+        if encloser in (".", ""):
+            return None
+        form_key = (source, qtype, window)
+        template = self.wildcards.get(form_key, _UNMADE)
+        if template is _UNMADE:
+            if len(self.wildcards) >= SIGNED_TEMPLATE_LIMIT:
+                return None
+            template = self.wildcards[form_key] = _wildcard_template(
+                zones, zone, signed, source, qtype, window)
+        if not isinstance(template, Template):
+            return None
+        # The next closer name: the question's label just below the closest encloser.
+        first = qname[: len(qname) - len(encloser) - 1]
+        first = first[first.rfind(".") + 1 :]
+        before = _predecessor_label(first)
+        owner, ttl = f"{before}.{encloser}", zone.negative_ttl
+        rdata = nsec(f"{_successor_label(first)}.{encloser}", _EXISTING)
+        owner_wire = name_wire(owner)
+        label = owner_wire[: owner_wire[0] + 1]
+        at = qend - 4 - len(owner_wire) + len(label)  # the encloser inside the question
+        body = template.body(qlen)
+        here = qend + len(body)
+        sigs = signed.signer.sign_wire(owner, owner_wire, RRType.NSEC, ttl, rdata, window)
+        parts = [data[:2], template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3
+                                          | len(sigs) << 2],
+                 data[HEADER_LEN:qend], body, label, (0xC000 | at).to_bytes(2, "big"),
+                 _RR.pack(RRType.NSEC, 1, ttl, len(rdata)), rdata]
+        back = (0xC000 | here).to_bytes(2, "big")
+        for sig in sigs:
+            parts += (back, _RR.pack(RRType.RRSIG, 1, ttl, len(sig.data)), sig.data)
+        parts.append(self.opts[co | facts[3] << 1])
+        reply = b"".join(parts)
+        if len(reply) > (TCP_LIMIT if tcp else facts[1]) or here >= _POINTER_LIMIT:
+            return None
+        slot = template.slots.get(qtype)
+        if slot is None:
+            slot = template.slots[qtype] = stats.slot(zone.origin, qtype, Rcode.NOERROR)
         return reply, slot
 
     def _bitmap(self, types: frozenset[int]) -> bytes:
@@ -162,3 +236,21 @@ class SignedTemplates:
                 for head in (template.heads[4 | (i & 3)],))
             self.forms[form_key] = template
         return template
+
+
+def _wildcard_template(zones: Mapping[str, Zone], zone: Zone, signed: SignedZone, source: str,
+                       qtype: int, window: Window) -> Template | None:
+    """The signed answer at the wildcard's own name, header counts with the covering NSEC
+    and its RRSIGs, or None where the unsigned template would be None or the answer has
+    additional data (its signatures: the full path)."""
+    made = wildcard_message(zones, zone, WILDCARD, source, qtype)
+    if made is None or made[0].additional or len(made[0].answer) != 1:
+        return None
+    (rrset,) = made[0].answer
+    answer = (rrset, signed.signer.sign(rrset, window, source))
+    template = Template(Message(Rcode.NOERROR, True, answer), source, qtype, 2)
+    template.heads = tuple(
+        head[:6] + (1 + (i >> 2)).to_bytes(2, "big") + head[8:]
+        for i in range(4 * (len(signed.signer.keys) + 1))
+        for head in (template.heads[4 | (i & 3)],))
+    return template

@@ -80,6 +80,7 @@ def without_signatures(reply: bytes) -> str:
 @example(["nope"], "gw.test.", "A", 0, 512, True, False, False, False, False, 1, False, 15)
 @example([], "api.gw.test.", "TXT", 0, 1232, True, False, True, False, False, 1, False, 15)
 @example(["x"], "wild.gw.test.", "A", 0, 1232, True, False, False, False, False, 1, True, 13)
+@example(["a", "B"], "wild.gw.test.", "TXT", 5, 1232, True, True, True, True, False, 1, False, 15)
 def test_every_signed_fast_reply_equals_the_full_signed_paths(
     keysets: dict[int, dict[str, SignedZone]], prefix: list[str], anchor: str, rdtype: str,
     mask: int, payload: int, do: bool, co: bool, nsid: bool, rd: bool, cd: bool, qid: int,
@@ -112,14 +113,15 @@ NEGATIVE = [  # name, type, CO, the shape's rcode
     ("Deep.Nope.GW.test.", "TXT", False, 0), ("ent.gw.test.", "A", False, 0),
     ("api.gw.test.", "TXT", True, 0), ("gw.test.", "SRV", False, 0),
     ("x.wild.gw.test.", "A", False, 0),
+    ("x.wild.gw.test.", "TXT", False, 0), ("A.B.c.wild.gw.test.", "TXT", True, 0),
 ]
 
 
 @pytest.mark.parametrize(("name", "rdtype", "co", "rcode"), NEGATIVE)
-def test_negative_answers_take_the_templates(
+def test_negative_and_wildcard_answers_take_the_templates(
     keysets: dict[int, dict[str, SignedZone]], name: str, rdtype: str, co: bool, rcode: int,
 ) -> None:
-    """The shapes the flood meets are answered by ``SignedTemplates``, not the full path
+    """Negative and wildcard answers come from ``SignedTemplates``, not the full path
     (the property above would hold of a fast path that never answers)."""
     data = query(name, rdtype, 0, 1232, True, co, False, False, False, 7)
     scanned = question_key(data, False)
