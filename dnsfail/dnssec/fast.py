@@ -59,7 +59,7 @@ from dnsfail.dnssec.answer import (
     _successor_label,
     types_at,
 )
-from dnsfail.dnssec.records import name_wire, nsec, type_bitmap
+from dnsfail.dnssec.records import label_count, name_wire, nsec, type_bitmap
 from dnsfail.dnssec.sign import Window
 from dnsfail.model import Message, Rcode, RRType, Zone
 
@@ -141,12 +141,13 @@ class SignedTemplates:
         ttl = zone.negative_ttl
         rdata = _NEXT + wire_name + bitmap
         nsec = b"\xc0\x0c" + _RR.pack(RRType.NSEC, 1, ttl, len(rdata)) + rdata
-        sigs = signed.signer.sign_wire(qname, wire_name, RRType.NSEC, ttl, rdata, window)
+        sigs = signed.signer.sign_wire(wire_name, qname.count("."), RRType.NSEC, ttl, rdata,
+                                       window)
         parts = [data[:2], template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3
                                           | len(sigs) << 2],
                  data[HEADER_LEN:qend], template.body(qlen), nsec]
         for sig in sigs:
-            parts += (b"\xc0\x0c" + _RR.pack(RRType.RRSIG, 1, ttl, len(sig.data)), sig.data)
+            parts += (b"\xc0\x0c" + _RR.pack(RRType.RRSIG, 1, ttl, len(sig)), sig)
         parts.append(self.opts[co | facts[3] << 1])
         reply = b"".join(parts)
         if len(reply) > (TCP_LIMIT if tcp else facts[1]):
@@ -189,14 +190,15 @@ class SignedTemplates:
         at = qend - 4 - len(owner_wire) + len(label)  # the encloser inside the question
         body = template.body(qlen)
         here = qend + len(body)
-        sigs = signed.signer.sign_wire(owner, owner_wire, RRType.NSEC, ttl, rdata, window)
+        sigs = signed.signer.sign_wire(owner_wire, label_count(owner), RRType.NSEC, ttl,
+                                       rdata, window)
         parts = [data[:2], template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3
                                           | len(sigs) << 2],
                  data[HEADER_LEN:qend], body, label, (0xC000 | at).to_bytes(2, "big"),
                  _RR.pack(RRType.NSEC, 1, ttl, len(rdata)), rdata]
         back = (0xC000 | here).to_bytes(2, "big")
         for sig in sigs:
-            parts += (back, _RR.pack(RRType.RRSIG, 1, ttl, len(sig.data)), sig.data)
+            parts += (back, _RR.pack(RRType.RRSIG, 1, ttl, len(sig)), sig)
         parts.append(self.opts[co | facts[3] << 1])
         reply = b"".join(parts)
         if len(reply) > (TCP_LIMIT if tcp else facts[1]) or here >= _POINTER_LIMIT:
