@@ -12,7 +12,12 @@ handler's first cache), looked up before any parse; a new window
 reply cache's policy.  The exact-bytes dict is emptied when full (a flood of
 repeated distinct queries costs a re-render, not memory).
 Replies that depend on chance or on the client are not kept (their RRsets'
-signatures still are, in ``sign.Signer``).
+signatures still are, in ``sign.Signer``).  A miss of both whose question
+``dns.shape`` calls NXDOMAIN, NODATA or a wildcard answer is made from
+``fast.SignedTemplates`` (the SOA or the wildcard's RRset signed once per window,
+one signature per new name) and, like the handler's templates, adds no reply-cache
+entry; everything else takes the full signed path (parse, resolve,
+``answer.signed_answer``, render).
 
 Part of the signer's pure side: no I/O.
 """
