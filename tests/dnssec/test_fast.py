@@ -5,6 +5,8 @@ signature octets, and each signature checks (dnspython's validator)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dns.flags
 import dns.message
 import dns.rdatatype
@@ -155,3 +157,26 @@ def test_a_zone_without_keys_is_left_to_the_other_paths() -> None:
     facts = key_edns(scanned[0], scanned[1] - HEADER_LEN + 1)
     assert templates.answer(data, scanned[0], scanned[1], ZONES, False, facts, False,
                             QueryStats()) is None
+
+
+@pytest.mark.parametrize(("name", "rdtype", "co", "rcode"), NEGATIVE)
+def test_two_keys_sign_the_templates_twice(tmp_path: Path, name: str, rdtype: str, co: bool,
+                                           rcode: int) -> None:
+    """During a rollover (RFC 6781 4.1.4) each RRset of a template answer carries one RRSIG
+    per key, and a validator trusting either key alone accepts it."""
+    old = keys.generate("gw.test", str(tmp_path))
+    new = keys.generate("gw.test", str(tmp_path), 15)
+    both = {"gw.test.": signed_zone("gw.test.", keys.load_keys(str(tmp_path))["gw.test."])}
+    data = query(name, rdtype, 0, 1232, True, co, False, False, False, 7)
+    got = handler(both, True).handle(data)
+    expected = handler(both, False).handle(data)
+    assert got is not None
+    assert expected is not None
+    assert without_signatures(got) == without_signatures(expected)
+    message = dns.message.from_wire(got)
+    assert message.rcode() == rcode
+    for rrset in message.answer + message.authority:
+        if rrset.rdtype == dns.rdatatype.RRSIG:
+            assert sorted(s.key_tag for s in rrset) == sorted([old.tag, new.tag])
+    for key in (old, new):
+        validate(message, signed_zone("gw.test.", (key,)))
