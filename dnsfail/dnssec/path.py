@@ -15,9 +15,8 @@ Replies that depend on chance or on the client are not kept (their RRsets'
 signatures still are, in ``sign.Signer``).  A miss of both whose question
 ``dns.shape`` calls NXDOMAIN, NODATA or a wildcard answer is made from
 ``fast.SignedTemplates`` (the SOA or the wildcard's RRset signed once per window,
-one signature per new name) and, like the handler's templates, adds no reply-cache
-entry; everything else takes the full signed path (parse, resolve,
-``answer.signed_answer``, render).
+one signature per new name), kept like the full path's replies; everything else
+takes the full signed path (parse, resolve, ``answer.signed_answer``, render).
 
 Part of the signer's pure side: no I/O.
 """
@@ -95,7 +94,7 @@ class SignedPath:
                 self._remember_exact(data, reply, hit[1], tcp)
                 return reply
             if self.fast and facts[2]:
-                shaped = self._negative(handler, data, tcp, snap, key, qend, facts, cache_key)
+                shaped = self._shaped(handler, data, tcp, snap, key, qend, facts, cache_key)
                 if shaped is not None:
                     return shaped
         try:
@@ -128,12 +127,12 @@ class SignedPath:
             self._remember_exact(data, finished, slot, tcp)
         return finished
 
-    def _negative(self, handler: Handler, data: bytes, tcp: bool, snap: Snapshot, key: bytes,
+    def _shaped(self, handler: Handler, data: bytes, tcp: bool, snap: Snapshot, key: bytes,
                   qend: int, facts: tuple[bool, int, bool, bool, bytes], cache_key: bytes
                   ) -> bytes | None:
-        """A signed NXDOMAIN/NODATA from the templates (``fast``), counted; not cached
-        (a flood of new names leaves the reply caches as they were; its signatures are
-        in the signer's bounded cache)."""
+        """A signed NXDOMAIN, NODATA or wildcard answer from the templates (``fast``),
+        counted and kept as the full path keeps its replies (a repeated name, or a
+        wildcard name asked again, is then one lookup; both caches are bounded)."""
         templates = self._templates
         nsid = handler.identity.encode()[:512]
         if templates.nsid != nsid:
@@ -142,9 +141,14 @@ class SignedPath:
                                   cache_key[-1] == 0x4F, handler.stats)  # "O": CO set
         if shaped is None:
             return None
-        handler.stats.counts[shaped[1]] += 1
-        handler.slot = shaped[1]
-        return shaped[0]
+        reply, slot = shaped
+        handler.stats.counts[slot] += 1
+        handler.slot = slot
+        if len(self._replies) >= SIGNED_REPLY_LIMIT:
+            self._previous, self._replies = self._replies, {}
+        self._replies[cache_key] = shaped
+        self._remember_exact(data, reply, slot, tcp)
+        return reply
 
     def _remember_exact(self, data: bytes, reply: bytes, slot: int, tcp: bool) -> None:
         if tcp or len(data) > EXACT_QUERY_LIMIT:
