@@ -48,6 +48,7 @@ from dnsfail.errors import ConfigError, DnsfailError
 from dnsfail.events.log import EventLog
 from dnsfail.events.payload import Target
 from dnsfail.events.webhook import telling
+from dnsfail.host.paths import prepare_state_dir
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.rrl.limiter import RateLimiter, open_limiter
 from dnsfail.rrl.settings import RrlSettings
@@ -109,8 +110,9 @@ class Settings:
     control: tuple[str, int] | None = DEFAULT_CONTROL
     #: Bearer token the control API requires; required to bind beyond loopback.
     control_token: str | None = None
-    #: Where operator overrides are kept across restarts; None: in memory only.
-    state_file: str | None = "dnsfail-state.json"
+    #: Where operator overrides are kept across restarts; None: in memory only.  The command
+    #: line's default comes from ``host.paths`` (never the working directory).
+    state_file: str | None = None
     #: Processes answering DNS: this one plus ``workers - 1`` worker processes (workers.py).
     workers: int = 1
     #: How worker processes log (the main process's logging is set up by the CLI).
@@ -257,6 +259,7 @@ class Daemon(Telling):
         control = self.control_max_connections if s.control is not None else 0
         self.limits.max_connections, self.control_max_connections = fit_descriptors(
             raise_fd_limit(), self.limits.max_connections, control)
+        await asyncio.to_thread(prepare_state_dir, self.state_path)
         saved = await asyncio.to_thread(self.drains.load_saved)
         if s.geoip is not None:
             self.locator = await asyncio.to_thread(open_locator, s.geoip)
