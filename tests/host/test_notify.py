@@ -216,6 +216,7 @@ def test_serve_is_ready_when_readyz_is(manager: tuple[str, socket.socket],
         silent.close()
 
 
+@pytest.mark.parametrize("manager", ["path"], indirect=True)  # the address is not the point
 def test_workers_do_not_inherit_the_socket(manager: tuple[str, socket.socket],
                                            tmp_path: Path) -> None:
     """With --workers 2, exactly one READY=1 arrives: the worker process is not told where
