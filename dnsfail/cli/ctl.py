@@ -200,6 +200,8 @@ def render_status(s: dict[str, Any], now: float | None = None) -> str:
                          o.get("by") or "-", o["reason"]])
         lines += _table(rows)
     lines.extend(_worker_lines(s.get("workers", []), now))
+    if "state_file" in s:
+        lines += ["", f"drains kept in: {s['state_file'] or 'memory only'}"]
     return "\n".join(lines)
 
 

@@ -149,9 +149,10 @@ def _serve_parser(sub: Subparsers) -> None:
                        help="bearer token the control API requires (else env "
                             "DNSFAIL_CONTROL_TOKEN); once set, required even on loopback")
     serve.add_argument("--state-file", metavar="PATH",
-                       default=os.environ.get("DNSFAIL_STATE_FILE", "dnsfail-state.json"),
                        help="where drains are kept across restarts (env DNSFAIL_STATE_FILE; "
-                            "default ./dnsfail-state.json; '' keeps them in memory only)")
+                            "default $STATE_DIRECTORY/state.json under systemd, else "
+                            "/var/lib/dnsfail/state.json for root, else "
+                            "~/.local/state/dnsfail/state.json; '' keeps them in memory only)")
     serve.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
                        help="processes answering DNS, sharing the sockets and one health "
                             "view (default 1; auto: one per CPU core)")
@@ -295,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         control_token=token,
         control_max_connections=args.control_max_connections,
         control_head_timeout=args.control_head_timeout,
-        state_file=args.state_file or None,
+        state_file=_state_file(args.state_file),
         workers=args.workers,
         log_level=args.log_level,
         log_format=args.log_format,
@@ -335,6 +336,14 @@ def _site(args: argparse.Namespace) -> int:
         return 0
     asyncio.run(serve_site(host, port, args.name, args.status))
     return 0
+
+
+def _state_file(explicit: str | None) -> str | None:
+    """``--state-file``, else ``$DNSFAIL_STATE_FILE``, else ``host.paths``' default rule."""
+    from dnsfail.host.paths import state_file
+
+    path = state_file(explicit)
+    return str(path) if path is not None else None
 
 
 def check(paths: Sequence[str], geoip: str | None = None) -> int:
