@@ -31,12 +31,13 @@ from typing import Any
 import pytest
 import yaml
 
-PREFIX = f"dnsfail-cl-{os.getpid()}"
+#: Namespace names and the ports inside them; the environment may move them (parallel runs).
+PREFIX = f"{os.environ.get('DNSFAIL_TEST_NETNS_PREFIX', 'dnsfail-cl')}-{os.getpid()}"
 HUB = f"{PREFIX}-hub"
 NET = "10.213.0"
 SITES = {"a": f"{NET}.11", "b": f"{NET}.12", "c": f"{NET}.13"}
-SITE_PORT = 15411
-DNS_PORT, CONTROL_PORT = 15420, 15430
+SITE_PORT = int(os.environ.get("DNSFAIL_TEST_PORT_BASE", "15410")) + 1
+DNS_PORT, CONTROL_PORT = SITE_PORT + 9, SITE_PORT + 19
 INTERVAL, TIMEOUT, FALL = 0.5, 0.3, 2
 TOKEN = "cluster-test-token"
 SKEW = {"ns1": 0.0, "ns2": -3.0, "ns3": 4.0}
@@ -318,6 +319,12 @@ def test_one_instance_losing_one_site_withdraws_it_nowhere(cluster: Cluster) -> 
         assert code == 200
         assert "UP (1 of 3 fresh votes: ns1 UP" in text, text
         assert "ns3 DOWN" in text
+        out = c.ctl("explain", "api.drill.test", "--control", f"{c.addr['ns3']}:{CONTROL_PORT}")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("server ns3 (pid "), out.stdout
+        line = next(x for x in out.stdout.splitlines() if x.strip().startswith(SITES["b"]))
+        assert "UP (1 of 3 fresh votes: ns1 UP" in line, out.stdout
+        assert "ns3 DOWN" in line
     finally:
         c.cut("ns3", SITES["b"], restore=True)
 
