@@ -49,7 +49,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from dnsfail.addresses import CONTROL_HEAD_TIMEOUT, CONTROL_MAX_CONNECTIONS
 from dnsfail.control import page
-from dnsfail.control.auth import SESSIONS, TOKEN, Sessions, auth, peer
+from dnsfail.control.auth import REFUSALS, SESSIONS, TOKEN, RefusalLog, Sessions, auth, peer
 from dnsfail.control.events import STREAMS, add_routes
 from dnsfail.control.guard import GUARDS, Guard, Limits, RouteHandler, deadline
 from dnsfail.control.metrics import CONTENT_TYPE
@@ -360,6 +360,7 @@ def make_app(port: ControlPort, token: str | None, guards: Limits,
     app[PORT] = port
     app[TOKEN] = token
     app[SESSIONS] = Sessions()
+    app[REFUSALS] = RefusalLog()
     app[GUARDS] = guards
     app[BODY_TIMEOUT] = body_timeout
     app.router.add_get("/healthz", healthz)

@@ -402,6 +402,14 @@ def test_a_peer_with_a_wrong_token_is_ignored_and_logged(cluster: Cluster) -> No
     lines = [ln for ln in c.servers["ns1"].lines[mark:]
              if "unauthorized" in ln and c.url("ns3") in ln]
     assert len(lines) == 1, lines
+    for _ in range(5):  # more wrong-token requests from ns3's address, as its pulls are
+        run("ip", "netns", "exec", c.ns["ns3"], "curl", "-s", "-m", "2", "-H",
+            "Authorization: Bearer not-the-token", f"{c.url('ns1')}/v1/cluster/votes",
+            check=False)
+    refused = [ln for ln in c.servers["ns1"].lines[mark:]
+               if "control: refused" in ln and f"from {c.addr['ns3']}:" in ln]
+    assert len(refused) == 1, refused  # the first is logged, the rest only counted
+    assert "wrong bearer token" in refused[0]
     peers = {p["url"]: p for p in c.status("ns1")["cluster"]["peers"]}
     assert peers[c.url("ns3")]["reachable"] is False
     c.servers["ns3"].stop()
