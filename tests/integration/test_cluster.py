@@ -415,3 +415,45 @@ def test_a_peer_with_a_wrong_token_is_ignored_and_logged(cluster: Cluster) -> No
     c.servers["ns3"].stop()
     c.start("ns3")
     wait("ns3 heard again", lambda: c.status("ns1")["cluster"]["heard"] == 3, 10)
+
+
+def test_a_restart_with_every_peer_down_restores_drains_from_its_own_files(
+        cluster: Cluster) -> None:
+    """The state file gives the drains back, the cluster file their origins and the undrain
+    tombstones (which the state file cannot hold): ns1 restarts alone, nobody to ask."""
+    c = cluster
+    ns2 = f"{c.addr['ns2']}:{CONTROL_PORT}"
+    out = c.ctl("drain", SITES["a"], "--for", "10m", "--reason", "restart test", "--control", ns2)
+    assert "applied on 3/3 instances" in out.stdout, out.stdout + out.stderr
+    out = c.ctl("drain", SITES["b"], "--for", "10m", "--reason", "undone", "--control", ns2)
+    assert out.returncode == 0, out.stderr
+    out = c.ctl("undrain", SITES["b"], "--control", ns2)
+    assert "applied on 3/3 instances" in out.stdout, out.stdout + out.stderr
+    want = {SITES["b"], SITES["c"]}
+    wait("ns1 took both from ns2", lambda: c.answer("ns1") == want, 5)
+    try:
+        for name in c.names:
+            c.servers[name].stop()
+        c.start("ns1")
+        wait("ns1 ready again, alone", lambda: c.http("ns1", "/readyz")[0] == 200, 20)
+        assert c.answer("ns1") == want, "the drain made through ns2 was not restored"
+        facts = c.status("ns1")
+        assert [o["selector"] for o in facts["overrides"]] == [SITES["a"]]
+        assert facts["cluster"]["heard"] == 1
+        _, message = c.http("ns1", "/v1/cluster/votes")
+        records = {r["selector"]: r for r in message["drains"]}
+        assert records[SITES["a"]]["origin"] == "ns2"
+        assert records[SITES["a"]]["reason"] == "restart test"
+        assert records[SITES["b"]]["state"] == "removed", records  # the tombstone survived
+        assert records[SITES["b"]]["origin"] == "ns2"
+    finally:
+        for name in ("ns2", "ns3"):
+            c.start(name)
+        if c.servers["ns1"].proc.poll() is not None:
+            c.start("ns1")
+        wait("every instance hears all three", lambda: all(
+            c.status(n).get("cluster", {}).get("heard") == 3 for n in c.names), 20)
+    out = c.ctl("undrain", SITES["a"], "--control", f"{c.addr['ns1']}:{CONTROL_PORT}")
+    assert "applied on 3/3 instances" in out.stdout, out.stdout + out.stderr
+    wait("undrained everywhere", lambda: all(
+        c.answer(n) == set(SITES.values()) for n in c.names), 10)
