@@ -284,6 +284,19 @@ def test_clock_skew_does_not_make_votes_stale(cluster: Cluster) -> None:
     votes = c.status("ns1")["cluster"]["votes"][f"{SITES['a']}:{SITE_PORT}"]
     assert {v["instance"] for v in votes} == {"ns1", "ns2", "ns3"}
     assert all(v["age"] <= window for v in votes), votes
+    # Both offsets are past half the window (0.9 s): warned once per peer, and exported.
+    assert c.status("ns1")["cluster"]["clock_offset_bound"] == pytest.approx(window / 2)
+    for name in ("ns2", "ns3"):
+        warned = [ln for ln in c.servers["ns1"].lines
+                  if "its clock is" in ln and c.url(name) in ln]
+        assert len(warned) == 1, warned
+    assert "(ns3): its clock is +" in c.servers["ns1"].log
+    _, metrics = c.http("ns1", "/metrics")
+    offsets = {line.split('"')[1]: float(line.split()[-1]) for line in metrics.splitlines()
+               if line.startswith("dnsfail_cluster_peer_clock_offset_seconds{")}
+    assert set(offsets) == {c.url("ns2"), c.url("ns3")}, offsets
+    assert abs(offsets[c.url("ns3")] - 4.0) < 1.0
+    assert abs(offsets[c.url("ns2")] + 3.0) < 1.0
 
 
 def test_a_site_dead_for_everyone_is_withdrawn_everywhere_in_time(cluster: Cluster) -> None:
