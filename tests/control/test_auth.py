@@ -3,10 +3,15 @@ cap over all addresses (control.auth.RefusalLog), over a fake clock."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dnsfail.control.auth import RefusalLog
+from dnsfail.control.auth import REFUSALS, SESSIONS, TOKEN, RefusalLog, Sessions, auth
 
 
 class Clock:
@@ -76,3 +81,34 @@ def test_one_line_per_address_per_interval_and_every_refusal_is_accounted(
             assert (held, capped) == (0, 0)
     pending = sum(int(e[1]) for e in log.by_source.values()) + log.capped
     assert accounted + pending == len(events)
+
+
+async def test_the_middleware_logs_the_first_refusal_then_the_count(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Through a real aiohttp endpoint on loopback: what the operator reads in the log."""
+    clock = Clock()
+    app = web.Application(middlewares=[auth])
+    app[TOKEN] = "right"
+    app[SESSIONS] = Sessions()
+    app[REFUSALS] = RefusalLog(interval=60.0, clock=clock)
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app.router.add_get("/v1/status", ok)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        with caplog.at_level(logging.WARNING, logger="dnsfail.control.auth"):
+            for _ in range(5):
+                resp = await client.get("/v1/status", headers={"Authorization": "Bearer no"})
+                assert resp.status == 401
+            clock.now += 61
+            assert (await client.get("/v1/status")).status == 401
+            good = await client.get("/v1/status", headers={"Authorization": "Bearer right"})
+            assert good.status == 200
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "control: refused GET /v1/status from 127.0.0.1: wrong bearer token "
+        "(logged at most once per 60s per address)",
+        "control: refused GET /v1/status from 127.0.0.1: no bearer token "
+        "(4 more from this address not logged)",
+    ]
