@@ -196,11 +196,19 @@ def _explain_parser(sub: Subparsers) -> None:
     explain.add_argument("--client", default="", metavar="IP",
                          help="the querying address (a resolver's, when no ECS)")
     explain.add_argument("--ecs", metavar="CIDR", help="EDNS Client Subnet the resolver sends")
-    explain.add_argument("--zones", nargs="*", default=["zones"], metavar="ZONE_FILE_OR_DIR")
+    explain.add_argument("--zones", nargs="*", default=None, metavar="ZONE_FILE_OR_DIR",
+                         help="offline: the zones to load (default: zones/)")
     explain.add_argument("--geoip", metavar="MMDB")
     explain.add_argument("--no-probe", action="store_true",
                          help="do not probe the targets first (their health shows as unknown)")
-    explain.add_argument("--probe-timeout", type=float, default=5.0, metavar="SECONDS")
+    explain.add_argument("--probe-timeout", type=float, default=None, metavar="SECONDS",
+                         help="offline: how long the one probe round may take (default 5)")
+    explain.add_argument("--server", action="store_true",
+                         help="ask the running server (its live health, drains and, in an NS "
+                              "set, the votes) instead of loading the zones here; --control "
+                              "HOST:PORT implies it")
+    ctl.add_client_options(explain)
+    explain.set_defaults(control=None)  # given on the command line: ask that server
 
 
 def _site_parser(sub: Subparsers) -> None:
