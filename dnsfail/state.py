@@ -213,6 +213,20 @@ class Store:
                 log.info("%s", line, extra={"fields": fields})
             else:
                 log.warning("%s", line, extra={"fields": fields})
+        self._apply(spec, before, after)
+
+    def set_health(self, spec: ProbeSpec, after: TargetHealth) -> None:
+        """Publish ``after`` as the health answers use for ``spec`` (a cluster's verdict).
+
+        The same rule as :meth:`observe`: a new generation only if answers could differ.
+        """
+        if spec not in self.targets:
+            return
+        self._apply(spec, self.snapshot.health.get(spec, TargetHealth()), after)
+
+    def _apply(self, spec: ProbeSpec, before: TargetHealth, after: TargetHealth) -> None:
+        """Put ``after`` in the snapshot: a new generation only if answers could differ."""
+        snap = self.snapshot
         health = dict(snap.health)
         health[spec] = after
         if (
@@ -225,28 +239,6 @@ class Store:
                 self._changed(spec, before, after)
         else:
             # Same answers, so the prepared replies stay valid: share the warm caches.
-            self.snapshot = Snapshot(snap.generation, snap.zones, health, snap.replies)
-
-    def set_health(self, spec: ProbeSpec, after: TargetHealth) -> None:
-        """Publish ``after`` as the health answers use for ``spec`` (a cluster's verdict).
-
-        The same rule as :meth:`observe`: a new generation only if answers could differ.
-        """
-        if spec not in self.targets:
-            return
-        snap = self.snapshot
-        before = snap.health.get(spec, TargetHealth())
-        health = dict(snap.health)
-        health[spec] = after
-        if (
-            after.state is not before.state
-            or snap.change_bound(spec) != next_change_bound(after, spec.rise, spec.fall,
-                                                            spec.interval)
-        ):
-            self._publish(snap.zones, health)
-            if after.state is not before.state:
-                self._changed(spec, before, after)
-        else:
             self.snapshot = Snapshot(snap.generation, snap.zones, health, snap.replies)
 
     def _changed(self, spec: ProbeSpec, before: TargetHealth, after: TargetHealth) -> None:

@@ -2,16 +2,28 @@
 # Failure drill with Docker: stop a gateway site, watch both dnsfail instances withdraw it,
 # restore it, then drain and undrain it through the control API.  Cleans up on exit
 # (KEEP=1 leaves the containers running).  Without Docker: python -m dnsfail.drill.
+#
+#   COMPOSE="docker compose" | docker-compose   default: v2 if the plugin is there, else 1.29
+#   TIMEOUT=90                                  seconds each step may take
+# The bases and the build network come from compose.yaml's variables (DNSFAIL_BASE, ...).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-NS=(172.28.53.21 172.28.53.22)
-EU=172.28.53.11
-US=172.28.53.12
+NS=(172.29.53.21 172.29.53.22)
+EU=172.29.53.11
+US=172.29.53.12
 NAME=api.gw.example.com
-TIMEOUT=${TIMEOUT:-60}
+TIMEOUT=${TIMEOUT:-90}
+if [ -z "${COMPOSE:-}" ]; then
+  if docker compose version >/dev/null 2>&1; then COMPOSE="docker compose"
+  elif command -v docker-compose >/dev/null; then COMPOSE=docker-compose
+  else echo "drill.sh: neither 'docker compose' nor docker-compose is installed" >&2; exit 2
+  fi
+fi
+echo "== using $($COMPOSE version 2>/dev/null | head -n1)"
 
-compose() { docker compose -f compose.yaml "$@"; }
+# shellcheck disable=SC2086  # COMPOSE is a command and its arguments
+compose() { $COMPOSE -p dnsfail-drill -f compose.yaml "$@"; }
 cleanup() { [ "${KEEP:-0}" = 1 ] || compose down --volumes --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
@@ -29,6 +41,7 @@ wait_for() {
     until [ "$(ask "$ns")" = "$want" ]; do
       if (( SECONDS - start > TIMEOUT )); then
         echo "FAILED: $ns still answers '$(ask "$ns")', wanted '$want' after ${TIMEOUT}s" >&2
+        compose ps >&2
         compose logs --tail=30 ns1 ns2 >&2
         exit 1
       fi
@@ -39,7 +52,12 @@ wait_for() {
 }
 
 echo "== building and starting: ns1, ns2, site-eu/us/ap, client"
-compose up --detach --build --wait
+# Not `up --wait` (v2 only): ns1 and ns2 start once the sites are healthy (depends_on), and
+# wait_for polls until both answer.
+SECONDS=0
+compose build
+echo "  built in ${SECONDS}s"
+compose up --detach
 show "all sites up"
 wait_for "$EU"
 

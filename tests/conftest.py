@@ -47,7 +47,7 @@ class DnsfailProcess:
 
     def __init__(self, args: list[str], host: str = "127.0.0.1", port: int | None = None,
                  extra_listen: list[str] | None = None,
-                 env: dict[str, str] | None = None,
+                 env: dict[str, str | None] | None = None,
                  preexec_fn: Callable[[], None] | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
@@ -61,7 +61,13 @@ class DnsfailProcess:
             cmd += ["--listen", item]
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, preexec_fn=preexec_fn,
+            # No test keeps drains in the machine's default state file (/var/lib/dnsfail as
+            # root): a test that wants one passes --state-file or DNSFAIL_STATE_FILE.
+            # None in ``env`` unsets a variable.
+            env={k: v for k, v in {**os.environ, "PYTHONUNBUFFERED": "1",
+                                   "DNSFAIL_STATE_FILE": "", **(env or {})}.items()
+                 if v is not None},
+            preexec_fn=preexec_fn,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

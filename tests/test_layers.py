@@ -118,6 +118,15 @@ def test_events_import_neither_serve_nor_control(module: str) -> None:
         assert not {n for n in imports(module) if within(n, IO)}, f"{module} does I/O"
 
 
+#: How dnsfail fits a host (state path, sd_notify): a leaf the CLI and the daemon share.
+HOST = "dnsfail.host"
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if within(m, HOST)])
+def test_host_is_a_leaf(module: str) -> None:
+    assert not {n for n in internal(module) if not within(n, HOST)}
+
+
 def closure(module: str) -> set[str]:
     seen: set[str] = set()
     todo = [module]

@@ -35,8 +35,13 @@ class CtlError(Exception):
         self.code = code
 
 
+def default_control() -> str:
+    """The control address a client command reaches without ``--control``."""
+    return os.environ.get("DNSFAIL_CONTROL", DEFAULT_ADDRESS)
+
+
 def add_client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--control", default=os.environ.get("DNSFAIL_CONTROL", DEFAULT_ADDRESS),
+    parser.add_argument("--control", default=default_control(),
                         metavar="HOST:PORT",
                         help=f"control API of the server (env DNSFAIL_CONTROL; default "
                              f"{DEFAULT_ADDRESS})")
@@ -200,6 +205,8 @@ def render_status(s: dict[str, Any], now: float | None = None) -> str:
                          o.get("by") or "-", o["reason"]])
         lines += _table(rows)
     lines.extend(_worker_lines(s.get("workers", []), now))
+    if "state_file" in s:
+        lines += ["", f"drains kept in: {s['state_file'] or 'memory only'}"]
     return "\n".join(lines)
 
 

@@ -1,11 +1,19 @@
 """``dnsfail explain``: the server's decision for one client, after one probe round.
 
-The command loads the zones, probes every target once (unless
-``--no-probe``), builds the answer path exactly as ``dnsfail serve`` does
-(``serve.wiring``), and prints the decision text (``dns.explain``, the same
-text ``GET /v1/explain`` gives).  Its options are ``cli.main``'s, which
-imports this module only when the command runs (``dnsfail check`` must not
-load the server).
+Offline (the default), the command loads the zones, probes every target once
+(unless ``--no-probe``), builds the answer path exactly as ``dnsfail serve``
+does (``serve.wiring``), and prints the decision text (``dns.explain``, the
+same text ``GET /v1/explain`` gives).  It sees only its own probes.
+
+With ``--server`` (or an explicit ``--control HOST:PORT``) it asks the running
+server instead (``GET /v1/explain``, through ``cli.ctl``'s request and token
+options, so it reaches the same server as ``dnsfail status``): the answer
+from that server's live health, drains and, in an NS set, the votes behind
+each state.  The first line names the server that answered.
+
+Its options are ``cli.main``'s, which imports this module only when the
+command runs (``dnsfail check`` must not load the server); the server's
+modules are imported by the offline mode alone.
 """
 
 from __future__ import annotations
@@ -14,23 +22,31 @@ import argparse
 import asyncio
 import ipaddress
 import sys
+import urllib.parse
 
-from dnsfail.dns.explain import explain as explain_text
+from dnsfail.cli import ctl
 from dnsfail.errors import ConfigError, DnsfailError
 from dnsfail.model import RRType
-from dnsfail.serve.probe import Prober
-from dnsfail.serve.wiring import answer_path, close_locator, load_store, open_locator
+
+#: Options that only the offline mode reads (the server has its own zones and probes).
+OFFLINE_ONLY = (("zones", "--zones"), ("geoip", "--geoip"), ("no_probe", "--no-probe"),
+                ("probe_timeout", "--probe-timeout"))
 
 
 async def _decide(args: argparse.Namespace) -> str:
+    from dnsfail.dns.explain import explain as explain_text
+    from dnsfail.serve.probe import Prober
+    from dnsfail.serve.wiring import answer_path, close_locator, load_store, open_locator
+
     locator = open_locator(args.geoip)
     try:
-        store = load_store(args.zones, geoip=args.geoip is not None)
+        store = load_store(args.zones or ["zones"], geoip=args.geoip is not None)
         if not args.no_probe and store.targets:
             prober = Prober(store.targets, store.observe)
             await prober.start()
             try:
-                await prober.first_round(args.probe_timeout)
+                timeout = 5.0 if args.probe_timeout is None else args.probe_timeout
+                await prober.first_round(timeout)
             finally:
                 await prober.stop()
         handler = answer_path(lambda: store.snapshot, locator).handler
@@ -56,7 +72,42 @@ def usage_problem(args: argparse.Namespace) -> str | None:
             ipaddress.ip_network(args.ecs, strict=False)
         except ValueError:
             return f"--ecs {args.ecs!r} is not a subnet like 192.0.2.0/24"
+    if remote(args):
+        given = [flag for attr, flag in OFFLINE_ONLY if getattr(args, attr, None)]
+        if given:
+            return (f"{', '.join(given)}: offline options; with --server the running server "
+                    "uses its own zones and probes")
     return None
+
+
+def remote(args: argparse.Namespace) -> bool:
+    """Ask the running server: ``--server``, or ``--control`` given on the command line."""
+    return bool(getattr(args, "server", False) or getattr(args, "control", None))
+
+
+def ask_server(args: argparse.Namespace) -> int:
+    """``GET /v1/explain`` of the server ``dnsfail status`` would reach; print who answered."""
+    if not args.control:
+        args.control = ctl.default_control()
+    query = {"name": args.name, "type": args.type, "format": "json"}
+    if args.client:
+        query["client"] = args.client
+    if args.ecs:
+        query["ecs"] = args.ecs
+    try:
+        code, payload = ctl.request(args, "GET", "/v1/explain?" + urllib.parse.urlencode(query))
+    except ctl.CtlError as exc:
+        print(f"dnsfail explain: {exc}", file=sys.stderr)
+        return exc.code
+    if code != 200 or not isinstance(payload, dict) or "text" not in payload:
+        reason = payload.get("error", payload) if isinstance(payload, dict) else payload
+        print(f"dnsfail explain: {ctl.base_url(args.control)} answered {code}: "
+              f"{str(reason).strip()}", file=sys.stderr)
+        return 2
+    server = ctl.describe_server(payload.get("server"))
+    print(server or f"server at {ctl.base_url(args.control)}")
+    print(str(payload["text"]).rstrip("\n"))
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -64,6 +115,8 @@ def main(args: argparse.Namespace) -> int:
     if usage is not None:
         print(f"dnsfail explain: {usage}", file=sys.stderr)
         return 2
+    if remote(args):
+        return ask_server(args)
     try:
         print(asyncio.run(_decide(args)))
     except ConfigError as exc:

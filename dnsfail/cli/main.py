@@ -149,9 +149,10 @@ def _serve_parser(sub: Subparsers) -> None:
                        help="bearer token the control API requires (else env "
                             "DNSFAIL_CONTROL_TOKEN); once set, required even on loopback")
     serve.add_argument("--state-file", metavar="PATH",
-                       default=os.environ.get("DNSFAIL_STATE_FILE", "dnsfail-state.json"),
                        help="where drains are kept across restarts (env DNSFAIL_STATE_FILE; "
-                            "default ./dnsfail-state.json; '' keeps them in memory only)")
+                            "default $STATE_DIRECTORY/state.json under systemd, else "
+                            "/var/lib/dnsfail/state.json for root, else "
+                            "~/.local/state/dnsfail/state.json; '' keeps them in memory only)")
     serve.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
                        help="processes answering DNS, sharing the sockets and one health "
                             "view (default 1; auto: one per CPU core)")
@@ -195,11 +196,19 @@ def _explain_parser(sub: Subparsers) -> None:
     explain.add_argument("--client", default="", metavar="IP",
                          help="the querying address (a resolver's, when no ECS)")
     explain.add_argument("--ecs", metavar="CIDR", help="EDNS Client Subnet the resolver sends")
-    explain.add_argument("--zones", nargs="*", default=["zones"], metavar="ZONE_FILE_OR_DIR")
+    explain.add_argument("--zones", nargs="*", default=None, metavar="ZONE_FILE_OR_DIR",
+                         help="offline: the zones to load (default: zones/)")
     explain.add_argument("--geoip", metavar="MMDB")
     explain.add_argument("--no-probe", action="store_true",
                          help="do not probe the targets first (their health shows as unknown)")
-    explain.add_argument("--probe-timeout", type=float, default=5.0, metavar="SECONDS")
+    explain.add_argument("--probe-timeout", type=float, default=None, metavar="SECONDS",
+                         help="offline: how long the one probe round may take (default 5)")
+    explain.add_argument("--server", action="store_true",
+                         help="ask the running server (its live health, drains and, in an NS "
+                              "set, the votes) instead of loading the zones here; --control "
+                              "HOST:PORT implies it")
+    ctl.add_client_options(explain)
+    explain.set_defaults(control=None)  # given on the command line: ask that server
 
 
 def _site_parser(sub: Subparsers) -> None:
@@ -295,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         control_token=token,
         control_max_connections=args.control_max_connections,
         control_head_timeout=args.control_head_timeout,
-        state_file=args.state_file or None,
+        state_file=_state_file(args.state_file),
         workers=args.workers,
         log_level=args.log_level,
         log_format=args.log_format,
@@ -335,6 +344,14 @@ def _site(args: argparse.Namespace) -> int:
         return 0
     asyncio.run(serve_site(host, port, args.name, args.status))
     return 0
+
+
+def _state_file(explicit: str | None) -> str | None:
+    """``--state-file``, else ``$DNSFAIL_STATE_FILE``, else ``host.paths``' default rule."""
+    from dnsfail.host.paths import state_file
+
+    path = state_file(explicit)
+    return str(path) if path is not None else None
 
 
 def check(paths: Sequence[str], geoip: str | None = None) -> int:

@@ -97,6 +97,10 @@ class ClusterFacade:
         now = self.node.mono()
         return {p.url: self.node.reachable(p, now) for p in self.node.others}
 
+    def clock_offsets(self) -> dict[str, float]:
+        """Each heard peer's wall clock minus ours, seconds (its last message)."""
+        return {p.url: p.clock_offset for p in self.node.others if p.clock_offset is not None}
+
     @property
     def rejected(self) -> dict[str, int]:
         return dict(self.node.rejected)

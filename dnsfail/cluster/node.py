@@ -43,6 +43,12 @@ from dnsfail.steering.health import Health, TargetHealth, observe
 
 log = logging.getLogger("dnsfail.cluster")
 
+#: A peer's clock offset is warned about past this fraction of the freshness window of the
+#: fastest check.  Votes never compare clocks (``cluster.quorum``), but drains do: their
+#: absolute expiry and the last-writer-wins order of concurrent edits use each instance's
+#: wall clock, so past this a drain ends at visibly different times on two instances.
+CLOCK_OFFSET_FRACTION = 0.5
+
 
 @dataclass(slots=True)
 class Peer:
@@ -58,6 +64,8 @@ class Peer:
     votes: dict[str, tuple[Health, float]] = field(default_factory=dict)
     #: Its wall clock minus ours when it sent its last message (shown, never used to judge).
     clock_offset: float | None = None
+    #: The offset is past the bound and has been warned about (re-armed once back within half).
+    offset_warned: bool = False
     peers: tuple[str, ...] = ()
 
 
@@ -117,6 +125,28 @@ class Node:
             return fresh_window(self.interval(), 2.0)
         fastest = min(specs, key=lambda s: s.interval)
         return fresh_window(fastest.interval, fastest.timeout)
+
+    def clock_offset_bound(self) -> float:
+        """Seconds of peer clock offset past which a warning is logged (once per peer)."""
+        return CLOCK_OFFSET_FRACTION * self.heard_window()
+
+    def _check_offset(self, peer: Peer) -> None:
+        offset, bound = peer.clock_offset, self.clock_offset_bound()
+        if offset is None:
+            return
+        if not peer.offset_warned and abs(offset) > bound:
+            peer.offset_warned = True
+            log.warning("peer %s (%s): its clock is %+.1f s off ours, past %.1f s (half the "
+                        "freshness window); votes are unaffected, but drains expire and "
+                        "order by wall clock: synchronise the clocks (NTP); logged once",
+                        peer.url, peer.instance, offset, bound, extra={"fields": {
+                            "event": "peer_clock_offset", "peer": peer.url,
+                            "offset": round(offset, 3), "bound": round(bound, 3)}})
+        elif peer.offset_warned and abs(offset) <= bound / 2:
+            peer.offset_warned = False
+            log.info("peer %s (%s): clock offset back to %+.1f s", peer.url, peer.instance,
+                     offset, extra={"fields": {"event": "peer_clock_offset_ok",
+                                               "peer": peer.url, "offset": round(offset, 3)}})
 
     def interval(self) -> float:
         """Seconds between pulls: ``--peer-interval``, else the fastest probe interval."""
@@ -199,6 +229,7 @@ class Node:
             m.degraded
         peer.votes = {v.target: (v.state, now - v.age) for v in m.votes}
         peer.clock_offset = m.sent_at - self.wall()
+        self._check_offset(peer)
         peer.peers = m.peers
         self._recovered(peer.url)
         self.judge_all(now)
@@ -312,6 +343,7 @@ def status(node: Node) -> dict[str, Any]:
         "degraded_since": since, "peers": peers, "votes": votes,
         "configured": node.n, "heard": node.heard(now), "quorum": majority(node.n),
         "fallback": node.settings.fallback.value, "boot": node.boot,
+        "clock_offset_bound": round(node.clock_offset_bound(), 3),
         "self_urls": sorted(node.self_urls),
         "rejected": dict(node.rejected),
         "verdicts": {spec.label: {"state": j.state.value, "basis": j.basis}

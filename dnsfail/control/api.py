@@ -23,7 +23,8 @@ Endpoints::
                              healthy pool value (else 409 naming the records)}
     POST /v1/undrain         {"target"}
     POST /v1/reload          all-or-nothing zone reload; 422 with the problems if rejected
-    GET  /v1/explain         ?name=&type=&client=&ecs=  (text, as ``dnsfail explain``)
+    GET  /v1/explain         ?name=&type=&client=&ecs=  (text, as ``dnsfail explain``;
+                             &format=json: {"text", "server"}, for ``explain --server``)
     GET  /metrics            Prometheus text format
     GET  /v1/events          ?after=ID&limit=N: transitions, drains, reloads (control.events)
     GET  /v1/events/stream   the same, live: server-sent events, Last-Event-ID resumes
@@ -48,7 +49,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from dnsfail.addresses import CONTROL_HEAD_TIMEOUT, CONTROL_MAX_CONNECTIONS
 from dnsfail.control import page
-from dnsfail.control.auth import SESSIONS, TOKEN, Sessions, auth, peer
+from dnsfail.control.auth import REFUSALS, SESSIONS, TOKEN, RefusalLog, Sessions, auth, peer
 from dnsfail.control.events import STREAMS, add_routes
 from dnsfail.control.guard import GUARDS, Guard, Limits, RouteHandler, deadline
 from dnsfail.control.metrics import CONTENT_TYPE
@@ -310,6 +311,8 @@ async def get_explain(request: web.Request) -> web.Response:
              for o in port.overrides]
     if lines:
         text += "\noperator overrides in force (shown above as status):\n  " + "\n  ".join(lines)
+    if q.get("format") == "json":
+        return _json({"text": text, "server": port.about()})
     return web.Response(text=text + "\n", content_type="text/plain")
 
 
@@ -357,6 +360,7 @@ def make_app(port: ControlPort, token: str | None, guards: Limits,
     app[PORT] = port
     app[TOKEN] = token
     app[SESSIONS] = Sessions()
+    app[REFUSALS] = RefusalLog()
     app[GUARDS] = guards
     app[BODY_TIMEOUT] = body_timeout
     app.router.add_get("/healthz", healthz)

@@ -5,7 +5,11 @@ token (:func:`check_exposure`, at start), and a token, once configured, is
 required on every endpoint but ``/healthz`` and ``/readyz`` (load balancers
 and kubelets probe those without secrets, and they reveal nothing).  The
 token is compared with ``hmac.compare_digest``; a refused request changes
-nothing and is logged (:func:`auth`, a middleware).
+nothing and is logged (:func:`auth`, a middleware), boundedly: the first
+refusal from an address at once, then at most one line per address per
+``REFUSAL_LOG_INTERVAL`` carrying the count of those not logged, and at most
+``REFUSAL_LINES_PER_INTERVAL`` lines in all (:class:`RefusalLog`), so a
+peer with a wrong token, or a scanner, cannot fill the disk.
 
 A browser cannot send a bearer header, so the status page logs in once
 (``control.page``: the token in a POSTed form) and gets a session cookie:
@@ -28,6 +32,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -88,6 +93,63 @@ class Sessions:
 
 SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")
 
+#: Seconds between two logged refusals from one address: a misconfigured peer pulling twice a
+#: second writes one line a minute (with the count of the others), not 7,200 an hour.
+REFUSAL_LOG_INTERVAL = 60.0
+#: Refusal lines logged per interval over all addresses: many addresses (an IPv6 scanner)
+#: cannot flood the log either; past it, refusals are only counted (next line says how many).
+REFUSAL_LINES_PER_INTERVAL = 30
+#: Addresses whose logging window is remembered; past it the oldest is forgotten (its next
+#: refusal is then logged as a first one).  Bounds the memory a spray of sources can take.
+MAX_REFUSAL_SOURCES = 1024
+
+
+class RefusalLog:
+    """Which refusals to log: per address once per interval, with the count held back.
+
+    :meth:`note` says whether to log this refusal now and, if so, how many refusals
+    from that address (and, past the global cap, from any address) went unlogged since
+    the last line.  Pure bookkeeping over an injected clock; bounded in entries.
+    """
+
+    def __init__(self, interval: float = REFUSAL_LOG_INTERVAL,
+                 lines: int = REFUSAL_LINES_PER_INTERVAL, sources: int = MAX_REFUSAL_SOURCES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval, self.lines, self.sources, self.clock = interval, lines, sources, clock
+        #: Address -> [when its last line was logged, refusals not logged since].
+        self.by_source: collections.OrderedDict[str, list[float]] = collections.OrderedDict()
+        self.window_start = -float("inf")
+        self.window_lines = 0
+        #: Refusals not logged because of the global cap, reported with the next line.
+        self.capped = 0
+
+    def note(self, source: str) -> tuple[bool, int, int]:
+        """``(log it, unlogged from this source, unlogged past the cap)`` for one refusal."""
+        now = self.clock()
+        entry = self.by_source.get(source)
+        if entry is not None and now - entry[0] < self.interval:
+            entry[1] += 1
+            return False, 0, 0
+        if now - self.window_start >= self.interval:
+            self.window_start, self.window_lines = now, 0
+        if self.window_lines >= self.lines:
+            if entry is not None:  # its own next line reports it
+                entry[1] += 1
+            else:
+                self.capped += 1
+            return False, 0, 0
+        self.window_lines += 1
+        held = int(entry[1]) if entry is not None else 0
+        capped, self.capped = self.capped, 0
+        self.by_source[source] = [now, 0]
+        self.by_source.move_to_end(source)
+        while len(self.by_source) > self.sources:
+            self.by_source.popitem(last=False)
+        return True, held, capped
+
+
+REFUSALS: web.AppKey[RefusalLog] = web.AppKey("refusals")
+
 
 def has_session(request: web.Request) -> bool:
     return request.app[SESSIONS].valid(request.cookies.get(COOKIE))
@@ -131,12 +193,30 @@ async def auth(request: web.Request, handler: RouteHandler) -> web.StreamRespons
     if request.method in READ_METHODS and has_session(request):
         return await handler(request)
     why = "no bearer token" if not given else "wrong bearer token"
-    log.warning("control: refused %s %s from %s: %s", request.method, request.path,
-                peer(request), why,
-                extra={"fields": {"event": "control_refused", "method": request.method,
-                                  "path": request.path, "client": peer(request)}})
+    _log_refusal(request, why)
     return web.Response(
         status=401, text=json.dumps({"error": f"unauthorized: {why}"}) + "\n",
         content_type="application/json",
         headers={"WWW-Authenticate": 'Bearer realm="dnsfail"'},
     )
+
+
+def _log_refusal(request: web.Request, why: str) -> None:
+    refusals = request.app.get(REFUSALS)
+    held = capped = 0
+    if refusals is not None:
+        show, held, capped = refusals.note(peer(request))
+        if not show:
+            return
+    notes = []
+    if held:
+        notes.append(f"{held} more from this address not logged")
+    if capped:
+        notes.append(f"{capped} from other addresses not logged")
+    tail = f" ({'; '.join(notes)})" if notes else (
+        f" (logged at most once per {REFUSAL_LOG_INTERVAL:g}s per address)")
+    log.warning("control: refused %s %s from %s: %s%s", request.method, request.path,
+                peer(request), why, tail,
+                extra={"fields": {"event": "control_refused", "method": request.method,
+                                  "path": request.path, "client": peer(request),
+                                  "suppressed": held, "suppressed_other": capped}})

@@ -337,6 +337,12 @@ def _cluster_families(cluster: ClusterPort | None) -> Iterator[Metric]:
     for url, ok in sorted(cluster.reachable().items()):
         reachable.add_metric([url], 1.0 if ok else 0.0)
     yield reachable
+    offsets = GaugeMetricFamily("dnsfail_cluster_peer_clock_offset_seconds", "A peer's wall "
+                                "clock minus this instance's, at its last message (votes do "
+                                "not depend on it; drain expiry does).", labels=["peer"])
+    for url, offset in sorted(cluster.clock_offsets().items()):
+        offsets.add_metric([url], offset)
+    yield offsets
     info = GaugeMetricFamily("dnsfail_cluster_epoch_info", "The epoch (hash of the health "
                              "answers use and the drains): equal on instances that answer "
                              "alike.", labels=["epoch"])

@@ -53,6 +53,7 @@ from dnsfail.dns.stages import (
     MALFORMED_COOKIE,
     NO_COOKIE,
     VALID_COOKIE,
+    Key,
 )
 from dnsfail.dns.wire import truncated
 from dnsfail.model import Rcode
@@ -139,13 +140,13 @@ class CookieStage:
         return dict(zip(COUNTERS, self.counts, strict=True))
 
     def __call__(self, data: bytes, reply: bytes, tcp: bool, client: str,
-                 slot: int) -> bytes | None:
+                 slot: int, key: Key = None) -> bytes | None:
         if not self.answer or data.find(b"\x00\x0a", 12) < 0:  # no COOKIE option can be there
             self.counts[NO_COOKIE] += 1
             return self._cap(reply) if self.size_cap and not tcp else reply
-        key = (data[2:], client, tcp)
+        memo = (data[2:], client, tcp)
         now = int(self.clock())
-        sent = self._sent.get(key)
+        sent = self._sent.get(memo)
         if sent is not None and sent[0] == now and sent[1] == reply[2:]:
             for index in sent[2]:
                 self.counts[index] += 1
@@ -161,7 +162,7 @@ class CookieStage:
             if len(self._sent) >= RECENT_LIMIT:
                 self._sent.clear()
             bumped = tuple(i for i, count in enumerate(self.counts) if count != before[i])
-            self._sent[key] = (now, reply[2:], bumped, out[2:])
+            self._sent[memo] = (now, reply[2:], bumped, out[2:])
         return out
 
     def _judge(self, data: bytes, client: str) -> tuple[int, Found | None, bytes]:

@@ -45,7 +45,7 @@ from dnsfail.dns import wire
 from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Drop, Query, Refuse, parse_query, question_end
 from dnsfail.dns.replycache import ClientBlocks, Entry, client_address, key_edns, question_key
 from dnsfail.dns.resolver import chaos, find_zone, resolve
-from dnsfail.dns.stages import After
+from dnsfail.dns.stages import After, Key
 from dnsfail.dns.stats import SAMPLE_EVERY, QueryStats
 from dnsfail.dns.template import Templates
 from dnsfail.logs import ErrorLog
@@ -101,6 +101,8 @@ class Handler:
         self.errors = ErrorLog(log)
         #: The ``QueryStats`` slot of the last reply ``lookup`` gave (what the stages classify).
         self.slot = 0
+        #: What the last ``lookup`` found its reply by (``dns.stages.Key``), for the stages.
+        self.key: Key = None
         self.after = after
         #: The entry point: ``lookup`` itself, or ``lookup`` then the stages.
         self.handle: Respond = self.lookup if after is None else self._staged
@@ -111,7 +113,7 @@ class Handler:
         if reply is None or self.after is None:
             return reply
         try:
-            return self.after(data, reply, tcp, client, self.slot)
+            return self.after(data, reply, tcp, client, self.slot, self.key)
         except Exception as exc:
             self.stats.internal_errors += 1
             self.errors.report(exc, f"the stages after the lookup of a {len(data)}-byte message")
@@ -119,21 +121,24 @@ class Handler:
 
     def lookup(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
         """The reply to ``data`` from ``client`` (an IP address), or None (RFC 1035 4.1.1),
-        before any stage; ``slot`` is left at the reply's counter."""
+        before any stage; ``slot`` is left at the reply's counter, ``key`` at what it was
+        found by."""
         self._countdown -= 1
         if not self._countdown:
             return self._timed(data, tcp, client)
         snap = self.snapshot()
         replies = snap.replies
         if not tcp:
-            ready = replies.get(data[2:])
+            tail = data[2:]
+            ready = replies.get(tail)
             if ready is None and replies.previous:
-                ready = replies.recall_exact(data[2:])
+                ready = replies.recall_exact(tail)
             if ready is not None:
                 self._counts[ready[1]] += 1
                 self.slot = ready[1]
+                self.key = tail
                 return data[:2] + ready[0]
-        scanned = question_key(data, tcp)
+        scanned = self.key = question_key(data, tcp)
         if scanned is not None:
             found = replies.keyed.get(scanned[0])
             if found is None and replies.keyed_previous:

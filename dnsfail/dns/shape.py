@@ -36,7 +36,8 @@ from dnsfail.zonefile.packed import ZoneNodes
 NXDOMAIN, NODATA, WILDCARD, REFUSED = 0, 1, 2, 3
 Shape = tuple[int, str]
 #: Question types no shape answers: ``resolve`` refuses, rejects or synthesizes them.
-_SPECIAL = frozenset({RRType.ANY, RRType.AXFR, RRType.IXFR, RRType.OPT, *NOTIMP_QTYPES})
+SPECIAL = frozenset({RRType.ANY, RRType.AXFR, RRType.IXFR, RRType.OPT, *NOTIMP_QTYPES})
+_SPECIAL = SPECIAL
 _CNAME = RRType.CNAME
 
 
@@ -99,18 +100,42 @@ def classify(index: ZoneIndex, qname: str, qtype: int) -> Shape | None:
     """
     if qtype in _SPECIAL:
         return None
+    encloser = walk(index, qname)
+    return None if encloser is None else settle(index, qname, qtype, encloser)
+
+
+def walk(index: ZoneIndex, name: str) -> str | None:
+    """The closest encloser of ``name`` found on the walk from it down to (not including)
+    the origin, or the origin; None if the walk meets a cut or a name the SOA mentions."""
     zone = index.zone
     origin = zone.origin
     names, cuts, mentioned = zone.names, zone.cuts, index.mentioned
     encloser = origin
     found = False
-    name, depth = qname, len(origin)
+    depth = len(origin)
     while len(name) > depth:
         if name in cuts or name in mentioned:
             return None
         if not found and name in names:
             encloser, found = name, True
         name = name[name.index(".") + 1 :]
+    return encloser
+
+
+def walk_child(index: ZoneIndex, qname: str, parent: str) -> str | None:
+    """``walk`` of ``qname`` given ``parent``, the ``walk`` of its parent name (one label
+    shorter, at or below the origin, and not None): the one new name is ``qname``."""
+    zone = index.zone
+    if qname in zone.cuts or qname in index.mentioned:
+        return None
+    return qname if qname in zone.names else parent
+
+
+def settle(index: ZoneIndex, qname: str, qtype: int, encloser: str) -> Shape | None:
+    """``classify``'s answer once the walk found ``encloser`` (``walk``), ``qtype`` not in
+    ``_SPECIAL``."""
+    zone = index.zone
+    origin = zone.origin
     nodes = zone.nodes
     if encloser == qname:
         node = nodes.get(qname)

@@ -23,8 +23,16 @@ Order (RFC 7873 section 5.2, the BIND/Knot practice for RRL):
    answers (``finish`` is told ``slipped``).
 
 While no limiter runs, ``cookies.stage.CookieStage`` is itself the whole
-``After`` (the same replies as ``Stages(cookies=stage)``, in one call):
-``Stages`` is what composes it with a limiter.
+``After`` (the same replies as ``Stages(cookies=stage)``, in one call), and
+with one ``rrl.limiter.RateLimiter.stage`` is (``Stages(cookies, limiter)``
+in one call for a UDP query without a COOKIE option): ``Stages`` is the
+general composition, and what those two fall back to.
+
+The handler passes what its lookup found the reply by (:data:`Key`), so that
+a stage's per-question memos need no slice, hash or parse of their own: the
+query's bytes after the ID for an exact-bytes hit, else the case-folded
+question key and the question's end, as ``replycache.question_key`` made
+them (their hashes already computed by the cache lookups).
 
 Part of the core: pure functions and protocols, no I/O.
 """
@@ -39,13 +47,17 @@ PASS, SLIP, DROP = 0, 1, 2
 #: Cookie states of a query: no COOKIE option, a client cookie only, a valid server
 #: cookie, a malformed option, a server cookie that is not a valid one of ours.
 NO_COOKIE, CLIENT_COOKIE, VALID_COOKIE, MALFORMED_COOKIE, INVALID_COOKIE = 0, 1, 2, 3, 4
+#: What the lookup found its reply by (``Handler.key``): the query's bytes after the ID (an
+#: exact-bytes hit), ``replycache.question_key``'s ``(key, qend)`` (any other query it could
+#: scan), or None (not scanned: the parser's path).
+Key = bytes | tuple[bytes, int] | None
 
 
 class After(Protocol):
     """A stage after the lookup: the query, its reply and who sent it, to what is sent."""
 
     def __call__(self, data: bytes, reply: bytes, tcp: bool, client: str,
-                 slot: int) -> bytes | None: ...
+                 slot: int, key: Key = None) -> bytes | None: ...
 
 
 class Cookies(Protocol):
@@ -86,7 +98,7 @@ class Stages:
     limiter: Limiter | None = None
 
     def __call__(self, data: bytes, reply: bytes, tcp: bool, client: str,
-                 slot: int) -> bytes | None:
+                 slot: int, key: Key = None) -> bytes | None:
         cookies, limiter = self.cookies, self.limiter
         state = cookies.check(data, client) if cookies is not None else NO_COOKIE
         if state == MALFORMED_COOKIE and cookies is not None:

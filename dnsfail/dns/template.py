@@ -36,8 +36,20 @@ from typing import Final
 from dnsfail.dns import wire
 from dnsfail.dns.query import HEADER_LEN, NAME_LIMIT, TCP_LIMIT, UDP_PAYLOAD
 from dnsfail.dns.replycache import ecs_sound
-from dnsfail.dns.resolver import DynamicResult, resolve, soa_authority
-from dnsfail.dns.shape import NXDOMAIN, REFUSED, WILDCARD, ZoneIndex, locate, rdata_names
+from dnsfail.dns.resolver import DynamicResult, find_zone, resolve, soa_authority
+from dnsfail.dns.shape import (
+    NXDOMAIN,
+    REFUSED,
+    WILDCARD,
+    Shape,
+    ZoneIndex,
+    locate,
+    rdata_names,
+    settle,
+    walk,
+    walk_child,
+)
+from dnsfail.dns.shape import SPECIAL as _SPECIAL_QTYPES
 from dnsfail.dns.stats import QueryStats
 from dnsfail.model import DynamicRecord, Message, Rcode, RRClass, RRType, Zone
 
@@ -45,6 +57,10 @@ from dnsfail.model import DynamicRecord, Message, Rcode, RRClass, RRType, Zone
 #: per wildcard RRset, a number the zones fix, not the traffic; the bound only caps what a
 #: zone with many wildcards can hold, and a shape past it takes the full path.
 TEMPLATE_LIMIT = 4096
+#: Parent names whose ``Lineage`` is kept (the memo starts again past it).  Real
+#: floods vary the first label under a few parents; one that varies the parents too
+#: (two random labels) empties it every ``PARENT_MEMO`` names and pays the walk, as before.
+PARENT_MEMO = 4096
 #: Re-pointed record sections kept per template, one per question length met (a question
 #: is at most 255 octets, and a flood uses a few lengths): past it, each reply re-points.
 BODY_MEMO = 64
@@ -54,6 +70,8 @@ _POINTER = 0xC0
 _NAMED_RDATA = {RRType.NS: 0, RRType.CNAME: 0, RRType.PTR: 0, RRType.MX: 2, RRType.SOA: 0}
 #: Label octets that ``query.labels_to_text`` writes as themselves (no ``\\DDD``).
 _ESCAPED = re.compile(rb"[^!-\[\]-~]")
+#: The same for one label, where a dot is written ``\\046`` too.
+_LABEL_ESCAPED = re.compile(rb"[^!-\-/-\[\]-~]")
 #: The separator and the octets of host names besides letters and digits: a name of only
 #: these needs no regular expression (``isalnum`` after deleting them).
 _COMMON = b".-_*"
@@ -184,6 +202,27 @@ def _message(zones: Mapping[str, Zone], zone: Zone | None, kind: int, owner: str
     return message, owner, 2
 
 
+class Lineage:
+    """What the questions under one parent name share (``Templates.answer``).
+
+    ``suffix`` is the parent's text with a leading dot (the question's text is its first
+    label and this), None when the parent's text would escape octets; ``index`` and
+    ``origin`` are its zone's (None and "" outside our zones); ``encloser`` is what
+    ``shape.walk`` found for the parent (None: a cut or a name the SOA writes on the
+    way, so every question under it takes the full path); ``forms`` the template by
+    qtype for a first label that names nothing (at most ``BODY_MEMO``).
+    """
+
+    __slots__ = ("encloser", "forms", "index", "origin", "suffix")
+
+    def __init__(self, suffix: str | None) -> None:
+        self.suffix = suffix
+        self.index: ZoneIndex | None = None
+        self.origin = ""
+        self.encloser: str | None = None
+        self.forms: dict[int, Template | None] = {}
+
+
 class Templates:
     """One handler's templates, for the zones of the snapshot it last answered from.
 
@@ -194,7 +233,7 @@ class Templates:
     NSID option is answered with (RFC 5001 section 2.3), empty for none.
     """
 
-    __slots__ = ("forms", "identity", "indexes", "nsid", "opts", "zones")
+    __slots__ = ("forms", "identity", "indexes", "lineages", "nsid", "opts", "zones")
 
     def __init__(self, nsid: bytes, identity: str = "") -> None:
         self.nsid = nsid
@@ -203,6 +242,8 @@ class Templates:
         self.zones: Mapping[str, Zone] = {}
         self.indexes: dict[str, ZoneIndex] = {}
         self.forms: dict[tuple[str, int, str, int], Template | None] = {}
+        #: Parent names' ``Lineage``, by their lower-case wire form (``PARENT_MEMO``).
+        self.lineages: dict[bytes, Lineage] = {}
         #: The OPT record without ECS, by DO | NSID << 1.
         self.opts = tuple(self._opt(i & 1, b"", nsid if i >> 1 else b"") for i in range(4))
 
@@ -224,34 +265,118 @@ class Templates:
         self.zones = zones
         self.indexes = {o: ix for o, ix in self.indexes.items() if zones.get(o) is ix.zone}
         self.forms = {k: v for k, v in self.forms.items() if not k[0] or k[0] in self.indexes}
+        self.lineages = {}
 
     def answer(self, data: bytes, key: bytes, qend: int, zones: Mapping[str, Zone], tcp: bool,
                facts: tuple[bool, int, bool, bool, bytes], stats: QueryStats
                ) -> tuple[bytes, int] | None:
         """The reply to a scanned query (``key``, ``qend``: ``question_key``; ``facts``:
-        ``key_edns``) if its question has a shape, with its slot in ``stats``."""
+        ``key_edns``) if its question has a shape, with its slot in ``stats``.
+
+        The question's parent name (all but its first label) is looked up in
+        ``lineages``: what ``shape.walk`` found for it, and the template by qtype for
+        a first label that names nothing, so a new name under a known parent costs
+        a slice, a dict lookup and the three set lookups of ``shape.walk_child``.
+        """
         qlen = qend - HEADER_LEN - 4
         if key[qlen + 2 : qlen + 4] != _IN or qlen > NAME_LIMIT:
-            return None
-        qname = qname_text(key[:qlen])
-        if qname is None:
             return None
         if zones is not self.zones:
             self._use(zones)
         qtype = key[qlen] << 8 | key[qlen + 1]
-        zone, shape = locate(zones, self.indexes, qname, qtype)
+        first = key[0]
+        if not first:
+            return self._located(data, qend, qlen, qtype, ".", tcp, facts, stats)
+        parent = key[first + 1 : qlen]
+        lineage = self.lineages.get(parent)
+        if lineage is None:
+            lineage = self._lineage(parent)
+        suffix = lineage.suffix
+        label = key[1 : first + 1]
+        if suffix is None or (not label.isalnum() and _LABEL_ESCAPED.search(label)):
+            return None  # octets that are written \DDD: the full path
+        qname = label.decode("ascii") + suffix
+        if qname in zones:
+            return self._located(data, qend, qlen, qtype, qname, tcp, facts, stats)
+        index = lineage.index
+        template: object
+        if index is not None:
+            if lineage.encloser is None or qtype in _SPECIAL_QTYPES:
+                return None  # below a cut or a name the SOA writes; or no shape's qtype
+            encloser = walk_child(index, qname, lineage.encloser)
+            if encloser is None:
+                return None
+            if encloser == qname:  # the name exists: its own shape, not the parent's
+                shape = settle(index, qname, qtype, encloser)
+                if shape is None:
+                    return None
+                template = self._form(index.zone, shape, qtype)
+                return self._reply(template, lineage.origin, data, qend, qlen, qtype, tcp,
+                                   facts, stats)
+        template = lineage.forms.get(qtype, _UNMADE)
+        if template is _UNMADE:
+            if index is not None:
+                assert lineage.encloser is not None
+                shape = settle(index, qname, qtype, lineage.encloser)
+                template = self._form(index.zone, shape, qtype) if shape is not None else None
+            else:
+                template = self._form(None, (REFUSED, ""), qtype)
+            if len(lineage.forms) < BODY_MEMO:
+                lineage.forms[qtype] = template
+        return self._reply(template, lineage.origin, data, qend, qlen, qtype, tcp, facts, stats)
+
+    def _lineage(self, parent: bytes) -> Lineage:
+        """What every question under the lower-case wire name ``parent`` shares, memoised
+        (at most ``PARENT_MEMO``, then the memo starts again)."""
+        text = qname_text(parent)
+        lineage = Lineage(None if text is None else "." + text if text != "." else ".")
+        zone = find_zone(self.zones, text) if text is not None else None
+        if zone is not None and text is not None:
+            lineage.index = index = self._index(zone)
+            lineage.origin = zone.origin
+            lineage.encloser = walk(index, text)
+        if len(self.lineages) >= PARENT_MEMO:
+            self.lineages.clear()
+        self.lineages[parent] = lineage
+        return lineage
+
+    def _index(self, zone: Zone) -> ZoneIndex:
+        index = self.indexes.get(zone.origin)
+        if index is None or index.zone is not zone:
+            index = self.indexes[zone.origin] = ZoneIndex(zone)
+        return index
+
+    def _located(self, data: bytes, qend: int, qlen: int, qtype: int, qname: str, tcp: bool,
+                 facts: tuple[bool, int, bool, bool, bytes], stats: QueryStats
+                 ) -> tuple[bytes, int] | None:
+        """``answer`` for the root name and for a zone's own origin, without the memo."""
+        zone, shape = locate(self.zones, self.indexes, qname, qtype)
         if shape is None:
             return None
+        template = self._form(zone, shape, qtype)
+        return self._reply(template, zone.origin if zone is not None else "", data, qend, qlen,
+                           qtype, tcp, facts, stats)
+
+    def _form(self, zone: Zone | None, shape: Shape, qtype: int) -> Template | None:
+        """The template of ``shape`` in ``zone`` (None: no zone of ours), made on first use;
+        None when the full path must make such replies, or past ``TEMPLATE_LIMIT``."""
         kind, owner = shape
-        origin = zone.origin if zone is not None else ""
-        form_key = (origin, kind, owner, qtype if kind == WILDCARD else 0)
-        template: object = self.forms.get(form_key, _UNMADE)
+        form_key = (zone.origin if zone is not None else "", kind, owner,
+                    qtype if kind == WILDCARD else 0)
+        template = self.forms.get(form_key, _UNMADE)
         if template is _UNMADE:
             if len(self.forms) >= TEMPLATE_LIMIT:
                 return None
-            made = _message(zones, zone, kind, owner, qtype)
+            made = _message(self.zones, zone, kind, owner, qtype)
             template = self.forms[form_key] = (
                 Template(made[0], made[1], qtype, made[2]) if made is not None else None)
+        return template if isinstance(template, Template) else None
+
+    def _reply(self, template: object, origin: str, data: bytes, qend: int, qlen: int,
+               qtype: int, tcp: bool, facts: tuple[bool, int, bool, bool, bytes],
+               stats: QueryStats) -> tuple[bytes, int] | None:
+        """``template``'s reply to this query, or None (no template, a malformed ECS
+        option, or a reply that would need truncation)."""
         if not isinstance(template, Template):
             return None  # a shape whose reply the full path must make
         edns, limit, do, nsid, ecs = facts

@@ -17,6 +17,11 @@ log line when a stream starts being limited (BIND's ``limit responses to
 summary line a second, so a flood from many blocks cannot flood the log.
 Stops are found by a sweep that the next reply runs at most once a second,
 as BIND's ``log_stops`` does (no timer of its own).
+
+``rrl.stage.Guard`` calls ``decide`` with what the handler's lookup found
+the reply by (``dns.stages.Key``): the question's hashes are then one dict
+lookup on a key whose hash is already computed, and a new letter case of a
+known question needs no parse either.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from collections.abc import Callable
 from zlib import crc32
 
 from dnsfail.dns.query import labels_to_text
+from dnsfail.dns.stages import Key
 from dnsfail.dns.stats import QueryStats
 from dnsfail.dns.template import qname_text
 from dnsfail.dns.wire import truncated
@@ -95,8 +101,8 @@ class RateLimiter:
 
     __slots__ = ("_blocks", "_costs", "_folded", "_generation", "_keys", "_keys_by",
                  "_log_only", "_mask", "_next_sweep", "_questions", "_rates", "_slip", "_tats",
-                 "_window", "_words", "_zones", "clock", "counts", "logged", "settings",
-                 "snapshot", "stats", "table", "unlogged")
+                 "_window", "_words", "_zone_hashes", "_zones", "clock", "counts", "logged",
+                 "settings", "snapshot", "stats", "table", "unlogged")
 
     def __init__(self, settings: RrlSettings, table: Table, stats: QueryStats,
                  snapshot: Callable[[], Snapshot] | None = None,
@@ -117,6 +123,8 @@ class RateLimiter:
         self._mask = table.mask
         self._blocks: dict[str, tuple[int, str]] = {}
         self._zones: list[bytes] = []
+        #: Hashes of the zone (NXDOMAIN, error classes) by class and QueryStats slot.
+        self._zone_hashes: tuple[dict[int, int], ...] = tuple({} for _ in CLASS_NAMES)
         self._questions: dict[bytes, tuple[int, int]] = {}
         #: The same hashes by the lower-cased question (qname wire form and qtype).
         self._folded: dict[bytes, tuple[int, int]] = {}
@@ -126,7 +134,10 @@ class RateLimiter:
         self.unlogged = 0
         self._next_sweep = 0.0
 
-    def decide(self, data: bytes, reply: bytes, client: str, slot: int) -> int:
+    def decide(self, data: bytes, reply: bytes, client: str, slot: int,
+               key: Key = None) -> int:
+        """``dns.stages.Limiter.decide``; ``key`` (``dns.stages.Key``) when the handler
+        gives it."""
         block = self._blocks.get(client)
         if block is None:
             block = self._block(client)
@@ -141,20 +152,28 @@ class RateLimiter:
         if now >= self._next_sweep:
             self.sweep(now)
         if cls <= NODATA:  # qname (and qtype): a repeated question is one dict lookup
-            question = self._questions.get(data[2:])
+            if isinstance(key, bytes):
+                question = self._questions.get(key)
+            elif key is not None:
+                question = self._folded.get(key[0])
+            else:
+                question = self._questions.get(data[2:])
             if question is None:
-                question = self._question(data, slot)
+                question = self._question(data, slot, key)
             h = question[cls] ^ seed
         elif cls == REFERRAL:
-            h = crc32(delegation(reply) or b"", seed ^ _SEEDS[REFERRAL])
+            h = crc32(delegation(reply) or b"", _SEEDS[REFERRAL]) ^ seed
         else:
-            h = crc32(self._zone(slot), seed ^ _SEEDS[cls])
-        key = seed << 32 | h
+            zone = self._zone_hashes[cls].get(slot)
+            if zone is None:
+                zone = self._zone_hash(cls, slot)
+            h = zone ^ seed
+        bucket = seed << 32 | h
         q = (h & self._mask) * WORDS
-        if self._keys[q] == key:
+        if self._keys[q] == bucket:
             tat = self._tats[q + 1]
         else:
-            q, key, tat = self._miss(key, now)
+            q, bucket, tat = self._miss(bucket, now)
         if tat < now:  # full: this reply passes, and the slip count restarts (BIND)
             self._tats[q + 1] = now + cost
             self._words[2 * q + 4] = 0
@@ -163,7 +182,7 @@ class RateLimiter:
         if tat - now <= 1:
             self._tats[q + 1] = tat
             return PASS
-        return self._limited(q, key, tat, now, cls, block[1], data, reply, slot)
+        return self._limited(q, bucket, tat, now, cls, block[1], data, reply, slot)
 
     def _miss(self, key: int, now: float) -> tuple[int, int, float]:
         """Not in its home bucket: ``(q, key, tat)`` from the probe window, a new bucket
@@ -220,60 +239,53 @@ class RateLimiter:
         self._blocks[client] = block
         return block
 
-    def _question(self, data: bytes, slot: int) -> tuple[int, int]:
+    def _question(self, data: bytes, slot: int, key: Key = None) -> tuple[int, int]:
         """The hashes of a query's question: (qname and qtype, for answers; qname alone,
         for NODATA), the qname lower-cased, or replaced by the wildcard owner that
         synthesises it (BIND counts wildcard answers under the owner, so a
-        random-subdomain flood against ``*.zone`` is one class).  Memoised by the bytes
-        after the ID, and by the lower-cased question, so that a resolver's 0x20 letter
-        case costs one ``lower`` (both bounded; emptied when the snapshot changes, at the
-        next sweep)."""
-        end = qname_end(data)
-        wire = data[12:end + 1].lower()
-        folded = wire + data[end + 1:end + 3]
+        random-subdomain flood against ``*.zone`` is one class).  Memoised by the
+        lower-cased question, and by what the handler found the reply by (``key``: the
+        bytes after the ID, else the scanned question key, which holds the lower-cased
+        question and the EDNS facts), or without a ``key`` by the bytes after the ID;
+        bounded, and emptied when the snapshot changes, at the next sweep."""
+        if isinstance(key, tuple):
+            scanned, qend = key
+            end = qend - 5
+            folded = scanned[:end - 9]  # the lower-cased qname's wire form and the qtype
+            wire = folded[:-2]
+        else:
+            end = qname_end(data)
+            wire = data[12:end + 1].lower()
+            folded = wire + data[end + 1:end + 3]
         question = self._folded.get(folded)
         if question is None:
-            owner = self._owner(data, slot, end, wire)
+            owner = _owner(self.snapshot, self.stats, data, slot, end, wire)
             name = owner.encode() if owner is not None else wire
             question = (crc32(name + data[end + 1:end + 3]), crc32(name, _SEEDS[NODATA]))
             if len(self._folded) >= QUESTION_MEMO:
                 self._folded.clear()
             self._folded[folded] = question
-        if len(data) <= QUESTION_MEMO_OCTETS:
+        if isinstance(key, tuple):  # a new letter case is the same key: one lookup next time
+            if len(self._folded) >= QUESTION_MEMO:
+                self._folded.clear()
+            self._folded[scanned] = question
+        elif len(data) <= QUESTION_MEMO_OCTETS:
             if len(self._questions) >= QUESTION_MEMO:
                 self._questions.clear()
-            self._questions[data[2:]] = question
+            exact = key if isinstance(key, bytes) else data[2:]
+            self._questions[exact] = question
         return question
 
-    def _zone(self, slot: int) -> bytes:
-        """The zone origin of a QueryStats slot, as the bytes hashed for its key."""
-        zones = self._zones
-        keys = self.stats.keys
+    def _zone_hash(self, cls: int, slot: int) -> int:
+        """The hash of a QueryStats slot's zone origin for class ``cls`` (NXDOMAIN, error),
+        memoised (not for a slot the stats do not know yet: it may name a zone later)."""
+        zones, keys = self._zones, self.stats.keys
         while len(zones) < len(keys):
             zones.append(keys[len(zones)][0].encode())
-        return zones[slot] if slot < len(zones) else b""
-
-    def _owner(self, data: bytes, slot: int, end: int | None = None,
-               wire: bytes | None = None) -> str | None:
-        """The wildcard owner (``*.`` + closest encloser, RFC 4592 3.3.1) a qname the zone
-        does not hold was answered from; None for a name the zone holds.  ``end`` and
-        ``wire`` (the qname's end and its lower-cased wire form) when the caller has them."""
-        if self.snapshot is None or slot >= len(self.stats.keys):
-            return None
-        zone = self.snapshot().zones.get(self.stats.keys[slot][0])
-        if end is None:
-            end = qname_end(data)
-        if zone is None or end < 0:
-            return None
-        name, names = _qname(data, end, wire), zone.names
-        if name in names:
-            return None
-        # labels_to_text writes a dot inside a label as \046: every "." separates labels
-        while name != ".":
-            name = name.partition(".")[2] or "."
-            if name in names:
-                return "*." + name
-        return None
+        h = crc32(zones[slot] if slot < len(zones) else b"", _SEEDS[cls])
+        if slot < len(zones):
+            self._zone_hashes[cls][slot] = h
+        return h
 
     def _start(self, q: int, key: int, cls: int, block: str, data: bytes, reply: bytes,
                slot: int) -> None:
@@ -292,7 +304,7 @@ class RateLimiter:
         end = qname_end(data)
         if cls in (ANSWER, NODATA) and end >= 0:
             qtype = int.from_bytes(data[end + 1:end + 3], "big")
-            name = self._owner(data, slot) or name_text(data[12:end + 1])
+            name = _owner(self.snapshot, self.stats, data, slot) or name_text(data[12:end + 1])
             return f" for {name} IN" + (
                 f" {_qtype(qtype)}" if cls == ANSWER else "")
         if cls == REFERRAL:
@@ -323,6 +335,29 @@ class RateLimiter:
             del self.logged[q]
             log.warning("%sstop limiting %s", "would " if self._log_only else "", text,
                         extra={"fields": {"event": "rrl_stop", "class": CLASS_NAMES[cls]}})
+
+
+def _owner(snapshot: Callable[[], Snapshot] | None, stats: QueryStats, data: bytes, slot: int,
+           end: int | None = None, wire: bytes | None = None) -> str | None:
+    """The wildcard owner (``*.`` + closest encloser, RFC 4592 3.3.1) a qname the zone
+    does not hold was answered from; None for a name the zone holds.  ``end`` and
+    ``wire`` (the qname's end and its lower-cased wire form) when the caller has them."""
+    if snapshot is None or slot >= len(stats.keys):
+        return None
+    zone = snapshot().zones.get(stats.keys[slot][0])
+    if end is None:
+        end = qname_end(data)
+    if zone is None or end < 0:
+        return None
+    name, names = _qname(data, end, wire), zone.names
+    if name in names:
+        return None
+    # labels_to_text writes a dot inside a label as \046: every "." separates labels
+    while name != ".":
+        name = name.partition(".")[2] or "."
+        if name in names:
+            return "*." + name
+    return None
 
 
 def _qtype(qtype: int) -> str:

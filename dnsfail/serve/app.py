@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,8 @@ from dnsfail.errors import ConfigError, DnsfailError
 from dnsfail.events.log import EventLog
 from dnsfail.events.payload import Target
 from dnsfail.events.webhook import telling
+from dnsfail.host.notify import Notifier
+from dnsfail.host.paths import prepare_state_dir
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.rrl.limiter import RateLimiter, open_limiter
 from dnsfail.rrl.settings import RrlSettings
@@ -109,8 +112,9 @@ class Settings:
     control: tuple[str, int] | None = DEFAULT_CONTROL
     #: Bearer token the control API requires; required to bind beyond loopback.
     control_token: str | None = None
-    #: Where operator overrides are kept across restarts; None: in memory only.
-    state_file: str | None = "dnsfail-state.json"
+    #: Where operator overrides are kept across restarts; None: in memory only.  The command
+    #: line's default comes from ``host.paths`` (never the working directory).
+    state_file: str | None = None
     #: Processes answering DNS: this one plus ``workers - 1`` worker processes (workers.py).
     workers: int = 1
     #: How worker processes log (the main process's logging is set up by the CLI).
@@ -257,6 +261,7 @@ class Daemon(Telling):
         control = self.control_max_connections if s.control is not None else 0
         self.limits.max_connections, self.control_max_connections = fit_descriptors(
             raise_fd_limit(), self.limits.max_connections, control)
+        await asyncio.to_thread(prepare_state_dir, self.state_path)
         saved = await asyncio.to_thread(self.drains.load_saved)
         if s.geoip is not None:
             self.locator = await asyncio.to_thread(open_locator, s.geoip)
@@ -520,13 +525,52 @@ def _uvloop_running() -> bool:
     return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
 
 
+async def serve_notified(daemon: Daemon, notify: Notifier) -> None:
+    """``Daemon.serve_forever``, telling a service manager (systemd ``Type=notify``) each
+    step: READY=1 when /readyz turns ready, STATUS= lines, STOPPING=1 (``host.notify``)."""
+    if not notify.enabled:
+        await daemon.serve_forever()
+        return
+    try:
+        notify.status("starting: loading zones, then the first probe round")
+        await daemon.start()
+        notify.ready(describe(daemon))
+        keeper = asyncio.create_task(notify.keep_alive(lambda: describe(daemon)),
+                                     name="sd-notify")
+        try:
+            await daemon.stopped.wait()
+        finally:
+            notify.stopping()
+            await cancel_all([keeper])
+            await daemon.stop()
+    finally:
+        notify.close()
+
+
+def describe(daemon: Daemon) -> str:
+    """One line for ``systemctl status``: zones, targets by state, drains, last reload."""
+    store = daemon.store
+    if store is None:
+        return "starting"
+    snapshot = store.snapshot
+    states = Counter(snapshot.health[spec].state.value if spec in snapshot.health
+                     else "unknown" for spec in store.targets)
+    line = (f"{len(snapshot.zones)} zone(s); targets: {states['up']} up, {states['down']} "
+            f"down, {states['unknown']} unknown; {len(store.overrides)} override(s)")
+    reload = daemon.reloads.last_reload
+    if reload is not None:
+        line += "; last reload " + ("ok" if reload["ok"] else
+                                    f"REJECTED ({len(reload['problems'])} problem(s))")
+    return line
+
+
 def run(settings: Settings, kind: type[Daemon] = Daemon) -> int:
     """Run the daemon (``kind``) until SIGTERM/SIGINT, on uvloop when it is installed."""
 
     async def main() -> int:
         daemon = kind(settings)
         try:
-            await daemon.serve_forever()
+            await serve_notified(daemon, Notifier.from_env())
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("%s", problem)

@@ -27,6 +27,8 @@ from dnsfail.cookies.stage import CookieStage
 from dnsfail.dns.handler import Handler, SignedPath
 from dnsfail.dns.stages import After, Limiter, Stages
 from dnsfail.dns.stats import QueryStats
+from dnsfail.rrl.limiter import RateLimiter
+from dnsfail.rrl.stage import guarded
 from dnsfail.state import Snapshot, Store
 from dnsfail.steering.geo import Locator, NoLocator
 from dnsfail.steering.mmdb import MaxMindLocator
@@ -69,9 +71,12 @@ def close_locator(locator: Locator) -> None:
 
 def stages(cookies: CookieStage | None, limiter: Limiter | None) -> After | None:
     """The stages after the lookup for this process: none, the cookie stage alone (it is an
-    ``After`` itself, one call less per query), or cookies and the rate limiter composed."""
+    ``After`` itself, one call less per query), or cookies and the rate limiter composed (by
+    the limiter itself, one call where the query holds no cookie, when it is ours)."""
     if limiter is None:
         return cookies
+    if isinstance(limiter, RateLimiter):
+        return guarded(cookies, limiter)
     return Stages(cookies=cookies, limiter=limiter)
 
 

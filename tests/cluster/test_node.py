@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 
 import dns.message
 import pytest
@@ -143,3 +145,26 @@ def test_epoch_is_answered_over_chaos_and_follows_the_verdict(
     for i, name in ((1, "ns2"), (2, "ns3")):
         node.receive(peer_message(name, spec, Health.DOWN, 1), PEERS[i], clock.t)
     assert chaos() != before
+
+
+def test_a_clock_offset_past_the_bound_is_warned_once_and_again_after_recovering(
+        setup: tuple[Node, Store, Clock], caplog: pytest.LogCaptureFixture) -> None:
+    node, store, clock = setup
+    spec = spec_of(store, "192.0.2.10")
+    probe(node, clock, spec, True)
+    bound = node.clock_offset_bound()
+    assert bound == pytest.approx(0.5 * (3 * 2 + 1))  # half the window: interval 2, timeout 1
+    # (offset, whether this message adds a warning): once past, then only after recovering
+    for seq, (offset, warns) in enumerate([(1.0, False), (bound + 1, True), (bound + 2, False),
+                                           (bound * 0.75, False), (-bound - 1, False),
+                                           (0.2, False), (-bound - 1, True)], start=1):
+        m = dataclasses.replace(peer_message("ns2", spec, Health.UP, seq),
+                                sent_at=node.wall() + offset)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="dnsfail.cluster"):
+            assert node.receive(m, PEERS[1], clock.t) is None
+        warned = [r for r in caplog.records if r.levelno == logging.WARNING
+                  and "clock is" in r.getMessage()]
+        assert len(warned) == int(warns), (offset, [r.getMessage() for r in caplog.records])
+        assert node.peers[PEERS[1]].clock_offset == pytest.approx(offset, abs=0.01)
+    assert status(node)["clock_offset_bound"] == pytest.approx(bound)

@@ -194,6 +194,54 @@ def test_every_fast_reply_equals_the_full_paths(
     assert handler.stats.internal_errors == 0
 
 
+#: First labels for siblings: plain, cased, and ones that ``labels_to_text`` escapes (a
+#: dot, a space, a high octet, a backslash), which no template may answer.
+sibling_labels = st.one_of(
+    st.text("abcdefghijklmnopqrstuvwxyz0123456789-_*", min_size=1, max_size=12),
+    st.sampled_from(["a\\.b", "x\\032y", "\\200x", "b\\\\s", "*", "ns1", "api", "deleg",
+                     "www", "mail", "tpl", "gw", "y", "ent", "x"]),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(labels, sibling_labels, st.sampled_from(ANCHORS),
+                          st.sampled_from(TYPES), st.integers(0, 2**60), st.sampled_from([-1, 0]),
+                          ecs, st.booleans()), min_size=1, max_size=16),
+       st.lists(st.booleans(), min_size=2, max_size=2))
+def test_siblings_under_one_handler_equal_the_full_path(
+    asks: list[tuple[list[str], str, str, str, int, int, str | None, bool]], health: list[bool],
+) -> None:
+    """One handler asked many names that share parents (its memo of parent names, and of
+    the template by qtype under each, is filled by one name and used by the next): every
+    reply is the full path's of a fresh handler, whatever was asked before."""
+    store = fresh_store(health)
+    handler = Handler(lambda: store.snapshot, identity="unit")
+    for prefix, first, anchor, rdtype, mask, edns, subnet, tcp in asks + asks[::-1]:
+        name = name_of([first, *prefix], anchor)
+        data = make(name, rdtype, mask, edns, 1232, False, False, subnet, False, False, 7)
+        assert handler.handle(data, tcp, "192.0.2.7") == full_path(data, tcp, "unit", health)
+    assert handler.stats.internal_errors == 0
+
+
+def test_the_parent_memo_is_bounded_and_dropped_with_the_zones() -> None:
+    """A flood that varies the parent names too cannot grow the memo past PARENT_MEMO; a
+    reload (new zone objects) starts it again."""
+    from dnsfail.dns.template import PARENT_MEMO
+
+    store = Store(ZONES2)
+    handler = Handler(lambda: store.snapshot, identity="unit")
+    for i in range(PARENT_MEMO + 50):
+        data = make(f"x.p{i}.tpl.test.", "A", 0, 0, 1232, False, False, None, False, False, i)
+        assert handler.handle(data, False, "192.0.2.7") == full_path(data, False, "unit")
+        assert len(handler._templates.lineages) <= PARENT_MEMO
+    assert handler._templates.lineages
+    store.replace_zones({**ZONES2, "tpl.test.": parse_zone(TPL_ZONE, "t.yaml", "tpl.test.",
+                                                           serial=8)})
+    data = make("new.tpl.test.", "A", 0, 0, 1232, False, False, None, False, False, 1)
+    handler.handle(data, False, "192.0.2.7")
+    assert list(handler._templates.lineages) == [b"\x03tpl\x04test\x00"]
+
+
 def index(origin: str) -> ZoneIndex:
     return ZoneIndex(ZONES2[origin])
 

@@ -31,12 +31,13 @@ from typing import Any
 import pytest
 import yaml
 
-PREFIX = f"dnsfail-cl-{os.getpid()}"
+#: Namespace names and the ports inside them; the environment may move them (parallel runs).
+PREFIX = f"{os.environ.get('DNSFAIL_TEST_NETNS_PREFIX', 'dnsfail-cl')}-{os.getpid()}"
 HUB = f"{PREFIX}-hub"
 NET = "10.213.0"
 SITES = {"a": f"{NET}.11", "b": f"{NET}.12", "c": f"{NET}.13"}
-SITE_PORT = 15411
-DNS_PORT, CONTROL_PORT = 15420, 15430
+SITE_PORT = int(os.environ.get("DNSFAIL_TEST_PORT_BASE", "15410")) + 1
+DNS_PORT, CONTROL_PORT = SITE_PORT + 9, SITE_PORT + 19
 INTERVAL, TIMEOUT, FALL = 0.5, 0.3, 2
 TOKEN = "cluster-test-token"
 SKEW = {"ns1": 0.0, "ns2": -3.0, "ns3": 4.0}
@@ -283,6 +284,19 @@ def test_clock_skew_does_not_make_votes_stale(cluster: Cluster) -> None:
     votes = c.status("ns1")["cluster"]["votes"][f"{SITES['a']}:{SITE_PORT}"]
     assert {v["instance"] for v in votes} == {"ns1", "ns2", "ns3"}
     assert all(v["age"] <= window for v in votes), votes
+    # Both offsets are past half the window (0.9 s): warned once per peer, and exported.
+    assert c.status("ns1")["cluster"]["clock_offset_bound"] == pytest.approx(window / 2)
+    for name in ("ns2", "ns3"):
+        warned = [ln for ln in c.servers["ns1"].lines
+                  if "its clock is" in ln and c.url(name) in ln]
+        assert len(warned) == 1, warned
+    assert "(ns3): its clock is +" in c.servers["ns1"].log
+    _, metrics = c.http("ns1", "/metrics")
+    offsets = {line.split('"')[1]: float(line.split()[-1]) for line in metrics.splitlines()
+               if line.startswith("dnsfail_cluster_peer_clock_offset_seconds{")}
+    assert set(offsets) == {c.url("ns2"), c.url("ns3")}, offsets
+    assert abs(offsets[c.url("ns3")] - 4.0) < 1.0
+    assert abs(offsets[c.url("ns2")] + 3.0) < 1.0
 
 
 def test_a_site_dead_for_everyone_is_withdrawn_everywhere_in_time(cluster: Cluster) -> None:
@@ -318,6 +332,12 @@ def test_one_instance_losing_one_site_withdraws_it_nowhere(cluster: Cluster) -> 
         assert code == 200
         assert "UP (1 of 3 fresh votes: ns1 UP" in text, text
         assert "ns3 DOWN" in text
+        out = c.ctl("explain", "api.drill.test", "--control", f"{c.addr['ns3']}:{CONTROL_PORT}")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("server ns3 (pid "), out.stdout
+        line = next(x for x in out.stdout.splitlines() if x.strip().startswith(SITES["b"]))
+        assert "UP (1 of 3 fresh votes: ns1 UP" in line, out.stdout
+        assert "ns3 DOWN" in line
     finally:
         c.cut("ns3", SITES["b"], restore=True)
 
@@ -395,8 +415,58 @@ def test_a_peer_with_a_wrong_token_is_ignored_and_logged(cluster: Cluster) -> No
     lines = [ln for ln in c.servers["ns1"].lines[mark:]
              if "unauthorized" in ln and c.url("ns3") in ln]
     assert len(lines) == 1, lines
+    for _ in range(5):  # more wrong-token requests from ns3's address, as its pulls are
+        run("ip", "netns", "exec", c.ns["ns3"], "curl", "-s", "-m", "2", "-H",
+            "Authorization: Bearer not-the-token", f"{c.url('ns1')}/v1/cluster/votes",
+            check=False)
+    refused = [ln for ln in c.servers["ns1"].lines[mark:]
+               if "control: refused" in ln and f"from {c.addr['ns3']}:" in ln]
+    assert len(refused) == 1, refused  # the first is logged, the rest only counted
+    assert "wrong bearer token" in refused[0]
     peers = {p["url"]: p for p in c.status("ns1")["cluster"]["peers"]}
     assert peers[c.url("ns3")]["reachable"] is False
     c.servers["ns3"].stop()
     c.start("ns3")
     wait("ns3 heard again", lambda: c.status("ns1")["cluster"]["heard"] == 3, 10)
+
+
+def test_a_restart_with_every_peer_down_restores_drains_from_its_own_files(
+        cluster: Cluster) -> None:
+    """The state file gives the drains back, the cluster file their origins and the undrain
+    tombstones (which the state file cannot hold): ns1 restarts alone, nobody to ask."""
+    c = cluster
+    ns2 = f"{c.addr['ns2']}:{CONTROL_PORT}"
+    out = c.ctl("drain", SITES["a"], "--for", "10m", "--reason", "restart test", "--control", ns2)
+    assert "applied on 3/3 instances" in out.stdout, out.stdout + out.stderr
+    out = c.ctl("drain", SITES["b"], "--for", "10m", "--reason", "undone", "--control", ns2)
+    assert out.returncode == 0, out.stderr
+    out = c.ctl("undrain", SITES["b"], "--control", ns2)
+    assert "applied on 3/3 instances" in out.stdout, out.stdout + out.stderr
+    want = {SITES["b"], SITES["c"]}
+    wait("ns1 took both from ns2", lambda: c.answer("ns1") == want, 5)
+    try:
+        for name in c.names:
+            c.servers[name].stop()
+        c.start("ns1")
+        wait("ns1 ready again, alone", lambda: c.http("ns1", "/readyz")[0] == 200, 20)
+        assert c.answer("ns1") == want, "the drain made through ns2 was not restored"
+        facts = c.status("ns1")
+        assert [o["selector"] for o in facts["overrides"]] == [SITES["a"]]
+        assert facts["cluster"]["heard"] == 1
+        _, message = c.http("ns1", "/v1/cluster/votes")
+        records = {r["selector"]: r for r in message["drains"]}
+        assert records[SITES["a"]]["origin"] == "ns2"
+        assert records[SITES["a"]]["reason"] == "restart test"
+        assert records[SITES["b"]]["state"] == "removed", records  # the tombstone survived
+        assert records[SITES["b"]]["origin"] == "ns2"
+    finally:
+        for name in ("ns2", "ns3"):
+            c.start(name)
+        if c.servers["ns1"].proc.poll() is not None:
+            c.start("ns1")
+        wait("every instance hears all three", lambda: all(
+            c.status(n).get("cluster", {}).get("heard") == 3 for n in c.names), 20)
+    out = c.ctl("undrain", SITES["a"], "--control", f"{c.addr['ns1']}:{CONTROL_PORT}")
+    assert "applied on 3/3 instances" in out.stdout, out.stdout + out.stderr
+    wait("undrained everywhere", lambda: all(
+        c.answer(n) == set(SITES.values()) for n in c.names), 10)

@@ -89,3 +89,38 @@ def test_drain_that_strands_a_record_is_refused_unless_forced(start: Callable[..
     done = ctl.cli("drain", SITES[2], "--for", "5m", "--reason", "us too", "--force")
     assert done.returncode == 0, done.stderr
     assert ctl.answer() == ["192.0.2.99"]  # the backup values: what the operator forced
+
+
+def test_explain_server_asks_the_running_server_and_names_it(
+        start: Callable[..., Ctl], zone_dir: Path, tmp_path: Path) -> None:
+    """``explain --server`` shows the live drain (the offline mode cannot know it)."""
+    ctl = start("--identity", "ns-explain-1", token="explain-token")
+    token = tmp_path / "token"
+    done = ctl.cli("drain", SITES[1], "--for", "5m", "--reason", "explain test",
+                   token_file=token)
+    assert done.returncode == 0, done.stderr
+    done = ctl.cli("explain", "api.ctl.test", "--client", "192.0.2.7", token_file=token)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("server ns-explain-1 (pid "), done.stdout
+    assert_names_server(done.stdout, ctl, zone_dir)
+    drained = [x.split() for x in done.stdout.splitlines() if x.strip().startswith(SITES[1])]
+    assert drained, done.stdout
+    assert drained[0][1:4] == ["DOWN", "(status:", "down,"], done.stdout
+    assert f"answer: {SITES[0]}, ttl" in done.stdout
+    assert f"override {SITES[1]} DOWN until" in done.stdout
+    assert "query api.ctl.test. A from client 192.0.2.7" in done.stdout
+
+    refused = ctl.cli("explain", "api.ctl.test", "--server", token_file=tmp_path / "none")
+    assert refused.returncode == 2
+    assert "token" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    (tmp_path / "wrong").write_text("wrong\n")
+    refused = ctl.cli("explain", "api.ctl.test", token_file=tmp_path / "wrong")
+    assert refused.returncode == 2
+    assert "the token was rejected" in refused.stderr
+    bad = ctl.cli("explain", "a..b", token_file=token)
+    assert bad.returncode == 2
+    assert f"127.0.0.1:{ctl.port} answered 400" in bad.stderr, bad.stderr
+    mixed = ctl.cli("explain", "api.ctl.test", "--no-probe", token_file=token)
+    assert mixed.returncode == 2
+    assert "--no-probe: offline options" in mixed.stderr

@@ -264,7 +264,15 @@ def test_a_client_that_proved_its_address_with_a_cookie_is_not_limited(
     assert len(full) == 24
 
     proven = cookie_flood(ctl, ATTACKER, cookie_query(full))
-    assert proven["answered"] == proven["sent"], proven  # none limited
+    # None limited: no slip, no BADCOOKIE, and answered far above what the limit lets
+    # through (RATE x SECONDS = 75 of ~4,500).  A few datagrams may be lost on a loaded
+    # loopback (they were in 1 of 3 runs with 8 jobs sharing 2 cores); the RRL counter says
+    # whether any was dropped on purpose.
+    assert proven["truncated"] == proven["badcookie"] == 0, proven
+    assert proven["answered"] >= 0.98 * proven["sent"], proven
+    dropped = sum(v for (name, labels), v in scrape(ctl).items()
+                  if name == "dnsfail_rrl_responses_total" and ("action", "dropped") in labels)
+    assert dropped == 0, proven
 
     unproven = cookie_flood(ctl, ATTACKER, cookie_query(os.urandom(8)))
     assert unproven["answered"] <= 1.2 * RATE + 2, unproven  # limited as any flood

@@ -34,7 +34,9 @@ RATE = 4
 class Rig:
     """A Handler's replies put to a RateLimiter whose clock the test sets."""
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, keyed: bool = False, **kwargs: object) -> None:
+        #: Whether ``ask`` gives ``decide`` the handler's key, as the fused stage does.
+        self.keyed = keyed
         self.store = Store(ZONES)
         self.stats = QueryStats()
         self.now = 1000.0
@@ -48,7 +50,8 @@ class Rig:
         data = dns.message.make_query(qname, qtype, **kwargs).to_wire()  # type: ignore[arg-type]
         reply = self.handler.lookup(data, False, client)
         assert reply is not None
-        return self.limiter.decide(data, reply, client, self.handler.slot)
+        key = self.handler.key if self.keyed else None
+        return self.limiter.decide(data, reply, client, self.handler.slot, key)
 
     def spend(self, qname: str, qtype: str = "A", client: str = "192.0.2.1") -> None:
         """Use up one stream's burst: RATE passes, then the next is limited."""
@@ -88,10 +91,13 @@ STREAMS: list[tuple[tuple[object, ...], tuple[object, ...], bool]] = [
 ]
 
 
+@pytest.mark.parametrize("keyed", [False, True])
 @pytest.mark.parametrize(("first", "second", "same"), STREAMS)
 def test_classes_and_blocks(first: tuple[object, ...], second: tuple[object, ...],
-                            same: bool) -> None:
-    rig = Rig()
+                            same: bool, keyed: bool) -> None:
+    """Keyed: with what the handler found each reply by (an exact-bytes hit, a scanned
+    question), as the fused stage passes it; the streams must be the same."""
+    rig = Rig(keyed)
     rig.spend(*first)  # type: ignore[arg-type]
     args, extra = second[:3], (second[3] if len(second) > 3 else {})
     decision = rig.ask(*args, **extra)  # type: ignore[arg-type]
@@ -306,3 +312,66 @@ def hammer_on(rig: Rig, seconds: float) -> int:
     while time.monotonic() < end:
         passes += rig.limiter.decide(data, reply, "192.0.2.1", rig.handler.slot) == PASS
     return passes
+
+
+def _queries() -> list[tuple[bytes, bool, str]]:
+    """Every kind of query the fused stage tells apart, each asked past its stream's limit."""
+    ecs = dns.edns.ECSOption("10.1.2.0", 24)  # its address holds the octets 00 0a
+    kinds: list[tuple[str, str, dict[str, object], bool, str]] = [
+        ("api.gw.test.", "A", {}, False, "192.0.2.1"),
+        ("API.gw.Test.", "A", {"use_edns": 0}, False, "192.0.2.1"),  # another case
+        ("api.gw.test.", "A", {"use_edns": 0, "options": [ecs]}, False, "192.0.2.1"),
+        ("api.gw.test.", "A", {"use_edns": 0, "options": [
+            dns.edns.GenericOption(10, bytes(8))]}, False, "192.0.2.1"),  # client cookie
+        ("api.gw.test.", "A", {"use_edns": 0, "options": [
+            dns.edns.GenericOption(10, bytes(5))]}, False, "192.0.2.1"),  # malformed
+        ("api.gw.test.", "TXT", {}, True, "192.0.2.1"),  # TCP
+        ("one.wild.gw.test.", "TXT", {}, False, "192.0.2.9"),
+        ("gw.test.", "SRV", {"use_edns": 0}, False, "192.0.2.9"),
+        ("a.team.gw.example.com.", "A", {}, False, "2001:db8::1"),
+        ("example.org.", "A", {}, False, "192.0.2.1"),
+    ]
+    out = []
+    for i in range(RATE + 3):
+        for qname, qtype, kwargs, tcp, client in kinds:
+            out.append((dns.message.make_query(qname, qtype, id=i, **kwargs)  # type: ignore[arg-type]
+                        .to_wire(), tcp, client))
+        out.append((dns.message.make_query(f"n{i}.gw.test.", "A", id=i).to_wire(), False,
+                    "192.0.2.1"))
+        out.append((dns.message.make_query(f"n{i}.wild.gw.test.", "TXT", id=i).to_wire(), False,
+                    "192.0.2.1"))
+    return out
+
+
+@pytest.mark.parametrize(("answer", "cap"), [(True, 0), (True, 512), (False, 512)])
+def test_the_fused_stage_is_stages_composed(answer: bool, cap: int) -> None:
+    """``rrl.stage.guarded(cookies, limiter)`` (what the daemon runs) sends what
+    ``Stages(cookies, limiter)`` sends, and counts the same, for cache hits and misses of
+    every kind."""
+    from dnsfail.cookies.settings import Secrets
+    from dnsfail.cookies.stage import CookieStage
+    from dnsfail.dns.stages import Stages
+    from dnsfail.rrl.stage import guarded
+
+    def run(fused: bool) -> tuple[list[bytes | None], dict[str, int], list[int]]:
+        store, stats, now = Store(ZONES), QueryStats(), [1000.0]
+        limiter = RateLimiter(RrlSettings(rate=RATE), Table.create(1024), stats,
+                              lambda: store.snapshot, clock=lambda: now[0])
+        cookies = CookieStage(Secrets((bytes(range(16)),)), answer=answer, size_cap=cap,
+                              clock=lambda: 1559731985.0)
+        after = (guarded(cookies, limiter) if fused
+                 else Stages(cookies=cookies, limiter=limiter))
+        handler = Handler(lambda: store.snapshot, stats=stats, after=after)
+        sent = []
+        for data, tcp, client in _queries():
+            sent.append(handler.handle(data, tcp, client))
+            now[0] += 0.001
+        assert stats.internal_errors == 0
+        return sent, dict(stats.limited), list(cookies.counts)
+
+    fused, composed = run(True), run(False)
+    assert fused[1] == composed[1]
+    assert fused[2] == composed[2]
+    assert fused[0] == composed[0]
+    assert fused[1]  # something was limited
+    assert None in fused[0]
