@@ -12,7 +12,11 @@ handler's first cache), looked up before any parse; a new window
 reply cache's policy.  The exact-bytes dict is emptied when full (a flood of
 repeated distinct queries costs a re-render, not memory).
 Replies that depend on chance or on the client are not kept (their RRsets'
-signatures still are, in ``sign.Signer``).
+signatures still are, in ``sign.Signer``).  A miss of both whose question
+``dns.shape`` calls NXDOMAIN, NODATA or a wildcard answer is made from
+``fast.SignedTemplates`` (the SOA or the wildcard's RRset signed once per window,
+one signature per new name), kept like the full path's replies; everything else
+takes the full signed path (parse, resolve, ``answer.signed_answer``, render).
 
 Part of the signer's pure side: no I/O.
 """
@@ -28,6 +32,7 @@ from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Query, parse_query, questio
 from dnsfail.dns.replycache import EXACT_QUERY_LIMIT, key_edns
 from dnsfail.dns.resolver import find_zone
 from dnsfail.dnssec.answer import KEY_TYPES, SignedZone, key_answer, signed_answer
+from dnsfail.dnssec.fast import SignedTemplates
 from dnsfail.dnssec.sign import window_at
 from dnsfail.errors import WireError
 from dnsfail.model import Message, Rcode, RRClass, RRType
@@ -44,9 +49,13 @@ class SignedPath:
     """The signed zones by origin, and the signed replies of the current snapshot."""
 
     def __init__(self, zones: Mapping[str, SignedZone],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *, fast: bool = True) -> None:
         self.zones = dict(zones)
         self.clock = clock
+        #: Whether negative answers come from ``fast.SignedTemplates`` (False: the full
+        #: path only, what the tests and the bench compare it with).
+        self.fast = fast
+        self._templates = SignedTemplates(self.zones, b"")
         self._snap: Snapshot | None = None
         self._window = (0, 0)
         #: A UDP query's bytes after its ID -> its finished reply but for the ID, as the
@@ -61,12 +70,14 @@ class SignedPath:
         if scanned is not None:
             key, qend = scanned
             qtype = data[qend - 4] << 8 | data[qend - 3]
-            if not key_edns(key, qend - HEADER_LEN + 1)[2] and qtype not in _ALWAYS:
+            facts = key_edns(key, qend - HEADER_LEN + 1)
+            if not facts[2] and qtype not in _ALWAYS:
                 return None
             window = window_at(self.clock())
             if self._snap is not snap or self._window != window:
                 self._snap, self._window = snap, window
                 self._exact, self._replies, self._previous = {}, {}, {}
+                self._templates = SignedTemplates(self.zones, handler.identity.encode()[:512])
             if not tcp:
                 exact = self._exact.get(data[2:])
                 if exact is not None:
@@ -82,6 +93,10 @@ class SignedPath:
                 reply = wire.personalize(hit[0], data, qend)
                 self._remember_exact(data, reply, hit[1], tcp)
                 return reply
+            if self.fast and facts[2]:
+                shaped = self._shaped(handler, data, tcp, snap, key, qend, facts, cache_key)
+                if shaped is not None:
+                    return shaped
         try:
             query = parse_query(data)
         except WireError:
@@ -111,6 +126,29 @@ class SignedPath:
             self._replies[cache_key] = (reply, slot)
             self._remember_exact(data, finished, slot, tcp)
         return finished
+
+    def _shaped(self, handler: Handler, data: bytes, tcp: bool, snap: Snapshot, key: bytes,
+                  qend: int, facts: tuple[bool, int, bool, bool, bytes], cache_key: bytes
+                  ) -> bytes | None:
+        """A signed NXDOMAIN, NODATA or wildcard answer from the templates (``fast``),
+        counted and kept as the full path keeps its replies (a repeated name, or a
+        wildcard name asked again, is then one lookup; both caches are bounded)."""
+        templates = self._templates
+        nsid = handler.identity.encode()[:512]
+        if templates.nsid != nsid:
+            templates = self._templates = SignedTemplates(self.zones, nsid)
+        shaped = templates.answer(data, key, qend, snap.zones, tcp, facts,
+                                  cache_key[-1] == 0x4F, handler.stats)  # "O": CO set
+        if shaped is None:
+            return None
+        reply, slot = shaped
+        handler.stats.counts[slot] += 1
+        handler.slot = slot
+        if len(self._replies) >= SIGNED_REPLY_LIMIT:
+            self._previous, self._replies = self._replies, {}
+        self._replies[cache_key] = shaped
+        self._remember_exact(data, reply, slot, tcp)
+        return reply
 
     def _remember_exact(self, data: bytes, reply: bytes, slot: int, tcp: bool) -> None:
         if tcp or len(data) > EXACT_QUERY_LIMIT:

@@ -27,6 +27,7 @@ that validators must reject).
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable
 
@@ -46,7 +47,16 @@ VALIDITY = 7 * 86400
 #: this, about 300 octets an entry).
 SIGNATURE_LIMIT = 100_000
 
+#: ``sign_wire``'s signatures of single names kept per generation (two generations): a
+#: flood of new names is one signature each whatever this is; it bounds the memory a
+#: flood leaves (about 330 octets an entry with one key, so at most some 33 MB).
+NAME_SIGNATURE_LIMIT = 50_000
+#: RRSIG heads kept (by type, labels, TTL and window: a few dozen in practice).
+HEAD_LIMIT = 1024
+
 Window = tuple[int, int]
+_RECORD = struct.Struct("!HHIH")
+_WINDOW = struct.Struct("!II")
 _CacheKey = tuple[str, int, int, tuple[object, ...], Window]
 
 
@@ -76,6 +86,11 @@ class Signer:
         self.mangle = mangle
         self._cache: dict[_CacheKey, tuple[Opaque, ...]] = {}
         self._previous: dict[_CacheKey, tuple[Opaque, ...]] = {}
+        #: ``sign_wire``'s signatures by owner, record and window (octets: nothing for
+        #: the garbage collector to walk), and the RRSIG heads by type, labels, TTL, window.
+        self._names: dict[bytes, tuple[bytes, ...]] = {}
+        self._names_previous: dict[bytes, tuple[bytes, ...]] = {}
+        self._heads: dict[tuple[int, int, int, Window], tuple[bytes, ...]] = {}
         #: Signatures made (not found in the cache), for the bench and the tests.
         self.made = 0
 
@@ -87,26 +102,61 @@ class Signer:
         is the wildcard owner ``*.<encloser>`` when ``rrset`` is its expansion."""
         owner = source or rrset.name
         key = (owner, int(rrset.rtype), rrset.ttl, rrset.rdatas, window)
-        found = self._cache.get(key)
+        found = self._cache.get(key) or self._previous.get(key)
         if found is None:
-            found = self._previous.get(key)
-            if found is None:
-                found = self._make(owner, rrset, window)
-            if len(self._cache) >= SIGNATURE_LIMIT:
-                self._previous, self._cache = self._cache, {}
-            self._cache[key] = found
+            found = self._make(owner, rrset.rtype, rrset.ttl, canonical_rrset(owner, rrset),
+                               window)
+        self._keep(key, found)
         return RRset(rrset.name, RRType.RRSIG, rrset.ttl, found)
 
-    def _make(self, owner: str, rrset: RRset, window: Window) -> tuple[Opaque, ...]:
-        data = canonical_rrset(owner, rrset)
+    def sign_wire(self, owner_wire: bytes, labels: int, rtype: int, ttl: int, rdata: bytes,
+                  window: Window) -> tuple[bytes, ...]:
+        """The RRSIG RDATAs (one per key) of the one-record RRset given as octets:
+        ``owner_wire`` its lower-case uncompressed owner of ``labels`` labels (RFC 4034
+        3.1.3), ``rdata`` in canonical form.  ``fast``'s per-name NSEC: no model objects;
+        kept in a cache of octets by owner, record and window (``NAME_SIGNATURE_LIMIT``),
+        so a repeated name, in any letter case, is signed once per window."""
+        record = _RECORD.pack(rtype, RRClass.IN, ttl, len(rdata)) + rdata
+        key = owner_wire + record + _WINDOW.pack(*window)  # the owner ends at its root label
+        found = self._names.get(key) or self._names_previous.get(key)
+        if found is None:
+            heads = self._heads.get((rtype, labels, ttl, window))
+            if heads is None:
+                heads = tuple(rrsig_head(rtype, k.algorithm, labels, ttl, window[1], window[0],
+                                         k.tag, self.zone) for k in self.keys)
+                if len(self._heads) >= HEAD_LIMIT:
+                    self._heads = {}
+                self._heads[(rtype, labels, ttl, window)] = heads
+            data = owner_wire + record
+            found = tuple(head + self._signature(k, head + data)
+                          for k, head in zip(self.keys, heads, strict=True))
+        if key not in self._names:
+            if len(self._names) >= NAME_SIGNATURE_LIMIT:
+                self._names_previous, self._names = self._names, {}
+            self._names[key] = found
+        return found
+
+    def _signature(self, key: Key, data: bytes) -> bytes:
+        signature = key.private.sign(data)
+        if self.mangle is not None:
+            signature = self.mangle(signature)
+        self.made += 1
+        return signature
+
+    def _keep(self, key: _CacheKey, found: tuple[Opaque, ...]) -> None:
+        if self._cache.get(key) is found:
+            return
+        if len(self._cache) >= SIGNATURE_LIMIT:
+            self._previous, self._cache = self._cache, {}
+        self._cache[key] = found
+
+    def _make(self, owner: str, rtype: int, ttl: int, data: bytes, window: Window
+              ) -> tuple[Opaque, ...]:
+        """One signature per key over the RRSIG head and ``data``, the canonical RRset."""
         labels = label_count(owner)
         out = []
         for key in self.keys:
-            head = rrsig_head(rrset.rtype, key.algorithm, labels, rrset.ttl, window[1],
+            head = rrsig_head(rtype, key.algorithm, labels, ttl, window[1],
                               window[0], key.tag, self.zone)
-            signature = key.private.sign(head + data)
-            if self.mangle is not None:
-                signature = self.mangle(signature)
-            out.append(Opaque(head + signature))
-            self.made += 1
+            out.append(Opaque(head + self._signature(key, head + data)))
         return tuple(out)

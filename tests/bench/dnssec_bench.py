@@ -1,6 +1,7 @@
 """Signed vs unsigned dnsfail vs Knot's mod-onlinesign, on loopback, in one run.
 
     python tests/bench/dnssec_bench.py [--seconds 10] [--rounds 3] [--flood 400000]
+        [--ports 15510] [--before DIR]
 
 Starts, each with one answering process: dnsfail without keys, dnsfail with
 ``--dnssec-keys`` (a key made here by ``dnsfail dnssec keygen``), and ``knotd``
@@ -11,7 +12,10 @@ listeners on 127.0.0.71-73 started here).  Rows, every query with DO set
 (``dnsperf -D``): the static name, the failover name (dynamic: every healthy
 site of three) and the wildcard name asked again and again, and a flood of random
 nonexistent names, each sent once (``-n 1``).  Server order rotates each round;
-medians are printed as Markdown.  Only 127.0.0.0/8 is ever sent a packet; every
+medians are printed as Markdown.  ``--ports BASE`` moves the servers to BASE..BASE+3
+and the sites to BASE+9; ``--before DIR`` adds "dnsfail signed (before)", the signed
+server run from another checkout (``git archive`` of an older commit), for before/after
+figures in the same run.  Only 127.0.0.0/8 is ever sent a packet; every
 process started here is stopped on exit.  Not part of the test suite.
 """
 
@@ -36,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ZONE = "bench.example.com"
 SITES = ("127.0.0.71", "127.0.0.72", "127.0.0.73")
 SITE_PORT = 15590
-PORTS = {"dnsfail": 15510, "dnsfail signed": 15511, "knot onlinesign": 15512}
+PORTS = {"dnsfail": 15510, "dnsfail signed": 15511, "knot onlinesign": 15512,
+         "dnsfail signed (before)": 15513}
 KNOT_ZONE = f"""\
 $ORIGIN {ZONE}.
 $TTL 300
@@ -84,7 +89,7 @@ ROWS = {"static": f"static.{ZONE} A", "fo (dynamic)": f"fo.{ZONE} A",
         "wildcard": f"x.wild.{ZONE} A"}
 
 
-def servers(work: Path) -> dict[str, Server]:
+def servers(work: Path, before: Path | None = None) -> dict[str, Server]:
     zones = work / "zones"
     zones.mkdir()
     text = (ROOT / "tests" / "bench" / "peers" / "dnsfail" / f"{ZONE}.yaml").read_text()
@@ -106,6 +111,11 @@ def servers(work: Path) -> dict[str, Server]:
             *base, "--listen", f"127.0.0.1:{PORTS['dnsfail signed']}", "--dnssec-keys",
             str(keys)], PORTS["dnsfail signed"], work, cwd=ROOT),
     }
+    if before is not None:
+        port = PORTS["dnsfail signed (before)"]
+        out["dnsfail signed (before)"] = Server("dnsfail signed (before)", [
+            "env", f"PYTHONPATH={before}", *base, "--listen", f"127.0.0.1:{port}",
+            "--dnssec-keys", str(keys)], port, work, cwd=before)
     if shutil.which("knotd"):
         out["knot onlinesign"] = Server("knot onlinesign", [
             "knotd", "-c", str(knot / "knot.conf")], PORTS["knot onlinesign"], knot)
@@ -134,13 +144,21 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--flood", type=int, default=400_000,
                         help="distinct nonexistent names per flood run")
+    parser.add_argument("--ports", type=int, default=PORTS["dnsfail"],
+                        help="first of four server ports (the sites listen on this + 9)")
+    parser.add_argument("--before", type=Path, help="a checkout to run as the signed 'before'")
     args = parser.parse_args()
+    global SITE_PORT
+    if args.ports != PORTS["dnsfail"]:
+        SITE_PORT = args.ports + 9
+    for i, name in enumerate(PORTS):
+        PORTS[name] = args.ports + i
     results: dict[tuple[str, str], list[float]] = {}
     notes: dict[tuple[str, str], str] = {}
     with tempfile.TemporaryDirectory(prefix="dnssec-bench-") as tmp, \
             Sites(SITES, SITE_PORT), contextlib.ExitStack() as stack:
         work = Path(tmp)
-        running = servers(work)
+        running = servers(work, args.before)
         for server in running.values():
             server.start(f"static.{ZONE}")
             stack.callback(server.stop)
