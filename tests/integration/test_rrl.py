@@ -264,12 +264,12 @@ def test_a_client_that_proved_its_address_with_a_cookie_is_not_limited(
     assert len(full) == 24
 
     proven = cookie_flood(ctl, ATTACKER, cookie_query(full))
-    # None limited: no slip, no BADCOOKIE, and answered far above what the limit lets
-    # through (RATE x SECONDS = 75 of ~4,500).  A few datagrams may be lost on a loaded
-    # loopback (they were in 1 of 3 runs with 8 jobs sharing 2 cores); the RRL counter says
-    # whether any was dropped on purpose.
+    # None limited: no slip, no BADCOOKIE, no RRL drop in the metrics, and answered far
+    # above what the limit lets through (RATE x SECONDS = 75 of ~4,500).  Datagrams are lost
+    # on a loaded loopback (15% once with a benchmark sharing the 2 cores), so the count
+    # asks only for half: a limited client gets under 2%.
     assert proven["truncated"] == proven["badcookie"] == 0, proven
-    assert proven["answered"] >= 0.98 * proven["sent"], proven
+    assert proven["answered"] >= 0.5 * proven["sent"], proven
     dropped = sum(v for (name, labels), v in scrape(ctl).items()
                   if name == "dnsfail_rrl_responses_total" and ("action", "dropped") in labels)
     assert dropped == 0, proven

@@ -137,16 +137,13 @@ def big_queries(count: int) -> list[dns.message.Message]:
 
 
 def one_octet_pieces(data: bytes, prefix: int, pieces: int) -> float:
-    """Seconds for ``pieces`` one-octet reads after a read of ``prefix`` octets (best of 7)."""
-    best = float("inf")
-    for _ in range(7):
-        peer, _ = connect()
-        peer.send(data[:prefix])
-        started = time.perf_counter()
-        for i in range(prefix, prefix + pieces):
-            peer.send(data[i : i + 1])
-        best = min(best, time.perf_counter() - started)
-    return best
+    """Seconds for ``pieces`` one-octet reads after a read of ``prefix`` octets."""
+    peer, _ = connect()
+    peer.send(data[:prefix])
+    started = time.perf_counter()
+    for i in range(prefix, prefix + pieces):
+        peer.send(data[i : i + 1])
+    return time.perf_counter() - started
 
 
 async def test_a_piece_costs_the_same_however_much_is_buffered() -> None:
@@ -154,10 +151,13 @@ async def test_a_piece_costs_the_same_however_much_is_buffered() -> None:
     message sent one octet at a time cost time quadratic in its length."""
     query = largest_query()
     data = len(query).to_bytes(2, "big") + query
-    empty = one_octet_pieces(data, 2, 8192)
-    full = one_octet_pieces(data, 57_000, 8192)
+    # Best of 7 each, the two alternating, so that a loaded machine slows both alike.
+    empty = full = float("inf")
+    for _ in range(7):
+        empty = min(empty, one_octet_pieces(data, 2, 8192))
+        full = min(full, one_octet_pieces(data, 57_000, 8192))
     # Measured: 1.0 with a bytearray; 2.5 when each piece copied the 57 KB before it.
-    assert full / empty < 1.6, f"8,192 pieces: {empty * 1e3:.1f} ms after 2 octets, " \
+    assert full / empty < 1.8, f"8,192 pieces: {empty * 1e3:.1f} ms after 2 octets, " \
         f"{full * 1e3:.1f} ms after 57,000"
 
 
