@@ -20,6 +20,7 @@ import base64
 import binascii
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,8 +122,11 @@ def read_key(path: Path) -> Key:
     if match is None:
         raise KeyFileError(f"{path}: not named K<zone>+<algorithm>+<tag>.private")
     zone, algorithm, tag = _absolute(match[1]), int(match[2]), int(match[3])
-    try:
-        with path.open("rb") as stream:
+    try:  # O_NONBLOCK: a FIFO named like a key must not block the start in open()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise KeyFileError(f"{path}: not a regular file")
             raw = stream.read(KEY_FILE_LIMIT + 1)
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
