@@ -143,3 +143,18 @@ def test_epoch_is_answered_over_chaos_and_follows_the_verdict(
     for i, name in ((1, "ns2"), (2, "ns3")):
         node.receive(peer_message(name, spec, Health.DOWN, 1), PEERS[i], clock.t)
     assert chaos() != before
+
+
+def test_pushes_from_unknown_instances_do_not_grow_the_error_table(
+        setup: tuple[Node, Store, Clock], caplog: pytest.LogCaptureFixture) -> None:
+    """The instance name of a refused push is the sender's to choose: keyed by it, every
+    new name was a new error entry, metric series and warning."""
+    node, store, clock = setup
+    spec = spec_of(store, "192.0.2.10")
+    with caplog.at_level("WARNING", logger="dnsfail.cluster"):
+        for i in range(1000):
+            assert node.receive(peer_message(f"stranger{i}", spec, Health.DOWN, 1), None,
+                                clock.t) is not None
+    assert len(node.errors) == 1
+    assert sum(node.errors.values()) == 1000
+    assert len(caplog.records) == 1
