@@ -193,7 +193,7 @@ class Node:
         if peer.instance is not None and peer.instance != m.instance:
             log.warning("peer %s was %s, now answers as %s", peer.url, peer.instance, m.instance)
             self._seen.pop(peer.instance, None)
-        why = accept(self._seen.get(m.instance), m.boot, m.seq)
+        why = accept(self._seen.get(m.instance), m.boot, m.seq, self.wall() * 1000)
         if why is not None:
             return self._reject(peer.url, why)
         self._seen[m.instance] = Seen(m.boot, m.seq)
