@@ -4,6 +4,7 @@ and every bad file a one-line KeyFileError."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import stat
 import subprocess
@@ -156,3 +157,19 @@ def test_a_key_name_on_a_fifo_or_device_is_refused_not_waited_on(tmp_path: Path)
     (tmp_path / "Kz.test.+013+00002.private").symlink_to("/dev/zero")
     with pytest.raises(keys.KeyFileError, match="not a regular file"):
         keys.load_keys(str(tmp_path))
+
+
+def test_more_keys_for_one_zone_than_a_rollover_needs_are_refused(tmp_path: Path) -> None:
+    """Every key signs every RRset: 300 keys made one query cost ~900 signatures and ~350 ms
+    of the event loop.  A rollover needs two keys (an algorithm rollover per algorithm)."""
+    limit = getattr(keys, "KEYS_PER_ZONE_LIMIT", 8)
+    made = 0
+    while made < limit + 1:
+        with contextlib.suppress(keys.KeyFileError):  # a tag collision: make another
+            keys.generate("z.test", str(tmp_path))
+            made += 1
+    with pytest.raises(keys.KeyFileError, match=f"over {limit} keys"):
+        keys.load_keys(str(tmp_path))
+    for path in sorted(tmp_path.glob("*.private"))[:1]:
+        path.unlink()
+    assert len(keys.load_keys(str(tmp_path))["z.test."]) == limit
