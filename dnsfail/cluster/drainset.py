@@ -17,6 +17,7 @@ Core: pure, no I/O, no clock (``now`` is passed in).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,10 @@ MAX_DRAINS = 10_000
 #: Longest instance id or author kept.
 MAX_ID = 200
 REMOVED = "removed"
+#: Seconds a record's creation may lie ahead of our clock (clock skew between instances):
+#: one created further ahead would win every later change (its version is the larger) and
+#: outlive MAX_DURATION, so it is not taken until our clock is within this of it.
+MAX_AHEAD = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +74,14 @@ class DrainRecord:
             if state not in ("down", "up", REMOVED):
                 raise ValueError(f"state {state!r}")
             created, expires = float(data["created"]), float(data["expires"])
-            if not (created == created and expires == expires):  # NaN
-                raise ValueError("not a number")
+            if not (math.isfinite(created) and math.isfinite(expires)):
+                raise ValueError("not a finite number")
+            if expires - created > MAX_DURATION + 1:  # a drain nobody remembers must end
+                raise ValueError(f"lasts over {MAX_DURATION:g} s")
             reason = str(data.get("reason", ""))[:MAX_REASON]
             by = str(data.get("by", ""))[:MAX_ID]
             origin = str(data["origin"])[:MAX_ID]
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise OverrideError(f"drain record: {exc}") from None
         return cls(selector, state, reason, by, created, expires, origin)
 
@@ -94,7 +101,7 @@ def merge(
     out = dict(mine)
     taken = []
     for r in theirs:
-        if r.expires <= now:
+        if r.expires <= now or r.created > now + MAX_AHEAD:
             continue
         have = out.get(r.selector)
         if have is not None and have.version >= r.version:

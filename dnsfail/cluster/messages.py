@@ -80,9 +80,14 @@ def _text(data: dict[str, Any], key: str, limit: int = MAX_ID) -> str:
 
 
 def _number(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise MessageError(f"{what} must be a finite number")
-    return float(value)
+    try:  # an int beyond a float's range is an OverflowError here
+        if math.isfinite(value):
+            return float(value)
+    except OverflowError:
+        pass
+    raise MessageError(f"{what} must be a finite number")
 
 
 def decode(raw: bytes) -> Message:

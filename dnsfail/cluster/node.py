@@ -217,11 +217,13 @@ class Node:
         if peer is None:
             peer = next((p for p in self.others if p.instance == m.instance), None)
         if peer is None:
-            return self._reject(url or m.instance, "not a configured peer (not pulled yet)")
+            # keyed by "push", not by the name the sender chose: bounded errors and log lines
+            return self._reject(url or "push", f"not a configured peer (not pulled yet: "
+                                f"{m.instance[:60]!r})")
         if peer.instance is not None and peer.instance != m.instance:
             log.warning("peer %s was %s, now answers as %s", peer.url, peer.instance, m.instance)
             self._seen.pop(peer.instance, None)
-        why = accept(self._seen.get(m.instance), m.boot, m.seq)
+        why = accept(self._seen.get(m.instance), m.boot, m.seq, self.wall() * 1000)
         if why is not None:
             return self._reject(peer.url, why)
         self._seen[m.instance] = Seen(m.boot, m.seq)

@@ -30,7 +30,11 @@ def add_options(serve: argparse.ArgumentParser) -> None:
 
 
 def _url(text: str) -> str:
-    parts = urlsplit(text.strip())
+    try:
+        parts = urlsplit(text.strip())
+        parts.port  # noqa: B018 (raises ValueError for a port that is not 0-65535)
+    except ValueError as exc:
+        raise ValueError(f"--peer {text!r} is not a URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"--peer {text!r} is not an http:// or https:// URL")
     return text.strip().rstrip("/")

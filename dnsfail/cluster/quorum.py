@@ -197,14 +197,23 @@ def boot_key(boot: str) -> tuple[int, str]:
         return -1, boot
 
 
-def accept(prev: Seen | None, boot: str, seq: int) -> str | None:
-    """None if a message (boot, seq) is newer than ``prev``, else why it is refused."""
+#: Milliseconds a remembered boot's start may lie ahead of our clock: one further ahead
+#: (forged, or stamped by a clock that was wrong) is not trusted to make later boots "older".
+BOOT_AHEAD_MS = 300_000
+
+
+def accept(prev: Seen | None, boot: str, seq: int, now_ms: float | None = None) -> str | None:
+    """None if a message (boot, seq) is newer than ``prev``, else why it is refused.  With
+    ``now_ms`` (our wall clock), a ``prev`` boot more than BOOT_AHEAD_MS in the future is
+    superseded by any other boot, so it cannot lock the instance out."""
     if prev is None:
         return None
     if boot == prev.boot:
         return None if seq > prev.seq else "replayed or reordered (sequence not newer)"
     if boot_key(boot) > boot_key(prev.boot):
         return None  # the instance restarted
+    if now_ms is not None and boot_key(prev.boot)[0] > now_ms + BOOT_AHEAD_MS:
+        return None  # the boot we remember is from the future: not to be trusted
     return "from an older boot of that instance"
 
 

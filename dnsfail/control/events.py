@@ -101,7 +101,7 @@ STREAMS: web.AppKey[Streams] = web.AppKey("streams")
 def _cursor(request: web.Request) -> int:
     raw = request.headers.get("Last-Event-ID") or request.query.get("after", "0")
     raw = raw.strip() or "0"
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "²".isdigit() is true
         raise web.HTTPBadRequest(text=json.dumps({"error": f"event id {raw[:40]!r} is not a "
                                                   "number"}) + "\n",
                                  content_type="application/json")
@@ -113,7 +113,7 @@ async def get_events(request: web.Request) -> web.Response:
     events = request.app[STREAMS].events
     cursor = _cursor(request)
     raw = request.query.get("limit", str(PAGE_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= PAGE_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= PAGE_LIMIT:
         raise web.HTTPBadRequest(text=json.dumps({"error": f"limit must be 1-{PAGE_LIMIT}"})
                                  + "\n", content_type="application/json")
     page, missed = events.after(cursor, int(raw))

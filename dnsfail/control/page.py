@@ -100,7 +100,11 @@ def _same_origin(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     if origin is None or origin == "null":
         return origin is None
-    return urlsplit(origin).netloc.lower() == request.host.lower()
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:  # an unbalanced [, a bad IPv6 literal, a name NFKC would change
+        return False
+    return netloc.lower() == request.host.lower()
 
 
 async def login(request: web.Request) -> web.Response:

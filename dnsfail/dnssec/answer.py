@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dnsfail.dnssec.keys import Key
-from dnsfail.dnssec.records import ds, nsec
+from dnsfail.dnssec.records import ds, name_wire, nsec
 from dnsfail.dnssec.sign import Signer, Window
 from dnsfail.model import (
     CNAME,
@@ -134,8 +134,9 @@ def _next_closer(name: str, encloser: str) -> str:
     return ".".join(labels[len(labels) - depth - 1 :]) + "."
 
 
-def _predecessor_label(label: str) -> str:
-    """A label just before ``label`` in canonical order (RFC 4470 section 3, short form)."""
+def _predecessor_label(label: str, room: bool = True) -> str:
+    """A label just before ``label`` in canonical order (RFC 4470 section 3, short form);
+    without ``room`` (a name of 255 octets) no \\255 is appended, so the name still fits."""
     from dnsfail.dns.wire import unescape_label
 
     raw = unescape_label(label)
@@ -144,24 +145,36 @@ def _predecessor_label(label: str) -> str:
     else:
         # Canonical names are lower case (RFC 4034 6.2): below "[" comes "@", not "Z".
         octet = raw[-1] - 1 if raw[-1] != 0x5B else 0x40
-        shorter = (raw[:-1] + bytes((octet,)) + b"\xff")[:63]
+        shorter = (raw[:-1] + bytes((octet,)) + b"\xff"[:room])[:63]
     return "".join(chr(c) if 0x21 <= c <= 0x7E and c not in (0x2E, 0x5C) else f"\\{c:03d}"
                    for c in shorter)
 
 
-def _successor_label(label: str) -> str:
-    """The first label after ``label`` and every name below it (RFC 4470 section 3): one
-    more octet, \\000; at 63 octets the last octet is incremented instead.  (Not
-    ``\\000.<name>``: a next name below the name denied would make validators take the
-    name itself for the closest encloser, BIND's ``dns_nsec_noexistnodata``.)"""
+def _label_text(raw: bytes) -> str:
+    return "".join(chr(c) if 0x21 <= c <= 0x7E and c not in (0x2E, 0x5C) else f"\\{c:03d}"
+                   for c in raw)
+
+
+def after_subtree(name: str) -> str:
+    """The first name after ``name`` and every name below it (RFC 4470 section 3, RFC 4471
+    section 3.1.2): the first label with a \\000 octet appended; when that does not fit
+    (a 63-octet label, or a name of 255 octets) its last octet incremented instead, in
+    canonical order (upper case sorts as lower, so after ``@`` comes ``[``), a \\255
+    dropped and carried into the octet before it, an emptied label dropped and carried
+    into its parent.  (Not ``\\000.<name>``: a next name below the name denied would
+    make validators take the name itself for the closest encloser, BIND's
+    ``dns_nsec_noexistnodata``.)"""
     from dnsfail.dns.wire import unescape_label
 
-    raw = unescape_label(label)
-    if len(raw) < 63:
-        return label + "\\000"
-    last = min(raw[-1] + 1, 0xFF)
-    return "".join(chr(c) if 0x21 <= c <= 0x7E and c not in (0x2E, 0x5C) else f"\\{c:03d}"
-                   for c in raw[:-1] + bytes((last,)))
+    first, _, rest = name.partition(".")
+    raw = unescape_label(first)
+    if len(raw) < 63 and len(name_wire(name)) < 255:
+        return f"{first}\\000.{rest}"
+    raw = raw.rstrip(b"\xff")
+    if not raw:
+        return after_subtree(rest) if rest not in ("", ".") else name
+    octet = raw[-1] + 1 if raw[-1] != 0x40 else 0x5B
+    return f"{_label_text(raw[:-1] + bytes((octet,)))}.{rest}"
 
 
 def covering_nsec(zone: Zone, name: str, ttl: int) -> RRset:
@@ -169,15 +182,17 @@ def covering_nsec(zone: Zone, name: str, ttl: int) -> RRset:
     encloser = closest_encloser(zone, name)
     closer = _next_closer(name, encloser)
     first, _, rest = closer.partition(".")
-    before = _predecessor_label(first)
+    before = _predecessor_label(first, len(name_wire(closer)) < 255)
     owner = f"{before}.{rest}" if before else rest
-    return RRset(owner, RRType.NSEC, ttl, (Opaque(nsec(f"{_successor_label(first)}.{rest}",
-                                                         _ALWAYS)),))
+    return RRset(owner, RRType.NSEC, ttl, (Opaque(nsec(after_subtree(closer), _ALWAYS)),))
 
 
 def nsec_at(name: str, types: frozenset[int], ttl: int) -> RRset:
-    """The compact NSEC at ``name``: next name ``\\000.<name>`` (RFC 9824 section 3)."""
-    return RRset(name, RRType.NSEC, ttl, (Opaque(nsec("\\000." + name, types)),))
+    """The compact NSEC at ``name``: next name ``\\000.<name>`` (RFC 9824 section 3), or,
+    for a name of 254 or 255 octets where that does not fit (and which has no names
+    below it), the name that follows it (``after_subtree``, RFC 4471 section 3.1.2)."""
+    following = "\\000." + name if len(name_wire(name)) <= 253 else after_subtree(name)
+    return RRset(name, RRType.NSEC, ttl, (Opaque(nsec(following, types)),))
 
 
 def _final_name(qname: str, answer: tuple[RRset, ...]) -> str:

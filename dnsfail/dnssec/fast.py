@@ -56,7 +56,7 @@ from dnsfail.dnssec.answer import (
     NXNAME_TYPES,
     SignedZone,
     _predecessor_label,
-    _successor_label,
+    after_subtree,
     types_at,
 )
 from dnsfail.dnssec.records import label_count, name_wire, nsec, type_bitmap
@@ -75,6 +75,8 @@ _SPECIAL = frozenset({RRType.NSEC, RRType.RRSIG, RRType.NXNAME, *KEY_TYPES})
 _IN = b"\x00\x01"
 _RR = struct.Struct("!HHIH")
 _NEXT = b"\x01\x00"  # the \000 label that starts the compact NSEC's next name
+#: Longest qname (wire octets) whose compact next name ``\000.qname`` fits in NAME_LIMIT.
+COMPACT_LIMIT = NAME_LIMIT - len(_NEXT)
 _NXNAME_BITMAP = type_bitmap(NXNAME_TYPES)
 #: The types of the covering NSEC of a wildcard answer (``answer.covering_nsec``).
 _EXISTING = frozenset({RRType.RRSIG, RRType.NSEC})
@@ -110,7 +112,9 @@ class SignedTemplates:
         """The signed reply to a scanned DO query (``key``, ``qend``: ``question_key``;
         ``facts``: ``key_edns``) with its ``stats`` slot, or None for the full path."""
         qlen = qend - HEADER_LEN - 4
-        if key[qlen + 2 : qlen + 4] != _IN or qlen > NAME_LIMIT or facts[4]:
+        # Past COMPACT_LIMIT octets \000.qname would not fit in 255: the full path's
+        # after_subtree (RFC 4471 section 3.1.2) answers those few names.
+        if key[qlen + 2 : qlen + 4] != _IN or qlen > COMPACT_LIMIT or facts[4]:
             return None
         qtype = key[qlen] << 8 | key[qlen + 1]
         wire_name = key[:qlen]
@@ -182,9 +186,10 @@ class SignedTemplates:
         # The next closer name: the question's label just below the closest encloser.
         first = qname[: len(qname) - len(encloser) - 1]
         first = first[first.rfind(".") + 1 :]
-        before = _predecessor_label(first)
+        closer = f"{first}.{encloser}"
+        before = _predecessor_label(first, len(name_wire(closer)) < 255)
         owner, ttl = f"{before}.{encloser}", zone.negative_ttl
-        rdata = nsec(f"{_successor_label(first)}.{encloser}", _EXISTING)
+        rdata = nsec(after_subtree(closer), _EXISTING)
         owner_wire = name_wire(owner)
         label = owner_wire[: owner_wire[0] + 1]
         at = qend - 4 - len(owner_wire) + len(label)  # the encloser inside the question

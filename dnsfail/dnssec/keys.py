@@ -20,6 +20,7 @@ import base64
 import binascii
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,9 @@ KEY_FILE_LIMIT = 16384
 #: Key files read from one directory, at most: a directory of millions of files must not
 #: stall the start.
 KEY_FILES_LIMIT = 1024
+#: Keys one zone may have: every key signs every RRset, so this bounds the signatures one
+#: query costs.  A rollover needs two (an algorithm rollover, two per algorithm).
+KEYS_PER_ZONE_LIMIT = 8
 _FILE = re.compile(r"^K(.+)\+(\d{3})\+(\d{5})\.private$")
 ALGORITHM_NAMES = {"ecdsap256sha256": crypto.ECDSAP256SHA256, "ed25519": crypto.ED25519,
                    "13": crypto.ECDSAP256SHA256, "15": crypto.ED25519}
@@ -121,8 +125,11 @@ def read_key(path: Path) -> Key:
     if match is None:
         raise KeyFileError(f"{path}: not named K<zone>+<algorithm>+<tag>.private")
     zone, algorithm, tag = _absolute(match[1]), int(match[2]), int(match[3])
-    try:
-        with path.open("rb") as stream:
+    try:  # O_NONBLOCK: a FIFO named like a key must not block the start in open()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise KeyFileError(f"{path}: not a regular file")
             raw = stream.read(KEY_FILE_LIMIT + 1)
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
@@ -164,7 +171,11 @@ def load_keys(directory: str) -> dict[str, tuple[Key, ...]]:
     out: dict[str, list[Key]] = {}
     for path in paths:
         key = read_key(path)
-        out.setdefault(key.zone, []).append(key)
+        zone_keys = out.setdefault(key.zone, [])
+        if len(zone_keys) >= KEYS_PER_ZONE_LIMIT:
+            raise KeyFileError(f"{directory}: over {KEYS_PER_ZONE_LIMIT} keys for {key.zone} "
+                               "(every key signs every answer; a rollover needs two)")
+        zone_keys.append(key)
     if not out:
         raise KeyFileError(f"{directory}: no K<zone>+<algorithm>+<tag>.private file")
     return {zone: tuple(keys) for zone, keys in out.items()}

@@ -21,7 +21,8 @@ import urllib.request
 
 from aiohttp import web
 
-#: Largest ``POST /_status`` body: a status code needs a few octets.
+#: Largest ``POST /_status`` body, and largest reply ``--set`` reads: a status code
+#: needs a few octets.
 MAX_STATUS_BODY = 1024
 #: The statuses a site may be set to: HTTP's status-code range (RFC 9110 section 15).
 STATUS_RANGE = range(100, 600)
@@ -32,7 +33,7 @@ def parse_status(raw: bytes) -> int:
     ValueError with the reason."""
     try:
         value = json.loads(raw.decode())
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise ValueError("body must be a status code, e.g. 503 or {\"status\": 503}") from None
     if isinstance(value, dict):
         value = value.get("status")
@@ -74,12 +75,19 @@ def set_remote_status(host: str, port: int, status: int, timeout: float = 5.0) -
                                  method="POST", headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            body = json.loads(resp.read())
+            raw = resp.read(MAX_STATUS_BODY + 1)
     except urllib.error.HTTPError as exc:
-        raise ValueError(f"site at {where} refused: {exc.read().decode(errors='replace')}"
-                         ) from None
+        text = exc.read(MAX_STATUS_BODY).decode(errors="replace")
+        raise ValueError(f"site at {where} refused: {text}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise OSError(f"no site at {where}: {getattr(exc, 'reason', exc)}") from None
+    try:
+        body = json.loads(raw) if len(raw) <= MAX_STATUS_BODY else None
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("site"), str) \
+            or not isinstance(body.get("status"), int):
+        raise ValueError(f"{where} answered, but is not a dnsfail site")
     return f"site {body['site']} at {where}: /health now answers {body['status']}"
 
 

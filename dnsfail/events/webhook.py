@@ -190,7 +190,8 @@ class Webhooks:
     async def _post(self, url: str, payload: dict[str, Any]) -> None:
         assert self.session is not None
         async with self.session.post(url, json=payload, allow_redirects=False) as resp:
-            await resp.read()
+            # The status is the answer: the body is never read (an endless one would grow
+            # memory until the timeout); leaving it unread closes the connection.
             if resp.status < 300:
                 return
             if 400 <= resp.status < 500 and resp.status not in (408, 429):

@@ -164,7 +164,7 @@ def parse_selector(text: str) -> Selector:
         address = ipaddress.ip_address(host)
     except ValueError:
         raise OverrideError(f"{raw!r} is not a selector: {SELECTOR_HELP}") from None
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise OverrideError(f"{raw!r}: port {port!r} is not 1-65535")
     label = f"[{address}]:{int(port)}" if address.version == 6 else f"{address}:{int(port)}"
     return Selector(Kind.TARGET, label, address=str(address), port=int(port))
@@ -183,7 +183,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise OverrideError(f"duration {value!r} is not a number of seconds or like 30m")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = float(value) if not isinstance(value, int) or abs(value) < 10**18 \
+            else math.inf  # an int beyond a float would be an OverflowError
     elif isinstance(value, str):
         text = value.strip().lower()
         try:

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dnsfail.cluster import drainset
 from dnsfail.cluster.drainset import REMOVED, DrainRecord, digest, merge, overrides, prune
 from dnsfail.cluster.messages import MessageError, decode
-from dnsfail.steering.overrides import MAX_DURATION
+from dnsfail.steering.overrides import MAX_DURATION, OverrideError
 
 
 def rec(sel: str, state: str, created: float, origin: str, expires: float = 1e9) -> DrainRecord:
@@ -70,6 +71,14 @@ def test_merge_is_order_independent(items: list[DrainRecord], rnd: object) -> No
     b'{"dnsfail_cluster": 1, "seq": 1, "votes": [], "instance": "a", "boot": "1-a",'
     b' "drains": [{"selector": "not a selector!!", "state": "down"}]}',
     b"[" * 100000,
+    # integers too large for a float (OverflowError, a traceback, before)
+    b'{"dnsfail_cluster": 1, "seq": 1, "instance": "a", "boot": "1-a", "sent_at": 1'
+    + b"0" * 400 + b', "votes": []}',
+    b'{"dnsfail_cluster": 1, "seq": 1, "instance": "a", "boot": "1-a",'
+    b' "votes": [{"target": "a", "state": "up", "age": 1' + b"0" * 400 + b'}]}',
+    b'{"dnsfail_cluster": 1, "seq": 1, "instance": "a", "boot": "1-a", "votes": [],'
+    b' "drains": [{"selector": "192.0.2.1", "state": "down", "created": 1' + b"0" * 400
+    + b', "expires": 1, "origin": "a"}]}',
 ])
 def test_bad_messages_are_refused_with_a_reason(body: bytes) -> None:
     with pytest.raises(MessageError):
@@ -83,6 +92,28 @@ def test_any_json_decodes_or_is_refused(value: object) -> None:
         decode(json.dumps(value).encode())
 
 
+@pytest.mark.parametrize(("created", "expires"), [
+    (10.0, float("inf")), (10.0, 1e308), (10.0, 10 + MAX_DURATION + 3600), (10.0, float("nan")),
+])
+def test_a_drain_that_would_never_end_is_refused(created: float, expires: float) -> None:
+    """A drain nobody remembers must still end: a peer's record lasting over MAX_DURATION
+    (or forever) is refused, as the local API refuses one."""
+    data = rec("192.0.2.1", "down", created, "ns1", expires).to_json()
+    with pytest.raises(OverrideError, match="drain record"):
+        DrainRecord.from_json(data)
+
+
+def test_a_drain_created_in_the_future_is_not_taken_until_its_time() -> None:
+    """A record created far ahead of our clock would win every later change (its version
+    is the larger) and outlive MAX_DURATION: it waits until it is within MAX_AHEAD."""
+    now = 1_000_000.0
+    ahead = rec("192.0.2.1", "down", now + 10 * 86400, "ns1", now + 11 * 86400)
+    assert merge({}, [ahead], now)[0] == {}
+    assert merge({}, [ahead], now + 10 * 86400)[0] == {"192.0.2.1": ahead}
+    near = rec("192.0.2.1", "down", now + getattr(drainset, "MAX_AHEAD", 0) - 1, "ns1", now + 86400)
+    assert merge({}, [near], now)[0] == {"192.0.2.1": near}
+
+
 def test_the_cluster_file_round_trips_and_a_damaged_one_is_ignored(tmp_path: object) -> None:
     from pathlib import Path
 
@@ -91,7 +122,7 @@ def test_the_cluster_file_round_trips_and_a_damaged_one_is_ignored(tmp_path: obj
     path = cluster_path(Path(str(tmp_path)) / "state.json")
     assert path is not None
     assert path.name == "state.json.cluster.json"
-    records = [rec("192.0.2.1", "down", 10, "ns1"),
+    records = [rec("192.0.2.1", "down", 10, "ns1", 10 + MAX_DURATION),
                DrainRecord.tombstone("192.0.2.2", "op", 20, "ns2")]
     save_records(path, records)
     assert load_records(path, 30) == {r.selector: r for r in records}

@@ -168,3 +168,34 @@ def test_a_clock_offset_past_the_bound_is_warned_once_and_again_after_recovering
         assert len(warned) == int(warns), (offset, [r.getMessage() for r in caplog.records])
         assert node.peers[PEERS[1]].clock_offset == pytest.approx(offset, abs=0.01)
     assert status(node)["clock_offset_bound"] == pytest.approx(bound)
+
+
+def test_pushes_from_unknown_instances_do_not_grow_the_error_table(
+        setup: tuple[Node, Store, Clock], caplog: pytest.LogCaptureFixture) -> None:
+    """The instance name of a refused push is the sender's to choose: keyed by it, every
+    new name was a new error entry, metric series and warning."""
+    node, store, clock = setup
+    spec = spec_of(store, "192.0.2.10")
+    with caplog.at_level("WARNING", logger="dnsfail.cluster"):
+        for i in range(1000):
+            assert node.receive(peer_message(f"stranger{i}", spec, Health.DOWN, 1), None,
+                                clock.t) is not None
+    assert len(node.errors) == 1
+    assert sum(node.errors.values()) == 1000
+    assert len(caplog.records) == 1
+
+
+def test_a_boot_from_the_future_does_not_lock_out_the_instance(
+        setup: tuple[Node, Store, Clock]) -> None:
+    """A boot id stamped years ahead (a forged message, or a clock that was wrong at start)
+    made every later real boot "older": the instance was refused until we restarted."""
+    node, store, clock = setup
+    spec = spec_of(store, "192.0.2.10")
+    future = peer_message("ns2", spec, Health.DOWN, 1, boot=f"{10**15}-")
+    assert node.receive(future, PEERS[1], clock.t) is None
+    real = peer_message("ns2", spec, Health.UP, 1, boot=f"{int(5e11)}-")
+    assert node.receive(real, PEERS[1], clock.t) is None
+    assert node.receive(peer_message("ns2", spec, Health.UP, 2, boot=f"{int(5e11)}-"),
+                        PEERS[1], clock.t) is None
+    older = peer_message("ns2", spec, Health.UP, 9, boot="100-")  # a genuinely older boot
+    assert node.receive(older, PEERS[1], clock.t) == "from an older boot of that instance"

@@ -137,3 +137,17 @@ async def test_streams_are_bounded_and_end_at_shutdown(
                 got = [b async for b in blocks(resp) if "event" in b]
             assert got == [{"event": "reconnect", "data": {}}]
             resp.release()
+
+
+async def test_unicode_digits_are_a_bad_cursor_not_a_server_error(
+        served: tuple[EventLog, str, web.Application]) -> None:
+    """``"²".isdigit()`` is true but ``int("²")`` raises: these were HTTP 500s."""
+    _, base, _ = served
+    async with aiohttp.ClientSession() as http:
+        for query in ("after=%C2%B2", "limit=%C2%B9", "after=%E2%91%A0"):
+            async with http.get(f"{base}/v1/events?{query}") as resp:
+                assert resp.status == 400, query
+        for header in ("\u00b2", "\u00b9\u00b2"):
+            async with http.get(f"{base}/v1/events/stream",
+                                headers={"Last-Event-ID": header}) as resp:
+                assert resp.status == 400, header

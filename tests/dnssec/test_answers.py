@@ -307,3 +307,62 @@ def test_an_rrsig_query_gets_the_signatures_of_the_static_data(
     reply = ask(handler, "api.gw.test.", "RRSIG")
     assert sorted(r.covers for r in reply.answer) == [dns.rdatatype.A, dns.rdatatype.AAAA]
     assert all(r.rdtype == dns.rdatatype.RRSIG for r in reply.answer)
+
+
+def _long_name(parent: str, octets: int, last: str = "a") -> str:
+    """A name of ``octets`` wire octets under ``parent``, its first label ending in ``last``."""
+    room = octets - len(dns.name.from_text(parent).to_wire())
+    labels = []
+    while room > 0:
+        size = min(63, room - 1)
+        labels.append("a" * size)
+        room -= size + 1
+    labels[0] = labels[0][:-1] + last
+    return ".".join(labels) + "." + parent
+
+
+@pytest.mark.parametrize("octets", [253, 254, 255])
+@pytest.mark.parametrize(("parent", "qtype"), [
+    ("gw.test.", "A"), ("wild.gw.test.", "A"), ("wild.gw.test.", "TXT")])
+def test_names_of_the_longest_lengths_are_denied_with_names_that_fit(
+    zones: dict[str, Zone], signed: dict[str, SignedZone], octets: int, parent: str,
+    qtype: str,
+) -> None:
+    """``\\000.<name>`` and a label grown by one octet do not fit a name of 254 or 255
+    octets: the next name is then the name's first label incremented (RFC 4471 3.1.2)."""
+    handler, _ = handlers(zones, signed)
+    qname = _long_name(parent, octets)
+    assert len(dns.name.from_text(qname).to_wire()) == octets
+    reply = ask(handler, qname, qtype)
+    assert reply.rcode() == dns.rcode.NOERROR
+    owner, following, _ = nsec_of(reply)
+    assert dns.name.from_text(owner) <= dns.name.from_text(qname) < dns.name.from_text(following)
+    validate(reply, signed["gw.test."])
+
+
+@pytest.mark.parametrize("last", ["@", "\\255", "z"])
+def test_a_full_first_label_is_incremented_in_canonical_order(last: str) -> None:
+    """After a 63-octet label ending in ``@`` comes ``[`` (upper case sorts as lower), and
+    a ``\\255`` is carried into the octet before it."""
+    from dnsfail.dnssec.answer import after_subtree
+
+    name = "a" * 62 + last + ".gw.test."
+    following = after_subtree(name)
+    assert dns.name.from_text(name) < dns.name.from_text(following)
+    between = {"@": "a" * 62 + "_.gw.test.", "\\255": "a" * 61 + "b.gw.test.",
+               "z": "a" * 62 + "{.gw.test."}[last]
+    assert dns.name.from_text(following) <= dns.name.from_text(between)
+
+
+def test_a_wildcard_next_closer_of_255_octets_gets_a_covering_nsec_that_fits(
+        tmp_path: Path) -> None:
+    from dnsfail.dnssec.answer import covering_nsec
+
+    parent = ".".join(["b" * 63] * 3)  # 192 octets + the origin's 8 + the root
+    (tmp_path / "gw.test.yaml").write_text(
+        f"'':\n  type: NS\n  value: ns1.gw.test.\n'*.{parent}':\n  type: TXT\n  value: w\n")
+    zone = load_zones([str(tmp_path)])["gw.test."]
+    qname = _long_name(f"{parent}.gw.test.", 255)
+    nsec = covering_nsec(zone, qname, 60)
+    owner = dns.name.from_text(nsec.name)  # raises NameTooLong if it does not fit
+    assert owner < dns.name.from_text(qname)

@@ -4,6 +4,7 @@ and every bad file a one-line KeyFileError."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import stat
 import subprocess
@@ -127,3 +128,48 @@ def test_the_cli_makes_a_key_and_prints_ds_and_dnskey(tmp_path: Path) -> None:
     assert broken.returncode == 1
     assert "Kbad.test.+013+00001.private: no Algorithm line" in broken.stderr
     assert "Traceback" not in broken.stderr
+
+
+def test_a_key_name_on_a_fifo_or_device_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """A FIFO named like a key would block the start forever in open(): it is refused."""
+    import threading
+
+    os.mkfifo(tmp_path / "Kz.test.+013+00001.private")
+    outcome: list[BaseException | None] = []
+
+    def load() -> None:
+        try:
+            keys.load_keys(str(tmp_path))
+            outcome.append(None)
+        except BaseException as exc:  # reported to the test thread
+            outcome.append(exc)
+
+    reader = threading.Thread(target=load, daemon=True)
+    reader.start()
+    reader.join(5)
+    if reader.is_alive():  # unblock the stuck open() so the thread ends
+        os.close(os.open(tmp_path / "Kz.test.+013+00001.private", os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(5)
+        pytest.fail("load_keys waited on a FIFO")
+    assert isinstance(outcome[0], keys.KeyFileError)
+    assert "not a regular file" in str(outcome[0])
+    (tmp_path / "Kz.test.+013+00001.private").unlink()
+    (tmp_path / "Kz.test.+013+00002.private").symlink_to("/dev/zero")
+    with pytest.raises(keys.KeyFileError, match="not a regular file"):
+        keys.load_keys(str(tmp_path))
+
+
+def test_more_keys_for_one_zone_than_a_rollover_needs_are_refused(tmp_path: Path) -> None:
+    """Every key signs every RRset: 300 keys made one query cost ~900 signatures and ~350 ms
+    of the event loop.  A rollover needs two keys (an algorithm rollover per algorithm)."""
+    limit = getattr(keys, "KEYS_PER_ZONE_LIMIT", 8)
+    made = 0
+    while made < limit + 1:
+        with contextlib.suppress(keys.KeyFileError):  # a tag collision: make another
+            keys.generate("z.test", str(tmp_path))
+            made += 1
+    with pytest.raises(keys.KeyFileError, match=f"over {limit} keys"):
+        keys.load_keys(str(tmp_path))
+    for path in sorted(tmp_path.glob("*.private"))[:1]:
+        path.unlink()
+    assert len(keys.load_keys(str(tmp_path))["z.test."]) == limit

@@ -210,3 +210,41 @@ def test_urls(text: str, fmt: str | None, error: str | None) -> None:
         with pytest.raises(ValueError, match=error) as info:
             parse_target(text)
         assert "secret" not in str(info.value)
+
+
+async def test_an_endless_reply_body_is_not_read(receiver: Callable[..., Any]) -> None:
+    """A receiver that answers 200 and then streams forever: the status is all we need; the
+    body was read whole (memory grew at loopback speed for WEBHOOK_TIMEOUT, then the
+    delivery counted as a timeout and was retried)."""
+    import tracemalloc
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(status=200)
+        await resp.prepare(request)
+        chunk = b"x" * 65536
+        chunks = 0
+        try:
+            while chunks < 100_000:  # ~6 GiB unless the client hangs up
+                await resp.write(chunk)
+                chunks += 1
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/hook", endless)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        tracemalloc.start()
+        events, hooks = await started([str(server.make_url("/hook"))])
+        transition(events)
+        await until(lambda: hooks.hooks[0].sent + hooks.hooks[0].failed >= 1)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert hooks.hooks[0].sent == 1, hooks.hooks[0].last_error
+        assert peak < 8 * 1024 * 1024
+        await hooks.stop()
+    finally:
+        await server.close()

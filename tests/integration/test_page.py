@@ -108,3 +108,25 @@ def test_sessions_are_bounded_and_expire(n: int, monkeypatch: pytest.MonkeyPatch
     later = time.monotonic() + 61
     monkeypatch.setattr(time, "monotonic", lambda: later)
     assert not sessions.valid(ids[-1])
+
+
+@pytest.mark.parametrize("origin", ["http://[::1", "http://a]b", "http://[zz]:1",
+                                    "http://\u2100"])
+def test_a_malformed_origin_is_refused_not_a_traceback(start: Callable[..., Ctl],
+                                                       origin: str) -> None:
+    """urlsplit raises ValueError on these (an unbalanced bracket, a bad IPv6 literal, a
+    name that changes under NFKC): the login is refused as cross-origin, not a 500."""
+    ctl = start(token=TOKEN)
+    conn = http.client.HTTPConnection("127.0.0.1", ctl.port, timeout=10)
+    conn.putrequest("POST", "/login")
+    conn.putheader("Origin", origin.encode("utf-8"))
+    conn.putheader("Content-Type", "application/x-www-form-urlencoded")
+    body = f"token={TOKEN}".encode()
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    assert resp.status == 403
+    assert resp.getheader("Set-Cookie") is None
+    assert "Traceback" not in ctl.server.log

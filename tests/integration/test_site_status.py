@@ -138,3 +138,47 @@ ns1:
     wait_for(lambda: answer() == [SITES[1]], 10, "the 503 site withdrawn")
     assert dnsfail("site", f"{SITES[0]}:{sites}", "--set", "200").returncode == 0
     wait_for(lambda: answer() == [SITES[0]], 10, "the site back")
+
+
+def test_parse_status_refuses_deep_nesting() -> None:
+    """Within MAX_STATUS_BODY, 1,000 brackets are a RecursionError in json: a 500 before."""
+    with pytest.raises(ValueError, match="status"):
+        parse_status(b"[" * 1000)
+
+
+@pytest.mark.parametrize("reply", [b"[]", b'{"site": "x"}', b"endless"])
+def test_set_against_something_that_is_not_a_site_says_so(reply: bytes) -> None:
+    """``--set`` aimed at another server: a 200 whose JSON is not a site's answer was a
+    KeyError/TypeError traceback, and an endless body was read without bound."""
+    import http.server
+    import threading
+
+    from dnsfail.drill.site import set_remote_status
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            if reply != b"endless":
+                self.wfile.write(reply)
+                return
+            chunk = b" " * 65536
+            for _ in range(2000):  # 128 MiB, far past any bound, unless the client hangs up
+                try:
+                    self.wfile.write(chunk)
+                except OSError:
+                    return
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(ValueError, match="not a dnsfail site"):
+            set_remote_status("127.0.0.1", server.server_address[1], 503)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

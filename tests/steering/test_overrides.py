@@ -104,6 +104,8 @@ def test_selectors_parse_to_a_canonical_spelling(text: str, kind: Kind, canonica
     ("pool:a b", "is not a pool name"),
     ("/eu", "is not NAME/POOL"),
     ("api.drain.test/", "is not NAME/POOL"),
+    ("192.0.2.10:\u00b2", "is not 1-65535"),  # isdigit() but not int(): was a ValueError
+    ("[2001:db8::1]:\u00b9", "is not 1-65535"),
 ])
 def test_bad_selectors_say_why(text: str, reason: str) -> None:
     with pytest.raises(OverrideError, match=reason):
@@ -119,7 +121,8 @@ def test_durations(value: object, seconds: float) -> None:
 
 
 @pytest.mark.parametrize("value", [0, -5, "0s", "soon", "30 m", "1x", "31d", True, None, [30],
-                                   float("nan"), float("inf")])
+                                   float("nan"), float("inf"),
+                                   10**400])  # beyond a float: was an OverflowError
 def test_bad_durations_are_refused(value: object) -> None:
     with pytest.raises(OverrideError):
         parse_duration(value)
