@@ -292,13 +292,16 @@ class ReplyCache(dict[bytes, Entry]):
             self.keyed[key] = found
         return found
 
-    def remember_exact(self, data: bytes, reply: bytes, slot: int) -> None:
+    def remember_exact(self, data: bytes, reply: bytes, slot: int,
+                       tail: bytes | None = None) -> None:
         """Keep ``reply`` for this exact query (ID aside) if these bytes were seen before: it
         already carries the query's flags and letter case, so the next identical query
-        needs only its ID.  Seen once, the bytes only take their doorkeeper slot."""
+        needs only its ID.  Seen once, the bytes only take their doorkeeper slot.  ``tail``
+        is ``data[2:]`` when the caller has it (its hash is then computed already)."""
         if len(data) > EXACT_QUERY_LIMIT:
             return
-        tail = data[2:]
+        if tail is None:
+            tail = data[2:]
         door = self.door
         if door is None:
             door = self.door = array("q", bytes(8 * DOORKEEPER_SLOTS))
