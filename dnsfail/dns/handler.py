@@ -195,11 +195,12 @@ class Handler:
         if templates.identity != self.identity:
             templates = self._templates = Templates(self.identity.encode()[:512], self.identity)
         if facts[4]:
-            spliced = snap.replies.splice(key, facts[4], templates.nsid if facts[3] else b"")
+            spliced = snap.replies.splice(key, facts[4], templates.nsid if facts[3] else b"",
+                                          data, qend)
             if spliced is not None:
                 self._counts[spliced[1]] += 1
                 self.slot = spliced[1]
-                reply = wire.personalize(spliced[0], data, qend)
+                reply = spliced[0]
                 if not tcp:
                     snap.replies.remember_exact(data, reply, spliced[1], tail)
                 return reply

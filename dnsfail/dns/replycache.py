@@ -387,11 +387,14 @@ class ReplyCache(dict[bytes, Entry]):
         key = scanned[0][: -len(option)] + b"c" + bytes((ecs.family, ecs.source_prefix))
         return key, address, echoed
 
-    def splice(self, key: bytes, ecs: bytes, nsid: bytes) -> Entry | None:
+    def splice(self, key: bytes, ecs: bytes, nsid: bytes, data: bytes = b"", qend: int = 0
+               ) -> Entry | None:
         """The reply to an ECS query whose network is new but whose block is known, made
         without parsing: the block's reply (``ecs_block``) with this query's address
         spliced in, or None.  ``ecs`` is the query's option data (``key_edns``), ``nsid``
-        what the reply's NSID option holds (empty when there is none)."""
+        what the reply's NSID option holds (empty when there is none).  Given the query
+        ``data`` (and its question's end ``qend``), the reply is also ``wire.personalize``d
+        to it, in the same concatenation."""
         n = len(ecs)
         if n < 5 or ecs[0] or ecs[3]:
             return None  # no ECS, SOURCE PREFIX-LENGTH 0 (never kept by block), or malformed
@@ -420,7 +423,15 @@ class ReplyCache(dict[bytes, Entry]):
             return None
         reply = entry[0]
         start = len(reply) - (4 + len(nsid) if nsid else 0) - n + 4
-        return reply[:start] + echoed + reply[start + n - 4 :], entry[1]
+        if not data:
+            return reply[:start] + echoed + reply[start + n - 4 :], entry[1]
+        # ``wire.personalize`` of the spliced reply (the option is past the question)
+        return b"".join((
+            data[:2],
+            bytes(((reply[2] & 0xFE) | (data[2] & 0x01), (reply[3] & 0xEF) | (data[3] & 0x10))),
+            reply[4:HEADER_LEN], data[HEADER_LEN:qend], reply[qend:start], echoed,
+            reply[start + n - 4 :],
+        )), entry[1]
 
     @staticmethod
     def echo_start(reply: bytes, query: Query, echoed: bytes, nsid: bytes) -> int | None:
