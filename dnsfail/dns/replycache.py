@@ -132,10 +132,11 @@ def question_key(data: bytes, tcp: bool) -> tuple[bytes, int] | None:
     if qend > n:
         return None
     transport = b"T" if tcp else b"U"
-    key = data[HEADER_LEN : i + 1].lower() + data[i + 1 : qend]
     arcount = data[11] | data[10] << 8
     if arcount == 0:
-        return (key + transport, qend) if qend == n else None
+        if qend != n:
+            return None
+        return data[HEADER_LEN : i + 1].lower() + data[i + 1 : qend] + transport, qend
     if arcount != 1 or n < qend + 11 or data[qend : qend + 3] != b"\x00\x00\x29":
         return None
     rdlen = data[qend + 9] << 8 | data[qend + 10]
@@ -166,7 +167,8 @@ def question_key(data: bytes, tcp: bool) -> tuple[bytes, int] | None:
         elif limit > _UDP_HIGH:
             limit = _UDP_HIGH
     do = b"D" if data[qend + 7] & 0x80 else b"E"
-    return b"".join((key, transport, limit, do, nsid, ecs)), qend
+    return b"".join((data[HEADER_LEN : i + 1].lower(), data[i + 1 : qend], transport, limit, do,
+                     nsid, ecs)), qend
 
 
 def key_edns(key: bytes, at: int) -> tuple[bool, int, bool, bool, bytes]:
