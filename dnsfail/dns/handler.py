@@ -55,6 +55,8 @@ from dnsfail.steering.answers import Steering, Step
 from dnsfail.steering.geo import Locator, NoLocator
 
 log = logging.getLogger(__name__)
+#: ``key_edns`` of a key without EDNS.
+_NO_EDNS = key_edns(b"", 0)
 
 
 class Respond(Protocol):
@@ -128,6 +130,7 @@ class Handler:
             return self._timed(data, tcp, client)
         snap = self.snapshot()
         replies = snap.replies
+        tail: bytes | None = None
         if not tcp:
             tail = data[2:]
             ready = replies.get(tail)
@@ -154,7 +157,7 @@ class Handler:
                 self.slot = hit[1]
                 reply = wire.personalize(hit[0], data, scanned[1])
                 if not (tcp or found is not hit):
-                    replies.remember_exact(data, reply, hit[1])
+                    replies.remember_exact(data, reply, hit[1], tail)
                 return reply
         try:
             if self.signed is not None:
@@ -162,7 +165,7 @@ class Handler:
                 if signed is not None:
                     return signed
             if scanned is not None:
-                quick = self._quick(data, tcp, snap, scanned)
+                quick = self._quick(data, tcp, snap, scanned, tail)
                 if quick is not None:
                     return quick
             return self._full(data, tcp, snap, scanned, client)
@@ -173,26 +176,33 @@ class Handler:
             self._counts[self.slot] += 1
             return self._servfail(data)
 
-    def _quick(self, data: bytes, tcp: bool, snap: Snapshot, scanned: tuple[bytes, int]
-               ) -> bytes | None:
+    def _quick(self, data: bytes, tcp: bool, snap: Snapshot, scanned: tuple[bytes, int],
+               tail: bytes | None = None) -> bytes | None:
         """The misses that need no parse: a new ECS network of a known block (spliced into
         its block's reply), and the shapes of ``dns.shape`` (from ``dns.template``).
         Neither adds a per-question entry on first sight: a flood of new names leaves the
         caches as they were, while the exact bytes of a query seen twice are kept (the
         doorkeeper), so a client repeating a nonexistent name costs one lookup."""
         key, qend = scanned
-        facts = key_edns(key, qend - HEADER_LEN + 1)
+        at = qend - HEADER_LEN + 1
+        if len(key) == at:
+            facts = _NO_EDNS
+        else:  # ``key_edns`` inline: this runs for every new name
+            nsid = key[at + 3 : at + 4] == b"N"
+            facts = (True, key[at] << 8 | key[at + 1], key[at + 2] == 0x44, nsid,
+                     key[at + 4 + nsid :])
         templates = self._templates
         if templates.identity != self.identity:
             templates = self._templates = Templates(self.identity.encode()[:512], self.identity)
         if facts[4]:
-            spliced = snap.replies.splice(key, facts[4], templates.nsid if facts[3] else b"")
+            spliced = snap.replies.splice(key, facts[4], templates.nsid if facts[3] else b"",
+                                          data, qend)
             if spliced is not None:
                 self._counts[spliced[1]] += 1
                 self.slot = spliced[1]
-                reply = wire.personalize(spliced[0], data, qend)
+                reply = spliced[0]
                 if not tcp:
-                    snap.replies.remember_exact(data, reply, spliced[1])
+                    snap.replies.remember_exact(data, reply, spliced[1], tail)
                 return reply
         shaped = templates.answer(data, key, qend, snap.zones, tcp, facts, self.stats)
         if shaped is None:
@@ -200,7 +210,7 @@ class Handler:
         self.slot = shaped[1]
         self._counts[shaped[1]] += 1
         if not tcp:  # a repeated NXDOMAIN is a repeat: kept on its second sight only
-            snap.replies.remember_exact(data, shaped[0], shaped[1])
+            snap.replies.remember_exact(data, shaped[0], shaped[1], tail)
         return shaped[0]
 
     def _timed(self, data: bytes, tcp: bool, client: str) -> bytes | None:

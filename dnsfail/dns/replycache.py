@@ -132,10 +132,11 @@ def question_key(data: bytes, tcp: bool) -> tuple[bytes, int] | None:
     if qend > n:
         return None
     transport = b"T" if tcp else b"U"
-    key = data[HEADER_LEN : i + 1].lower() + data[i + 1 : qend]
     arcount = data[11] | data[10] << 8
     if arcount == 0:
-        return (key + transport, qend) if qend == n else None
+        if qend != n:
+            return None
+        return data[HEADER_LEN : i + 1].lower() + data[i + 1 : qend] + transport, qend
     if arcount != 1 or n < qend + 11 or data[qend : qend + 3] != b"\x00\x00\x29":
         return None
     rdlen = data[qend + 9] << 8 | data[qend + 10]
@@ -166,7 +167,8 @@ def question_key(data: bytes, tcp: bool) -> tuple[bytes, int] | None:
         elif limit > _UDP_HIGH:
             limit = _UDP_HIGH
     do = b"D" if data[qend + 7] & 0x80 else b"E"
-    return b"".join((key, transport, limit, do, nsid, ecs)), qend
+    return b"".join((data[HEADER_LEN : i + 1].lower(), data[i + 1 : qend], transport, limit, do,
+                     nsid, ecs)), qend
 
 
 def key_edns(key: bytes, at: int) -> tuple[bool, int, bool, bool, bytes]:
@@ -292,13 +294,16 @@ class ReplyCache(dict[bytes, Entry]):
             self.keyed[key] = found
         return found
 
-    def remember_exact(self, data: bytes, reply: bytes, slot: int) -> None:
+    def remember_exact(self, data: bytes, reply: bytes, slot: int,
+                       tail: bytes | None = None) -> None:
         """Keep ``reply`` for this exact query (ID aside) if these bytes were seen before: it
         already carries the query's flags and letter case, so the next identical query
-        needs only its ID.  Seen once, the bytes only take their doorkeeper slot."""
+        needs only its ID.  Seen once, the bytes only take their doorkeeper slot.  ``tail``
+        is ``data[2:]`` when the caller has it (its hash is then computed already)."""
         if len(data) > EXACT_QUERY_LIMIT:
             return
-        tail = data[2:]
+        if tail is None:
+            tail = data[2:]
         door = self.door
         if door is None:
             door = self.door = array("q", bytes(8 * DOORKEEPER_SLOTS))
@@ -384,11 +389,14 @@ class ReplyCache(dict[bytes, Entry]):
         key = scanned[0][: -len(option)] + b"c" + bytes((ecs.family, ecs.source_prefix))
         return key, address, echoed
 
-    def splice(self, key: bytes, ecs: bytes, nsid: bytes) -> Entry | None:
+    def splice(self, key: bytes, ecs: bytes, nsid: bytes, data: bytes = b"", qend: int = 0
+               ) -> Entry | None:
         """The reply to an ECS query whose network is new but whose block is known, made
         without parsing: the block's reply (``ecs_block``) with this query's address
         spliced in, or None.  ``ecs`` is the query's option data (``key_edns``), ``nsid``
-        what the reply's NSID option holds (empty when there is none)."""
+        what the reply's NSID option holds (empty when there is none).  Given the query
+        ``data`` (and its question's end ``qend``), the reply is also ``wire.personalize``d
+        to it, in the same concatenation."""
         n = len(ecs)
         if n < 5 or ecs[0] or ecs[3]:
             return None  # no ECS, SOURCE PREFIX-LENGTH 0 (never kept by block), or malformed
@@ -417,7 +425,15 @@ class ReplyCache(dict[bytes, Entry]):
             return None
         reply = entry[0]
         start = len(reply) - (4 + len(nsid) if nsid else 0) - n + 4
-        return reply[:start] + echoed + reply[start + n - 4 :], entry[1]
+        if not data:
+            return reply[:start] + echoed + reply[start + n - 4 :], entry[1]
+        # ``wire.personalize`` of the spliced reply (the option is past the question)
+        return b"".join((
+            data[:2],
+            bytes(((reply[2] & 0xFE) | (data[2] & 0x01), (reply[3] & 0xEF) | (data[3] & 0x10))),
+            reply[4:HEADER_LEN], data[HEADER_LEN:qend], reply[qend:start], echoed,
+            reply[start + n - 4 :],
+        )), entry[1]
 
     @staticmethod
     def echo_start(reply: bytes, query: Query, echoed: bytes, nsid: bytes) -> int | None:

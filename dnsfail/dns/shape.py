@@ -26,10 +26,11 @@ Part of the core: it reads ``model`` and ``resolver`` only; no I/O, no wire.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 
 from dnsfail.dns.resolver import NOTIMP_QTYPES, find_zone
 from dnsfail.model import CNAME, MX, NS, PTR, SOA, SRV, RRset, RRType, Zone
-from dnsfail.zonefile.packed import ZoneNodes
+from dnsfail.zonefile.packed import PackedStore, ZoneNames, ZoneNodes
 
 #: Shape kinds.  A ``Shape`` is ``(kind, owner)``: ``owner`` is the wildcard's owner
 #: (``*.<closest encloser>``) for WILDCARD, the zone's origin otherwise ("" for REFUSED).
@@ -67,7 +68,7 @@ class ZoneIndex:
     packed addresses indexes in the time of its few other names).
     """
 
-    __slots__ = ("mentioned", "wildcards", "zone")
+    __slots__ = ("mentioned", "packed", "rest", "stops", "wildcards", "zone")
 
     def __init__(self, zone: Zone) -> None:
         self.zone = zone
@@ -75,6 +76,18 @@ class ZoneIndex:
         general = nodes.rest if isinstance(nodes, ZoneNodes) else nodes
         self.wildcards = frozenset(name[2:] or "." for name in general if name[:2] == "*.")
         self.mentioned = frozenset(below(zone.origin, rdata_names(zone.soa)))
+        #: ``walk_child``'s two sets as one: a name at which every walk stops.
+        self.stops = zone.cuts | self.mentioned
+        #: ``zone.names`` in its two parts, for ``Templates.answer``'s inline ``walk_child``:
+        #: the names in a set, and the packed store (None when it holds none) whose keys
+        #: are the names' text below the origin (``PackedStore.exists`` without its checks,
+        #: which find no name of a root zone: its suffix would be "..").
+        names = zone.names
+        packed = names.packed if isinstance(names, ZoneNames) else None
+        self.rest: AbstractSet[str] = names.rest if isinstance(names, ZoneNames) else names
+        self.packed: PackedStore | None = (packed if packed is not None
+                       and packed.owners + packed.empty_non_terminals
+                                                     and zone.origin != "." else None)
 
 
 def below(origin: str, names: list[str]) -> set[str]:

@@ -47,11 +47,11 @@ from dnsfail.dns.shape import (
     rdata_names,
     settle,
     walk,
-    walk_child,
 )
 from dnsfail.dns.shape import SPECIAL as _SPECIAL_QTYPES
 from dnsfail.dns.stats import QueryStats
 from dnsfail.model import DynamicRecord, Message, Rcode, RRClass, RRType, Zone
+from dnsfail.zonefile.packed import find_key
 
 #: Templates kept per handler for the current zones.  Templates exist per zone shape and
 #: per wildcard RRset, a number the zones fix, not the traffic; the bound only caps what a
@@ -213,10 +213,13 @@ class Lineage:
     qtype for a first label that names nothing (at most ``BODY_MEMO``).
     """
 
-    __slots__ = ("encloser", "forms", "index", "origin", "suffix")
+    __slots__ = ("encloser", "forms", "index", "origin", "rel", "suffix")
 
     def __init__(self, suffix: str | None) -> None:
         self.suffix = suffix
+        #: What a child's ``zonefile.packed`` key is after its first label: the parent's
+        #: text below the origin, with a leading dot (empty for the origin itself).
+        self.rel = b""
         self.index: ZoneIndex | None = None
         self.origin = ""
         self.encloser: str | None = None
@@ -276,7 +279,7 @@ class Templates:
         The question's parent name (all but its first label) is looked up in
         ``lineages``: what ``shape.walk`` found for it, and the template by qtype for
         a first label that names nothing, so a new name under a known parent costs
-        a slice, a dict lookup and the three set lookups of ``shape.walk_child``.
+        a slice, a dict lookup and ``shape.walk_child``'s set lookups, inline.
         """
         qlen = qend - HEADER_LEN - 4
         if key[qlen + 2 : qlen + 4] != _IN or qlen > NAME_LIMIT:
@@ -303,11 +306,14 @@ class Templates:
         if index is not None:
             if lineage.encloser is None or qtype in _SPECIAL_QTYPES:
                 return None  # below a cut or a name the SOA writes; or no shape's qtype
-            encloser = walk_child(index, qname, lineage.encloser)
-            if encloser is None:
+            # ``walk_child`` inline, with the packed store asked by its own key
+            if qname in index.stops:
                 return None
-            if encloser == qname:  # the name exists: its own shape, not the parent's
-                shape = settle(index, qname, qtype, encloser)
+            packed = index.packed
+            if qname in index.rest or (packed is not None and find_key(
+                    packed.data, packed.slots, label + lineage.rel) >= 0):
+                # the name exists: its own shape, not the parent's
+                shape = settle(index, qname, qtype, qname)
                 if shape is None:
                     return None
                 template = self._form(index.zone, shape, qtype)
@@ -333,7 +339,9 @@ class Templates:
         zone = find_zone(self.zones, text) if text is not None else None
         if zone is not None and text is not None:
             lineage.index = index = self._index(zone)
-            lineage.origin = zone.origin
+            lineage.origin = origin = zone.origin
+            if text != origin:
+                lineage.rel = ("." + text[: -len(origin) - 1]).encode("ascii")
             lineage.encloser = walk(index, text)
         if len(self.lineages) >= PARENT_MEMO:
             self.lineages.clear()
@@ -389,7 +397,10 @@ class Templates:
         else:
             return None  # a malformed ECS option: FORMERR, from the full path
         head = template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3 | edns << 2]
-        reply = b"".join((data[:2], head, data[HEADER_LEN:qend], template.body(qlen), opt))
+        body = template.bodies.get(qlen - template.model)  # ``body``'s memo, inline
+        if body is None:
+            body = template.body(qlen)
+        reply = b"".join((data[:2], head, data[HEADER_LEN:qend], body, opt))
         if len(reply) > (TCP_LIMIT if tcp else limit):
             return None  # truncation: the full path decides what is dropped
         slot = template.slots.get(qtype)

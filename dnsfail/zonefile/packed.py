@@ -205,6 +205,10 @@ def _find(data: bytes | bytearray, slots: Sequence[int], key: bytes) -> int:
             return -1
 
 
+#: ``_find`` for callers that hold a store's ``data`` and ``slots`` and a key already in
+#: its form (``dns.template``'s miss path: one call, no ``name.endswith``, no encode).
+find_key = _find
+
 _TYPE_A, _TYPE_AAAA = RRType.A, RRType.AAAA
 
 
