@@ -13,11 +13,8 @@ anti-entropy), also after a restart, since both files survive it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -45,17 +42,7 @@ def cluster_path(state_path: Path | None) -> Path | None:
 def save_records(path: Path, records: Iterable[DrainRecord]) -> None:
     """Write the drain set atomically (a temporary file renamed over the old one)."""
     text = json.dumps({"version": 1, "drains": [r.to_json() for r in records]}, indent=1)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    overrides.write_durably(path, text + "\n")
 
 
 def load_records(path: Path, now: float) -> dict[str, DrainRecord]:

@@ -500,7 +500,13 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
 
 def save(path: Path, overrides: Iterable[Override]) -> None:
     """Write ``overrides`` to ``path`` atomically and durably (see the module docstring)."""
-    text = dumps(overrides)
+    write_durably(path, dumps(overrides))
+
+
+def write_durably(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a temporary file beside it, fsync, rename) and
+    durably (the directory fsynced): a crash leaves the old or the new file, never a torn
+    one, and :func:`remove_stale_temporaries` finds what a crash left."""
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=directory)
     try:
