@@ -42,7 +42,29 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free port")
 
 
-class DnsfailProcess:
+class KeptOutput:
+    """A child process whose output (stdout and stderr together) is read by a thread into
+    ``lines``, for assertions on its log."""
+
+    proc: subprocess.Popen[bytes]
+    lines: list[str]
+
+    def keep_output(self) -> None:
+        """Start reading ``proc``'s output onto ``lines`` (kept across a restart)."""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+
+class DnsfailProcess(KeptOutput):
     """``python -m dnsfail serve`` as a child process; its log is kept for assertions."""
 
     def __init__(self, args: list[str], host: str = "127.0.0.1", port: int | None = None,
@@ -69,18 +91,8 @@ class DnsfailProcess:
                  if v is not None},
             preexec_fn=preexec_fn,
         )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
+        self.lines = []
+        self.keep_output()
 
     def wait_for_log(self, text: str, timeout: float = 15.0, start: int = 0) -> str:
         deadline = time.monotonic() + timeout

@@ -22,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +29,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.conftest import KeptOutput
 
 #: Namespace names and the ports inside them; the environment may move them (parallel runs).
 PREFIX = f"{os.environ.get('DNSFAIL_TEST_NETNS_PREFIX', 'dnsfail-cl')}-{os.getpid()}"
@@ -68,8 +69,8 @@ def netns_reason() -> str | None:
     return None
 
 
-class Proc:
-    """A process run inside a namespace, its output kept for assertions."""
+class Proc(KeptOutput):
+    """A process run inside a namespace, its output kept for assertions (across restarts)."""
 
     def __init__(self, ns: str, args: list[str], env: dict[str, str] | None = None) -> None:
         self.args, self.ns, self.env = args, ns, env or {}
@@ -81,17 +82,7 @@ class Proc:
             ["ip", "netns", "exec", self.ns, sys.executable, "-m", "dnsfail", *self.args],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
+        self.keep_output()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -101,7 +92,7 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.reader.join(timeout=5)
+        self._reader.join(timeout=5)
 
 
 class Cluster:
