@@ -49,9 +49,19 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from dnsfail.addresses import CONTROL_HEAD_TIMEOUT, CONTROL_MAX_CONNECTIONS
 from dnsfail.control import page
-from dnsfail.control.auth import REFUSALS, SESSIONS, TOKEN, RefusalLog, Sessions, auth, peer
+from dnsfail.control.auth import (
+    LOGINS,
+    REFUSALS,
+    SESSIONS,
+    TOKEN,
+    RefusalLog,
+    Sessions,
+    auth,
+    peer,
+)
 from dnsfail.control.events import STREAMS, add_routes
 from dnsfail.control.guard import GUARDS, Guard, Limits, RouteHandler, deadline
+from dnsfail.control.logins import LoginLimit
 from dnsfail.control.metrics import CONTENT_TYPE
 from dnsfail.control.port import ControlPort, cluster_of
 from dnsfail.control.status import status
@@ -361,6 +371,7 @@ def make_app(port: ControlPort, token: str | None, guards: Limits,
     app[TOKEN] = token
     app[SESSIONS] = Sessions()
     app[REFUSALS] = RefusalLog()
+    app[LOGINS] = LoginLimit()
     app[GUARDS] = guards
     app[BODY_TIMEOUT] = body_timeout
     app.router.add_get("/healthz", healthz)

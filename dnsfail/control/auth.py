@@ -9,7 +9,11 @@ nothing and is logged (:func:`auth`, a middleware), boundedly: the first
 refusal from an address at once, then at most one line per address per
 ``REFUSAL_LOG_INTERVAL`` carrying the count of those not logged, and at most
 ``REFUSAL_LINES_PER_INTERVAL`` lines in all (:class:`RefusalLog`), so a
-peer with a wrong token, or a scanner, cannot fill the disk.
+peer with a wrong token, or a scanner, cannot fill the disk.  Wrong tokens
+are also counted per source (``control.logins``): past
+``MAX_LOGIN_FAILURES`` in ``LOGIN_WINDOW`` the source's requests get 429,
+its token unchecked, until the window has passed (a guesser gets twenty
+tries a minute).
 
 A browser cannot send a bearer header, so the status page logs in once
 (``control.page``: the token in a POSTed form) and gets a session cookie:
@@ -30,6 +34,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -37,6 +42,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from dnsfail.control.guard import RouteHandler
+from dnsfail.control.logins import LoginLimit
 from dnsfail.control.token import ControlError
 
 log = logging.getLogger(__name__)
@@ -149,6 +155,8 @@ class RefusalLog:
 
 
 REFUSALS: web.AppKey[RefusalLog] = web.AppKey("refusals")
+#: Failed token checks per source (``control.logins``): the login form's and the bearer's.
+LOGINS: web.AppKey[LoginLimit] = web.AppKey("logins")
 
 
 def has_session(request: web.Request) -> bool:
@@ -188,12 +196,25 @@ async def auth(request: web.Request, handler: RouteHandler) -> web.StreamRespons
     if token is None or request.path in OPEN_PATHS:
         return await handler(request)
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token_matches(token, given):
-        return await handler(request)
+    bearer = scheme.lower() == "bearer" and bool(given.strip())
+    logins = request.app.get(LOGINS)
+    wait = logins.retry_after(peer(request)) if bearer and logins is not None else 0.0
+    if bearer and not wait:
+        if token_matches(token, given):
+            if logins is not None:
+                logins.succeeded(peer(request))
+            return await handler(request)
+        if logins is not None:
+            logins.failed(peer(request))
     if request.method in READ_METHODS and has_session(request):
         return await handler(request)
+    if wait:
+        log_refusal(request, "too many failed token checks from this address")
+        return too_many(wait, json.dumps({"error": "too many failed token checks from this "
+                                          f"address: try again in {math.ceil(wait)} s"}) + "\n",
+                        "application/json")
     why = "no bearer token" if not given else "wrong bearer token"
-    _log_refusal(request, why)
+    log_refusal(request, why)
     return web.Response(
         status=401, text=json.dumps({"error": f"unauthorized: {why}"}) + "\n",
         content_type="application/json",
@@ -201,7 +222,15 @@ async def auth(request: web.Request, handler: RouteHandler) -> web.StreamRespons
     )
 
 
-def _log_refusal(request: web.Request, why: str) -> None:
+def too_many(wait: float, text: str, content_type: str,
+             headers: dict[str, str] | None = None) -> web.Response:
+    """429 with ``Retry-After`` (RFC 6585 section 4): the source failed too many checks."""
+    return web.Response(status=429, text=text, content_type=content_type,
+                        headers={**(headers or {}), "Retry-After": str(math.ceil(wait))})
+
+
+def log_refusal(request: web.Request, why: str, what: str | None = None) -> None:
+    """Log a refused request, boundedly (:class:`RefusalLog`); ``what``: default method, path."""
     refusals = request.app.get(REFUSALS)
     held = capped = 0
     if refusals is not None:
@@ -215,8 +244,8 @@ def _log_refusal(request: web.Request, why: str) -> None:
         notes.append(f"{capped} from other addresses not logged")
     tail = f" ({'; '.join(notes)})" if notes else (
         f" (logged at most once per {REFUSAL_LOG_INTERVAL:g}s per address)")
-    log.warning("control: refused %s %s from %s: %s%s", request.method, request.path,
-                peer(request), why, tail,
+    log.warning("control: refused %s from %s: %s%s",
+                what or f"{request.method} {request.path}", peer(request), why, tail,
                 extra={"fields": {"event": "control_refused", "method": request.method,
                                   "path": request.path, "client": peer(request),
                                   "suppressed": held, "suppressed_other": capped}})

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import math
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,12 +28,15 @@ from aiohttp import web
 
 from dnsfail.control.auth import (
     COOKIE,
+    LOGINS,
     SESSION_TTL,
     SESSIONS,
     TOKEN,
     has_session,
+    log_refusal,
     peer,
     token_matches,
+    too_many,
 )
 
 log = logging.getLogger(__name__)
@@ -112,8 +116,15 @@ async def login(request: web.Request) -> web.Response:
     if token is None:
         return _see_home()
     if not _same_origin(request):
-        log.warning("control: refused login from %s: cross-origin form", peer(request))
+        log_refusal(request, "cross-origin form", "login")
         return _login_page(request, "cross-origin login refused", 403)
+    logins = request.app.get(LOGINS)
+    wait = logins.retry_after(peer(request)) if logins is not None else 0.0
+    if wait:
+        log_refusal(request, "too many failed logins from this address", "login")
+        message = f"too many failed logins from this address: try again in {math.ceil(wait)} s"
+        page = request.app[FILES].login.replace("{message}", html.escape(message))
+        return too_many(wait, page, "text/html", HEADERS)
     if (request.content_length or 0) > MAX_LOGIN_BODY:
         return _login_page(request, "request too large", 413)
     try:
@@ -123,11 +134,12 @@ async def login(request: web.Request) -> web.Response:
         return _login_page(request, "request body too slow", 408)
     given = parse_qs(raw[:MAX_LOGIN_BODY].decode("utf-8", "replace")).get("token", [""])[0]
     if not token_matches(token, given):
-        log.warning("control: refused login from %s: %s", peer(request),
-                    "no token" if not given else "wrong token",
-                    extra={"fields": {"event": "control_refused", "path": "/login",
-                                      "client": peer(request)}})
+        if logins is not None:
+            logins.failed(peer(request))
+        log_refusal(request, "no token" if not given else "wrong token", "login")
         return _login_page(request, "wrong token", 401)
+    if logins is not None:
+        logins.succeeded(peer(request))
     sid = request.app[SESSIONS].issue()
     log.info("control: status page login from %s", peer(request))
     resp = _see_home()

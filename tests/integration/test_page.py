@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from dnsfail.control.auth import Sessions
+from dnsfail.control.logins import LOGIN_WINDOW, MAX_LOGIN_FAILURES
 from dnsfail.control.page import CSP
 
 from .ctl_server import TOKEN, Ctl
@@ -129,4 +130,26 @@ def test_a_malformed_origin_is_refused_not_a_traceback(start: Callable[..., Ctl]
     conn.close()
     assert resp.status == 403
     assert resp.getheader("Set-Cookie") is None
+    assert "Traceback" not in ctl.server.log
+
+
+def test_failed_logins_are_limited_per_source_and_logged_boundedly(
+        start: Callable[..., Ctl]) -> None:
+    """A token guesser gets MAX_LOGIN_FAILURES tries, then 429 for the rest of the window,
+    through the form and the bearer header alike, even with the right token; the log gets
+    one line, not one per guess."""
+    ctl = start(token=TOKEN)
+    for i in range(MAX_LOGIN_FAILURES):
+        assert call(ctl, "POST", "/login", f"token=guess{i}").status == 401
+    for body in ("token=guess", f"token={TOKEN}"):
+        locked = call(ctl, "POST", "/login", body)
+        assert locked.status == 429
+        assert 0 < int(locked.getheader("Retry-After") or 0) <= LOGIN_WINDOW
+        assert locked.getheader("Set-Cookie") is None
+    code, _ = ctl.call("GET", "/v1/status", token="wrong")
+    assert code == 429
+    code, _ = ctl.call("GET", "/v1/status")  # the right bearer, from the same source
+    assert code == 429
+    assert ctl.call("GET", "/healthz")[0] == 200  # open paths are not held back
+    assert ctl.server.log.count("refused login from 127.0.0.1") == 1
     assert "Traceback" not in ctl.server.log
