@@ -131,14 +131,14 @@ class Exchange:
             return False
         why = self.node.receive(m, url, time.monotonic())
         if why is not None:
-            return why == "self"
+            return why in ("self", "alias")
         if m.drains is not None:
             await self.merge(m.drains)
         return True
 
     async def _pull_forever(self, url: str) -> None:
         failures = 0
-        while url not in self.node.self_urls:
+        while url not in self.node.self_urls and url not in self.node.alias_urls:
             ok = await self.pull(url)
             failures = 0 if ok else failures + 1
             interval = self.node.interval()

@@ -67,6 +67,8 @@ class Peer:
     #: The offset is past the bound and has been warned about (re-armed once back within half).
     offset_warned: bool = False
     peers: tuple[str, ...] = ()
+    #: The boot id of its last accepted message (a second URL answering it is an alias).
+    boot: str | None = None
 
 
 class Node:
@@ -86,6 +88,8 @@ class Node:
         self.peers = {url: Peer(url) for url in settings.peers}
         #: URLs that turned out to be this instance (same boot id answered).
         self.self_urls: set[str] = set()
+        #: URLs that turned out to be another peer's (same boot id as that URL's): alias -> it.
+        self.alias_urls: dict[str, str] = {}
         self.own: dict[ProbeSpec, TargetHealth] = {}
         self.agreed: dict[ProbeSpec, Health] = {}
         self.judged: dict[ProbeSpec, Judgement] = {}
@@ -108,7 +112,8 @@ class Node:
 
     @property
     def others(self) -> list[Peer]:
-        return [p for url, p in self.peers.items() if url not in self.self_urls]
+        return [p for url, p in self.peers.items()
+                if url not in self.self_urls and url not in self.alias_urls]
 
     @property
     def n(self) -> int:
@@ -214,6 +219,17 @@ class Node:
                 log.info("peer %s is this instance; N = %d", url, self.n)
             return "self"
         peer = self.peers.get(url) if url is not None else None
+        if peer is not None and url is not None and url not in self.alias_urls:
+            twin = next((p for p in self.others if p.url != url and p.boot == m.boot), None)
+            if twin is not None:  # two spellings of one instance: it must vote once
+                self.alias_urls[url] = twin.url
+                self.peers[url] = Peer(url)
+                log.warning("peer %s is the same instance as %s (%s): counted once; N = %d",
+                            url, twin.url, m.instance[:60], self.n, extra={"fields": {
+                                "event": "peer_alias", "peer": url, "same_as": twin.url}})
+                return "alias"
+        if url in self.alias_urls:
+            return "alias"
         if peer is None:
             peer = next((p for p in self.others if p.instance == m.instance), None)
         if peer is None:
@@ -229,6 +245,7 @@ class Node:
         self._seen[m.instance] = Seen(m.boot, m.seq)
         peer.instance, peer.heard_at, peer.epoch, peer.degraded = m.instance, now, m.epoch, \
             m.degraded
+        peer.boot = m.boot
         peer.votes = {v.target: (v.state, now - v.age) for v in m.votes}
         peer.clock_offset = m.sent_at - self.wall()
         self._check_offset(peer)
@@ -347,6 +364,7 @@ def status(node: Node) -> dict[str, Any]:
         "fallback": node.settings.fallback.value, "boot": node.boot,
         "clock_offset_bound": round(node.clock_offset_bound(), 3),
         "self_urls": sorted(node.self_urls),
+        "alias_urls": dict(sorted(node.alias_urls.items())),
         "rejected": dict(node.rejected),
         "verdicts": {spec.label: {"state": j.state.value, "basis": j.basis}
                      for spec, j in sorted(node.judged.items(), key=lambda i: i[0].label)},

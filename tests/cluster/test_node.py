@@ -199,3 +199,26 @@ def test_a_boot_from_the_future_does_not_lock_out_the_instance(
                         PEERS[1], clock.t) is None
     older = peer_message("ns2", spec, Health.UP, 9, boot="100-")  # a genuinely older boot
     assert node.receive(older, PEERS[1], clock.t) == "from an older boot of that instance"
+
+
+def test_one_peer_under_two_urls_votes_once(zone: Zone) -> None:
+    """``--peer http://ns2:8053 --peer http://ns2.example:8053``: two spellings of one instance
+    (the same boot id answers both) are one vote and one of N, else ns2 alone would make a
+    majority of "3" and withdraw a site this instance sees up."""
+    store = Store({"dual.test.": zone})
+    clock = Clock()
+    urls = (PEERS[0], PEERS[1], "http://ns2.example:8053")
+    node = Node(ClusterSettings(urls, Fallback.HOLD), "ns1", lambda: store, mono=clock,
+                wall=lambda: 5e8 + clock.t)
+    node.self_urls.add(PEERS[0])
+    spec = spec_of(store, "192.0.2.10")
+    for s in store.targets:
+        probe(node, clock, s, True)
+    assert node.receive(peer_message("ns2", spec, Health.DOWN, 1), urls[1], clock.t) is None
+    assert node.receive(peer_message("ns2", spec, Health.DOWN, 2), urls[2], clock.t) == "alias"
+    assert node.n == 2
+    assert [v.origin for v in node.votes_for(spec)] == ["ns1", "ns2"]
+    assert store.snapshot.is_up(spec) is True  # 1 DOWN of 2: no majority
+    assert node.receive(peer_message("ns2", spec, Health.DOWN, 3), urls[2], clock.t) == "alias"
+    assert status(node)["alias_urls"] == {urls[2]: urls[1]}
+    assert [p.url for p in node.others] == [urls[1]]
