@@ -32,6 +32,10 @@ from dnsfail.steering.overrides import OverrideError, Selector
 
 log = logging.getLogger("dnsfail.cluster")
 
+#: Replicated drains logged one per line per merge; past it, one line says how many more
+#: (a peer's 10,000-drain set must not write 10,000 lines, on every instance, at once).
+DRAIN_LOG_LINES = 10
+
 Push = Callable[[], Awaitable[dict[str, bool]]]
 
 
@@ -131,7 +135,12 @@ class ClusterDrains(Drains):
                 await self._save_records()
             except OSError as exc:
                 log.error("could not save drains from a peer: %s", exc)
-        for r in taken:
+        for r in taken[:DRAIN_LOG_LINES]:
             log.warning("drain from %s: %s %s until %s (%s; by %s)", r.origin, r.selector,
                         r.state, iso(r.expires), r.reason, r.by or "?",
                         extra={"fields": {"event": "drain_replicated", **r.to_json()}})
+        if len(taken) > DRAIN_LOG_LINES:
+            more = len(taken) - DRAIN_LOG_LINES
+            log.warning("%d more drain record(s) from peers not logged one by one (see "
+                        "/v1/status overrides)", more,
+                        extra={"fields": {"event": "drain_replicated_more", "count": more}})

@@ -302,3 +302,20 @@ def test_load_removes_temporaries_a_killed_save_left(tmp_path: Path) -> None:
     assert [o.selector for o in overrides.load(path, 2.0)] == ["192.0.2.10"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["state.json", *(k.name for k in kept)])
+
+
+def test_selectors_are_parsed_once_and_long_ones_are_not_kept() -> None:
+    """The store re-parses every override on each change; the cache makes that a lookup,
+    and keeps only short texts (a 60 KB NAME/POOL typo is parsed, not remembered)."""
+    from dnsfail.steering import overrides as mod
+
+    mod._parse_cached.cache_clear()
+    first = mod.parse_selector("192.0.2.10")
+    assert mod.parse_selector("192.0.2.10") is first
+    assert mod._parse_cached.cache_info().hits == 1
+    long = "a" * 60_000 + ".example/eu"
+    assert mod.parse_selector(long).pool == "eu"
+    assert mod._parse_cached.cache_info().currsize == 1
+    with pytest.raises(OverrideError):
+        mod.parse_selector("not a selector")
+    assert mod._parse_cached.cache_info().maxsize == mod.SELECTOR_CACHE
