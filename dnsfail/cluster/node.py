@@ -135,24 +135,6 @@ class Node:
         """Seconds of peer clock offset past which a warning is logged (once per peer)."""
         return CLOCK_OFFSET_FRACTION * self.heard_window()
 
-    def _check_offset(self, peer: Peer) -> None:
-        offset, bound = peer.clock_offset, self.clock_offset_bound()
-        if offset is None:
-            return
-        if not peer.offset_warned and abs(offset) > bound:
-            peer.offset_warned = True
-            log.warning("peer %s (%s): its clock is %+.1f s off ours, past %.1f s (half the "
-                        "freshness window); votes are unaffected, but drains expire and "
-                        "order by wall clock: synchronise the clocks (NTP); logged once",
-                        peer.url, peer.instance, offset, bound, extra={"fields": {
-                            "event": "peer_clock_offset", "peer": peer.url,
-                            "offset": round(offset, 3), "bound": round(bound, 3)}})
-        elif peer.offset_warned and abs(offset) <= bound / 2:
-            peer.offset_warned = False
-            log.info("peer %s (%s): clock offset back to %+.1f s", peer.url, peer.instance,
-                     offset, extra={"fields": {"event": "peer_clock_offset_ok",
-                                               "peer": peer.url, "offset": round(offset, 3)}})
-
     def interval(self) -> float:
         """Seconds between pulls: ``--peer-interval``, else the fastest probe interval."""
         if self.settings.interval is not None:
@@ -218,18 +200,9 @@ class Node:
                 self.self_urls.add(url)
                 log.info("peer %s is this instance; N = %d", url, self.n)
             return "self"
-        peer = self.peers.get(url) if url is not None else None
-        if peer is not None and url is not None and url not in self.alias_urls:
-            twin = next((p for p in self.others if p.url != url and p.boot == m.boot), None)
-            if twin is not None:  # two spellings of one instance: it must vote once
-                self.alias_urls[url] = twin.url
-                self.peers[url] = Peer(url)
-                log.warning("peer %s is the same instance as %s (%s): counted once; N = %d",
-                            url, twin.url, m.instance[:60], self.n, extra={"fields": {
-                                "event": "peer_alias", "peer": url, "same_as": twin.url}})
-                return "alias"
-        if url in self.alias_urls:
+        if url is not None and is_alias(self, url, m):
             return "alias"
+        peer = self.peers.get(url) if url is not None else None
         if peer is None:
             peer = next((p for p in self.others if p.instance == m.instance), None)
         if peer is None:
@@ -248,7 +221,7 @@ class Node:
         peer.boot = m.boot
         peer.votes = {v.target: (v.state, now - v.age) for v in m.votes}
         peer.clock_offset = m.sent_at - self.wall()
-        self._check_offset(peer)
+        check_offset(self, peer)
         peer.peers = m.peers
         self._recovered(peer.url)
         self.judge_all(now)
@@ -336,6 +309,44 @@ class Node:
 
     def encoded(self, peer_digest: str | None = None) -> dict[str, Any]:
         return messages.encode(self.message(peer_digest))
+
+
+def check_offset(node: Node, peer: Peer) -> None:
+    """Warn once when a peer's clock is past the bound; re-armed once back within half."""
+    offset, bound = peer.clock_offset, node.clock_offset_bound()
+    if offset is None:
+        return
+    if not peer.offset_warned and abs(offset) > bound:
+        peer.offset_warned = True
+        log.warning("peer %s (%s): its clock is %+.1f s off ours, past %.1f s (half the "
+                    "freshness window); votes are unaffected, but drains expire and "
+                    "order by wall clock: synchronise the clocks (NTP); logged once",
+                    peer.url, peer.instance, offset, bound, extra={"fields": {
+                        "event": "peer_clock_offset", "peer": peer.url,
+                        "offset": round(offset, 3), "bound": round(bound, 3)}})
+    elif peer.offset_warned and abs(offset) <= bound / 2:
+        peer.offset_warned = False
+        log.info("peer %s (%s): clock offset back to %+.1f s", peer.url, peer.instance,
+                 offset, extra={"fields": {"event": "peer_clock_offset_ok",
+                                           "peer": peer.url, "offset": round(offset, 3)}})
+
+
+def is_alias(node: Node, url: str, m: Message) -> bool:
+    """Whether ``url`` is another configured URL of a peer already heard (the same boot id
+    answers both): two spellings of one instance must vote once and count once in N."""
+    if url in node.alias_urls:
+        return True
+    if url not in node.peers:
+        return False
+    twin = next((p for p in node.others if p.url != url and p.boot == m.boot), None)
+    if twin is None:
+        return False
+    node.alias_urls[url] = twin.url
+    node.peers[url] = Peer(url)
+    log.warning("peer %s is the same instance as %s (%s): counted once; N = %d", url,
+                twin.url, m.instance[:60], node.n,
+                extra={"fields": {"event": "peer_alias", "peer": url, "same_as": twin.url}})
+    return True
 
 
 def status(node: Node) -> dict[str, Any]:
