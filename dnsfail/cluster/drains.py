@@ -52,15 +52,22 @@ def save_records(path: Path, records: Iterable[DrainRecord]) -> None:
 def load_records(path: Path, now: float) -> dict[str, DrainRecord]:
     """The saved drain set; a missing file is empty, a damaged one is logged and ignored."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as f:
+            raw = f.read(overrides.MAX_STATE_FILE + 1)
+        if len(raw) > overrides.MAX_STATE_FILE:
+            raise ValueError(f"larger than {overrides.MAX_STATE_FILE} octets")
+        data = json.loads(raw)
         items = data["drains"] if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise ValueError("no drains list")
         records = [DrainRecord.from_json(item) for item in items]
     except FileNotFoundError:
         return {}
+    except RecursionError:
+        log.error("cluster drain file %s ignored: nested too deeply", path)
+        return {}
     except (OSError, ValueError, KeyError, OverrideError) as exc:
-        log.error("cluster drain file %s ignored: %s", path, exc)
+        log.error("cluster drain file %s ignored: %s", path, str(exc)[:200])
         return {}
     return drainset.merge({}, records, now)[0]
 

@@ -29,6 +29,7 @@ from dnsfail.steering.overrides import (
     Override,
     OverrideError,
     parse_selector,
+    printable,
 )
 
 #: Most selectors a drain set holds (drains plus tombstones): a peer cannot grow it beyond.
@@ -78,8 +79,8 @@ class DrainRecord:
                 raise ValueError("not a finite number")
             if expires - created > MAX_DURATION + 1:  # a drain nobody remembers must end
                 raise ValueError(f"lasts over {MAX_DURATION:g} s")
-            reason = str(data.get("reason", ""))[:MAX_REASON]
-            by = str(data.get("by", ""))[:MAX_ID]
+            reason = printable(str(data.get("reason", "")), MAX_REASON)
+            by = printable(str(data.get("by", "")), MAX_ID)
             origin = str(data["origin"])[:MAX_ID]
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise OverrideError(f"drain record: {exc}") from None

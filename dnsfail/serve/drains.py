@@ -42,6 +42,11 @@ COMPLETE_MEANS = (
 )
 
 
+#: Restored overrides logged one per line at start; past it, one line says how many more
+#: (a 10,000-drain state file must not write 10,000 lines, or take seconds to log them).
+RESTORED_LOG_LINES = 20
+
+
 class Drains:
     """Operator overrides over ``store`` (set at start), saved to ``state_path`` if any."""
 
@@ -74,13 +79,19 @@ class Drains:
             return []
 
     def log_restored(self) -> None:
-        """One line per override the store started with (read by ``load_saved``)."""
+        """One line per override the store started with (read by ``load_saved``), for the
+        first RESTORED_LOG_LINES; then one line with the count of the rest."""
         assert self.store is not None
-        for o in self.store.overrides:
+        for o in self.store.overrides[:RESTORED_LOG_LINES]:
             log.warning("override restored from %s: %s %s until %s (%s; by %s)%s",
                         self.state_path, o.selector, o.state.name, iso(o.expires), o.reason,
                         o.by or "?", "" if self.override_matches(o) else "; matches nothing",
                         extra={"fields": {"event": "override_restored", **o.to_json()}})
+        more = len(self.store.overrides) - RESTORED_LOG_LINES
+        if more > 0:
+            log.warning("%d more override(s) restored from %s, not logged one by one "
+                        "(dnsfail status lists them)", more, self.state_path,
+                        extra={"fields": {"event": "override_restored_more", "count": more}})
 
     def override_matches(self, o: Override) -> tuple[Match, ...]:
         assert self.store is not None

@@ -40,6 +40,7 @@ import math
 import os
 import re
 import tempfile
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -64,6 +65,35 @@ STATE_VERSION = 1
 MAX_DURATION = 30 * 86400.0
 #: Longest reason kept (it goes into logs and the state file).
 MAX_REASON = 500
+#: Longest author kept from a state file or a peer.
+MAX_BY = 200
+#: Latest instant a saved override may name (9999-12-31T23:59:59Z): past it, formatting the
+#: time for the log is an OverflowError, and no drain lasts that long anyway.
+MAX_TIMESTAMP = 253402300799.0
+#: Largest state file read (a 10,000-drain file is ~2.5 MB); a larger one is refused as
+#: damaged (moved aside) instead of read into memory.
+MAX_STATE_FILE = 32 * 1024 * 1024
+#: Unicode categories replaced in reasons and authors read back from a file or a peer: they
+#: go into logs and terminals, where a newline or a direction override forges text.
+UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, each unprintable one (UNPRINTABLE) as U+FFFD."""
+    text = text[:limit]
+    if text.isprintable():
+        return text
+    return "".join("\ufffd" if unicodedata.category(c) in UNPRINTABLE else c for c in text)
+
+
+def timestamp(value: object, what: str) -> float:
+    """A wall-clock time from a file or a peer: finite, 0 to MAX_TIMESTAMP; else ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} {value!r} is not a time")
+    number = float(value)  # type: ignore[arg-type]  # TypeError/ValueError say why
+    if not 0.0 <= number <= MAX_TIMESTAMP:  # NaN compares false too
+        raise ValueError(f"{what} {str(value)[:40]} is not a time between 1970 and 9999")
+    return number
 
 
 class OverrideError(DnsfailError, ValueError):
@@ -256,10 +286,12 @@ class Override:
             state = Status(data["state"])
             if state is Status.OBEY:
                 raise ValueError("state must be up or down")
-            created, expires = float(data["created"]), float(data["expires"])
-            reason, by = str(data["reason"]), str(data.get("by", ""))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise OverrideError(f"override {data!r}: {exc}") from None
+            created = timestamp(data["created"], "created")
+            expires = timestamp(data["expires"], "expires")
+            reason = printable(str(data["reason"]), MAX_REASON)
+            by = printable(str(data.get("by", "")), MAX_BY)
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise OverrideError(f"override {str(data)[:200]}: {str(exc)[:200]}") from None
         return cls(selector, state, reason, created, expires, by)
 
 
@@ -463,12 +495,14 @@ def dumps(overrides: Iterable[Override]) -> str:
     return json.dumps(body, indent=2, sort_keys=True) + "\n"
 
 
-def loads(text: str, now: float) -> list[Override]:
+def loads(text: str | bytes, now: float) -> list[Override]:
     """Parse a state file's text; expired overrides are dropped.  All or nothing."""
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise OverrideError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise OverrideError("not JSON: nested too deeply") from None
+    except ValueError as exc:  # not JSON, not UTF-8, an integer of over 4,300 digits
+        raise OverrideError(f"not JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
         raise OverrideError(f"not a version {STATE_VERSION} dnsfail state file")
     items = data.get("overrides")
@@ -485,11 +519,14 @@ def load(path: Path, now: float) -> list[Override]:
     """
     remove_stale_temporaries(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            text = f.read(MAX_STATE_FILE + 1)
     except FileNotFoundError:
         return []
     except OSError as exc:
         raise OverrideError(f"{path}: {exc.strerror or exc}") from None
+    if len(text) > MAX_STATE_FILE:
+        raise OverrideError(f"{path}: larger than {MAX_STATE_FILE} octets")
     try:
         return loads(text, now)
     except OverrideError as exc:

@@ -128,3 +128,25 @@ def test_the_cluster_file_round_trips_and_a_damaged_one_is_ignored(tmp_path: obj
     assert load_records(path, 30) == {r.selector: r for r in records}
     path.write_text("{not json")
     assert load_records(path, 30) == {}
+
+
+@pytest.mark.parametrize("content", [b"[" * 100_000, b'{"drains": "\xff"}',
+                                     b'{"drains": [' + b"9" * 5000 + b"]}",
+                                     b'{"drains": [{"selector": "192.0.2.1", "reason": "\\n"}]}'])
+def test_any_damaged_cluster_file_is_ignored_not_raised(tmp_path: object,
+                                                        content: bytes) -> None:
+    """The cluster file is read at start: a RecursionError there stopped the start."""
+    from pathlib import Path
+
+    from dnsfail.cluster.drains import load_records
+
+    path = Path(str(tmp_path)) / "state.json.cluster.json"
+    path.write_bytes(content)
+    assert load_records(path, 30) == {}
+
+
+def test_replicated_reasons_cannot_forge_log_lines() -> None:
+    r = DrainRecord.from_json({"selector": "192.0.2.1", "state": "down", "created": 10,
+                               "expires": 20, "origin": "ns2", "reason": "x\nFORGED",
+                               "by": "\u202eop"})
+    assert (r.reason, r.by) == ("x\ufffdFORGED", "\ufffdop")

@@ -292,7 +292,7 @@ def test_state_file_is_readable_json(tmp_path: Path) -> None:
 
 def test_load_removes_temporaries_a_killed_save_left(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
-    overrides.save(path, [drain("192.0.2.10", 1.0, 1e12)])
+    overrides.save(path, [drain("192.0.2.10", 1.0, 1e11)])
     left = [tmp_path / ".state.json.abc123.tmp", tmp_path / ".state.json.x.tmp"]
     for stale in left:
         stale.write_text('{"version": 1, "overr')  # a write cut short by kill -9
