@@ -27,6 +27,14 @@ from dnsfail.addresses import DEFAULT_CONTROL
 DEFAULT_ADDRESS = f"{DEFAULT_CONTROL[0]}:{DEFAULT_CONTROL[1]}"
 
 
+#: Largest control API answer read (a status of 100,000 targets is ~60 MB); a larger one is
+#: an error, not read into memory.
+MAX_REPLY = 256 * 1024 * 1024
+#: Characters a server's text may not send to the terminal: C0 and C1 controls but newline
+#: and tab (an escape sequence in a drain reason could rewrite the screen or the title).
+_TERMINAL_UNSAFE = {c: f"\\x{c:02x}" for c in (*range(0, 9), *range(11, 32), *range(127, 160))}
+
+
 class CtlError(Exception):
     """Could not get an answer from the control API; ``code`` is the exit status."""
 
@@ -86,9 +94,9 @@ def request(
         req.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(req, timeout=args.timeout) as resp:
-            return resp.status, _decode(resp.read(), resp.headers.get_content_type())
+            return resp.status, _decode(_read(resp), resp.headers.get_content_type())
     except urllib.error.HTTPError as exc:
-        payload = _decode(exc.read(), exc.headers.get_content_type())
+        payload = _decode(_read(exc), exc.headers.get_content_type())
         if exc.code == 401:
             hint = ("the server wants a token: --token-file FILE or DNSFAIL_TOKEN"
                     if token is None else "the token was rejected (wrong token?)")
@@ -104,14 +112,40 @@ def request(
                        "(is `dnsfail serve` running there? see --control HOST:PORT)") from None
 
 
+def _read(resp: Any) -> bytes:
+    raw: bytes = resp.read(MAX_REPLY + 1)
+    if len(raw) > MAX_REPLY:
+        raise CtlError(f"the control API answered more than {MAX_REPLY} octets")
+    return raw
+
+
 def _decode(raw: bytes, content_type: str) -> Any:
     text = raw.decode(errors="replace")
     if content_type == "application/json":
         try:
             return json.loads(text)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, too deep, a 5,000-digit integer
             return text
     return text
+
+
+def terminal_text(text: str) -> str:
+    """A server's ``text`` as it may be printed: controls but newline and tab escaped."""
+    return text.translate(_TERMINAL_UNSAFE)
+
+
+class _Terminal(io.TextIOBase):
+    """A stream that escapes what a server's text must not send to a terminal."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def write(self, text: str) -> int:
+        self.inner.write(terminal_text(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.inner.flush()
 
 
 def _reason(payload: Any) -> str:
@@ -261,11 +295,22 @@ def main(args: argparse.Namespace) -> int:
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Terminal(out), _Terminal(err)
     try:
         return _run(args)
     except CtlError as exc:
         print(f"dnsfail {args.command}: {exc}", file=sys.stderr)
         return exc.code
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        # A proxy, another program or another version on that port: one line, no traceback.
+        print(f"dnsfail {args.command}: the answer of {base_url(args.control)} is not what this "
+              f"client understands ({type(exc).__name__}: {str(exc)[:100]}); is it a dnsfail "
+              "server of this version?", file=sys.stderr)
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stdout, sys.stderr = out, err
 
 
 def _cluster_line(payload: dict[str, Any]) -> None:

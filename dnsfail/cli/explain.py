@@ -101,12 +101,15 @@ def ask_server(args: argparse.Namespace) -> int:
         return exc.code
     if code != 200 or not isinstance(payload, dict) or "text" not in payload:
         reason = payload.get("error", payload) if isinstance(payload, dict) else payload
-        print(f"dnsfail explain: {ctl.base_url(args.control)} answered {code}: "
-              f"{str(reason).strip()}", file=sys.stderr)
+        print(ctl.terminal_text(f"dnsfail explain: {ctl.base_url(args.control)} answered "
+                                f"{code}: {str(reason).strip()[:2000]}"), file=sys.stderr)
         return 2
-    server = ctl.describe_server(payload.get("server"))
-    print(server or f"server at {ctl.base_url(args.control)}")
-    print(str(payload["text"]).rstrip("\n"))
+    try:
+        server = ctl.describe_server(payload.get("server"))
+    except (KeyError, TypeError, AttributeError, ValueError):  # another version, a proxy
+        server = None
+    print(ctl.terminal_text(server or f"server at {ctl.base_url(args.control)}"))
+    print(ctl.terminal_text(str(payload["text"]).rstrip("\n")))
     return 0
 
 
