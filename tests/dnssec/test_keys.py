@@ -14,6 +14,9 @@ from pathlib import Path
 import dns.dnssec
 import dns.rdata
 import pytest
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from dnsfail.dnssec import crypto, keys
 from tests.conftest import ROOT
@@ -173,3 +176,18 @@ def test_more_keys_for_one_zone_than_a_rollover_needs_are_refused(tmp_path: Path
     for path in sorted(tmp_path.glob("*.private"))[:1]:
         path.unlink()
     assert len(keys.load_keys(str(tmp_path))["z.test."]) == limit
+
+
+#: The P-256 group order: r and s of a signature lie in [1, N).
+_P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+@given(st.integers(1, _P256_N - 1), st.integers(1, _P256_N - 1))
+@example(1, 1)
+@example(2**255, 2**248 - 1)
+@example(_P256_N - 1, 2**7)
+def test_the_der_slicer_reads_any_signature_as_the_decoder_does(r: int, s: int) -> None:
+    """``raw_signature`` slices DER instead of decoding it: for every r and s (short
+    integers, a leading zero before a high bit) it gives r | s as 32 octets each."""
+    der = encode_dss_signature(r, s)
+    assert crypto.raw_signature(der) == r.to_bytes(32, "big") + s.to_bytes(32, "big")
