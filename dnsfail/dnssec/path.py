@@ -30,7 +30,7 @@ from dnsfail.dns import wire
 from dnsfail.dns.handler import Handler
 from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Query, parse_query, question_end
 from dnsfail.dns.replycache import EXACT_QUERY_LIMIT, key_edns
-from dnsfail.dns.resolver import find_zone
+from dnsfail.dns.resolver import zone_for
 from dnsfail.dnssec.answer import KEY_TYPES, SignedZone, key_answer, signed_answer
 from dnsfail.dnssec.fast import SignedTemplates
 from dnsfail.dnssec.sign import window_at
@@ -105,7 +105,7 @@ class SignedPath:
         do = edns is not None and edns.do
         if (not do and query.qtype not in _ALWAYS) or query.qclass != RRClass.IN:
             return None
-        zone = find_zone(snap.zones, query.qname)
+        zone = zone_for(snap.zones, query.qname, query.qtype)
         signed = self.zones.get(zone.origin) if zone is not None else None
         if zone is None or signed is None:
             return None
