@@ -64,6 +64,14 @@ class SignedPath:
         self._replies: dict[bytes, tuple[bytes, int]] = {}
         self._previous: dict[bytes, tuple[bytes, int]] = {}
 
+    def replace(self, zones: Mapping[str, SignedZone]) -> None:
+        """Sign with ``zones`` from the next query on (a reload re-read the keys): the
+        signed replies and templates of the old keys are dropped with the snapshot mark."""
+        self.zones = dict(zones)
+        self._snap = None
+        self._exact, self._replies, self._previous = {}, {}, {}
+        self._templates = SignedTemplates(self.zones, b"")
+
     def __call__(self, handler: Handler, data: bytes, tcp: bool, snap: Snapshot,
                  scanned: tuple[bytes, int] | None, client: str) -> bytes | None:
         cache_key = None

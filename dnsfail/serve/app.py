@@ -23,7 +23,7 @@ import os
 import signal
 import socket
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ from dnsfail.serve.wiring import (
     load_store,
     open_locator,
     open_signed,
+    reread_keys,
     stages,
 )
 from dnsfail.serve.workers import Workers, WorkerSettings
@@ -272,6 +273,10 @@ class Daemon(Telling):
         self.drains.log_restored()
         after = await self.stages.open(s, self.stats, lambda: store.snapshot)
         self.handler = self.stages.handler(store, self.locator, s, self.stats, after)
+        signed = self.stages.signed
+        if signed is not None and s.dnssec_keys is not None:
+            self.reloads.keys = functools.partial(self._reread_keys, signed, s.dnssec_keys)
+            self.reloads.key_dir = s.dnssec_keys
         try:
             await self._listen()
             await self._start_control()
@@ -361,6 +366,19 @@ class Daemon(Telling):
         else:
             log.info("signal %s: shutting down", signal.Signals(signum).name)
             self.stopped.set()
+
+    def _reread_keys(self, signed: SignedPath, directory: str, zones: Sequence[str]
+                     ) -> Callable[[], None]:
+        """A reload's key step (off the loop): read ``directory`` again; what it returns
+        puts the keys in use here and tells the workers to read them too."""
+        commit = reread_keys(signed, directory, zones)
+
+        def use() -> None:
+            commit()
+            if self.workers is not None:
+                self.workers.keys_changed()  # sent with the snapshot the reload publishes
+
+        return use
 
     async def _targets_changed(self, targets: Iterable[ProbeSpec]) -> None:
         """A reload changed the zones: probe exactly their targets from now on."""
