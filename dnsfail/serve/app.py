@@ -271,12 +271,8 @@ class Daemon(Telling):
                                                      geoip=s.geoip is not None, saved=saved)
         self.reloads.loaded(store)
         self.drains.log_restored()
-        after = await self.stages.open(s, self.stats, lambda: store.snapshot)
+        after = await self.stages.open(s, self.stats, lambda: store.snapshot, self)
         self.handler = self.stages.handler(store, self.locator, s, self.stats, after)
-        signed = self.stages.signed
-        if signed is not None and s.dnssec_keys is not None:
-            self.reloads.keys = functools.partial(self._reread_keys, signed, s.dnssec_keys)
-            self.reloads.key_dir = s.dnssec_keys
         try:
             await self._listen()
             await self._start_control()
@@ -367,19 +363,6 @@ class Daemon(Telling):
             log.info("signal %s: shutting down", signal.Signals(signum).name)
             self.stopped.set()
 
-    def _reread_keys(self, signed: SignedPath, directory: str, zones: Sequence[str]
-                     ) -> Callable[[], None]:
-        """A reload's key step (off the loop): read ``directory`` again; what it returns
-        puts the keys in use here and tells the workers to read them too."""
-        commit = reread_keys(signed, directory, zones)
-
-        def use() -> None:
-            commit()
-            if self.workers is not None:
-                self.workers.keys_changed()  # sent with the snapshot the reload publishes
-
-        return use
-
     async def _targets_changed(self, targets: Iterable[ProbeSpec]) -> None:
         """A reload changed the zones: probe exactly their targets from now on."""
         if self.prober is not None:
@@ -467,12 +450,16 @@ class AnswerStages:
     signed: SignedPath | None = None
 
     async def open(self, s: Settings, stats: QueryStats,
-                   snapshot: Callable[[], Snapshot]) -> After | None:
-        """Read the secrets (off the loop) and open the limiter's table, as ``s`` asks."""
+                   snapshot: Callable[[], Snapshot], daemon: Daemon | None = None
+                   ) -> After | None:
+        """Read the secrets (off the loop) and open the limiter's table, as ``s`` asks; the
+        keys too, which ``daemon``'s reloads then re-read."""
         self.secrets, self.cookies = await asyncio.to_thread(cookie_stage, s)
         if s.rrl is not None:
             self.limiter = open_limiter(s.rrl, stats, snapshot)
         self.signed = await asyncio.to_thread(open_signed, s.dnssec_keys, list(snapshot().zones))
+        if daemon is not None:
+            reload_keys_too(daemon, s.dnssec_keys)
         return stages(self.cookies, self.limiter)
 
     def handler(self, store: Store, locator: Locator, s: Settings, stats: QueryStats,
@@ -492,6 +479,27 @@ class AnswerStages:
         if self.limiter is not None:
             self.limiter.table.close()
             self.limiter = None
+
+
+def reload_keys_too(daemon: Daemon, directory: str | None) -> None:
+    """Have ``daemon``'s reloads re-read ``--dnssec-keys`` (and ``--watch`` watch it)."""
+    signed = daemon.stages.signed
+    if signed is None or directory is None:
+        return
+
+    def step(zones: Sequence[str]) -> Callable[[], None]:
+        """The reload's key step (off the loop): read the directory again; what it
+        returns puts the keys in use here and tells the workers to read them too."""
+        commit = reread_keys(signed, directory, zones)
+
+        def use() -> None:
+            commit()
+            if daemon.workers is not None:
+                daemon.workers.keys_changed()  # sent with the snapshot the reload publishes
+
+        return use
+
+    daemon.reloads.keys, daemon.reloads.key_dir = step, directory
 
 
 def cookie_stage(s: Settings) -> tuple[Secrets | None, CookieStage | None]:
