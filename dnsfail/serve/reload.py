@@ -54,6 +54,12 @@ def zone_files(paths: Sequence[str]) -> dict[str, tuple[int, int, int] | None]:
     return out
 
 
+#: Entries of the key directory ``--watch`` looks at each round: a key directory holds a
+#: few files (the keys themselves are limited to ``dnssec.keys.KEY_FILES_LIMIT``, 1024),
+#: so past this many the scan stops rather than stat a huge directory every second.
+WATCHED_KEY_ENTRIES = 4096
+
+
 def key_files(directory: str | None) -> dict[str, tuple[int, int, int] | None]:
     """What ``--watch`` compares of ``--dnssec-keys DIR``: each ``.key``/``.private`` file
     with its inode, size and mtime (the directory itself as None when it cannot be read)."""
@@ -62,7 +68,9 @@ def key_files(directory: str | None) -> dict[str, tuple[int, int, int] | None]:
     out: dict[str, tuple[int, int, int] | None] = {}
     try:
         with os.scandir(directory) as entries:
-            for entry in entries:
+            for seen, entry in enumerate(entries):
+                if seen >= WATCHED_KEY_ENTRIES:
+                    break
                 if entry.name.endswith((".key", ".private")):
                     try:
                         st = entry.stat()
