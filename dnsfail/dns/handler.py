@@ -44,7 +44,7 @@ from dnsfail.cluster.epoch import epoch
 from dnsfail.dns import wire
 from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Drop, Query, Refuse, parse_query, question_end
 from dnsfail.dns.replycache import ClientBlocks, Entry, client_address, key_edns, question_key
-from dnsfail.dns.resolver import chaos, find_zone, resolve
+from dnsfail.dns.resolver import chaos, resolve, zone_for
 from dnsfail.dns.stages import After, Key
 from dnsfail.dns.stats import SAMPLE_EVERY, QueryStats
 from dnsfail.dns.template import Templates
@@ -254,7 +254,8 @@ class Handler:
                     replies.remember_exact(data, reply, hit[1])
                 return reply
         message = self.answer(snap, query, client)
-        zone = find_zone(snap.zones, query.qname) if query.qclass != RRClass.CH else None
+        zone = zone_for(snap.zones, query.qname, query.qtype) \
+            if query.qclass != RRClass.CH else None
         slot = self.stats.slot(zone.origin if zone is not None else "", query.qtype,
                                message.rcode)
         self._counts[slot] += 1

@@ -75,6 +75,19 @@ def find_zone(zones: Mapping[str, Zone], qname: str) -> Zone | None:
         name = name[name.find(".") + 1 :] or "."
 
 
+def zone_for(zones: Mapping[str, Zone], qname: str, qtype: int) -> Zone | None:
+    """The zone that answers ``qname``/``qtype``: ``find_zone``'s, but for a DS question at
+    the apex of a zone whose parent zone we also serve with a delegation there, the parent
+    (DS is the parent side's record, RFC 4035 section 3.1.4.1: a server authoritative for
+    both answers it from the parent)."""
+    zone = find_zone(zones, qname)
+    if qtype == RRType.DS and zone is not None and zone.origin == qname and qname != ".":
+        parent = find_zone(zones, qname[qname.find(".") + 1 :] or ".")
+        if parent is not None and qname in parent.cuts:
+            return parent
+    return zone
+
+
 def soa_authority(zone: Zone) -> tuple[RRset, ...]:
     """The authority section of a negative answer: the SOA, TTL min(SOA TTL, MINIMUM)
     (RFC 2308 section 3).  ``dns.template`` renders its negative templates from it."""
@@ -115,7 +128,7 @@ def resolve(
     """
     if qclass != RRClass.IN:
         return Message(Rcode.REFUSED, False)
-    zone = find_zone(zones, qname)
+    zone = zone_for(zones, qname, qtype)
     if zone is None:
         return Message(Rcode.REFUSED, False)
     if qtype in (RRType.AXFR, RRType.IXFR):

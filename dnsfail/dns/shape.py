@@ -36,8 +36,10 @@ from dnsfail.zonefile.packed import PackedStore, ZoneNames, ZoneNodes
 #: (``*.<closest encloser>``) for WILDCARD, the zone's origin otherwise ("" for REFUSED).
 NXDOMAIN, NODATA, WILDCARD, REFUSED = 0, 1, 2, 3
 Shape = tuple[int, str]
-#: Question types no shape answers: ``resolve`` refuses, rejects or synthesizes them.
-SPECIAL = frozenset({RRType.ANY, RRType.AXFR, RRType.IXFR, RRType.OPT, *NOTIMP_QTYPES})
+#: Question types no shape answers: ``resolve`` refuses, rejects or synthesizes them, or
+#: (DS) answers a zone's apex from its parent zone (``resolver.zone_for``).
+SPECIAL = frozenset({RRType.ANY, RRType.AXFR, RRType.IXFR, RRType.OPT, RRType.DS,
+                     *NOTIMP_QTYPES})
 _SPECIAL = SPECIAL
 _CNAME = RRType.CNAME
 

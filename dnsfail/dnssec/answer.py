@@ -17,9 +17,11 @@ signed zone and returns the reply a validator needs (RFC 4035 section 3.1):
   dynamic records whatever their health (a record whose pools are all down
   still exists), DNSKEY/CDS/CDNSKEY at the apex, the wildcard's types for a
   name it covers;
-* referrals: the NS RRset and glue unsigned (the child owns them), and a
-  signed NSEC at the delegation point without DS, proving it insecure
-  (RFC 4035 3.1.4.1);
+* referrals: the NS RRset and glue unsigned (the child owns them), then the
+  delegation's DS RRset and its RRSIG where the zone holds one (a secure
+  delegation), else a signed NSEC at the delegation point without DS, proving
+  it insecure (RFC 4035 3.1.4); a DS question at the cut is answered from this
+  side, the parent's (RFC 4035 3.1.4.1);
 * the DNSKEY, CDS and CDNSKEY RRsets at the apex (RFC 7344 section 4), signed.
 
 Why minimally covering NSEC for wildcards, rather than answering as if the name
@@ -230,8 +232,12 @@ def signed_answer(signed: SignedZone, zone: Zone, qname: str, qtype: int, messag
     rcode = message.rcode
     if referral:
         for rrset in message.authority:
-            proof = nsec_at(rrset.name, types_at(zone, rrset.name), ttl)
-            authority += (rrset, proof, sign(proof, window))
+            ds_rrset = zone.nodes.get(rrset.name, {}).get(RRType.DS)
+            if ds_rrset is not None:  # a secure delegation: the DS, signed (RFC 4035 3.1.4)
+                authority += (rrset, ds_rrset, sign(ds_rrset, window))
+            else:
+                proof = nsec_at(rrset.name, types_at(zone, rrset.name), ttl)
+                authority += (rrset, proof, sign(proof, window))
         return Message(rcode, message.aa, tuple(answer), tuple(authority), message.additional,
                        message.glue_required, message.cacheable, message.scope,
                        message.client_dependent)

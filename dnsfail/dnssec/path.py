@@ -30,7 +30,7 @@ from dnsfail.dns import wire
 from dnsfail.dns.handler import Handler
 from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Query, parse_query, question_end
 from dnsfail.dns.replycache import EXACT_QUERY_LIMIT, key_edns
-from dnsfail.dns.resolver import find_zone
+from dnsfail.dns.resolver import zone_for
 from dnsfail.dnssec.answer import KEY_TYPES, SignedZone, key_answer, signed_answer
 from dnsfail.dnssec.fast import SignedTemplates
 from dnsfail.dnssec.sign import window_at
@@ -63,6 +63,14 @@ class SignedPath:
         self._exact: dict[bytes, tuple[bytes, int]] = {}
         self._replies: dict[bytes, tuple[bytes, int]] = {}
         self._previous: dict[bytes, tuple[bytes, int]] = {}
+
+    def replace(self, zones: Mapping[str, SignedZone]) -> None:
+        """Sign with ``zones`` from the next query on (a reload re-read the keys): the
+        signed replies and templates of the old keys are dropped with the snapshot mark."""
+        self.zones = dict(zones)
+        self._snap = None
+        self._exact, self._replies, self._previous = {}, {}, {}
+        self._templates = SignedTemplates(self.zones, b"")
 
     def __call__(self, handler: Handler, data: bytes, tcp: bool, snap: Snapshot,
                  scanned: tuple[bytes, int] | None, client: str) -> bytes | None:
@@ -105,7 +113,7 @@ class SignedPath:
         do = edns is not None and edns.do
         if (not do and query.qtype not in _ALWAYS) or query.qclass != RRClass.IN:
             return None
-        zone = find_zone(snap.zones, query.qname)
+        zone = zone_for(snap.zones, query.qname, query.qtype)
         signed = self.zones.get(zone.origin) if zone is not None else None
         if zone is None or signed is None:
             return None

@@ -23,7 +23,7 @@ import os
 import signal
 import socket
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ from dnsfail.serve.wiring import (
     load_store,
     open_locator,
     open_signed,
+    reread_keys,
     stages,
 )
 from dnsfail.serve.workers import Workers, WorkerSettings
@@ -270,7 +271,7 @@ class Daemon(Telling):
                                                      geoip=s.geoip is not None, saved=saved)
         self.reloads.loaded(store)
         self.drains.log_restored()
-        after = await self.stages.open(s, self.stats, lambda: store.snapshot)
+        after = await self.stages.open(s, self.stats, lambda: store.snapshot, self)
         self.handler = self.stages.handler(store, self.locator, s, self.stats, after)
         try:
             await self._listen()
@@ -449,12 +450,16 @@ class AnswerStages:
     signed: SignedPath | None = None
 
     async def open(self, s: Settings, stats: QueryStats,
-                   snapshot: Callable[[], Snapshot]) -> After | None:
-        """Read the secrets (off the loop) and open the limiter's table, as ``s`` asks."""
+                   snapshot: Callable[[], Snapshot], daemon: Daemon | None = None
+                   ) -> After | None:
+        """Read the secrets (off the loop) and open the limiter's table, as ``s`` asks; the
+        keys too, which ``daemon``'s reloads then re-read."""
         self.secrets, self.cookies = await asyncio.to_thread(cookie_stage, s)
         if s.rrl is not None:
             self.limiter = open_limiter(s.rrl, stats, snapshot)
         self.signed = await asyncio.to_thread(open_signed, s.dnssec_keys, list(snapshot().zones))
+        if daemon is not None:
+            reload_keys_too(daemon, s.dnssec_keys)
         return stages(self.cookies, self.limiter)
 
     def handler(self, store: Store, locator: Locator, s: Settings, stats: QueryStats,
@@ -474,6 +479,27 @@ class AnswerStages:
         if self.limiter is not None:
             self.limiter.table.close()
             self.limiter = None
+
+
+def reload_keys_too(daemon: Daemon, directory: str | None) -> None:
+    """Have ``daemon``'s reloads re-read ``--dnssec-keys`` (and ``--watch`` watch it)."""
+    signed = daemon.stages.signed
+    if signed is None or directory is None:
+        return
+
+    def step(zones: Sequence[str]) -> Callable[[], None]:
+        """The reload's key step (off the loop): read the directory again; what it
+        returns puts the keys in use here and tells the workers to read them too."""
+        commit = reread_keys(signed, directory, zones)
+
+        def use() -> None:
+            commit()
+            if daemon.workers is not None:
+                daemon.workers.keys_changed()  # sent with the snapshot the reload publishes
+
+        return use
+
+    daemon.reloads.keys, daemon.reloads.key_dir = step, directory
 
 
 def cookie_stage(s: Settings) -> tuple[Secrets | None, CookieStage | None]:

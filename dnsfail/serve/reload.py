@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from dnsfail.control.metrics import Metrics
-from dnsfail.errors import ConfigError
+from dnsfail.errors import ConfigError, DnsfailError
 from dnsfail.events import transitions
 from dnsfail.events.log import EventLog
 from dnsfail.logs import iso
@@ -54,6 +54,35 @@ def zone_files(paths: Sequence[str]) -> dict[str, tuple[int, int, int] | None]:
     return out
 
 
+#: Entries of the key directory ``--watch`` looks at each round: a key directory holds a
+#: few files (the keys themselves are limited to ``dnssec.keys.KEY_FILES_LIMIT``, 1024),
+#: so past this many the scan stops rather than stat a huge directory every second.
+WATCHED_KEY_ENTRIES = 4096
+
+
+def key_files(directory: str | None) -> dict[str, tuple[int, int, int] | None]:
+    """What ``--watch`` compares of ``--dnssec-keys DIR``: each ``.key``/``.private`` file
+    with its inode, size and mtime (the directory itself as None when it cannot be read)."""
+    if directory is None:
+        return {}
+    out: dict[str, tuple[int, int, int] | None] = {}
+    try:
+        with os.scandir(directory) as entries:
+            for seen, entry in enumerate(entries):
+                if seen >= WATCHED_KEY_ENTRIES:
+                    break
+                if entry.name.endswith((".key", ".private")):
+                    try:
+                        st = entry.stat()
+                    except OSError:
+                        out[entry.path] = None
+                    else:
+                        out[entry.path] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        out[directory] = None
+    return out
+
+
 class Reloader:
     """Reloads the zones under ``paths`` into ``store`` (set at start).
 
@@ -79,6 +108,12 @@ class Reloader:
         self.config_generation = 0
         #: When each zone's current serial was loaded (wall clock).
         self.zone_loaded: dict[str, float] = {}
+        #: ``--dnssec-keys``: re-reads the key directory for the new zones' names (off the
+        #: loop; raises DnsfailError, KeyFileError, for an unusable one) and returns what
+        #: puts the keys in use, called with the zones' publication; and the directory,
+        #: which ``--watch`` watches too.
+        self.keys: Callable[[Sequence[str]], Callable[[], None]] | None = None
+        self.key_dir: str | None = None
 
     def loaded(self, store: Store) -> None:
         """The first zone set is ``store``'s: generation 1, each zone logged; from now on its
@@ -107,6 +142,17 @@ class Reloader:
             except Exception as exc:  # never a silent task failure or a bare 500: a problem
                 return self._reject(trigger, [f"reload failed: {type(exc).__name__}: "
                                               f"{str(exc)[:500]}"])
+            use_keys = None
+            if self.keys is not None:
+                try:
+                    use_keys = await asyncio.to_thread(self.keys, list(zones))
+                except Exception as exc:  # a broken key directory: the last good keys stay
+                    reason = str(exc) if isinstance(exc, DnsfailError) else \
+                        f"keys not re-read: {type(exc).__name__}: {str(exc)[:500]}"
+                    return self._reject(trigger, [f"{reason} (still signing with the "
+                                                  "previous keys)"])
+            if use_keys is not None:
+                use_keys()
             self.store.replace_zones(zones, prepared)
             await self.targets_changed(self.store.targets)
             self.last_reload_ok = True
@@ -165,11 +211,11 @@ class Reloader:
 
     async def watch_forever(self, interval: float) -> None:
         """``--watch``: reload when the set of zone files or any one of them changes."""
-        seen = zone_files(self.paths)
+        seen = zone_files(self.paths) | key_files(self.key_dir)
         while True:
             await asyncio.sleep(interval)
-            now = zone_files(self.paths)
+            now = zone_files(self.paths) | key_files(self.key_dir)
             if now != seen:
                 seen = now
-                log.info("zone files changed; reloading")
+                log.info("zone or key files changed; reloading")
                 await self.reload()

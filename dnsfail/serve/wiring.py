@@ -20,7 +20,7 @@ zones, opening a database) off their event loop.  It must not import
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dnsfail.cookies.stage import CookieStage
@@ -107,13 +107,33 @@ def open_signed(directory: str | None, zones: Sequence[str]) -> SignedPath | Non
     keys of zones not in ``zones`` are logged and ignored."""
     if directory is None:
         return None
-    from dnsfail.dnssec.setup import load_signed
+    from dnsfail.dnssec.setup import key_tags, load_signed
 
     signed = load_signed(directory)
-    for origin in sorted(signed.zones):
-        if origin in zones:
-            log.info("zone %s signed with key(s) %s", origin, ", ".join(
-                str(k.tag) for k in signed.zones[origin].signer.keys))
+    _log_keys(directory, key_tags(signed), zones)
+    return signed
+
+
+def reread_keys(signed: SignedPath, directory: str, zones: Sequence[str]
+                ) -> Callable[[], None]:
+    """Read ``directory`` again (KeyFileError if unusable: nothing changes); returns what
+    puts the keys read into ``signed``, for the reload to call once its zones are good."""
+    from dnsfail.dnssec.setup import rekey
+
+    replace, changed = rekey(signed, directory)
+
+    def commit() -> None:
+        replace()
+        _log_keys(directory, changed, zones)
+
+    return commit
+
+
+def _log_keys(directory: str, tags: Mapping[str, Sequence[int]], zones: Sequence[str]) -> None:
+    for origin, found in tags.items():
+        if not found:
+            log.info("zone %s: no key in %s any more: answered unsigned", origin, directory)
+        elif origin in zones:
+            log.info("zone %s signed with key(s) %s", origin, ", ".join(map(str, found)))
         else:
             log.warning("%s: key for zone %s, which is not served: ignored", directory, origin)
-    return signed

@@ -61,13 +61,21 @@ from typing import Any
 
 from dnsfail.cookies.settings import Secrets
 from dnsfail.cookies.stage import CookieStage
+from dnsfail.dns.handler import SignedPath
 from dnsfail.dns.stats import QueryStats, Totals
+from dnsfail.errors import DnsfailError
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.rrl.limiter import open_limiter
 from dnsfail.rrl.settings import RrlSettings
 from dnsfail.serve.server import TCP_MAX_PER_SOURCE, TcpAcceptor, TcpLimits, UdpListener
 from dnsfail.serve.spread import Shares
-from dnsfail.serve.wiring import answer_path, open_locator, open_signed, stages
+from dnsfail.serve.wiring import (
+    answer_path,
+    open_locator,
+    open_signed,
+    reread_keys,
+    stages,
+)
 from dnsfail.state import Snapshot
 from dnsfail.steering.health import TargetHealth
 from dnsfail.steering.mmdb import MaxMindLocator
@@ -162,6 +170,8 @@ class Publish:
     health: Mapping[ProbeSpec, TargetHealth]
     #: Reopen the GeoIP database before applying (the main process reloaded it).
     geoip_changed: bool = False
+    #: Read the ``--dnssec-keys`` directory again before applying (a reload re-read it).
+    keys_changed: bool = False
 
 
 class Mirror:
@@ -254,6 +264,7 @@ class Workers:
         self.tasks: list[asyncio.Task[None]] = []
         self.pending: Snapshot | None = None
         self.geoip_pending = False
+        self.keys_pending = False
         self.wake = asyncio.Event()
         #: Counts of worker processes that have exited, so that counters never go back.
         self.retired = Totals()
@@ -281,6 +292,10 @@ class Workers:
     def geoip_changed(self) -> None:
         self.geoip_pending = True
         self.wake.set()
+
+    def keys_changed(self) -> None:
+        """The next snapshot sent tells the workers to re-read the key directory."""
+        self.keys_pending = True
 
     def totals(self) -> list[Totals]:
         """Every worker's latest counts, plus those of exited workers."""
@@ -400,29 +415,32 @@ class Workers:
         while True:
             await self.wake.wait()
             self.wake.clear()
-            snapshot, geoip = self.pending, self.geoip_pending
-            self.geoip_pending = False
+            snapshot, geoip, rekey = self.pending, self.geoip_pending, self.keys_pending
+            self.geoip_pending = self.keys_pending = False
             if snapshot is None:
                 continue
             results = await asyncio.gather(
-                *(self._send(w, snapshot, geoip) for w in self.workers if w.writer is not None),
+                *(self._send(w, snapshot, geoip, rekey) for w in self.workers
+                  if w.writer is not None),
                 return_exceptions=True)
             for failure in results:
                 if isinstance(failure, Exception):  # a bug must not stop every later publish
                     log.error("publishing generation %d to workers failed: %r",
                               snapshot.generation, failure)
 
-    async def _send(self, worker: _Worker, snapshot: Snapshot, geoip: bool) -> None:
+    async def _send(self, worker: _Worker, snapshot: Snapshot, geoip: bool,
+                    rekey: bool = False) -> None:
         async with worker.sending:
-            await self._send_one(worker, snapshot, geoip)
+            await self._send_one(worker, snapshot, geoip, rekey)
 
-    async def _send_one(self, worker: _Worker, snapshot: Snapshot, geoip: bool) -> None:
+    async def _send_one(self, worker: _Worker, snapshot: Snapshot, geoip: bool,
+                        rekey: bool = False) -> None:
         writer = worker.writer
         if writer is None:
             return
         changed = changes(snapshot, worker.sent)
         message = Publish(snapshot.generation, tuple(snapshot.zones), changed,
-                          dict(snapshot.health), geoip)
+                          dict(snapshot.health), geoip, rekey)
         # Pickling a large zone takes a while; off the loop it delays answers less.
         frame = await asyncio.to_thread(encode_parts, message) if changed else encode_parts(message)
         try:
@@ -453,6 +471,17 @@ def _kill(process: asyncio.subprocess.Process) -> None:
 
 
 # --- the worker process's side ----------------------------------------------------------------
+
+async def _rekey(signed: SignedPath, directory: str, zones: Sequence[str]) -> None:
+    """Read the key directory again, as the main process just did; if it cannot be read
+    now (changed again in between), keep signing with the keys this worker has."""
+    try:
+        commit = await asyncio.to_thread(reread_keys, signed, directory, zones)
+    except DnsfailError as exc:
+        log.error("keys not re-read: %s (still signing with the previous keys)", exc)
+        return
+    commit()
+
 
 async def _serve(spec: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
@@ -516,6 +545,8 @@ async def _serve(spec: dict[str, Any]) -> None:
                 continue
             if message.geoip_changed and isinstance(locator, MaxMindLocator):
                 await asyncio.to_thread(locator.refresh)
+            if message.keys_changed and handler.signed is not None and spec.get("dnssec_keys"):
+                await _rekey(handler.signed, spec["dnssec_keys"], message.order)
             mirror.apply(message)
             writer.write(encode(("applied", message.generation)))
     finally:

@@ -15,7 +15,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 
-from dnsfail.model import AAAA, CAA, CNAME, MX, NS, PTR, SRV, TXT, A, Rdata
+from dnsfail.model import AAAA, CAA, CNAME, MX, NS, PTR, SRV, TXT, A, Opaque, Rdata
 from dnsfail.zonefile.located import Scope, YMap, YNode
 from dnsfail.zonefile.names import host_problem, target_name
 from dnsfail.zonefile.wiresize import (
@@ -240,9 +240,59 @@ def _parse_caa(scope: Scope, node: YNode) -> Rdata | None:
     return caa
 
 
+#: DS digest lengths in octets by digest type (RFC 4034 5.1.4 SHA-1, RFC 4509 SHA-256,
+#: RFC 6605 SHA-384), as octoDNS's strict validator checks them; other types any length.
+DS_DIGEST_LENGTHS = {1: 20, 2: 32, 4: 48}
+#: octoDNS's deprecated DS field names, and the current field each stands for
+#: (``DsValue.__init__``: flags is the key tag, protocol the algorithm, algorithm the
+#: digest type, public_key the digest).
+_DS_LEGACY = {"flags": "key_tag", "protocol": "algorithm", "algorithm": "digest_type",
+              "public_key": "digest"}
+_DS_LIMITS = {"key_tag": 65535, "algorithm": 255, "digest_type": 255}
+
+
+def _parse_ds(scope: Scope, node: YNode) -> Rdata | None:
+    """DS (RFC 4034 section 5.1) as octoDNS writes it: ``key_tag``, ``algorithm``,
+    ``digest_type``, ``digest`` (hex), or its legacy ``flags``/``protocol``/``algorithm``/
+    ``public_key`` naming the same four fields; kept as its wire RDATA."""
+    value = _fields(scope, node, "DS", frozenset({*_DS_LIMITS, "digest", *_DS_LEGACY}))
+    if value is None:
+        return None
+    legacy = "flags" in value.entries or "public_key" in value.entries
+    names = {v: k for k, v in _DS_LEGACY.items()} if legacy else {k: k for k in (
+        *_DS_LIMITS, "digest")}
+    numbers: dict[str, int | None] = {}
+    for field, top in _DS_LIMITS.items():
+        key = names[field]
+        found = _required(scope, value, key, "DS")
+        numbers[field] = scope.integer(found, key, 0, top) if found else None
+    digest_key = names["digest"]
+    digest_node = _required(scope, value, digest_key, "DS")
+    text = scope.string(digest_node, digest_key) if digest_node else None
+    digest = None
+    if text is not None and digest_node is not None:
+        try:
+            digest = bytes.fromhex(text) if text and " " not in text else None
+        except ValueError:
+            digest = None
+        if digest is None:
+            scope.error(digest_node.line, f"DS {digest_key} {text!r} is not hexadecimal")
+    key_tag, algorithm, digest_type = (numbers[f] for f in _DS_LIMITS)
+    if key_tag is None or algorithm is None or digest_type is None or digest is None:
+        return None
+    want = DS_DIGEST_LENGTHS.get(digest_type)
+    if want is not None and len(digest) != want:
+        assert digest_node is not None
+        scope.error(digest_node.line, f"DS digest type {digest_type} takes {want} octets "
+                    f"({2 * want} hex digits), not {len(digest)}")
+        return None
+    return Opaque(key_tag.to_bytes(2, "big") + bytes((algorithm, digest_type)) + digest)
+
+
 PARSERS: Mapping[str, _ValueParser] = {
     **{rtype: _string_value(parse) for rtype, parse in TEXT_PARSERS.items()},
     "CAA": _parse_caa,
+    "DS": _parse_ds,
     "MX": _parse_mx,
     "SRV": _parse_srv,
 }
@@ -250,6 +300,9 @@ PARSERS: Mapping[str, _ValueParser] = {
 
 def show_rdata(rdata: Rdata) -> str:
     """How a duplicate value is quoted: the single field, or the fields."""
+    if isinstance(rdata, Opaque):  # a DS: key tag, algorithm, digest type, digest
+        data = rdata.data
+        return repr(f"{data[0] << 8 | data[1]} {data[2]} {data[3]} {data[4:].hex()}")
     fields = [getattr(rdata, slot) for slot in type(rdata).__slots__]
     if len(fields) == 1:
         only = fields[0]

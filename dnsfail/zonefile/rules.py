@@ -68,16 +68,22 @@ def delegations(
     """Delegation points, and problems for the data they hide (RFC 1034 section 4.2.1).
 
     Below a cut only address records may remain, as glue for the child's
-    name servers; at the cut itself NS and glue.  Anything else would never
-    be answered authoritatively.
+    name servers; at the cut itself NS, glue and the DS RRset, the parent's record of
+    the child's keys (RFC 4035 section 2.4); DS anywhere else is a problem.  Anything
+    else would never be answered authoritatively.
     """
     cuts = {name for name, by_type in index.items() if name != origin and "NS" in by_type}
+    for name, by_type in index.items():
+        ds = by_type.get("DS")
+        if ds is not None and name not in cuts:  # RFC 4034 section 5, RFC 4035 section 2.4
+            problems.add(ds.line, ds.label, "DS is only allowed at a delegation point (a name "
+                         "with NS below the apex): it is the parent's record of a child zone")
     if not cuts:
         return cuts
     for name, by_type in index.items():
         # Ancestors, not every cut: linear in the zone's size however many delegations it has.
         above = [parent for parent in parent_names(name) if parent in cuts]
-        allowed = {"A", "AAAA"} if above else {"A", "AAAA", "NS"}
+        allowed = {"A", "AAAA"} if above else {"A", "AAAA", "NS", "DS"}
         at = above or ([name] if name in cuts else [])
         if not at:
             continue

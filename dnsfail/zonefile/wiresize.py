@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dnsfail.model import AAAA, CAA, CNAME, HINFO, MX, NS, PTR, SOA, SRV, TXT, A, Rdata
+from dnsfail.model import AAAA, CAA, CNAME, HINFO, MX, NS, PTR, SOA, SRV, TXT, A, Opaque, Rdata
 
 __all__ = ["MAX_MESSAGE", "MAX_RDATA", "RRSET_BUDGET", "name_length", "rdata_length",
            "rrset_length"]
@@ -56,6 +56,8 @@ def rdata_length(rdata: Rdata) -> int:
             return name_length(mname) + name_length(rname) + 20
         case HINFO(cpu, os):
             return 2 + len(cpu) + len(os)
+        case Opaque(data):
+            return len(data)
     raise TypeError(f"no wire length for {type(rdata).__name__}")
 
 

@@ -1,7 +1,7 @@
 """Signed vs unsigned dnsfail vs Knot's mod-onlinesign, on loopback, in one run.
 
     python tests/bench/dnssec_bench.py [--seconds 10] [--rounds 3] [--flood 400000]
-        [--ports 15510] [--before DIR]
+        [--ports 15510] [--before DIR] [--workers 1|N|auto] [--rows flood,static,...]
 
 Starts, each with one answering process: dnsfail without keys, dnsfail with
 ``--dnssec-keys`` (a key made here by ``dnsfail dnssec keygen``), and ``knotd``
@@ -15,7 +15,13 @@ nonexistent names, each sent once (``-n 1``).  Server order rotates each round;
 medians are printed as Markdown.  ``--ports BASE`` moves the servers to BASE..BASE+3
 and the sites to BASE+9; ``--before DIR`` adds "dnsfail signed (before)", the signed
 server run from another checkout (``git archive`` of an older commit), for before/after
-figures in the same run.  Only 127.0.0.0/8 is ever sent a packet; every
+figures in the same run.  ``--workers auto`` is the fair comparison on a machine of
+several cores: every dnsfail runs ``--workers auto`` (one answering process per core) and
+Knot its default threads (one UDP worker per core), where the default ``1`` pins each to
+one.  Each row also gives the servers' CPU time per answered query (user + system of the
+server's processes and threads, from /proc/PID/stat, over the dnsperf run divided by the
+queries answered): a ratio that depends much less on what else loads the machine than q/s
+does.  ``--rows`` picks rows by their first word.  Only 127.0.0.0/8 is ever sent a packet; every
 process started here is stopped on exit.  Not part of the test suite.
 """
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import random
 import shutil
 import statistics
@@ -62,10 +69,7 @@ KNOT_CONF = """\
 server:
     listen: 127.0.0.1@{port}
     rundir: {dir}
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
+{workers}log:
   - target: stderr
     any: warning
 database:
@@ -85,11 +89,14 @@ zone:
   - domain: {zone}
     module: mod-onlinesign/os
 """
+#: Knot pinned to one thread of each kind (``--workers 1``); its default is a UDP worker per
+#: core.
+KNOT_ONE_WORKER = "    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n"
 ROWS = {"static": f"static.{ZONE} A", "fo (dynamic)": f"fo.{ZONE} A",
         "wildcard": f"x.wild.{ZONE} A"}
 
 
-def servers(work: Path, before: Path | None = None) -> dict[str, Server]:
+def servers(work: Path, before: Path | None = None, workers: str = "1") -> dict[str, Server]:
     zones = work / "zones"
     zones.mkdir()
     text = (ROOT / "tests" / "bench" / "peers" / "dnsfail" / f"{ZONE}.yaml").read_text()
@@ -98,12 +105,13 @@ def servers(work: Path, before: Path | None = None) -> dict[str, Server]:
     subprocess.run([sys.executable, "-m", "dnsfail", "dnssec", "keygen", ZONE, "--keys",
                     str(keys)], check=True, cwd=ROOT, capture_output=True)
     base = [sys.executable, "-m", "dnsfail", "serve", str(zones), "--log-level", "warning",
-            "--workers", "1", "--state-file", "", "--control", "off"]
+            "--workers", workers, "--state-file", "", "--control", "off"]
     knot = work / "knot"
     (knot / "db").mkdir(parents=True)
     (knot / f"{ZONE}.zone").write_text(KNOT_ZONE)
-    (knot / "knot.conf").write_text(KNOT_CONF.format(port=PORTS["knot onlinesign"], dir=knot,
-                                                     zone=ZONE))
+    (knot / "knot.conf").write_text(KNOT_CONF.format(
+        port=PORTS["knot onlinesign"], dir=knot, zone=ZONE,
+        workers=KNOT_ONE_WORKER if workers == "1" else ""))
     out = {
         "dnsfail": Server("dnsfail", [*base, "--listen", f"127.0.0.1:{PORTS['dnsfail']}"],
                           PORTS["dnsfail"], work, cwd=ROOT),
@@ -122,7 +130,18 @@ def servers(work: Path, before: Path | None = None) -> dict[str, Server]:
     return out
 
 
-def run_dnsperf(port: int, datafile: Path, seconds: float, once: bool) -> tuple[float, str]:
+def cpu_seconds(server: Server) -> float:
+    """User + system CPU seconds of the server's processes (their threads included)."""
+    total = 0
+    for pid in server.pids():
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_dnsperf(port: int, datafile: Path, seconds: float, once: bool
+                ) -> tuple[float, str, int]:
     argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(datafile), "-D",
             "-l", str(seconds), "-c", "4", "-q", "200"]
     if once:
@@ -131,7 +150,8 @@ def run_dnsperf(port: int, datafile: Path, seconds: float, once: bool) -> tuple[
     perf = parse_dnsperf(done.stdout)
     codes = ", ".join(f"{n} {c}" for n, c in perf.rcodes)
     return perf.qps, f"{codes}; lost {perf.lost}" + (" (ran out)" if once and
-                                                     perf.sent >= _lines(datafile) else "")
+                                                     perf.sent >= _lines(datafile) else ""), \
+        perf.sent - perf.lost
 
 
 def _lines(path: Path) -> int:
@@ -147,6 +167,10 @@ def main() -> int:
     parser.add_argument("--ports", type=int, default=PORTS["dnsfail"],
                         help="first of four server ports (the sites listen on this + 9)")
     parser.add_argument("--before", type=Path, help="a checkout to run as the signed 'before'")
+    parser.add_argument("--workers", default="1",
+                        help="dnsfail --workers (auto: one per core, and Knot's default threads)")
+    parser.add_argument("--rows", default="",
+                        help="comma-separated first words of the rows to run (default all)")
     args = parser.parse_args()
     global SITE_PORT
     if args.ports != PORTS["dnsfail"]:
@@ -154,11 +178,14 @@ def main() -> int:
     for i, name in enumerate(PORTS):
         PORTS[name] = args.ports + i
     results: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
+    wanted = [r for r in [*ROWS, "nonexistent flood"]
+              if not args.rows or r.split()[0] in args.rows.split(",")]
     notes: dict[tuple[str, str], str] = {}
     with tempfile.TemporaryDirectory(prefix="dnssec-bench-") as tmp, \
             Sites(SITES, SITE_PORT), contextlib.ExitStack() as stack:
         work = Path(tmp)
-        running = servers(work, args.before)
+        running = servers(work, args.before, args.workers)
         for server in running.values():
             server.start(f"static.{ZONE}")
             stack.callback(server.stop)
@@ -170,31 +197,44 @@ def main() -> int:
         names = list(running)
         for round_no in range(args.rounds):
             order = names[round_no % len(names):] + names[:round_no % len(names)]
-            for row in [*ROWS, "nonexistent flood"]:
+            for row in wanted:
                 for name in order:
+                    used = cpu_seconds(running[name])
                     if row == "nonexistent flood":
                         flood = work / f"flood-{round_no}-{name.split()[0]}.txt"
                         rng = random.Random(f"{round_no}")
                         flood.write_text("".join(f"r{rng.getrandbits(48):x}.{ZONE} A\n"
                                                  for _ in range(args.flood)))
-                        qps, note = run_dnsperf(running[name].port, flood, args.seconds, True)
+                        qps, note, answered = run_dnsperf(running[name].port, flood,
+                                                          args.seconds, True)
                         flood.unlink()
                     else:
-                        qps, note = run_dnsperf(running[name].port, files[row], args.seconds,
-                                                False)
+                        qps, note, answered = run_dnsperf(running[name].port, files[row],
+                                                          args.seconds, False)
+                    used = cpu_seconds(running[name]) - used
+                    per_query = used / answered * 1e6 if answered else 0.0
                     results.setdefault((row, name), []).append(qps)
+                    cpu.setdefault((row, name), []).append(per_query)
                     notes[(row, name)] = note
-                    print(f"round {round_no + 1} {row} {name}: {qps:.0f} q/s ({note})",
-                          file=sys.stderr)
+                    print(f"round {round_no + 1} {row} {name}: {qps:.0f} q/s, "
+                          f"{per_query:.1f} us CPU/query ({note})", file=sys.stderr)
     print("| row | " + " | ".join(names) + " | signed/unsigned | signed/knot |")
     print("|---|" + "---|" * (len(names) + 2))
-    for row in [*ROWS, "nonexistent flood"]:
+    for row in wanted:
         med = {n: statistics.median(results[(row, n)]) for n in names}
         ratio = med["dnsfail signed"] / med["dnsfail"]
         knot = med.get("knot onlinesign")
         vs = f"{med['dnsfail signed'] / knot:.2f}x" if knot else "-"
         print(f"| {row} | " + " | ".join(f"{med[n]:,.0f}" for n in names)
               + f" | {ratio:.2f} | {vs} |")
+    print("\nCPU microseconds per answered query (medians; lower is better):\n")
+    print("| row | " + " | ".join(names) + " | knot/signed |")
+    print("|---|" + "---|" * (len(names) + 1))
+    for row in wanted:
+        med = {n: statistics.median(cpu[(row, n)]) for n in names}
+        knot = med.get("knot onlinesign")
+        vs = f"{knot / med['dnsfail signed']:.2f}x" if knot and med["dnsfail signed"] else "-"
+        print(f"| {row} | " + " | ".join(f"{med[n]:.1f}" for n in names) + f" | {vs} |")
     for (row, name), note in sorted(notes.items()):
         print(f"<!-- {row} / {name}: {note} -->")
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -14,6 +15,9 @@ from pathlib import Path
 import dns.dnssec
 import dns.rdata
 import pytest
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from dnsfail.dnssec import crypto, keys
 from tests.conftest import ROOT
@@ -173,3 +177,39 @@ def test_more_keys_for_one_zone_than_a_rollover_needs_are_refused(tmp_path: Path
     for path in sorted(tmp_path.glob("*.private"))[:1]:
         path.unlink()
     assert len(keys.load_keys(str(tmp_path))["z.test."]) == limit
+
+
+#: The P-256 group order: r and s of a signature lie in [1, N).
+_P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+@given(st.integers(1, _P256_N - 1), st.integers(1, _P256_N - 1))
+@example(1, 1)
+@example(2**255, 2**248 - 1)
+@example(_P256_N - 1, 2**7)
+def test_the_der_slicer_reads_any_signature_as_the_decoder_does(r: int, s: int) -> None:
+    """``raw_signature`` slices DER instead of decoding it: for every r and s (short
+    integers, a leading zero before a high bit) it gives r | s as 32 octets each."""
+    der = encode_dss_signature(r, s)
+    assert crypto.raw_signature(der) == r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def test_a_reread_keeps_the_signer_of_a_zone_whose_keys_did_not_change(tmp_path: Path) -> None:
+    """A reload re-reads the directory: a zone with the same keys keeps its signer (and the
+    signatures it has cached), a zone with a new key gets a new one, a broken file changes
+    nothing (KeyFileError)."""
+    from dnsfail.dnssec.setup import load_signed, reread
+
+    keys.generate("a.test", str(tmp_path))
+    keys.generate("b.test", str(tmp_path))
+    path = load_signed(str(tmp_path))
+    before = dict(path.zones)
+    keys.generate("b.test", str(tmp_path), crypto.ED25519)
+    after = reread(str(tmp_path), path.zones)
+    assert after["a.test."] is before["a.test."]
+    assert after["b.test."] is not before["b.test."]
+    assert len(after["b.test."].signer.keys) == 2
+    (tmp_path / "Ka.test.+013+00001.private").write_text("PrivateKey: AAAA\n")
+    (tmp_path / "Ka.test.+013+00001.private").chmod(0o600)
+    with pytest.raises(keys.KeyFileError, match=re.escape("Ka.test.+013+00001.private")):
+        reread(str(tmp_path), after)
