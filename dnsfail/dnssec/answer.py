@@ -248,7 +248,10 @@ def signed_answer(signed: SignedZone, zone: Zone, qname: str, qtype: int, messag
             rcode = Rcode.NXDOMAIN if co else Rcode.NOERROR
         else:
             proof = nsec_at(final, types_at(zone, final), ttl)
-        if qtype == RRType.NSEC and final == qname and message.rcode == Rcode.NOERROR:
+        if qtype == RRType.NSEC and final == qname and rcode == Rcode.NOERROR:
+            # The NSEC at the name is the answer to a question for it, also for a name
+            # that does not exist (without CO the lie says it does): in AUTHORITY its
+            # bitmap, listing NSEC, would contradict the NODATA it is meant to prove.
             answer += (proof, sign(proof, window))
         else:
             for rrset in message.authority:

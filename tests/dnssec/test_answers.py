@@ -184,6 +184,26 @@ def test_co_restores_nxdomain_and_is_echoed(zones: dict[str, Zone],
     assert ask(handler, "api.gw.test.", "MX", co=True).rcode() == dns.rcode.NOERROR
 
 
+@pytest.mark.parametrize("qname", ["nope.gw.test.", "api.gw.test."])
+def test_a_question_for_nsec_gets_the_nsec_as_its_answer(
+    zones: dict[str, Zone], signed: dict[str, SignedZone], qname: str,
+) -> None:
+    """Asked for NSEC, the name's own NSEC is the answer, also at a name that does not
+    exist (delv rejected the NODATA whose authority NSEC listed NSEC); with CO a
+    nonexistent name is NXDOMAIN with the proof in AUTHORITY, as for any other type."""
+    handler, _ = handlers(zones, signed)
+    reply = ask(handler, qname, "NSEC")
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert [r.rdtype for r in reply.answer] == [dns.rdatatype.NSEC, dns.rdatatype.RRSIG]
+    assert reply.answer[0].name.to_text() == qname
+    assert not [r for r in reply.authority if r.rdtype == dns.rdatatype.NSEC]
+    validate(reply, signed["gw.test."])
+    compact = ask(handler, "nope.gw.test.", "NSEC", co=True)
+    assert compact.rcode() == dns.rcode.NXDOMAIN
+    assert not compact.answer
+    assert nsec_of(compact)[2] == {"RRSIG", "NSEC", "NXNAME"}
+
+
 def test_nxname_is_formerr_and_keys_answer_without_do(zones: dict[str, Zone],
                                                       signed: dict[str, SignedZone]) -> None:
     handler, _ = handlers(zones, signed)
