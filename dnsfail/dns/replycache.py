@@ -66,6 +66,10 @@ BLOCKS_LIMIT = 100_000
 #: new questions a second, a question repeated within a second finds its slot intact 86%
 #: of the time.  An array of hashes: 8 octets a slot.
 DOORKEEPER_SLOTS = 1 << 16
+#: ``Fold``s kept per generation of ``keyed`` (emptied with it): one per question and kind
+#: of query answered by key or by splice, so a number the questions asked fix, not their
+#: letter cases or networks.
+FOLD_LIMIT = 50_000
 #: Largest query whose exact bytes are remembered: real queries are a few hundred octets,
 #: and a key of up to 64 KiB each would let unique padded queries hold gigabytes in a
 #: cache of ``EXACT_LIMIT`` entries.
@@ -254,6 +258,146 @@ class ClientBlocks:
         return len(self.entries)
 
 
+class Fold:
+    """A known question in one kind of query, found by its octets folded to lower case.
+
+    A resolver that randomises the letter case (0x20) or sends each client's own ECS
+    network asks one question in ever new octets.  ``ReplyCache.fold`` finds it by the
+    query's octets after the flags, lower-cased, and for ECS without the address
+    octets at the end (``cut`` of them): one slice, one ``bytes.lower`` (ASCII letters
+    only, as DNS compares names, RFC 4343 section 3) and one lookup instead of a scan.
+    Lower-casing also folds octets that are not letters of the name (qtype, the OPT
+    record, the ECS option's head), so ``after`` holds those exactly and is compared.
+    ``entry`` is the keyed reply to personalise, or ``blocks`` the question's
+    ``ClientBlocks`` that an ECS network's block is found in (then the address is
+    spliced in, as ``ReplyCache.splice`` does).  ``scanned`` is the ``question_key`` of
+    the query it was made from (``Handler.key``: the stages read its question).
+    """
+
+    __slots__ = ("after", "back", "blocks", "cut", "entry", "mask", "qend", "scanned",
+                 "shift", "size", "version")
+
+    def __init__(self, data: bytes, scanned: tuple[bytes, int], cut: int,
+                 entry: Entry | None, blocks: ClientBlocks | None) -> None:
+        self.size = len(data)
+        self.qend = scanned[1]
+        self.after = data[self.qend - 4 : self.size - cut]
+        self.cut = cut
+        self.scanned = scanned
+        self.entry = entry
+        self.blocks = blocks
+        self.version = 4
+        self.shift = self.mask = self.back = 0
+
+    def ecs(self, family: int, source: int, nsid: int) -> None:
+        """Set what a splice needs: the address's family and prefix, and the length of the
+        NSID option after it in the reply (0 for none)."""
+        width = 4 if family == 1 else 16
+        self.version = 4 if family == 1 else 6
+        self.shift = 8 * (width - self.cut)
+        self.mask = 0xFF >> (source & 7) if source & 7 else 0
+        self.back = nsid + self.cut
+
+
+class Folds:
+    """A snapshot's ``Fold``s by folded octets (``ReplyCache.folds``), emptied with each
+    generation of the keyed cache, so that no fold holds on to replies it let go."""
+
+    __slots__ = ("cuts", "folded")
+
+    def __init__(self) -> None:
+        self.folded: dict[bytes, Fold] = {}
+        #: The numbers of ECS address octets cut off the keys (0: none), last found first.
+        self.cuts: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.folded)
+
+    def clear(self) -> None:
+        self.folded = {}
+
+    def fold(self, data: bytes) -> tuple[bytes, int, tuple[bytes, int]] | None:
+        """The reply to a UDP query of a known ``Fold``: its reply, slot and key; or None.
+
+        Personalised to the query (ID, RD, CD, letter case) and, for ECS, with the
+        query's address spliced into the reply of its block: the bytes ``question_key``
+        and the keyed cache or ``splice`` would give, without the scan."""
+        n = len(data)
+        folded = self.folded
+        fold = None
+        for at, cut in enumerate(self.cuts):
+            fold = folded.get(data[4 : n - cut].lower())
+            if fold is not None:
+                if at:
+                    cuts = self.cuts
+                    cuts[at - 1], cuts[at] = cut, cuts[at - 1]
+                break
+        if (fold is None or fold.size != n or data[2] & 0xF8
+                or data[fold.qend - 4 : n - fold.cut] != fold.after):
+            return None
+        qend = fold.qend
+        flags = data[2] & 0x01, data[3] & 0x10
+        entry = fold.entry
+        if entry is not None:
+            reply = entry[0]
+            return b"".join((
+                data[:2], bytes(((reply[2] & 0xFE) | flags[0], (reply[3] & 0xEF) | flags[1])),
+                reply[4:HEADER_LEN], data[HEADER_LEN:qend], reply[qend:],
+            )), entry[1], fold.scanned
+        blocks = fold.blocks
+        cut = fold.cut
+        if blocks is None or data[n - 1] & fold.mask:
+            return None  # bits past SOURCE PREFIX-LENGTH: FORMERR, from the full path
+        found = blocks.find_value(fold.version, int.from_bytes(data[n - cut :], "big")
+                                  << fold.shift)
+        if found is None:
+            return None
+        reply = found[0]
+        start = len(reply) - fold.back
+        return b"".join((
+            data[:2], bytes(((reply[2] & 0xFE) | flags[0], (reply[3] & 0xEF) | flags[1])),
+            reply[4:HEADER_LEN], data[HEADER_LEN:qend], reply[qend:start], data[n - cut :],
+            reply[start + cut :],
+        )), found[1], fold.scanned
+
+    def remember(self, data: bytes, scanned: tuple[bytes, int], entry: Entry | None,
+                 blocks: ClientBlocks | None, nsid: int = 0) -> None:
+        """Keep a ``Fold`` for the question of this UDP query, answered by ``entry`` (a
+        keyed reply, the query without ECS) or from ``blocks`` (its ECS option last, its
+        address spliced into a reply of its question's ``ClientBlocks``; ``nsid`` the
+        length of the NSID option the reply ends with).
+        Only for a query that holds nothing but the question, an OPT record and ECS and
+        NSID options (a COOKIE option, new on every query of some clients, would make a
+        fold per query).  At most ``FOLD_LIMIT``, then they start again."""
+        key, qend = scanned
+        n = len(data)
+        if n > EXACT_QUERY_LIMIT:
+            return
+        at = qend - HEADER_LEN + 1
+        if len(key) == at:
+            if n != qend or entry is None:
+                return
+            cut = 0
+        else:
+            asked = key[at + 3 : at + 4] == b"N"
+            ecs = key[at + 4 + asked :]
+            if n != qend + 11 + 4 * asked + (4 + len(ecs) if ecs else 0):
+                return
+            cut = len(ecs) - 4 if ecs else 0
+            if (blocks is None) == bool(ecs) or (ecs and (
+                    cut < 1 or data[n - cut - 8 : n - cut] != b"\x00\x08"
+                    + (4 + cut).to_bytes(2, "big") + ecs[:4])):
+                return  # an ECS reply kept per network, or an option after the ECS one
+        if len(self.folded) >= FOLD_LIMIT:
+            self.folded = {}
+        fold = Fold(data, scanned, cut, entry, blocks)
+        if blocks is not None:
+            fold.ecs(data[n - cut - 3], data[n - cut - 2], nsid)
+        self.folded[data[4 : n - cut].lower()] = fold
+        if cut not in self.cuts:
+            self.cuts.append(cut)
+
+
 class ReplyCache(dict[bytes, Entry]):
     """One snapshot's prepared replies: itself the exact-bytes cache, ``keyed`` the rest.
 
@@ -265,7 +409,7 @@ class ReplyCache(dict[bytes, Entry]):
     are admitted on their second sight only (``DOORKEEPER_SLOTS``).
     """
 
-    __slots__ = ("blocks", "door", "keyed", "keyed_previous", "previous")
+    __slots__ = ("blocks", "door", "folds", "keyed", "keyed_previous", "previous")
 
     def __init__(self) -> None:
         super().__init__()
@@ -276,6 +420,7 @@ class ReplyCache(dict[bytes, Entry]):
         #: Blocks added in this generation of ``keyed`` (``BLOCKS_LIMIT``).
         self.blocks = 0
         self.door: array[int] | None = None
+        self.folds = Folds()
 
     # --- policy: what is kept, under which key ------------------------------------------
 
@@ -324,6 +469,7 @@ class ReplyCache(dict[bytes, Entry]):
         """Start a new generation of ``keyed`` if the current one is full."""
         if len(self.keyed) >= KEYED_LIMIT or self.blocks >= BLOCKS_LIMIT:
             self.keyed_previous, self.keyed, self.blocks = self.keyed, {}, 0
+            self.folds.clear()  # no fold holds on to a generation the cache let go
 
     def remember_entry(self, key: bytes, entry: Entry) -> None:
         self._keyed_room()
@@ -362,6 +508,21 @@ class ReplyCache(dict[bytes, Entry]):
         if address is not None:
             self.remember_block(key, address, message.scope, entry)
         return True
+
+    def remember_fold(self, data: bytes, scanned: tuple[bytes, int], entry: Entry | None,
+                      nsid: bytes = b"") -> None:
+        """``Folds.remember`` of a UDP query answered by ``entry`` (a keyed reply) or, for
+        None, by a splice from its question's ``ClientBlocks`` (``splice``, ``nsid`` as
+        it had)."""
+        blocks = None
+        if entry is None:
+            key, at = scanned[0], scanned[1] - HEADER_LEN + 1
+            ecs = key[at + 4 + (key[at + 3 : at + 4] == b"N") :] if len(key) > at else b""
+            found = self.keyed.get(key[: len(key) - len(ecs) - 1] + b"c" + ecs[1:3])
+            if not (ecs and isinstance(found, ClientBlocks)):
+                return
+            blocks = found
+        self.folds.remember(data, scanned, entry, blocks, 4 + len(nsid) if nsid else 0)
 
     # --- the splice cache: ECS replies by block ------------------------------------------
 
