@@ -144,7 +144,7 @@ class Handler:
             templates = self._templates  # no scan: a new label's Plan, a new case's Fold
             fast = (templates.sibling(data, snap.zones, self.identity)
                     if templates.plans and self.signed is None else None)
-            if fast is None and replies.folds:
+            if fast is None and replies.folds.folded:
                 fast = replies.folds.fold(data)
             if fast is not None:
                 self._counts[fast[1]] += 1

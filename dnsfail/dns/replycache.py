@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from array import array
+from bisect import bisect_left, bisect_right
 
 from dnsfail.dns.query import (
     CLASSIC_UDP_LIMIT,
@@ -70,6 +71,9 @@ DOORKEEPER_SLOTS = 1 << 16
 #: of query answered by key or by splice, so a number the questions asked fix, not their
 #: letter cases or networks.
 FOLD_LIMIT = 50_000
+#: Block replies one ``Fold`` keeps split for splicing: a question's blocks hold a few
+#: distinct replies (one per pool and health state); past it, each splice splits again.
+FOLD_PARTS = 64
 #: Largest query whose exact bytes are remembered: real queries are a few hundred octets,
 #: and a key of up to 64 KiB each would let unique padded queries hold gigabytes in a
 #: cache of ``EXACT_LIMIT`` entries.
@@ -97,6 +101,7 @@ def client_address(client: str) -> Address | None:
     return address
 
 
+_DOOR_MASK = DOORKEEPER_SLOTS - 1
 _TCP_LIMIT = TCP_LIMIT.to_bytes(2, "big")
 _UDP_LOW = CLASSIC_UDP_LIMIT.to_bytes(2, "big")
 _UDP_HIGH = UDP_PAYLOAD.to_bytes(2, "big")
@@ -216,12 +221,15 @@ class ClientBlocks:
     address family: a scope says nothing about the other family.
     """
 
-    __slots__ = ("entries", "prefixes")
+    __slots__ = ("ends", "entries", "found", "starts")
 
     def __init__(self) -> None:
-        #: Prefix lengths in use, per IP version, most often found first (``find_value``).
-        self.prefixes: dict[int, list[int]] = {4: [], 6: []}
         self.entries: dict[tuple[int, int, int], Entry] = {}
+        #: Per family (index 0 IPv4, 1 IPv6): the blocks' first addresses in order, and
+        #: in the same order their ends (past the last address) and entries.
+        self.starts: tuple[list[int], list[int]] = ([], [])
+        self.ends: tuple[list[int], list[int]] = ([], [])
+        self.found: tuple[list[Entry], list[Entry]] = ([], [])
 
     def find(self, address: Address) -> Entry | None:
         return self.find_value(address.version, int(address))
@@ -230,29 +238,35 @@ class ClientBlocks:
         """``find`` for the address ``value`` of IP ``version`` (4 or 6), as an integer.
 
         Blocks of one question never overlap (each is where one decision holds,
-        ``geo.decide``), so at most one prefix length finds an entry and the order of
-        the probes changes nothing but their number: a length that finds one moves one
-        place forward, so the lengths that most clients' blocks have are tried first
-        (for ECS from random networks, the /1-/4 blocks around a few subnet rules).
+        ``geo.decide``, and a larger block in which every address gets the same
+        decision would have been found instead of a smaller one inside it), so the
+        block that holds ``value`` is the last one starting at or before it: one
+        bisection, whatever the number of blocks and prefix lengths.  (Were two to
+        overlap, a miss here costs only the full path.)
         """
-        bits = 32 if version == 4 else 128
-        entries = self.entries
-        prefixes = self.prefixes[version]
-        for at, prefix in enumerate(prefixes):
-            entry = entries.get((version, prefix, value >> (bits - prefix)))
-            if entry is not None:
-                if at:
-                    prefixes[at - 1], prefixes[at] = prefix, prefixes[at - 1]
-                return entry
+        side = version == 6
+        at = bisect_right(self.starts[side], value) - 1
+        if at >= 0 and value < self.ends[side][at]:
+            return self.found[side][at]
         return None
 
     def add(self, address: Address, prefix: int, entry: Entry) -> None:
         bits = address.max_prefixlen
         prefix = max(0, min(prefix, bits))
-        prefixes = self.prefixes[address.version]
-        if prefix not in prefixes:
-            prefixes.append(prefix)
-        self.entries[(address.version, prefix, int(address) >> (bits - prefix))] = entry
+        key = (address.version, prefix, int(address) >> (bits - prefix))
+        side = address.version == 6
+        start = key[2] << (bits - prefix)
+        starts = self.starts[side]
+        at = bisect_left(starts, start)
+        if key in self.entries:
+            while self.ends[side][at] != start + (1 << (bits - prefix)):
+                at += 1  # a block starting here too (only were blocks to overlap)
+            self.found[side][at] = entry
+        else:
+            starts.insert(at, start)
+            self.ends[side].insert(at, start + (1 << (bits - prefix)))
+            self.found[side].insert(at, entry)
+        self.entries[key] = entry
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -262,32 +276,56 @@ class Fold:
     """A known question in one kind of query, found by its octets folded to lower case.
 
     A resolver that randomises the letter case (0x20) or sends each client's own ECS
-    network asks one question in ever new octets.  ``ReplyCache.fold`` finds it by the
+    network asks one question in ever new octets.  ``Folds.fold`` finds it by the
     query's octets after the flags, lower-cased, and for ECS without the address
     octets at the end (``cut`` of them): one slice, one ``bytes.lower`` (ASCII letters
     only, as DNS compares names, RFC 4343 section 3) and one lookup instead of a scan.
     Lower-casing also folds octets that are not letters of the name (qtype, the OPT
-    record, the ECS option's head), so ``after`` holds those exactly and is compared.
-    ``entry`` is the keyed reply to personalise, or ``blocks`` the question's
-    ``ClientBlocks`` that an ECS network's block is found in (then the address is
-    spliced in, as ``ReplyCache.splice`` does).  ``scanned`` is the ``question_key`` of
+    record, the ECS option's head), so ``after`` holds those exactly and is compared
+    when it holds a letter.  ``entry`` is the keyed reply to personalise, or ``blocks``
+    the question's ``ClientBlocks`` that an ECS network's block is found in (then the
+    address is spliced in, as ``ReplyCache.splice`` does).  ``scanned`` is the ``question_key`` of
     the query it was made from (``Handler.key``: the stages read its question).
     """
 
-    __slots__ = ("after", "back", "blocks", "cut", "entry", "mask", "qend", "scanned",
-                 "shift", "size", "version")
+    __slots__ = ("after", "back", "blocks", "body", "cut", "entry", "heads", "lettered", "mask",
+                 "parts", "qend", "scanned", "shift", "size", "slot", "version")
 
     def __init__(self, data: bytes, scanned: tuple[bytes, int], cut: int,
                  entry: Entry | None, blocks: ClientBlocks | None) -> None:
         self.size = len(data)
         self.qend = scanned[1]
         self.after = data[self.qend - 4 : self.size - cut]
+        #: Whether ``after`` holds an octet that ``lower`` folds with another (a letter):
+        #: without one, an equal folded key means equal octets and ``after`` is not read.
+        self.lettered = self.after.lower() != self.after.upper()
         self.cut = cut
         self.scanned = scanned
         self.entry = entry
         self.blocks = blocks
+        #: For ``entry``: its header octets 2-11 by RD | CD >> 3, what follows the
+        #: question, and its slot (``wire.personalize`` made ahead).
+        reply = entry[0] if entry is not None else bytes(HEADER_LEN)
+        self.heads = tuple(bytes(((reply[2] & 0xFE) | (i & 1), (reply[3] & 0xEF) | (i & 2) << 3))
+                           + reply[4:HEADER_LEN] for i in range(4))
+        self.body = reply[self.qend :]
+        self.slot = entry[1] if entry is not None else 0
+        #: ``split`` replies of ``blocks`` by their octets (``FOLD_PARTS``).
+        self.parts: dict[bytes, tuple[bytes, ...]] = {}
         self.version = 4
         self.shift = self.mask = self.back = 0
+
+    def split(self, reply: bytes) -> tuple[bytes, ...]:
+        """A block's ``reply`` in the parts a splice puts around the query's octets: the
+        header octets 2-11 by RD | CD >> 3, the records up to the ECS address, and what
+        follows it; memoised for at most ``FOLD_PARTS`` replies."""
+        start = len(reply) - self.back
+        parts = (*(bytes(((reply[2] & 0xFE) | (i & 1), (reply[3] & 0xEF) | (i & 2) << 3))
+                   + reply[4:HEADER_LEN] for i in range(4)),
+                 reply[self.qend : start], reply[start + self.cut :])
+        if len(self.parts) < FOLD_PARTS:
+            self.parts[reply] = parts
+        return parts
 
     def ecs(self, family: int, source: int, nsid: int) -> None:
         """Set what a splice needs: the address's family and prefix, and the length of the
@@ -324,26 +362,21 @@ class Folds:
         and the keyed cache or ``splice`` would give, without the scan."""
         n = len(data)
         folded = self.folded
-        fold = None
-        for at, cut in enumerate(self.cuts):
-            fold = folded.get(data[4 : n - cut].lower())
-            if fold is not None:
-                if at:
-                    cuts = self.cuts
-                    cuts[at - 1], cuts[at] = cut, cuts[at - 1]
-                break
+        cuts = self.cuts
+        fold = folded.get(data[4 : n - cuts[0]].lower()) if cuts else None
+        if fold is None:
+            for at in range(1, len(cuts)):
+                fold = folded.get(data[4 : n - cuts[at]].lower())
+                if fold is not None:  # one place forward: the cuts most found first
+                    cuts[at - 1], cuts[at] = cuts[at], cuts[at - 1]
+                    break
         if (fold is None or fold.size != n or data[2] & 0xF8
-                or data[fold.qend - 4 : n - fold.cut] != fold.after):
+                or (fold.lettered and data[fold.qend - 4 : n - fold.cut] != fold.after)):
             return None
         qend = fold.qend
-        flags = data[2] & 0x01, data[3] & 0x10
-        entry = fold.entry
-        if entry is not None:
-            reply = entry[0]
-            return b"".join((
-                data[:2], bytes(((reply[2] & 0xFE) | flags[0], (reply[3] & 0xEF) | flags[1])),
-                reply[4:HEADER_LEN], data[HEADER_LEN:qend], reply[qend:],
-            )), entry[1], fold.scanned
+        if fold.entry is not None:
+            return b"".join((data[:2], fold.heads[(data[2] & 1) | (data[3] & 0x10) >> 3],
+                             data[HEADER_LEN:qend], fold.body)), fold.slot, fold.scanned
         blocks = fold.blocks
         cut = fold.cut
         if blocks is None or data[n - 1] & fold.mask:
@@ -352,13 +385,12 @@ class Folds:
                                   << fold.shift)
         if found is None:
             return None
-        reply = found[0]
-        start = len(reply) - fold.back
-        return b"".join((
-            data[:2], bytes(((reply[2] & 0xFE) | flags[0], (reply[3] & 0xEF) | flags[1])),
-            reply[4:HEADER_LEN], data[HEADER_LEN:qend], reply[qend:start], data[n - cut :],
-            reply[start + cut :],
-        )), found[1], fold.scanned
+        parts = fold.parts.get(found[0])
+        if parts is None:
+            parts = fold.split(found[0])
+        return b"".join((data[:2], parts[(data[2] & 1) | (data[3] & 0x10) >> 3],
+                         data[HEADER_LEN:qend], parts[4], data[n - cut :], parts[5])
+                        ), found[1], fold.scanned
 
     def remember(self, data: bytes, scanned: tuple[bytes, int], entry: Entry | None,
                  blocks: ClientBlocks | None, nsid: int = 0) -> None:
@@ -453,7 +485,7 @@ class ReplyCache(dict[bytes, Entry]):
         if door is None:
             door = self.door = array("q", bytes(8 * DOORKEEPER_SLOTS))
         mark = hash(tail)
-        at = mark & (DOORKEEPER_SLOTS - 1)
+        at = mark & _DOOR_MASK
         if door[at] != mark:
             door[at] = mark
             return
