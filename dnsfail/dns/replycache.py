@@ -244,7 +244,7 @@ class ClientBlocks:
         bisection, whatever the number of blocks and prefix lengths.  (Were two to
         overlap, a miss here costs only the full path.)
         """
-        side = version == 6
+        side = 1 if version == 6 else 0
         at = bisect_right(self.starts[side], value) - 1
         if at >= 0 and value < self.ends[side][at]:
             return self.found[side][at]
@@ -254,7 +254,7 @@ class ClientBlocks:
         bits = address.max_prefixlen
         prefix = max(0, min(prefix, bits))
         key = (address.version, prefix, int(address) >> (bits - prefix))
-        side = address.version == 6
+        side = 1 if address.version == 6 else 0
         start = key[2] << (bits - prefix)
         starts = self.starts[side]
         at = bisect_left(starts, start)
