@@ -141,6 +141,17 @@ class Handler:
                 self.slot = ready[1]
                 self.key = tail
                 return data[:2] + ready[0]
+            templates = self._templates  # no scan: a new label's Plan, a new case's Fold
+            fast = (templates.sibling(data, snap.zones, self.identity)
+                    if templates.plans and self.signed is None else None)
+            if fast is None and replies.folds.folded:
+                fast = replies.folds.fold(data)
+            if fast is not None:
+                self._counts[fast[1]] += 1
+                self.slot = fast[1]
+                self.key = fast[2] or tail
+                replies.remember_exact(data, fast[0], fast[1], tail)
+                return fast[0]
         scanned = self.key = question_key(data, tcp)
         if scanned is not None:
             found = replies.keyed.get(scanned[0])
@@ -158,6 +169,7 @@ class Handler:
                 reply = wire.personalize(hit[0], data, scanned[1])
                 if not (tcp or found is not hit):
                     replies.remember_exact(data, reply, hit[1], tail)
+                    replies.remember_fold(data, scanned, hit)
                 return reply
         try:
             if self.signed is not None:
@@ -195,14 +207,16 @@ class Handler:
         if templates.identity != self.identity:
             templates = self._templates = Templates(self.identity.encode()[:512], self.identity)
         if facts[4]:
-            spliced = snap.replies.splice(key, facts[4], templates.nsid if facts[3] else b"",
-                                          data, qend)
+            echoed = templates.nsid if facts[3] else b""
+            spliced = snap.replies.splice(key, facts[4], echoed, data, qend)
             if spliced is not None:
                 self._counts[spliced[1]] += 1
                 self.slot = spliced[1]
                 reply = spliced[0]
                 if not tcp:
                     snap.replies.remember_exact(data, reply, spliced[1], tail)
+                    if self.signed is None:  # the signed path: none of its queries here
+                        snap.replies.remember_fold(data, scanned, None, echoed)
                 return reply
         shaped = templates.answer(data, key, qend, snap.zones, tcp, facts, self.stats)
         if shaped is None:
@@ -238,7 +252,7 @@ class Handler:
             qtype = refusal.question[1] if refusal.question is not None else 0
             self.slot = self.stats.slot("", qtype, refusal.rcode)
             self._counts[self.slot] += 1
-            return self._finish(wire.render_refusal(refusal), data)
+            return _finish(wire.render_refusal(refusal), data)
         replies = snap.replies
         nsid = self.identity.encode()[:512]
         ecs_block = replies.ecs_block(query, scanned)
@@ -249,7 +263,7 @@ class Handler:
                 self._counts[hit[1]] += 1
                 self.slot = hit[1]
                 rendered = replies.echo(hit[0], query, ecs_block[2], nsid)
-                reply = self._finish(rendered, data)
+                reply = _finish(rendered, data)
                 if not tcp:
                     replies.remember_exact(data, reply, hit[1])
                 return reply
@@ -270,12 +284,12 @@ class Handler:
             nsid=nsid,
         )
         if scanned is None or not message.cacheable:
-            return self._finish(reply, data)
+            return _finish(reply, data)
         if (ecs_block is not None
                 and replies.echo_start(reply, query, ecs_block[2], nsid) is not None):
             replies.remember_block(ecs_block[0], ecs_block[1], message.scope, (reply, slot))
         per_client = replies.remember(scanned[0], query, message, client, (reply, slot))
-        reply = self._finish(reply, data)
+        reply = _finish(reply, data)
         if not (tcp or per_client):
             replies.remember_exact(data, reply, slot)
         return reply
@@ -301,17 +315,6 @@ class Handler:
             return Steering(snap, ecs.network.network_address, ecs.source_prefix, self.locator)
         return Steering(snap, client_address(client), None, self.locator)
 
-    @staticmethod
-    def _finish(reply: bytes, data: bytes) -> bytes:
-        qend = question_end(data)
-        if (
-            qend is not None
-            and reply[4:6] == b"\x00\x01"
-            and reply[12:qend].lower() == data[12:qend].lower()
-        ):
-            return wire.personalize(reply, data, qend)
-        return wire.with_id(reply, data[0] << 8 | data[1], data[2:4])
-
     def _servfail(self, data: bytes) -> bytes | None:
         if len(data) < HEADER_LEN or data[2] & 0x80:
             return None
@@ -321,3 +324,15 @@ class Handler:
         except Exception as exc:
             self.errors.report(exc, "rendering SERVFAIL")
             return None
+
+
+def _finish(reply: bytes, data: bytes) -> bytes:
+    """A rendered reply given the query's ID, RD/CD and, when it can be, letter case."""
+    qend = question_end(data)
+    if (
+        qend is not None
+        and reply[4:6] == b"\x00\x01"
+        and reply[12:qend].lower() == data[12:qend].lower()
+    ):
+        return wire.personalize(reply, data, qend)
+    return wire.with_id(reply, data[0] << 8 | data[1], data[2:4])

@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from array import array
+from bisect import bisect_left, bisect_right
 
 from dnsfail.dns.query import (
     CLASSIC_UDP_LIMIT,
@@ -66,6 +67,13 @@ BLOCKS_LIMIT = 100_000
 #: new questions a second, a question repeated within a second finds its slot intact 86%
 #: of the time.  An array of hashes: 8 octets a slot.
 DOORKEEPER_SLOTS = 1 << 16
+#: ``Fold``s kept per generation of ``keyed`` (emptied with it): one per question and kind
+#: of query answered by key or by splice, so a number the questions asked fix, not their
+#: letter cases or networks.
+FOLD_LIMIT = 50_000
+#: Block replies one ``Fold`` keeps split for splicing: a question's blocks hold a few
+#: distinct replies (one per pool and health state); past it, each splice splits again.
+FOLD_PARTS = 64
 #: Largest query whose exact bytes are remembered: real queries are a few hundred octets,
 #: and a key of up to 64 KiB each would let unique padded queries hold gigabytes in a
 #: cache of ``EXACT_LIMIT`` entries.
@@ -93,6 +101,7 @@ def client_address(client: str) -> Address | None:
     return address
 
 
+_DOOR_MASK = DOORKEEPER_SLOTS - 1
 _TCP_LIMIT = TCP_LIMIT.to_bytes(2, "big")
 _UDP_LOW = CLASSIC_UDP_LIMIT.to_bytes(2, "big")
 _UDP_HIGH = UDP_PAYLOAD.to_bytes(2, "big")
@@ -212,12 +221,15 @@ class ClientBlocks:
     address family: a scope says nothing about the other family.
     """
 
-    __slots__ = ("entries", "prefixes")
+    __slots__ = ("ends", "entries", "found", "starts")
 
     def __init__(self) -> None:
-        #: Prefix lengths in use, per IP version, most often found first (``find_value``).
-        self.prefixes: dict[int, list[int]] = {4: [], 6: []}
         self.entries: dict[tuple[int, int, int], Entry] = {}
+        #: Per family (index 0 IPv4, 1 IPv6): the blocks' first addresses in order, and
+        #: in the same order their ends (past the last address) and entries.
+        self.starts: tuple[list[int], list[int]] = ([], [])
+        self.ends: tuple[list[int], list[int]] = ([], [])
+        self.found: tuple[list[Entry], list[Entry]] = ([], [])
 
     def find(self, address: Address) -> Entry | None:
         return self.find_value(address.version, int(address))
@@ -226,32 +238,196 @@ class ClientBlocks:
         """``find`` for the address ``value`` of IP ``version`` (4 or 6), as an integer.
 
         Blocks of one question never overlap (each is where one decision holds,
-        ``geo.decide``), so at most one prefix length finds an entry and the order of
-        the probes changes nothing but their number: a length that finds one moves one
-        place forward, so the lengths that most clients' blocks have are tried first
-        (for ECS from random networks, the /1-/4 blocks around a few subnet rules).
+        ``geo.decide``, and a larger block in which every address gets the same
+        decision would have been found instead of a smaller one inside it), so the
+        block that holds ``value`` is the last one starting at or before it: one
+        bisection, whatever the number of blocks and prefix lengths.  (Were two to
+        overlap, a miss here costs only the full path.)
         """
-        bits = 32 if version == 4 else 128
-        entries = self.entries
-        prefixes = self.prefixes[version]
-        for at, prefix in enumerate(prefixes):
-            entry = entries.get((version, prefix, value >> (bits - prefix)))
-            if entry is not None:
-                if at:
-                    prefixes[at - 1], prefixes[at] = prefix, prefixes[at - 1]
-                return entry
+        side = 1 if version == 6 else 0
+        at = bisect_right(self.starts[side], value) - 1
+        if at >= 0 and value < self.ends[side][at]:
+            return self.found[side][at]
         return None
 
     def add(self, address: Address, prefix: int, entry: Entry) -> None:
         bits = address.max_prefixlen
         prefix = max(0, min(prefix, bits))
-        prefixes = self.prefixes[address.version]
-        if prefix not in prefixes:
-            prefixes.append(prefix)
-        self.entries[(address.version, prefix, int(address) >> (bits - prefix))] = entry
+        key = (address.version, prefix, int(address) >> (bits - prefix))
+        side = 1 if address.version == 6 else 0
+        start = key[2] << (bits - prefix)
+        starts = self.starts[side]
+        at = bisect_left(starts, start)
+        if key in self.entries:
+            while self.ends[side][at] != start + (1 << (bits - prefix)):
+                at += 1  # a block starting here too (only were blocks to overlap)
+            self.found[side][at] = entry
+        else:
+            starts.insert(at, start)
+            self.ends[side].insert(at, start + (1 << (bits - prefix)))
+            self.found[side].insert(at, entry)
+        self.entries[key] = entry
 
     def __len__(self) -> int:
         return len(self.entries)
+
+
+class Fold:
+    """A known question in one kind of query, found by its octets folded to lower case.
+
+    A resolver that randomises the letter case (0x20) or sends each client's own ECS
+    network asks one question in ever new octets.  ``Folds.fold`` finds it by the
+    query's octets after the flags, lower-cased, and for ECS without the address
+    octets at the end (``cut`` of them): one slice, one ``bytes.lower`` (ASCII letters
+    only, as DNS compares names, RFC 4343 section 3) and one lookup instead of a scan.
+    Lower-casing also folds octets that are not letters of the name (qtype, the OPT
+    record, the ECS option's head), so ``after`` holds those exactly and is compared
+    when it holds a letter.  ``entry`` is the keyed reply to personalise, or ``blocks``
+    the question's ``ClientBlocks`` that an ECS network's block is found in (then the
+    address is spliced in, as ``ReplyCache.splice`` does).  ``scanned`` is the ``question_key`` of
+    the query it was made from (``Handler.key``: the stages read its question).
+    """
+
+    __slots__ = ("after", "back", "blocks", "body", "cut", "entry", "heads", "lettered", "mask",
+                 "parts", "qend", "scanned", "shift", "size", "slot", "version")
+
+    def __init__(self, data: bytes, scanned: tuple[bytes, int], cut: int,
+                 entry: Entry | None, blocks: ClientBlocks | None) -> None:
+        self.size = len(data)
+        self.qend = scanned[1]
+        self.after = data[self.qend - 4 : self.size - cut]
+        #: Whether ``after`` holds an octet that ``lower`` folds with another (a letter):
+        #: without one, an equal folded key means equal octets and ``after`` is not read.
+        self.lettered = self.after.lower() != self.after.upper()
+        self.cut = cut
+        self.scanned = scanned
+        self.entry = entry
+        self.blocks = blocks
+        #: For ``entry``: its header octets 2-11 by RD | CD >> 3, what follows the
+        #: question, and its slot (``wire.personalize`` made ahead).
+        reply = entry[0] if entry is not None else bytes(HEADER_LEN)
+        self.heads = tuple(bytes(((reply[2] & 0xFE) | (i & 1), (reply[3] & 0xEF) | (i & 2) << 3))
+                           + reply[4:HEADER_LEN] for i in range(4))
+        self.body = reply[self.qend :]
+        self.slot = entry[1] if entry is not None else 0
+        #: ``split`` replies of ``blocks`` by their octets (``FOLD_PARTS``).
+        self.parts: dict[bytes, tuple[bytes, ...]] = {}
+        self.version = 4
+        self.shift = self.mask = self.back = 0
+
+    def split(self, reply: bytes) -> tuple[bytes, ...]:
+        """A block's ``reply`` in the parts a splice puts around the query's octets: the
+        header octets 2-11 by RD | CD >> 3, the records up to the ECS address, and what
+        follows it; memoised for at most ``FOLD_PARTS`` replies."""
+        start = len(reply) - self.back
+        parts = (*(bytes(((reply[2] & 0xFE) | (i & 1), (reply[3] & 0xEF) | (i & 2) << 3))
+                   + reply[4:HEADER_LEN] for i in range(4)),
+                 reply[self.qend : start], reply[start + self.cut :])
+        if len(self.parts) < FOLD_PARTS:
+            self.parts[reply] = parts
+        return parts
+
+    def ecs(self, family: int, source: int, nsid: int) -> None:
+        """Set what a splice needs: the address's family and prefix, and the length of the
+        NSID option after it in the reply (0 for none)."""
+        width = 4 if family == 1 else 16
+        self.version = 4 if family == 1 else 6
+        self.shift = 8 * (width - self.cut)
+        self.mask = 0xFF >> (source & 7) if source & 7 else 0
+        self.back = nsid + self.cut
+
+
+class Folds:
+    """A snapshot's ``Fold``s by folded octets (``ReplyCache.folds``), emptied with each
+    generation of the keyed cache, so that no fold holds on to replies it let go."""
+
+    __slots__ = ("cuts", "folded")
+
+    def __init__(self) -> None:
+        self.folded: dict[bytes, Fold] = {}
+        #: The numbers of ECS address octets cut off the keys (0: none), last found first.
+        self.cuts: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.folded)
+
+    def clear(self) -> None:
+        self.folded = {}
+
+    def fold(self, data: bytes) -> tuple[bytes, int, tuple[bytes, int]] | None:
+        """The reply to a UDP query of a known ``Fold``: its reply, slot and key; or None.
+
+        Personalised to the query (ID, RD, CD, letter case) and, for ECS, with the
+        query's address spliced into the reply of its block: the bytes ``question_key``
+        and the keyed cache or ``splice`` would give, without the scan."""
+        n = len(data)
+        folded = self.folded
+        cuts = self.cuts
+        fold = folded.get(data[4 : n - cuts[0]].lower()) if cuts else None
+        if fold is None:
+            for at in range(1, len(cuts)):
+                fold = folded.get(data[4 : n - cuts[at]].lower())
+                if fold is not None:  # one place forward: the cuts most found first
+                    cuts[at - 1], cuts[at] = cuts[at], cuts[at - 1]
+                    break
+        if (fold is None or fold.size != n or data[2] & 0xF8
+                or (fold.lettered and data[fold.qend - 4 : n - fold.cut] != fold.after)):
+            return None
+        qend = fold.qend
+        if fold.entry is not None:
+            return b"".join((data[:2], fold.heads[(data[2] & 1) | (data[3] & 0x10) >> 3],
+                             data[HEADER_LEN:qend], fold.body)), fold.slot, fold.scanned
+        blocks = fold.blocks
+        cut = fold.cut
+        if blocks is None or data[n - 1] & fold.mask:
+            return None  # bits past SOURCE PREFIX-LENGTH: FORMERR, from the full path
+        found = blocks.find_value(fold.version, int.from_bytes(data[n - cut :], "big")
+                                  << fold.shift)
+        if found is None:
+            return None
+        parts = fold.parts.get(found[0])
+        if parts is None:
+            parts = fold.split(found[0])
+        return b"".join((data[:2], parts[(data[2] & 1) | (data[3] & 0x10) >> 3],
+                         data[HEADER_LEN:qend], parts[4], data[n - cut :], parts[5])
+                        ), found[1], fold.scanned
+
+    def remember(self, data: bytes, scanned: tuple[bytes, int], entry: Entry | None,
+                 blocks: ClientBlocks | None, nsid: int = 0) -> None:
+        """Keep a ``Fold`` for the question of this UDP query, answered by ``entry`` (a
+        keyed reply, the query without ECS) or from ``blocks`` (its ECS option last, its
+        address spliced into a reply of its question's ``ClientBlocks``; ``nsid`` the
+        length of the NSID option the reply ends with).
+        Only for a query that holds nothing but the question, an OPT record and ECS and
+        NSID options (a COOKIE option, new on every query of some clients, would make a
+        fold per query).  At most ``FOLD_LIMIT``, then they start again."""
+        key, qend = scanned
+        n = len(data)
+        if n > EXACT_QUERY_LIMIT:
+            return
+        at = qend - HEADER_LEN + 1
+        if len(key) == at:
+            if n != qend or entry is None:
+                return
+            cut = 0
+        else:
+            asked = key[at + 3 : at + 4] == b"N"
+            ecs = key[at + 4 + asked :]
+            if n != qend + 11 + 4 * asked + (4 + len(ecs) if ecs else 0):
+                return
+            cut = len(ecs) - 4 if ecs else 0
+            if (blocks is None) == bool(ecs) or (ecs and (
+                    cut < 1 or data[n - cut - 8 : n - cut] != b"\x00\x08"
+                    + (4 + cut).to_bytes(2, "big") + ecs[:4])):
+                return  # an ECS reply kept per network, or an option after the ECS one
+        if len(self.folded) >= FOLD_LIMIT:
+            self.folded = {}
+        fold = Fold(data, scanned, cut, entry, blocks)
+        if blocks is not None:
+            fold.ecs(data[n - cut - 3], data[n - cut - 2], nsid)
+        self.folded[data[4 : n - cut].lower()] = fold
+        if cut not in self.cuts:
+            self.cuts.append(cut)
 
 
 class ReplyCache(dict[bytes, Entry]):
@@ -265,7 +441,7 @@ class ReplyCache(dict[bytes, Entry]):
     are admitted on their second sight only (``DOORKEEPER_SLOTS``).
     """
 
-    __slots__ = ("blocks", "door", "keyed", "keyed_previous", "previous")
+    __slots__ = ("blocks", "door", "folds", "keyed", "keyed_previous", "previous")
 
     def __init__(self) -> None:
         super().__init__()
@@ -276,6 +452,7 @@ class ReplyCache(dict[bytes, Entry]):
         #: Blocks added in this generation of ``keyed`` (``BLOCKS_LIMIT``).
         self.blocks = 0
         self.door: array[int] | None = None
+        self.folds = Folds()
 
     # --- policy: what is kept, under which key ------------------------------------------
 
@@ -308,7 +485,7 @@ class ReplyCache(dict[bytes, Entry]):
         if door is None:
             door = self.door = array("q", bytes(8 * DOORKEEPER_SLOTS))
         mark = hash(tail)
-        at = mark & (DOORKEEPER_SLOTS - 1)
+        at = mark & _DOOR_MASK
         if door[at] != mark:
             door[at] = mark
             return
@@ -324,6 +501,7 @@ class ReplyCache(dict[bytes, Entry]):
         """Start a new generation of ``keyed`` if the current one is full."""
         if len(self.keyed) >= KEYED_LIMIT or self.blocks >= BLOCKS_LIMIT:
             self.keyed_previous, self.keyed, self.blocks = self.keyed, {}, 0
+            self.folds.clear()  # no fold holds on to a generation the cache let go
 
     def remember_entry(self, key: bytes, entry: Entry) -> None:
         self._keyed_room()
@@ -362,6 +540,21 @@ class ReplyCache(dict[bytes, Entry]):
         if address is not None:
             self.remember_block(key, address, message.scope, entry)
         return True
+
+    def remember_fold(self, data: bytes, scanned: tuple[bytes, int], entry: Entry | None,
+                      nsid: bytes = b"") -> None:
+        """``Folds.remember`` of a UDP query answered by ``entry`` (a keyed reply) or, for
+        None, by a splice from its question's ``ClientBlocks`` (``splice``, ``nsid`` as
+        it had)."""
+        blocks = None
+        if entry is None:
+            key, at = scanned[0], scanned[1] - HEADER_LEN + 1
+            ecs = key[at + 4 + (key[at + 3 : at + 4] == b"N") :] if len(key) > at else b""
+            found = self.keyed.get(key[: len(key) - len(ecs) - 1] + b"c" + ecs[1:3])
+            if not (ecs and isinstance(found, ClientBlocks)):
+                return
+            blocks = found
+        self.folds.remember(data, scanned, entry, blocks, 4 + len(nsid) if nsid else 0)
 
     # --- the splice cache: ECS replies by block ------------------------------------------
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Final
 
 from dnsfail.dns import wire
@@ -51,7 +52,7 @@ from dnsfail.dns.shape import (
 from dnsfail.dns.shape import SPECIAL as _SPECIAL_QTYPES
 from dnsfail.dns.stats import QueryStats
 from dnsfail.model import DynamicRecord, Message, Rcode, RRClass, RRType, Zone
-from dnsfail.zonefile.packed import find_key
+from dnsfail.zonefile.packed import PackedStore, find_key
 
 #: Templates kept per handler for the current zones.  Templates exist per zone shape and
 #: per wildcard RRset, a number the zones fix, not the traffic; the bound only caps what a
@@ -64,6 +65,10 @@ PARENT_MEMO = 4096
 #: Re-pointed record sections kept per template, one per question length met (a question
 #: is at most 255 octets, and a flood uses a few lengths): past it, each reply re-points.
 BODY_MEMO = 64
+#: ``Plan``s kept per handler (the memo starts again past it): one per parent name, qtype
+#: and EDNS bytes met twice in a row under a memoised parent, a number the clients' kinds
+#: of query fix (a flood varying the parent or the EDNS bytes makes none).
+PLAN_MEMO = 4096
 
 _POINTER = 0xC0
 #: Types whose rdata ``wire.render`` compresses, and the offset of the first name in it.
@@ -213,7 +218,7 @@ class Lineage:
     qtype for a first label that names nothing (at most ``BODY_MEMO``).
     """
 
-    __slots__ = ("encloser", "forms", "index", "origin", "rel", "suffix")
+    __slots__ = ("encloser", "forms", "index", "origin", "pending", "rel", "suffix")
 
     def __init__(self, suffix: str | None) -> None:
         self.suffix = suffix
@@ -224,6 +229,56 @@ class Lineage:
         self.origin = ""
         self.encloser: str | None = None
         self.forms: dict[int, Template | None] = {}
+        #: The bytes after the first label of the last query answered under this parent
+        #: (``Templates.sibling``: a plan is made when the next one's are the same).
+        self.pending = b""
+
+
+class Plan:
+    """A template reply for every query whose octets after its first label are one key.
+
+    A random-subdomain flood asks a new first label under one parent, in one kind of
+    query: the octets after the first label (the parent name, qtype, qclass and the OPT
+    record, ECS option included) repeat, and only the label and the ID change.  Made
+    from a query that ``Templates.answer`` answered with a template for a first label
+    that names nothing, the plan holds what every such query shares: the sets that say
+    whether a new label names something after all (then the general path answers), the
+    header by RD and CD, and the records and OPT by label length.  Since the key holds
+    every octet but the header and the first label, the question's shape is known
+    without a scan: a label of 1-63 octets before the key is a sound question.
+    """
+
+    __slots__ = ("counts", "heads", "label_limit", "opt", "packed", "qbase", "qrest", "rel",
+                 "rest", "slot", "stops", "suffix", "tails", "template")
+
+    def __init__(self, lineage: Lineage, template: Template, data: bytes, qend: int,
+                 first: int, opt: bytes, reply_len: int, limit: int, edns: bool,
+                 slot: int) -> None:
+        assert lineage.suffix is not None
+        self.suffix = lineage.suffix
+        self.rel = lineage.rel
+        index = lineage.index
+        self.stops: AbstractSet[str] = index.stops if index is not None else frozenset()
+        self.rest: AbstractSet[str] = index.rest if index is not None else frozenset()
+        self.packed: PackedStore | None = index.packed if index is not None else None
+        self.template = template
+        self.counts = data[4:HEADER_LEN]
+        self.heads = tuple(template.heads[i | edns << 2] for i in range(4))
+        #: The question ends at ``first + qrest``; its name's wire length is ``first + qbase``.
+        self.qrest = qend - first
+        self.qbase = qend - HEADER_LEN - 4 - first
+        self.opt = opt
+        #: The longest first label whose question and reply fit (NAME_LIMIT, the UDP limit).
+        self.label_limit = min(63, NAME_LIMIT - self.qbase, limit - (reply_len - first))
+        self.slot = slot
+        #: The records and OPT after the question, by first label length.
+        self.tails: dict[int, bytes] = {}
+
+    def tail(self, first: int) -> bytes:
+        """What follows the question for a first label of ``first`` octets, memoised."""
+        tail = self.template.body(first + self.qbase) + self.opt
+        self.tails[first] = tail
+        return tail
 
 
 class Templates:
@@ -236,7 +291,7 @@ class Templates:
     NSID option is answered with (RFC 5001 section 2.3), empty for none.
     """
 
-    __slots__ = ("forms", "identity", "indexes", "lineages", "nsid", "opts", "zones")
+    __slots__ = ("forms", "identity", "indexes", "lineages", "nsid", "opts", "plans", "zones")
 
     def __init__(self, nsid: bytes, identity: str = "") -> None:
         self.nsid = nsid
@@ -247,6 +302,8 @@ class Templates:
         self.forms: dict[tuple[str, int, str, int], Template | None] = {}
         #: Parent names' ``Lineage``, by their lower-case wire form (``PARENT_MEMO``).
         self.lineages: dict[bytes, Lineage] = {}
+        #: ``Plan``s by the octets after the first label (``PLAN_MEMO``).
+        self.plans: dict[bytes, Plan] = {}
         #: The OPT record without ECS, by DO | NSID << 1.
         self.opts = tuple(self._opt(i & 1, b"", nsid if i >> 1 else b"") for i in range(4))
 
@@ -269,6 +326,39 @@ class Templates:
         self.indexes = {o: ix for o, ix in self.indexes.items() if zones.get(o) is ix.zone}
         self.forms = {k: v for k, v in self.forms.items() if not k[0] or k[0] in self.indexes}
         self.lineages = {}
+        self.plans = {}
+
+    def sibling(self, data: bytes, zones: Mapping[str, Zone], identity: str
+                ) -> tuple[bytes, int, bytes | tuple[bytes, int] | None] | None:
+        """The reply to a UDP query from a ``Plan`` (a new first label under a parent, in a
+        kind of query, already answered twice by a template), with its slot; or None.
+
+        One frame, no scan: the octets after the first label find the plan, and the
+        label is checked as ``answer`` checks it (octets written ``\\DDD``, a name that
+        exists, a cut or a name the SOA writes, a zone of ours: then None, and the
+        general path answers).  None too for ``zones`` or ``identity`` other than the
+        plans were made for (``answer`` or the handler starts again)."""
+        if zones is not self.zones or identity != self.identity or len(data) <= HEADER_LEN:
+            return None
+        first = data[HEADER_LEN]
+        plan = self.plans.get(data[HEADER_LEN + 1 + first :])
+        if (plan is None or not first or first > plan.label_limit or data[2] & 0xF8
+                or data[4:HEADER_LEN] != plan.counts):
+            return None
+        label = data[HEADER_LEN + 1 : HEADER_LEN + 1 + first].lower()
+        if not label.isalnum() and _LABEL_ESCAPED.search(label):
+            return None
+        qname = label.decode("ascii") + plan.suffix
+        if qname in plan.stops or qname in plan.rest or qname in self.zones:
+            return None
+        packed = plan.packed
+        if packed is not None and find_key(packed.data, packed.slots, label + plan.rel) >= 0:
+            return None
+        tail = plan.tails.get(first)
+        if tail is None:
+            tail = plan.tail(first)
+        return b"".join((data[:2], plan.heads[(data[2] & 1) | (data[3] & 0x10) >> 3],
+                         data[HEADER_LEN : first + plan.qrest], tail)), plan.slot, None
 
     def answer(self, data: bytes, key: bytes, qend: int, zones: Mapping[str, Zone], tcp: bool,
                facts: tuple[bool, int, bool, bool, bytes], stats: QueryStats
@@ -292,6 +382,7 @@ class Templates:
             return self._located(data, qend, qlen, qtype, ".", tcp, facts, stats)
         parent = key[first + 1 : qlen]
         lineage = self.lineages.get(parent)
+        memoised = lineage is not None
         if lineage is None:
             lineage = self._lineage(parent)
         suffix = lineage.suffix
@@ -329,7 +420,27 @@ class Templates:
                 template = self._form(None, (REFUSED, ""), qtype)
             if len(lineage.forms) < BODY_MEMO:
                 lineage.forms[qtype] = template
-        return self._reply(template, lineage.origin, data, qend, qlen, qtype, tcp, facts, stats)
+        replied = self._reply(template, lineage.origin, data, qend, qlen, qtype, tcp, facts,
+                              stats)
+        if replied is not None and memoised and not tcp and isinstance(template, Template):
+            self._plan(data, qend, first, lineage, template, facts, replied)
+        return replied
+
+    def _plan(self, data: bytes, qend: int, first: int, lineage: Lineage, template: Template,
+              facts: tuple[bool, int, bool, bool, bytes], replied: tuple[bytes, int]) -> None:
+        """Make the ``Plan`` for the octets after this query's first label when the last
+        query answered under its parent had the same (``Lineage.pending``)."""
+        after = data[HEADER_LEN + 1 + first :]
+        if lineage.pending != after:
+            lineage.pending = after
+            return
+        reply, slot = replied
+        edns = facts[0]
+        opt = reply[qend + len(template.body(qend - HEADER_LEN - 4)) :] if edns else b""
+        if len(self.plans) >= PLAN_MEMO:
+            self.plans.clear()
+        self.plans[after] = Plan(lineage, template, data, qend, first, opt, len(reply),
+                                 facts[1], edns, slot)
 
     def _lineage(self, parent: bytes) -> Lineage:
         """What every question under the lower-case wire name ``parent`` shares, memoised
