@@ -268,10 +268,9 @@ class Handler:
                     replies.remember_exact(data, reply, hit[1])
                 return reply
         message = self.answer(snap, query, client)
-        zone = zone_for(snap.zones, query.qname, query.qtype) \
-            if query.qclass != RRClass.CH else None
-        slot = self.stats.slot(zone.origin if zone is not None else "", query.qtype,
-                               message.rcode)
+        zone = (None if query.qclass == RRClass.CH
+                else zone_for(snap.zones, query.qname, query.qtype))
+        slot = self.stats.slot(zone.origin if zone is not None else "", query.qtype, message.rcode)
         self._counts[slot] += 1
         self.slot = slot
         limit = TCP_LIMIT if tcp else query.udp_limit()
