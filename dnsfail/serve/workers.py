@@ -65,6 +65,7 @@ from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.rrl.limiter import open_limiter
 from dnsfail.rrl.settings import RrlSettings
+from dnsfail.serve.collector import settle
 from dnsfail.serve.server import TCP_MAX_PER_SOURCE, TcpAcceptor, TcpLimits, UdpListener
 from dnsfail.serve.spread import Shares
 from dnsfail.serve.wiring import answer_path, open_locator, open_signed, stages
@@ -509,6 +510,7 @@ async def _serve(spec: dict[str, Any]) -> None:
             await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)
 
     writer.write(encode(("applied", mirror.snapshot.generation)))
+    settle()  # as the main process does (serve.collector)
     reporter = asyncio.create_task(report(), name="report")
     try:
         while (message := await receive(reader)) is not None:
@@ -518,6 +520,8 @@ async def _serve(spec: dict[str, Any]) -> None:
                 await asyncio.to_thread(locator.refresh)
             mirror.apply(message)
             writer.write(encode(("applied", message.generation)))
+            if message.changed:
+                settle()
     finally:
         reporter.cancel()
         with contextlib.suppress(asyncio.CancelledError, OSError, TimeoutError):

@@ -7,8 +7,8 @@ import ipaddress
 import dns.edns
 import pytest
 
-from dnsfail.dns.query import Refuse, parse_query
 from dnsfail.dns import replycache
+from dnsfail.dns.query import Refuse, parse_query
 from dnsfail.dns.replycache import ClientBlocks, ReplyCache, question_key
 from dnsfail.model import Rcode
 from tests.dns.test_wire import query
