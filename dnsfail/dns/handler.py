@@ -46,7 +46,7 @@ from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Drop, Query, Refuse, parse_
 from dnsfail.dns.replycache import ClientBlocks, Entry, client_address, key_edns, question_key
 from dnsfail.dns.resolver import chaos, find_zone, resolve
 from dnsfail.dns.stages import After, Key
-from dnsfail.dns.stats import SAMPLE_EVERY, QueryStats
+from dnsfail.dns.stats import FULL, KEYED, SAMPLE_EVERY, SIGNED, SPLICE, TEMPLATE, QueryStats
 from dnsfail.dns.template import Templates
 from dnsfail.logs import ErrorLog
 from dnsfail.model import Message, Rcode, RRClass
@@ -99,6 +99,7 @@ class Handler:
         self.locator: Locator = locator or NoLocator()
         self.stats = stats or QueryStats()
         self._counts = self.stats.counts
+        self._paths = self.stats.paths
         self._countdown = SAMPLE_EVERY
         self.errors = ErrorLog(log)
         #: The ``QueryStats`` slot of the last reply ``lookup`` gave (what the stages classify).
@@ -127,7 +128,7 @@ class Handler:
         found by."""
         self._countdown -= 1
         if not self._countdown:
-            return self._timed(data, tcp, client)
+            return _timed(self, data, tcp, client)
         snap = self.snapshot()
         replies = snap.replies
         tail: bytes | None = None
@@ -154,6 +155,7 @@ class Handler:
                 hit = found
             if hit is not None:
                 self._counts[hit[1]] += 1
+                self._paths[KEYED] += 1
                 self.slot = hit[1]
                 reply = wire.personalize(hit[0], data, scanned[1])
                 if not (tcp or found is not hit):
@@ -163,11 +165,13 @@ class Handler:
             if self.signed is not None:
                 signed = self.signed(self, data, tcp, snap, scanned, client)
                 if signed is not None:
+                    self._paths[SIGNED] += 1
                     return signed
             if scanned is not None:
                 quick = self._quick(data, tcp, snap, scanned, tail)
                 if quick is not None:
                     return quick
+            self._paths[FULL] += 1
             return self._full(data, tcp, snap, scanned, client)
         except Exception as exc:
             self.stats.internal_errors += 1
@@ -199,6 +203,7 @@ class Handler:
                                           data, qend)
             if spliced is not None:
                 self._counts[spliced[1]] += 1
+                self._paths[SPLICE] += 1
                 self.slot = spliced[1]
                 reply = spliced[0]
                 if not tcp:
@@ -209,17 +214,10 @@ class Handler:
             return None
         self.slot = shaped[1]
         self._counts[shaped[1]] += 1
+        self._paths[TEMPLATE] += 1
         if not tcp:  # a repeated NXDOMAIN is a repeat: kept on its second sight only
             snap.replies.remember_exact(data, shaped[0], shaped[1], tail)
         return shaped[0]
-
-    def _timed(self, data: bytes, tcp: bool, client: str) -> bytes | None:
-        """``handle`` with a stopwatch: the latency histogram's one-in-N sample."""
-        self._countdown = SAMPLE_EVERY
-        started = time.perf_counter()
-        reply = self.lookup(data, tcp, client)
-        self.stats.time(time.perf_counter() - started)
-        return reply
 
     def _full(
         self,
@@ -320,3 +318,12 @@ class Handler:
         except Exception as exc:
             self.errors.report(exc, "rendering SERVFAIL")
             return None
+
+
+def _timed(handler: Handler, data: bytes, tcp: bool, client: str) -> bytes | None:
+    """``Handler.lookup`` with a stopwatch: the latency histogram's one-in-N sample."""
+    handler._countdown = SAMPLE_EVERY
+    started = time.perf_counter()
+    reply = handler.lookup(data, tcp, client)
+    handler.stats.time(time.perf_counter() - started)
+    return reply
