@@ -469,6 +469,7 @@ async def _serve(spec: dict[str, Any]) -> None:
     if not isinstance(first, Publish):
         return  # the main process went away before sending anything
     mirror.apply(first)
+    settle()  # before the listeners start, as the main process does (serve.collector)
     stats = QueryStats()
     limiter = (open_limiter(RrlSettings(**spec["rrl"]), stats, lambda: mirror.snapshot,
                             spec["rrl_fd"]) if spec.get("rrl") else None)
@@ -510,7 +511,6 @@ async def _serve(spec: dict[str, Any]) -> None:
             await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)
 
     writer.write(encode(("applied", mirror.snapshot.generation)))
-    settle()  # as the main process does (serve.collector)
     reporter = asyncio.create_task(report(), name="report")
     try:
         while (message := await receive(reader)) is not None:
