@@ -271,6 +271,18 @@ class _Collector(Collector):
         for key, count in zip(list(q.keys), list(q.counts), strict=False):
             queries.add_metric(list(key), count)
         yield queries
+        paths = CounterMetricFamily(
+            "dnsfail_answers_by_path", "DNS messages by how the reply was found: exact "
+            "(the same bytes seen before, but for the ID), keyed (a known question in a new "
+            "ID, letter case or client), splice (a new ECS network of a known block), "
+            "template (a new name of a common shape: NXDOMAIN, NODATA, wildcard, not ours), "
+            "plan (a new first label under a known parent, no scan), fold (a known "
+            "question in a new letter case or ECS network, no scan), "
+            "full (parsed, decided, rendered; dropped messages too), signed (DNSSEC).",
+            labels=["path"])
+        for path, count in q.by_path().items():
+            paths.add_metric([path], count)
+        yield paths
         yield CounterMetricFamily("dnsfail_dropped_messages", "Messages dropped unanswered "
                                   "(shorter than a header, or not a query).", value=q.dropped)
         yield CounterMetricFamily("dnsfail_internal_errors", "Messages answered SERVFAIL "

@@ -43,10 +43,28 @@ from typing import Protocol
 from dnsfail.cluster.epoch import epoch
 from dnsfail.dns import wire
 from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Drop, Query, Refuse, parse_query, question_end
-from dnsfail.dns.replycache import ClientBlocks, Entry, client_address, key_edns, question_key
+from dnsfail.dns.replycache import (
+    ClientBlocks,
+    Entry,
+    client_address,
+    echo,
+    echo_start,
+    key_edns,
+    question_key,
+)
 from dnsfail.dns.resolver import chaos, resolve, zone_for
 from dnsfail.dns.stages import After, Key
-from dnsfail.dns.stats import SAMPLE_EVERY, QueryStats
+from dnsfail.dns.stats import (
+    FOLD,
+    FULL,
+    KEYED,
+    PLAN,
+    SAMPLE_EVERY,
+    SIGNED,
+    SPLICE,
+    TEMPLATE,
+    QueryStats,
+)
 from dnsfail.dns.template import Templates
 from dnsfail.logs import ErrorLog
 from dnsfail.model import Message, Rcode, RRClass
@@ -99,6 +117,7 @@ class Handler:
         self.locator: Locator = locator or NoLocator()
         self.stats = stats or QueryStats()
         self._counts = self.stats.counts
+        self._paths = self.stats.paths
         self._countdown = SAMPLE_EVERY
         self.errors = ErrorLog(log)
         #: The ``QueryStats`` slot of the last reply ``lookup`` gave (what the stages classify).
@@ -127,7 +146,7 @@ class Handler:
         found by."""
         self._countdown -= 1
         if not self._countdown:
-            return self._timed(data, tcp, client)
+            return _timed(self, data, tcp, client)
         snap = self.snapshot()
         replies = snap.replies
         tail: bytes | None = None
@@ -144,9 +163,11 @@ class Handler:
             templates = self._templates  # no scan: a new label's Plan, a new case's Fold
             fast = (templates.sibling(data, snap.zones, self.identity)
                     if templates.plans and self.signed is None else None)
+            path = PLAN
             if fast is None and replies.folds.folded:
-                fast = replies.folds.fold(data)
+                fast, path = replies.folds.fold(data), FOLD
             if fast is not None:
+                self._paths[path] += 1
                 self._counts[fast[1]] += 1
                 self.slot = fast[1]
                 self.key = fast[2] or tail
@@ -165,6 +186,7 @@ class Handler:
                 hit = found
             if hit is not None:
                 self._counts[hit[1]] += 1
+                self._paths[KEYED] += 1
                 self.slot = hit[1]
                 reply = wire.personalize(hit[0], data, scanned[1])
                 if not (tcp or found is not hit):
@@ -175,11 +197,13 @@ class Handler:
             if self.signed is not None:
                 signed = self.signed(self, data, tcp, snap, scanned, client)
                 if signed is not None:
+                    self._paths[SIGNED] += 1
                     return signed
             if scanned is not None:
                 quick = self._quick(data, tcp, snap, scanned, tail)
                 if quick is not None:
                     return quick
+            self._paths[FULL] += 1
             return self._full(data, tcp, snap, scanned, client)
         except Exception as exc:
             self.stats.internal_errors += 1
@@ -211,6 +235,7 @@ class Handler:
             spliced = snap.replies.splice(key, facts[4], echoed, data, qend)
             if spliced is not None:
                 self._counts[spliced[1]] += 1
+                self._paths[SPLICE] += 1
                 self.slot = spliced[1]
                 reply = spliced[0]
                 if not tcp:
@@ -223,17 +248,10 @@ class Handler:
             return None
         self.slot = shaped[1]
         self._counts[shaped[1]] += 1
+        self._paths[TEMPLATE] += 1
         if not tcp:  # a repeated NXDOMAIN is a repeat: kept on its second sight only
             snap.replies.remember_exact(data, shaped[0], shaped[1], tail)
         return shaped[0]
-
-    def _timed(self, data: bytes, tcp: bool, client: str) -> bytes | None:
-        """``handle`` with a stopwatch: the latency histogram's one-in-N sample."""
-        self._countdown = SAMPLE_EVERY
-        started = time.perf_counter()
-        reply = self.lookup(data, tcp, client)
-        self.stats.time(time.perf_counter() - started)
-        return reply
 
     def _full(
         self,
@@ -262,7 +280,7 @@ class Handler:
             if hit is not None and scanned is not None:
                 self._counts[hit[1]] += 1
                 self.slot = hit[1]
-                rendered = replies.echo(hit[0], query, ecs_block[2], nsid)
+                rendered = echo(hit[0], query, ecs_block[2], nsid)
                 reply = _finish(rendered, data)
                 if not tcp:
                     replies.remember_exact(data, reply, hit[1])
@@ -285,7 +303,7 @@ class Handler:
         if scanned is None or not message.cacheable:
             return _finish(reply, data)
         if (ecs_block is not None
-                and replies.echo_start(reply, query, ecs_block[2], nsid) is not None):
+                and echo_start(reply, query, ecs_block[2], nsid) is not None):
             replies.remember_block(ecs_block[0], ecs_block[1], message.scope, (reply, slot))
         per_client = replies.remember(scanned[0], query, message, client, (reply, slot))
         reply = _finish(reply, data)
@@ -335,3 +353,12 @@ def _finish(reply: bytes, data: bytes) -> bytes:
     ):
         return wire.personalize(reply, data, qend)
     return wire.with_id(reply, data[0] << 8 | data[1], data[2:4])
+
+
+def _timed(handler: Handler, data: bytes, tcp: bool, client: str) -> bytes | None:
+    """``Handler.lookup`` with a stopwatch: the latency histogram's one-in-N sample."""
+    handler._countdown = SAMPLE_EVERY
+    started = time.perf_counter()
+    reply = handler.lookup(data, tcp, client)
+    handler.stats.time(time.perf_counter() - started)
+    return reply

@@ -33,6 +33,18 @@ _RCODES = {int(r): r.name for r in Rcode}
 
 Key = tuple[str, str, str]
 
+#: How a reply was found after the exact-bytes cache missed: the ``path`` label of
+#: ``dnsfail_answers_by_path_total`` (``exact`` is the rest).  ``keyed``: the cache by
+#: question key (a new ID, letter case or client of a known question); ``splice``: a new
+#: ECS network of a known address block; ``template``: a miss of a common shape (a new
+#: nonexistent name, NODATA, a new wildcard name, a name in no zone); ``plan``: a new
+#: first label under a parent whose query bytes repeat (``dns.template.Plan``, no scan);
+#: ``fold``: a known question in a new letter case or ECS network (``replycache.Fold``, no
+#: scan); ``full``: parse, decide and render (messages dropped unanswered included);
+#: ``signed``: the DNSSEC path.
+PATHS = ("keyed", "splice", "template", "plan", "fold", "full", "signed")
+KEYED, SPLICE, TEMPLATE, PLAN, FOLD, FULL, SIGNED = range(len(PATHS))
+
 
 def qtype_label(qtype: int) -> str:
     return _QTYPES.get(qtype, "other")
@@ -62,6 +74,10 @@ class QueryStats:
         self.internal_errors = 0
         #: Replies response-rate limiting acted on, by "action:class" (``dnsfail.rrl``).
         self.limited: dict[str, int] = {}
+        #: Messages by how their reply was found after an exact-bytes miss, by ``PATHS``
+        #: index: counted where that path already does microseconds of work, never on an
+        #: exact hit (``by_path`` derives those from ``counts``).
+        self.paths = [0] * len(PATHS)
 
     def slot(self, zone: str, qtype: int, rcode: int) -> int:
         key = (zone, qtype_label(qtype), rcode_label(rcode))
@@ -76,11 +92,18 @@ class QueryStats:
         self.latency[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.latency_sum += seconds
 
+    def by_path(self) -> dict[str, int]:
+        """Replies by how they were found, ``exact`` first: every message counted in
+        ``counts`` that no other path counted (a dropped message counts as ``full`` and in
+        no slot, so ``dropped`` is given back)."""
+        exact = sum(self.counts) - sum(self.paths) + self.dropped
+        return {"exact": max(exact, 0), **dict(zip(PATHS, self.paths, strict=True))}
+
     def totals(self) -> Totals:
         """Everything counted so far, as plain data a worker process can send."""
         return Totals(dict(zip(self.keys, self.counts, strict=True)), list(self.latency),
                       self.latency_sum, self.dropped, internal_errors=self.internal_errors,
-                      limited=dict(self.limited))
+                      limited=dict(self.limited), paths=list(self.paths))
 
     def merged(self, others: Iterable[Totals]) -> QueryStats:
         """A new QueryStats holding this one's counts plus ``others`` (for the scrape)."""
@@ -104,6 +127,8 @@ class QueryStats:
         self.internal_errors += part.internal_errors
         for key, count in part.limited.items():
             self.limited[key] = self.limited.get(key, 0) + count
+        for i, count in enumerate(part.paths[: len(PATHS)]):
+            self.paths[i] += count
 
 
 @dataclass
@@ -129,6 +154,8 @@ class Totals:
     cookies: dict[str, int] = field(default_factory=dict)
     #: Replies response-rate limiting acted on, by "action:class" (QueryStats.limited).
     limited: dict[str, int] = field(default_factory=dict)
+    #: Messages by how their reply was found after an exact-bytes miss (QueryStats.paths).
+    paths: list[int] = field(default_factory=lambda: [0] * len(PATHS))
 
     def add(self, other: Totals) -> None:
         """Fold ``other`` in (a worker that exited: its counts must not vanish)."""
@@ -145,3 +172,4 @@ class Totals:
             self.cookies[name] = self.cookies.get(name, 0) + count
         for action, count in other.limited.items():
             self.limited[action] = self.limited.get(action, 0) + count
+        self.paths = [a + b for a, b in zip(self.paths, other.paths, strict=True)]

@@ -28,6 +28,7 @@ from dnsfail.events import transitions
 from dnsfail.events.log import EventLog
 from dnsfail.logs import iso
 from dnsfail.model import ProbeSpec
+from dnsfail.serve.collector import settle
 from dnsfail.state import Store, prepare
 from dnsfail.zonefile import discover, load_zones
 
@@ -127,6 +128,7 @@ class Reloader:
                      zone.record_count, zone.serial, zone.source)
         self.config_generation = 1
         self.metrics.reloaded(True, now)
+        settle()  # the first zones leave the collector's walks (serve.collector)
 
     async def reload(self, trigger: str = "") -> list[str]:
         """Re-read every zone; publish all or nothing.  Returns the problems found."""
@@ -154,6 +156,7 @@ class Reloader:
             if use_keys is not None:
                 use_keys()
             self.store.replace_zones(zones, prepared)
+            settle()  # the old zones collected, the new ones frozen (serve.collector)
             await self.targets_changed(self.store.targets)
             self.last_reload_ok = True
             self.config_generation += 1

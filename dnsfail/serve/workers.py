@@ -67,6 +67,7 @@ from dnsfail.errors import DnsfailError
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.rrl.limiter import open_limiter
 from dnsfail.rrl.settings import RrlSettings
+from dnsfail.serve.collector import settle
 from dnsfail.serve.server import TCP_MAX_PER_SOURCE, TcpAcceptor, TcpLimits, UdpListener
 from dnsfail.serve.spread import Shares
 from dnsfail.serve.wiring import (
@@ -187,6 +188,8 @@ class Mirror:
                  for origin in message.order}
         self.zones = zones
         self.snapshot = Snapshot(message.generation, zones, message.health)
+        if changed:  # new zones: freeze them, as the main process does (serve.collector)
+            settle()
         return self.snapshot
 
 
@@ -496,7 +499,7 @@ async def _serve(spec: dict[str, Any]) -> None:
         first = await receive(reader)
     if not isinstance(first, Publish):
         return  # the main process went away before sending anything
-    mirror.apply(first)
+    mirror.apply(first)  # and settles, before the listeners start (serve.collector)
     stats = QueryStats()
     limiter = (open_limiter(RrlSettings(**spec["rrl"]), stats, lambda: mirror.snapshot,
                             spec["rrl_fd"]) if spec.get("rrl") else None)

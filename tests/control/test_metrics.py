@@ -79,6 +79,39 @@ def test_cached_and_full_answers_count_once_each(setup: tuple[Handler, Metrics, 
     assert got[("dnsfail_answer_latency_seconds_sum", ())] > 0
 
 
+def paths(got: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, float]:
+    return {labels[0][1]: value for (name, labels), value in got.items()
+            if name == "dnsfail_answers_by_path_total"}
+
+
+def test_answers_by_path_count_each_message_once_and_exact_hits_for_free(
+    setup: tuple[Handler, Metrics, Store],
+) -> None:
+    """The same bytes 50 times: once the full way, once by key (the second sight admits
+    them), 48 exact hits, which no counter on the hit path counts; new nonexistent names
+    are templates until two in a row under one parent make a plan (the other five); a
+    worker's counts add up."""
+    handler, metrics, store = setup
+    wire = dns.message.make_query("api.gw.test.", "A").to_wire()
+    for _ in range(50):
+        handler.handle(wire)
+    for i in range(7):
+        handler.handle(dns.message.make_query(f"nope{i}.gw.test.", "A").to_wire())
+    handler.handle(b"\x00\x01")  # dropped: the full path, in no slot
+    handler.handle(wire, tcp=True)  # TCP: no exact cache, its own key: the full way
+    handler.handle(wire, tcp=True)  # then by key
+    got = paths(samples(metrics))
+    assert got == {"exact": 48, "keyed": 2, "splice": 0, "template": 2, "plan": 5, "fold": 0,
+                   "full": 3, "signed": 0}
+    assert sum(got.values()) == sum(handler.stats.counts) + handler.stats.dropped
+    worker = QueryStats()
+    Handler(lambda: store.snapshot, stats=worker).handle(
+        dns.message.make_query("nope.gw.test.", "A").to_wire())
+    both = Metrics(FakeSource(store), handler.stats, lambda: [worker.totals()])
+    got = paths(samples(both))
+    assert (got["template"], got["plan"], got["exact"]) == (3, 5, 48)
+
+
 def test_formerr_and_servfail_are_counted(setup: tuple[Handler, Metrics, Store],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     handler, metrics, _ = setup

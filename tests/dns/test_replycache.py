@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import dns.edns
 import pytest
 
+from dnsfail.dns import replycache
 from dnsfail.dns.query import Refuse, parse_query
-from dnsfail.dns.replycache import question_key
+from dnsfail.dns.replycache import ClientBlocks, ReplyCache, question_key
 from dnsfail.model import Rcode
 from tests.dns.test_wire import query
 
@@ -137,3 +140,63 @@ def test_a_flood_of_new_questions_stays_bounded_and_keeps_what_clients_repeat(
     kept = list(replies) + list(replies.previous)
     assert not [k for k in kept if b"team" in k or b"\x00\x08\x00\x07" in k]
     assert handler.stats.internal_errors == 0
+
+
+def test_a_new_generation_swaps_dicts_and_releases_the_old_one_a_step_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No insert copies a generation or frees one whole (that held the loop 2-10 ms at
+    50,000 entries): the old previous generation shrinks by RELEASE_STEP per insert, and
+    its emptied dict is where the generation after next starts."""
+    monkeypatch.setattr(replycache, "EXACT_LIMIT", 100)
+    cache = ReplyCache()
+
+    def keep(i: int) -> None:
+        cache._keep_exact(b"q%d" % i, (b"r%d" % i, 0))
+
+    for i in range(200):  # two generations: 100 current, 100 previous
+        keep(i)
+    assert (len(cache), len(cache.previous), len(cache.retired)) == (100, 100, 0)
+    first_previous, first_current = cache.previous, cache.exact
+    keep(200)  # the third generation starts: a swap, nothing released yet
+    assert cache.previous is first_current
+    assert cache.retired == [first_previous]
+    assert len(first_previous) == 100
+    assert cache.get(b"q200") == (b"r200", 0)
+    for n in range(1, 13):
+        keep(200 + n)
+        assert len(first_previous) == 100 - n * replycache.RELEASE_STEP
+    keep(213)
+    assert not first_previous
+    assert not cache.retired
+    for i in range(214, 301):
+        keep(i)
+    assert cache.exact is first_previous  # reused: an old, already sized dict
+    assert cache.get(b"q300") == (b"r300", 0)
+    assert cache.previous.get(b"q250") == (b"r250", 0)
+    assert len(cache) + len(cache.previous) + sum(map(len, cache.retired)) <= 300
+
+
+def test_a_recalled_entry_leaves_the_previous_generation_so_its_release_spares_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A question's ClientBlocks recalled from the previous generation is the current one's
+    alone: releasing the previous generation (blocks a step at a time) never empties it."""
+    monkeypatch.setattr(replycache, "KEYED_LIMIT", 10)
+    cache = ReplyCache()
+    address = ipaddress.ip_address("192.0.2.1")
+    for i in range(50):
+        cache.remember_block(b"geo", ipaddress.ip_address(f"10.0.{i}.1"), 24, (b"r", i))
+    for i in range(19):
+        cache.remember_entry(b"k%d" % i, (b"e", i))
+    blocks = cache.keyed_previous[b"geo"]
+    assert isinstance(blocks, ClientBlocks)
+    assert cache.recall(b"geo") is blocks  # the current generation is full: a new one
+    assert b"geo" not in cache.keyed_previous
+    assert cache.keyed == {b"geo": blocks}
+    assert len(cache.retired) == 1  # the generation blocks left, being released
+    while cache.retired:
+        cache.retired.release()
+    assert len(blocks) == 50
+    assert blocks.find(ipaddress.ip_address("10.0.7.9")) == (b"r", 7)
+    assert blocks.find(address) is None

@@ -94,6 +94,14 @@ def test_every_process_answers_and_is_counted(start: Callable[..., Ctl]) -> None
     # The kernel spread one socket's queue over the processes: each worker took some.
     assert all(w["queries"] > 0 for w in state["workers"]), state["workers"]
     assert queries_counted(ctl) - before >= 3000
+    # How each reply was found, summed over the processes: the same question in new IDs
+    # is an exact hit in every process but its first two sights there.
+    paths = {dict(labels)["path"]: value for (name, labels), value in scrape(ctl).items()
+             if name == "dnsfail_answers_by_path_total"}
+    assert sum(paths.values()) == queries_counted(ctl)
+    assert paths["exact"] >= 3000 - 2 * WORKERS, paths
+    assert paths["full"] >= WORKERS, paths  # the workers' own counts are in
+    assert paths["keyed"] >= WORKERS, paths
 
 
 def test_health_drains_and_reloads_reach_every_worker(
