@@ -208,6 +208,8 @@ class Handler:
         if shaped is None:
             return None
         self.slot = shaped[1]
+        if templates.wildcard is not None:  # what rate limiting counts it under
+            self.key = (key, qend, templates.wildcard)
         self._counts[shaped[1]] += 1
         if not tcp:  # a repeated NXDOMAIN is a repeat: kept on its second sight only
             snap.replies.remember_exact(data, shaped[0], shaped[1], tail)

@@ -139,7 +139,8 @@ def _pointers(reply: bytes, qend: int) -> list[tuple[int, int]]:
 class Template:
     """One shape's reply, ready to take any question of that shape (see the module doc)."""
 
-    __slots__ = ("bodies", "heads", "model", "pointers", "rcode", "records", "shared", "slots")
+    __slots__ = ("bodies", "heads", "model", "pointers", "rcode", "records", "shared", "slots",
+                 "wildcard")
 
     def __init__(self, message: Message, qname: str, qtype: int, shared: int) -> None:
         reply = wire.render((qname, qtype, RRClass.IN), message, edns=None, limit=TCP_LIMIT)
@@ -160,6 +161,8 @@ class Template:
         self.bodies: dict[int, bytes] = {}
         #: The handler's counter slot by qtype (a template belongs to one handler).
         self.slots: dict[int, int] = {}
+        #: A wildcard answer's ``"<owner> <qtype>"`` (``dns.stages.Key``), else None.
+        self.wildcard: str | None = None
 
     def body(self, qlen: int) -> bytes:
         """The records for a question of ``qlen`` octets (its name's wire length)."""
@@ -236,7 +239,8 @@ class Templates:
     NSID option is answered with (RFC 5001 section 2.3), empty for none.
     """
 
-    __slots__ = ("forms", "identity", "indexes", "lineages", "nsid", "opts", "zones")
+    __slots__ = ("forms", "identity", "indexes", "lineages", "nsid", "opts", "wildcard",
+                 "zones")
 
     def __init__(self, nsid: bytes, identity: str = "") -> None:
         self.nsid = nsid
@@ -249,6 +253,8 @@ class Templates:
         self.lineages: dict[bytes, Lineage] = {}
         #: The OPT record without ECS, by DO | NSID << 1.
         self.opts = tuple(self._opt(i & 1, b"", nsid if i >> 1 else b"") for i in range(4))
+        #: The last reply's ``Template.wildcard``.
+        self.wildcard: str | None = None
 
     @staticmethod
     def _opt(do: int | bool, ecs: bytes, nsid: bytes) -> bytes:
@@ -378,6 +384,8 @@ class Templates:
             made = _message(self.zones, zone, kind, owner, qtype)
             template = self.forms[form_key] = (
                 Template(made[0], made[1], qtype, made[2]) if made is not None else None)
+            if kind == WILDCARD and template is not None:
+                template.wildcard = f"{owner} {qtype}"
         return template if isinstance(template, Template) else None
 
     def _reply(self, template: object, origin: str, data: bytes, qend: int, qlen: int,
@@ -408,4 +416,5 @@ class Templates:
             slot = stats.slot(origin, qtype, template.rcode)
             if len(template.slots) < BODY_MEMO:
                 template.slots[qtype] = slot
+        self.wildcard = template.wildcard
         return reply, slot

@@ -32,10 +32,8 @@ import time
 from collections.abc import Callable
 from zlib import crc32
 
-from dnsfail.dns.query import labels_to_text
 from dnsfail.dns.stages import Key
 from dnsfail.dns.stats import QueryStats
-from dnsfail.dns.template import qname_text
 from dnsfail.dns.wire import truncated
 from dnsfail.model import RRType
 from dnsfail.rrl.account import (
@@ -51,6 +49,7 @@ from dnsfail.rrl.account import (
     name_text,
     qname_end,
 )
+from dnsfail.rrl.classkey import SEEDS, ClassKeys, owner
 from dnsfail.rrl.settings import RrlSettings
 from dnsfail.rrl.table import LOGGED, WORDS, Table
 from dnsfail.state import Snapshot
@@ -60,9 +59,7 @@ log = logging.getLogger(__name__)
 #: Client addresses whose block is memoised; the memo is emptied when full, so a flood
 #: from random sources costs one address parse per query and bounded memory.
 BLOCK_MEMO = 1 << 16
-#: Questions whose hashes are memoised (by the query's bytes after the ID, if at most
-#: QUESTION_MEMO_OCTETS long: ~100 octets a query, so at most ~25 MiB); emptied when full.
-QUESTION_MEMO = 1 << 16
+#: Longest exact-bytes key a client memo holds (``EXACT_QUERY_LIMIT`` bounds them already).
 QUESTION_MEMO_OCTETS = 300
 #: Per-client memo entries (what a client's query, by the handler's key, was counted as),
 #: over all clients: every memo is emptied when there are more, so a flood of new names or
@@ -81,8 +78,6 @@ UNLIMITED = 1 << 62
 MAX_LOGGED = 100
 #: Seconds between sweeps for streams that stopped being limited.
 SWEEP_EVERY = 1.0
-#: Per-class seeds, so that one name in two classes makes two keys.
-_SEEDS = (0, 0x5BD1E995, 0x1B873593, 0x7FEB352D, 0x68E31DA4)
 _INVALID = (-1, "")
 #: ``QueryStats.limited`` keys, by [log_only][decision][class].
 _COUNT_KEYS = tuple(tuple(tuple(f"{action}:{name}" for name in CLASS_NAMES)
@@ -90,18 +85,6 @@ _COUNT_KEYS = tuple(tuple(tuple(f"{action}:{name}" for name in CLASS_NAMES)
                     for actions in (("", "slipped", "dropped"), ("", "would_slip", "would_drop")))
 #: ``QueryStats.limited`` key of buckets reused while still within their window.
 EVICTED = "evicted:table"
-
-
-def _qname(data: bytes, end: int, wire: bytes | None) -> str:
-    """The text of the qname ending at ``end`` (``wire``: its lower-cased wire form)."""
-    name = qname_text(wire if wire is not None else data[12:end + 1].lower())
-    if name is not None:
-        return name
-    labels, i = [], 12  # a label needs escapes: the general conversion
-    while i < end:
-        labels.append(data[i + 1:i + 1 + data[i]])
-        i += data[i] + 1
-    return labels_to_text(labels)
 
 
 class Stream:
@@ -137,23 +120,27 @@ class Client:
 
     def __init__(self, seed: int, block: str) -> None:
         self.seed, self.block = seed, block
-        self.memo: dict[bytes | int, Stream] = {}
+        self.memo: dict[bytes | int | str, Stream] = {}
 
 
-def memo_key(reply: bytes, slot: int, key: Key) -> bytes | int | None:
+def memo_key(reply: bytes, slot: int, key: Key) -> bytes | int | str | None:
     """What a client's stream is memoised by: the query's bytes after the ID (an
     exact-bytes hit: one reply, so one class); for a scanned query (``key`` a tuple) with
     an rcode, its QueryStats slot (zone, qtype and rcode: an NXDOMAIN or error stream is
-    the zone's), else the lower-cased qname's wire form and qtype (the question key's
-    head, a slice: no walk of the name); None without a key.  A class is what the
+    the zone's), else a template's wildcard (``"<owner> <qtype>"``, when the key has it),
+    else the lower-cased qname's wire form and qtype (the question key's head, a slice:
+    no walk of the name); None without a key.  A class is what the
     snapshot's replies make it, so the memos are emptied when the snapshot changes (at
     the next sweep)."""
     if type(key) is bytes:
         return key
     if key is None or isinstance(key, bytes):
         return None
-    scanned, qend = key
-    return slot if reply[3] & 0x0F else scanned[:qend - 14]
+    if reply[3] & 0x0F:
+        return slot
+    if len(key) == 3:
+        return key[2]  # a template's wildcard: every name under it is one stream
+    return key[0][:key[1] - 14]
 
 
 class RateLimiter:
@@ -164,11 +151,10 @@ class RateLimiter:
     (a qname the zone does not hold) so that they count under the wildcard.
     """
 
-    __slots__ = ("_clients", "_costs", "_folded", "_generation", "_grants", "_keys",
-                 "_keys_by", "_log_only", "_mask", "_memoised", "_next_sweep", "_rates",
-                 "_slip", "_streams", "_tats", "_unlimited", "_window", "_words",
-                 "_zone_hashes", "_zones", "clock", "counts", "logged", "settings", "snapshot",
-                 "stats", "table", "unlogged")
+    __slots__ = ("_clients", "_costs", "_generation", "_grants", "_keys", "_keys_by",
+                 "_log_only", "_mask", "_memoised", "_next_sweep", "_rates", "_slip",
+                 "_streams", "_tats", "_unlimited", "_window", "_words", "clock", "counts",
+                 "logged", "names", "settings", "snapshot", "stats", "table", "unlogged")
 
     def __init__(self, settings: RrlSettings, table: Table, stats: QueryStats,
                  snapshot: Callable[[], Snapshot] | None = None,
@@ -193,12 +179,7 @@ class RateLimiter:
         self._memoised = 0
         self._streams: dict[int, Stream] = {}
         self._unlimited = Stream(0, 0, 0, 0.0, 1, "", UNLIMITED)
-        self._zones: list[bytes] = []
-        #: Hashes of the zone (NXDOMAIN, error classes) by class and QueryStats slot.
-        self._zone_hashes: tuple[dict[int, int], ...] = tuple({} for _ in CLASS_NAMES)
-        #: Question hashes (qname and qtype, qname) by the lower-cased qname's wire form
-        #: and qtype.
-        self._folded: dict[bytes, tuple[int, int]] = {}
+        self.names = ClassKeys(stats, snapshot)
         self._generation = snapshot().generation if snapshot is not None else -1
         #: Streams this process logged as limited: bucket (first word) -> (key, text, class).
         self.logged: dict[int, tuple[int, str, int]] = {}
@@ -235,7 +216,7 @@ class RateLimiter:
         stream = c.memo.get(mk) if mk is not None else None
         if stream is None:
             stream = self._stream(c, data, reply, slot, key)
-            if mk is not None and (isinstance(mk, int) or len(mk) <= QUESTION_MEMO_OCTETS):
+            if mk is not None and (not isinstance(mk, bytes) or len(mk) <= QUESTION_MEMO_OCTETS):
                 if self._memoised >= STREAM_MEMO:
                     self._forget()
                     self._clients[client] = c
@@ -335,15 +316,15 @@ class RateLimiter:
         cost = self._costs[cls]
         if not cost:
             return self._unlimited
-        seed = c.seed
+        seed, names = c.seed, self.names
         if cls <= NODATA:
-            h = self._question(data, slot, key)[cls] ^ seed
+            h = names.question(data, slot, key)[cls] ^ seed
         elif cls == REFERRAL:
-            h = crc32(delegation(reply) or b"", _SEEDS[REFERRAL]) ^ seed
+            h = crc32(delegation(reply) or b"", SEEDS[REFERRAL]) ^ seed
         else:
-            zone = self._zone_hashes[cls].get(slot)
+            zone = names.zone_hashes[cls].get(slot)
             if zone is None:
-                zone = self._zone_hash(cls, slot)
+                zone = names.zone_hash(cls, slot)
             h = zone ^ seed
         bucket = seed << 32 | h
         stream = self._streams.get(bucket)
@@ -355,43 +336,6 @@ class RateLimiter:
                             c.block)
             self._streams[bucket] = stream
         return stream
-
-    def _question(self, data: bytes, slot: int, key: Key = None) -> tuple[int, int]:
-        """The hashes of a query's question: (qname and qtype, for answers; qname alone,
-        for NODATA), the qname lower-cased, or replaced by the wildcard owner that
-        synthesises it (BIND counts wildcard answers under the owner, so a
-        random-subdomain flood against ``*.zone`` is one class).  Memoised by the
-        lower-cased qname's wire form and qtype; bounded, and emptied when the snapshot
-        changes, at the next sweep."""
-        if isinstance(key, tuple):
-            scanned, qend = key
-            end = qend - 5
-            folded = scanned[:end - 9]  # the lower-cased qname's wire form and the qtype
-            wire = folded[:-2]
-        else:
-            end = qname_end(data)
-            wire = data[12:end + 1].lower()
-            folded = wire + data[end + 1:end + 3]
-        question = self._folded.get(folded)
-        if question is None:
-            owner = _owner(self.snapshot, self.stats, data, slot, end, wire)
-            name = owner.encode() if owner is not None else wire
-            question = (crc32(name + data[end + 1:end + 3]), crc32(name, _SEEDS[NODATA]))
-            if len(self._folded) >= QUESTION_MEMO:
-                self._folded.clear()
-            self._folded[folded] = question
-        return question
-
-    def _zone_hash(self, cls: int, slot: int) -> int:
-        """The hash of a QueryStats slot's zone origin for class ``cls`` (NXDOMAIN, error),
-        memoised (not for a slot the stats do not know yet: it may name a zone later)."""
-        zones, keys = self._zones, self.stats.keys
-        while len(zones) < len(keys):
-            zones.append(keys[len(zones)][0].encode())
-        h = crc32(zones[slot] if slot < len(zones) else b"", _SEEDS[cls])
-        if slot < len(zones):
-            self._zone_hashes[cls][slot] = h
-        return h
 
     def _start(self, q: int, key: int, cls: int, block: str, data: bytes, reply: bytes,
                slot: int) -> None:
@@ -410,7 +354,7 @@ class RateLimiter:
         end = qname_end(data)
         if cls in (ANSWER, NODATA) and end >= 0:
             qtype = int.from_bytes(data[end + 1:end + 3], "big")
-            name = _owner(self.snapshot, self.stats, data, slot) or name_text(data[12:end + 1])
+            name = owner(self.snapshot, self.stats, data, slot) or name_text(data[12:end + 1])
             return f" for {name} IN" + (
                 f" {_qtype(qtype)}" if cls == ANSWER else "")
         if cls == REFERRAL:
@@ -425,7 +369,7 @@ class RateLimiter:
             generation = self.snapshot().generation
             if generation != self._generation:  # names may have come or gone: wildcards
                 self._forget()
-                self._folded.clear()
+                self.names.clear()
                 self._generation = generation
         if self.unlogged:
             log.warning("%d more stream(s) %slimited, not logged one by one (%d are)",
@@ -441,29 +385,6 @@ class RateLimiter:
             del self.logged[q]
             log.warning("%sstop limiting %s", "would " if self._log_only else "", text,
                         extra={"fields": {"event": "rrl_stop", "class": CLASS_NAMES[cls]}})
-
-
-def _owner(snapshot: Callable[[], Snapshot] | None, stats: QueryStats, data: bytes, slot: int,
-           end: int | None = None, wire: bytes | None = None) -> str | None:
-    """The wildcard owner (``*.`` + closest encloser, RFC 4592 3.3.1) a qname the zone
-    does not hold was answered from; None for a name the zone holds.  ``end`` and
-    ``wire`` (the qname's end and its lower-cased wire form) when the caller has them."""
-    if snapshot is None or slot >= len(stats.keys):
-        return None
-    zone = snapshot().zones.get(stats.keys[slot][0])
-    if end is None:
-        end = qname_end(data)
-    if zone is None or end < 0:
-        return None
-    name, names = _qname(data, end, wire), zone.names
-    if name in names:
-        return None
-    # labels_to_text writes a dot inside a label as \046: every "." separates labels
-    while name != ".":
-        name = name.partition(".")[2] or "."
-        if name in names:
-            return "*." + name
-    return None
 
 
 def _qtype(qtype: int) -> str:

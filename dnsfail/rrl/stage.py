@@ -64,8 +64,11 @@ class Guard:
         if c is not None and key is not None:
             if type(key) is bytes:
                 stream = c.memo.get(key)
-            else:  # ``limiter.memo_key`` inline
-                stream = c.memo.get(slot if reply[3] & 0x0F else key[0][:key[1] - 14])  # type: ignore[index]
+            elif reply[3] & 0x0F:  # ``limiter.memo_key`` inline
+                stream = c.memo.get(slot)
+            else:
+                stream = c.memo.get(key[2] if len(key) == 3
+                                    else key[0][:key[1] - 14])  # type: ignore[index]
             if stream is not None and stream.credit:
                 stream.credit -= 1
                 if self._size_cap and self._cookies is not None:

@@ -13,12 +13,14 @@ import dns.edns
 import dns.flags
 import dns.message
 import dns.name
+import dns.rdatatype
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dnsfail.dns.handler import Handler
 from dnsfail.dns.stats import QueryStats
+from dnsfail.rrl import classkey
 from dnsfail.rrl import limiter as limiter_module
 from dnsfail.rrl.account import DROP, PASS, SLIP, debit
 from dnsfail.rrl.limiter import RateLimiter
@@ -217,14 +219,14 @@ def test_the_block_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_question_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(limiter_module, "QUESTION_MEMO", 16)
+    monkeypatch.setattr(classkey, "QUESTION_MEMO", 16)
     monkeypatch.setattr(limiter_module, "STREAM_MEMO", 16)
     rig = Rig(keyed=True)
     for i in range(100):
         assert rig.ask(f"n{i}.wild.gw.test.", "TXT", client=f"10.0.{i}.1") == PASS
         rig.ask("api.gw.test.", "A", client=f"10.0.{i}.1", use_edns=0,
                 options=[dns.edns.GenericOption(dns.edns.OptionType.PADDING, bytes(i))])
-        assert len(rig.limiter._folded) <= 16
+        assert len(rig.limiter.names.folded) <= 16
         memos = sum(len(c.memo) for c in rig.limiter._clients.values())
         assert memos <= 16
         assert rig.limiter._memoised == memos
@@ -238,13 +240,15 @@ def test_a_new_snapshot_empties_the_question_memo_at_the_next_sweep() -> None:
     """Wildcard owners are memoised with the question, and classes by the client's key:
     names may come and go."""
     rig = Rig(keyed=True)
-    rig.ask("one.wild.gw.test.", "TXT")
-    assert rig.limiter._folded
+    rig.ask("one.wild.gw.test.", "TXT")  # a template's wildcard, as the handler says
+    rig.ask("two.wild.gw.test.", "TXT", use_edns=False)
+    assert rig.limiter.names.wildcards
     assert rig.limiter._clients
     rig.store.republish()
     rig.now += 2.0
     rig.ask("api.gw.test.")  # the sweep runs first, then this question is memoised
-    assert len(rig.limiter._folded) == 1
+    assert not rig.limiter.names.wildcards
+    assert len(rig.limiter.names.folded) == 1
     assert [len(c.memo) for c in rig.limiter._clients.values()] == [1]
 
 
@@ -417,3 +421,18 @@ def test_credit_is_within_one_grant_of_the_accounting(gaps: list[int]) -> None:
         exact += expected == PASS
         passes += rig.ask("api.gw.test.") == PASS
         assert abs(passes - exact) < 10, (passes, exact)
+
+
+@pytest.mark.parametrize("qtype", ["TXT", "A"])  # an answer, and NODATA at *.wild
+def test_a_templates_wildcard_is_the_walks_wildcard(qtype: str) -> None:
+    """The owner the template hands over (the key's third part) makes the same stream as
+    the walk up from the qname, which the parser's path (no key) takes."""
+    rig = Rig(keyed=True)
+    data = dns.message.make_query("one.wild.gw.test.", qtype).to_wire()
+    rig.handler.lookup(data, False, "192.0.2.1")
+    assert isinstance(rig.handler.key, tuple)
+    if qtype == "TXT":  # NODATA's template is not the wildcard's: the walk finds its owner
+        assert rig.handler.key[2:] == (f"*.wild.gw.test. {dns.rdatatype.from_text(qtype)}",)
+    rig.spend("one.wild.gw.test.", qtype)
+    rig.keyed = False
+    assert rig.ask("two.wild.gw.test.", qtype) != PASS
