@@ -1,12 +1,21 @@
 """The rate limiter ``dns.stages`` calls: one reply to PASS, SLIP or DROP, and the slip reply.
 
 Per reply (the stages call it only for UDP replies to clients without a
-valid server cookie): the client's block (memoised per address), the class
-from the reply header (``account.classify``), the class's name hashed with
-the block (CRC-32: the same in every process, where ``hash()`` is salted per
-process), one bucket read and written in the shared table (``table``), and
-BIND's accounting (``account.debit``).  Nothing is allocated per query but
-the hashed slices, and nothing is counted until a reply is limited.
+valid server cookie) it finds the reply's *stream*: the client's block
+(memoised per address) and the reply's class key (``account.classify``,
+``classkey``), hashed together (CRC-32: the same in every process, where
+``hash()`` is salted per process).  Each client memoises its streams by what
+the handler's lookup found the reply by (``dns.stages.Key``, see
+:func:`memo_key`), so a repeated question, a new letter case, a new name
+under a wildcard or a new nonexistent name of a known zone finds its stream
+in two dict lookups on keys whose hashes are already computed.
+
+A stream spends *credit*: replies it took from its bucket in the shared
+table (``table``) a grant at a time (:class:`Stream`).  A reply with credit
+is a decrement: no clock, no shared memory.  One without reads the clock,
+reads and writes its bucket with BIND's accounting (``account.debit``), and
+takes the next grant; near or over the limit grants are one reply, so
+limiting is exact there.  Nothing is counted until a reply is limited.
 
 What the operator sees: counters by action and class in ``QueryStats.limited``
 (exported as ``dnsfail_rrl_responses_total``, every worker's summed), and a
@@ -15,13 +24,8 @@ log line when a stream starts being limited (BIND's ``limit responses to
 ...``: its bucket is back to a full second's credit, or was reused).  At most
 :data:`MAX_LOGGED` streams are logged at once; more are counted in one
 summary line a second, so a flood from many blocks cannot flood the log.
-Stops are found by a sweep that the next reply runs at most once a second,
-as BIND's ``log_stops`` does (no timer of its own).
-
-``rrl.stage.Guard`` calls ``decide`` with what the handler's lookup found
-the reply by (``dns.stages.Key``): the question's hashes are then one dict
-lookup on a key whose hash is already computed, and a new letter case of a
-known question needs no parse either.
+Stops are found by a sweep that the next reply without credit runs at most
+once a second, as BIND's ``log_stops`` does (no timer of its own).
 """
 
 from __future__ import annotations
