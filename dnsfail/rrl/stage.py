@@ -7,8 +7,9 @@ server mostly answers UDP queries without a COOKIE option, for which
 ``After`` counts that, asks the limiter and applies the cap itself, and
 hands everything else (TCP, a query that holds a COOKIE option) to
 ``Stages``, so the replies and counters are the same either way (the tests
-pin it).  The handler's ``key`` (``dns.stages.Key``) is passed on to the
-limiter, whose memos it keys.
+pin it).  The handler's ``key`` (``dns.stages.Key``) keys the limiter's
+memos; a reply whose stream holds credit (``rrl.limiter.Stream``) is decided
+here inline, two dict lookups and a decrement, without calling the limiter.
 """
 
 from __future__ import annotations
