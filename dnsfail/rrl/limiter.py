@@ -205,28 +205,31 @@ class RateLimiter:
         return self.account(data, reply, client, slot, key)
 
     def account(self, data: bytes, reply: bytes, client: str, slot: int,
-                key: Key = None) -> int:
-        """``decide`` without the credit at hand: the stream found or made, its credit
-        spent, else its shared bucket read and written."""
+                key: Key = None, stream: Stream | None = None) -> int:
+        """``decide`` without the credit at hand: the stream found or made (``stream``:
+        what the client's memo gave, when the caller looked), its credit spent, else its
+        shared bucket read and written."""
         now = self.clock()
         if now >= self._next_sweep:
             self.sweep(now)
-        c = self._clients.get(client)
-        if c is None:
-            c = self._client(client)
-        if c.seed < 0:
-            return PASS
-        mk = memo_key(reply, slot, key)
-        stream = c.memo.get(mk) if mk is not None else None
         if stream is None:
-            stream = self._stream(c, data, reply, slot, key)
-            if mk is not None and (not isinstance(mk, bytes) or len(mk) <= QUESTION_MEMO_OCTETS):
-                if self._memoised >= STREAM_MEMO:
-                    self._forget()
-                    self._clients[client] = c
-                    c.memo.clear()
-                self._memoised += 1
-                c.memo[mk] = stream
+            c = self._clients.get(client)
+            if c is None:
+                c = self._client(client)
+            if c.seed < 0:
+                return PASS
+            mk = memo_key(reply, slot, key)
+            stream = c.memo.get(mk) if mk is not None else None
+            if stream is None:
+                stream = self._stream(c, data, reply, slot, key)
+                if mk is not None and (not isinstance(mk, bytes)
+                                       or len(mk) <= QUESTION_MEMO_OCTETS):
+                    if self._memoised >= STREAM_MEMO:
+                        self._forget()
+                        self._clients[client] = c
+                        c.memo.clear()
+                    self._memoised += 1
+                    c.memo[mk] = stream
         if stream.credit:
             stream.credit -= 1
             return PASS

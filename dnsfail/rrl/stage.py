@@ -61,7 +61,7 @@ class Guard:
         if counts is not None:
             counts[NO_COOKIE] += 1
         # ``RateLimiter.decide`` inline: a stream with credit is two lookups and a decrement
-        c = self._clients.get(client)
+        c, stream = self._clients.get(client), None
         if c is not None and key is not None:
             if type(key) is bytes:
                 stream = c.memo.get(key)
@@ -75,7 +75,7 @@ class Guard:
                 if self._size_cap and self._cookies is not None:
                     return self._cookies.finish(data, reply, NO_COOKIE, False, client, False)
                 return reply
-        decision = self._account(data, reply, client, slot, key)
+        decision = self._account(data, reply, client, slot, key, stream)
         if decision:
             if decision == DROP:
                 return None
