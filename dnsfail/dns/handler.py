@@ -214,11 +214,9 @@ class Handler:
 
     def _quick(self, data: bytes, tcp: bool, snap: Snapshot, scanned: tuple[bytes, int],
                tail: bytes | None = None) -> bytes | None:
-        """The misses that need no parse: a new ECS network of a known block (spliced into
-        its block's reply), and the shapes of ``dns.shape`` (from ``dns.template``).
-        Neither adds a per-question entry on first sight: a flood of new names leaves the
-        caches as they were, while the exact bytes of a query seen twice are kept (the
-        doorkeeper), so a client repeating a nonexistent name costs one lookup."""
+        """The misses that need no parse: a new ECS network of a known block (spliced), the
+        shapes of ``dns.shape`` (``dns.template``).  Neither adds an entry on first sight;
+        a query's bytes seen twice are kept (the doorkeeper): a repeat costs one lookup."""
         key, qend = scanned
         at = qend - HEADER_LEN + 1
         if len(key) == at:
@@ -247,6 +245,8 @@ class Handler:
         if shaped is None:
             return None
         self.slot = shaped[1]
+        if templates.wildcard is not None:  # what rate limiting counts it under
+            self.key = (key, qend, templates.wildcard)
         self._counts[shaped[1]] += 1
         self._paths[TEMPLATE] += 1
         if not tcp:  # a repeated NXDOMAIN is a repeat: kept on its second sight only

@@ -49,8 +49,10 @@ PASS, SLIP, DROP = 0, 1, 2
 NO_COOKIE, CLIENT_COOKIE, VALID_COOKIE, MALFORMED_COOKIE, INVALID_COOKIE = 0, 1, 2, 3, 4
 #: What the lookup found its reply by (``Handler.key``): the query's bytes after the ID (an
 #: exact-bytes hit), ``replycache.question_key``'s ``(key, qend)`` (any other query it could
-#: scan), or None (not scanned: the parser's path).
-Key = bytes | tuple[bytes, int] | None
+#: scan; ``(key, qend, wildcard)`` for a wildcard answer made from a template, ``wildcard``
+#: its ``"<owner> <qtype>"``: what rate limiting counts it under), or None (not scanned:
+#: the parser's path).
+Key = bytes | tuple[bytes, int] | tuple[bytes, int, str] | None
 
 
 class After(Protocol):

@@ -144,7 +144,8 @@ def _pointers(reply: bytes, qend: int) -> list[tuple[int, int]]:
 class Template:
     """One shape's reply, ready to take any question of that shape (see the module doc)."""
 
-    __slots__ = ("bodies", "heads", "model", "pointers", "rcode", "records", "shared", "slots")
+    __slots__ = ("bodies", "heads", "model", "pointers", "rcode", "records", "shared", "slots",
+                 "wildcard")
 
     def __init__(self, message: Message, qname: str, qtype: int, shared: int) -> None:
         reply = wire.render((qname, qtype, RRClass.IN), message, edns=None, limit=TCP_LIMIT)
@@ -165,6 +166,8 @@ class Template:
         self.bodies: dict[int, bytes] = {}
         #: The handler's counter slot by qtype (a template belongs to one handler).
         self.slots: dict[int, int] = {}
+        #: A wildcard answer's ``"<owner> <qtype>"`` (``dns.stages.Key``), else None.
+        self.wildcard: str | None = None
 
     def body(self, qlen: int) -> bytes:
         """The records for a question of ``qlen`` octets (its name's wire length)."""
@@ -248,8 +251,8 @@ class Plan:
     without a scan: a label of 1-63 octets before the key is a sound question.
     """
 
-    __slots__ = ("counts", "heads", "label_limit", "opt", "packed", "qbase", "qrest", "rel",
-                 "rest", "slot", "stops", "suffix", "tails", "template")
+    __slots__ = ("counts", "heads", "key", "label_limit", "opt", "packed", "qbase", "qrest",
+                 "rel", "rest", "slot", "stops", "suffix", "tails", "template")
 
     def __init__(self, lineage: Lineage, template: Template, data: bytes, qend: int,
                  first: int, opt: bytes, reply_len: int, limit: int, edns: bool,
@@ -271,6 +274,14 @@ class Plan:
         #: The longest first label whose question and reply fit (NAME_LIMIT, the UDP limit).
         self.label_limit = min(63, NAME_LIMIT - self.qbase, limit - (reply_len - first))
         self.slot = slot
+        #: What the stages after the lookup count a reply by (``dns.stages.Key``): a
+        #: wildcard's ``"<owner> <qtype>"``; for an error rcode (NXDOMAIN) a key without a
+        #: question, since rate limiting counts those by the slot (the zone) first; else
+        #: None (the query's own bytes: a NODATA counts per name).  Without it every new
+        #: name of a flood was a new stream, and a wildcard's owner was walked for each.
+        self.key: tuple[bytes, int] | tuple[bytes, int, str] | None = (
+            (b"", 0, template.wildcard) if template.wildcard is not None
+            else (b"", 0) if template.rcode else None)
         #: The records and OPT after the question, by first label length.
         self.tails: dict[int, bytes] = {}
 
@@ -291,7 +302,8 @@ class Templates:
     NSID option is answered with (RFC 5001 section 2.3), empty for none.
     """
 
-    __slots__ = ("forms", "identity", "indexes", "lineages", "nsid", "opts", "plans", "zones")
+    __slots__ = ("forms", "identity", "indexes", "lineages", "nsid", "opts", "plans", "wildcard",
+                 "zones")
 
     def __init__(self, nsid: bytes, identity: str = "") -> None:
         self.nsid = nsid
@@ -306,6 +318,8 @@ class Templates:
         self.plans: dict[bytes, Plan] = {}
         #: The OPT record without ECS, by DO | NSID << 1.
         self.opts = tuple(self._opt(i & 1, b"", nsid if i >> 1 else b"") for i in range(4))
+        #: The last reply's ``Template.wildcard``.
+        self.wildcard: str | None = None
 
     @staticmethod
     def _opt(do: int | bool, ecs: bytes, nsid: bytes) -> bytes:
@@ -329,7 +343,7 @@ class Templates:
         self.plans = {}
 
     def sibling(self, data: bytes, zones: Mapping[str, Zone], identity: str
-                ) -> tuple[bytes, int, bytes | tuple[bytes, int] | None] | None:
+                ) -> tuple[bytes, int, tuple[bytes, int] | tuple[bytes, int, str] | None] | None:
         """The reply to a UDP query from a ``Plan`` (a new first label under a parent, in a
         kind of query, already answered twice by a template), with its slot; or None.
 
@@ -358,7 +372,7 @@ class Templates:
         if tail is None:
             tail = plan.tail(first)
         return b"".join((data[:2], plan.heads[(data[2] & 1) | (data[3] & 0x10) >> 3],
-                         data[HEADER_LEN : first + plan.qrest], tail)), plan.slot, None
+                         data[HEADER_LEN : first + plan.qrest], tail)), plan.slot, plan.key
 
     def answer(self, data: bytes, key: bytes, qend: int, zones: Mapping[str, Zone], tcp: bool,
                facts: tuple[bool, int, bool, bool, bytes], stats: QueryStats
@@ -489,6 +503,8 @@ class Templates:
             made = _message(self.zones, zone, kind, owner, qtype)
             template = self.forms[form_key] = (
                 Template(made[0], made[1], qtype, made[2]) if made is not None else None)
+            if kind == WILDCARD and template is not None:
+                template.wildcard = f"{owner} {qtype}"
         return template if isinstance(template, Template) else None
 
     def _reply(self, template: object, origin: str, data: bytes, qend: int, qlen: int,
@@ -519,4 +535,5 @@ class Templates:
             slot = stats.slot(origin, qtype, template.rcode)
             if len(template.slots) < BODY_MEMO:
                 template.slots[qtype] = slot
+        self.wildcard = template.wildcard
         return reply, slot

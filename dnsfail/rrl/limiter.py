@@ -1,12 +1,21 @@
 """The rate limiter ``dns.stages`` calls: one reply to PASS, SLIP or DROP, and the slip reply.
 
 Per reply (the stages call it only for UDP replies to clients without a
-valid server cookie): the client's block (memoised per address), the class
-from the reply header (``account.classify``), the class's name hashed with
-the block (CRC-32: the same in every process, where ``hash()`` is salted per
-process), one bucket read and written in the shared table (``table``), and
-BIND's accounting (``account.debit``).  Nothing is allocated per query but
-the hashed slices, and nothing is counted until a reply is limited.
+valid server cookie) it finds the reply's *stream*: the client's block
+(memoised per address) and the reply's class key (``account.classify``,
+``classkey``), hashed together (CRC-32: the same in every process, where
+``hash()`` is salted per process).  Each client memoises its streams by what
+the handler's lookup found the reply by (``dns.stages.Key``, see
+:func:`memo_key`), so a repeated question, a new letter case, a new name
+under a wildcard or a new nonexistent name of a known zone finds its stream
+in two dict lookups on keys whose hashes are already computed.
+
+A stream spends *credit*: replies it took from its bucket in the shared
+table (``table``) a grant at a time (:class:`Stream`).  A reply with credit
+is a decrement: no clock, no shared memory.  One without reads the clock,
+reads and writes its bucket with BIND's accounting (``account.debit``), and
+takes the next grant; near or over the limit grants are one reply, so
+limiting is exact there.  Nothing is counted until a reply is limited.
 
 What the operator sees: counters by action and class in ``QueryStats.limited``
 (exported as ``dnsfail_rrl_responses_total``, every worker's summed), and a
@@ -15,13 +24,8 @@ log line when a stream starts being limited (BIND's ``limit responses to
 ...``: its bucket is back to a full second's credit, or was reused).  At most
 :data:`MAX_LOGGED` streams are logged at once; more are counted in one
 summary line a second, so a flood from many blocks cannot flood the log.
-Stops are found by a sweep that the next reply runs at most once a second,
-as BIND's ``log_stops`` does (no timer of its own).
-
-``rrl.stage.Guard`` calls ``decide`` with what the handler's lookup found
-the reply by (``dns.stages.Key``): the question's hashes are then one dict
-lookup on a key whose hash is already computed, and a new letter case of a
-known question needs no parse either.
+Stops are found by a sweep that the next reply without credit runs at most
+once a second, as BIND's ``log_stops`` does (no timer of its own).
 """
 
 from __future__ import annotations
@@ -32,10 +36,8 @@ import time
 from collections.abc import Callable
 from zlib import crc32
 
-from dnsfail.dns.query import labels_to_text
 from dnsfail.dns.stages import Key
 from dnsfail.dns.stats import QueryStats
-from dnsfail.dns.template import qname_text
 from dnsfail.dns.wire import truncated
 from dnsfail.model import RRType
 from dnsfail.rrl.account import (
@@ -51,6 +53,7 @@ from dnsfail.rrl.account import (
     name_text,
     qname_end,
 )
+from dnsfail.rrl.classkey import SEEDS, ClassKeys, owner
 from dnsfail.rrl.settings import RrlSettings
 from dnsfail.rrl.table import LOGGED, WORDS, Table
 from dnsfail.state import Snapshot
@@ -60,16 +63,25 @@ log = logging.getLogger(__name__)
 #: Client addresses whose block is memoised; the memo is emptied when full, so a flood
 #: from random sources costs one address parse per query and bounded memory.
 BLOCK_MEMO = 1 << 16
-#: Questions whose hashes are memoised (by the query's bytes after the ID, if at most
-#: QUESTION_MEMO_OCTETS long: ~100 octets a query, so at most ~25 MiB); emptied when full.
-QUESTION_MEMO = 1 << 16
+#: Longest exact-bytes key a client memo holds (``EXACT_QUERY_LIMIT`` bounds them already).
 QUESTION_MEMO_OCTETS = 300
+#: Per-client memo entries (what a client's query, by the handler's key, was counted as),
+#: over all clients: every memo is emptied when there are more, so a flood of new names or
+#: sources costs a memo insert per query and bounded memory (~200 octets an entry).
+STREAM_MEMO = 1 << 16
+#: Streams this process holds (bucket key -> its local state); emptied when full, which
+#: forgets at most ``grant - 1`` replies of credit per stream (a stricter limit, once).
+STREAM_LIMIT = 1 << 16
+#: A stream takes up to ``rate // GRANT_SHARE`` replies from its shared bucket at once (at
+#: least one) and spends them locally with no access to the shared table: see
+#: :class:`Stream` for the error this allows (at most one grant per process).
+GRANT_SHARE = 64
+#: Credit of a class that is never limited (rate 0): never runs out.
+UNLIMITED = 1 << 62
 #: Streams logged as limited at once (BIND keeps 100 names for its "stop" lines too).
 MAX_LOGGED = 100
 #: Seconds between sweeps for streams that stopped being limited.
 SWEEP_EVERY = 1.0
-#: Per-class seeds, so that one name in two classes makes two keys.
-_SEEDS = (0, 0x5BD1E995, 0x1B873593, 0x7FEB352D, 0x68E31DA4)
 _INVALID = (-1, "")
 #: ``QueryStats.limited`` keys, by [log_only][decision][class].
 _COUNT_KEYS = tuple(tuple(tuple(f"{action}:{name}" for name in CLASS_NAMES)
@@ -79,16 +91,60 @@ _COUNT_KEYS = tuple(tuple(tuple(f"{action}:{name}" for name in CLASS_NAMES)
 EVICTED = "evicted:table"
 
 
-def _qname(data: bytes, end: int, wire: bytes | None) -> str:
-    """The text of the qname ending at ``end`` (``wire``: its lower-cased wire form)."""
-    name = qname_text(wire if wire is not None else data[12:end + 1].lower())
-    if name is not None:
-        return name
-    labels, i = [], 12  # a label needs escapes: the general conversion
-    while i < end:
-        labels.append(data[i + 1:i + 1 + data[i]])
-        i += data[i] + 1
-    return labels_to_text(labels)
+class Stream:
+    """One stream (a client block and a reply class key) as this process counts it.
+
+    ``credit`` is replies this process took from the stream's shared bucket and has not
+    sent yet: a reply that finds credit costs a decrement, no clock and no access to the
+    shared table.  Only a stream with no credit goes to its bucket, and takes up to
+    ``grant`` replies at once (``rate // GRANT_SHARE``, at least one; never more than the
+    bucket can pass now, so near and over the limit every reply is accounted one by one,
+    exactly as ``account.debit``).  The error this allows, per stream: each process holds
+    at most ``grant - 1`` replies of credit, taken from the bucket at some earlier time.
+    So in any interval a block receives at most ``grant * processes`` replies more than
+    the exact limit allows (credit taken, then spent after the bucket refilled), and a
+    quiet stream's unspent credit holds at most as many replies of debt in the bucket (a
+    limit that much stricter for the other processes, until the credit is spent): with
+    the default share 1/64 of one second's worth per process, whatever the window.
+    """
+
+    __slots__ = ("block", "bucket", "cls", "cost", "credit", "grant", "q")
+
+    def __init__(self, bucket: int, q: int, cls: int, cost: float, grant: int,
+                 block: str, credit: int = 0) -> None:
+        self.bucket, self.q, self.cls, self.cost = bucket, q, cls, cost
+        self.grant, self.block, self.credit = grant, block, credit
+
+
+class Client:
+    """A client address: its block's seed and text, and its memo of streams by the
+    handler's key (:func:`memo_key`)."""
+
+    __slots__ = ("block", "memo", "seed")
+
+    def __init__(self, seed: int, block: str) -> None:
+        self.seed, self.block = seed, block
+        self.memo: dict[bytes | int | str, Stream] = {}
+
+
+def memo_key(reply: bytes, slot: int, key: Key) -> bytes | int | str | None:
+    """What a client's stream is memoised by: the query's bytes after the ID (an
+    exact-bytes hit: one reply, so one class); for a scanned query (``key`` a tuple) with
+    an rcode, its QueryStats slot (zone, qtype and rcode: an NXDOMAIN or error stream is
+    the zone's), else a template's wildcard (``"<owner> <qtype>"``, when the key has it),
+    else the lower-cased qname's wire form and qtype (the question key's head, a slice:
+    no walk of the name); None without a key.  A class is what the
+    snapshot's replies make it, so the memos are emptied when the snapshot changes (at
+    the next sweep)."""
+    if type(key) is bytes:
+        return key
+    if key is None or isinstance(key, bytes):
+        return None
+    if reply[3] & 0x0F:
+        return slot
+    if len(key) == 3:
+        return key[2]  # a template's wildcard: every name under it is one stream
+    return key[0][:key[1] - 14]
 
 
 class RateLimiter:
@@ -99,10 +155,10 @@ class RateLimiter:
     (a qname the zone does not hold) so that they count under the wildcard.
     """
 
-    __slots__ = ("_blocks", "_costs", "_folded", "_generation", "_keys", "_keys_by",
-                 "_log_only", "_mask", "_next_sweep", "_questions", "_rates", "_slip", "_tats",
-                 "_window", "_words", "_zone_hashes", "_zones", "clock", "counts", "logged",
-                 "settings", "snapshot", "stats", "table", "unlogged")
+    __slots__ = ("_clients", "_costs", "_generation", "_grants", "_keys", "_keys_by",
+                 "_log_only", "_mask", "_memoised", "_next_sweep", "_rates", "_slip",
+                 "_streams", "_tats", "_unlimited", "_window", "_words", "clock", "counts",
+                 "logged", "names", "settings", "snapshot", "stats", "table", "unlogged")
 
     def __init__(self, settings: RrlSettings, table: Table, stats: QueryStats,
                  snapshot: Callable[[], Snapshot] | None = None,
@@ -116,18 +172,18 @@ class RateLimiter:
         self._rates = settings.rates()
         #: Seconds of ``tat`` one reply costs, by class; 0: the class is not limited.
         self._costs = tuple(1 / rate if rate else 0.0 for rate in self._rates)
+        #: Replies a stream takes from its bucket at once, by class (``Stream``).
+        self._grants = tuple(max(1, rate // GRANT_SHARE) for rate in self._rates)
         self._window, self._slip = settings.window, settings.slip
         self._log_only = settings.log_only
         self._keys_by = _COUNT_KEYS[1 if settings.log_only else 0]
         self._keys, self._tats, self._words = table.keys, table.tats, table.words
         self._mask = table.mask
-        self._blocks: dict[str, tuple[int, str]] = {}
-        self._zones: list[bytes] = []
-        #: Hashes of the zone (NXDOMAIN, error classes) by class and QueryStats slot.
-        self._zone_hashes: tuple[dict[int, int], ...] = tuple({} for _ in CLASS_NAMES)
-        self._questions: dict[bytes, tuple[int, int]] = {}
-        #: The same hashes by the lower-cased question (qname wire form and qtype).
-        self._folded: dict[bytes, tuple[int, int]] = {}
+        self._clients: dict[str, Client] = {}
+        self._memoised = 0
+        self._streams: dict[int, Stream] = {}
+        self._unlimited = Stream(0, 0, 0, 0.0, 1, "", UNLIMITED)
+        self.names = ClassKeys(stats, snapshot)
         self._generation = snapshot().generation if snapshot is not None else -1
         #: Streams this process logged as limited: bucket (first word) -> (key, text, class).
         self.logged: dict[int, tuple[int, str, int]] = {}
@@ -137,52 +193,68 @@ class RateLimiter:
     def decide(self, data: bytes, reply: bytes, client: str, slot: int,
                key: Key = None) -> int:
         """``dns.stages.Limiter.decide``; ``key`` (``dns.stages.Key``) when the handler
-        gives it."""
-        block = self._blocks.get(client)
-        if block is None:
-            block = self._block(client)
-        seed = block[0]
-        if seed < 0:
-            return PASS
-        cls = classify(reply)
-        cost = self._costs[cls]
-        if not cost:
-            return PASS
+        gives it.  A repeat with credit (``Stream``) is two dict lookups and a
+        decrement; ``rrl.stage.Guard`` inlines that much."""
+        c = self._clients.get(client)
+        if c is not None and key is not None:
+            mk = memo_key(reply, slot, key)
+            stream = c.memo.get(mk) if mk is not None else None
+            if stream is not None and stream.credit:
+                stream.credit -= 1
+                return PASS
+        return self.account(data, reply, client, slot, key)
+
+    def account(self, data: bytes, reply: bytes, client: str, slot: int,
+                key: Key = None, stream: Stream | None = None) -> int:
+        """``decide`` without the credit at hand: the stream found or made (``stream``:
+        what the client's memo gave, when the caller looked), its credit spent, else its
+        shared bucket read and written."""
         now = self.clock()
         if now >= self._next_sweep:
             self.sweep(now)
-        if cls <= NODATA:  # qname (and qtype): a repeated question is one dict lookup
-            if isinstance(key, bytes):
-                question = self._questions.get(key)
-            elif key is not None:
-                question = self._folded.get(key[0])
-            else:
-                question = self._questions.get(data[2:])
-            if question is None:
-                question = self._question(data, slot, key)
-            h = question[cls] ^ seed
-        elif cls == REFERRAL:
-            h = crc32(delegation(reply) or b"", _SEEDS[REFERRAL]) ^ seed
-        else:
-            zone = self._zone_hashes[cls].get(slot)
-            if zone is None:
-                zone = self._zone_hash(cls, slot)
-            h = zone ^ seed
-        bucket = seed << 32 | h
-        q = (h & self._mask) * WORDS
+        if stream is None:
+            c = self._clients.get(client)
+            if c is None:
+                c = self._client(client)
+            if c.seed < 0:
+                return PASS
+            mk = memo_key(reply, slot, key)
+            stream = c.memo.get(mk) if mk is not None else None
+            if stream is None:
+                stream = self._stream(c, data, reply, slot, key)
+                if mk is not None and (not isinstance(mk, bytes)
+                                       or len(mk) <= QUESTION_MEMO_OCTETS):
+                    if self._memoised >= STREAM_MEMO:
+                        self._forget()
+                        self._clients[client] = c
+                        c.memo.clear()
+                    self._memoised += 1
+                    c.memo[mk] = stream
+        if stream.credit:
+            stream.credit -= 1
+            return PASS
+        q = stream.q
+        bucket = stream.bucket
         if self._keys[q] == bucket:
             tat = self._tats[q + 1]
         else:
             q, bucket, tat = self._miss(bucket, now)
+            stream.q = q
+        cost = stream.cost
         if tat < now:  # full: this reply passes, and the slip count restarts (BIND)
-            self._tats[q + 1] = now + cost
+            tat = now
             self._words[2 * q + 4] = 0
-            return PASS
         tat += cost
-        if tat - now <= 1:
+        if tat - now <= 1:  # passes; and up to ``grant - 1`` more that also fit
+            grant = stream.grant
+            if grant > 1:
+                extra = min(grant - 1, int((1 - (tat - now)) / cost))
+                if extra > 0:
+                    tat += extra * cost
+                    stream.credit = extra
             self._tats[q + 1] = tat
             return PASS
-        return self._limited(q, bucket, tat, now, cls, block[1], data, reply, slot)
+        return self._limited(q, bucket, tat, now, stream.cls, stream.block, data, reply, slot)
 
     def _miss(self, key: int, now: float) -> tuple[int, int, float]:
         """Not in its home bucket: ``(q, key, tat)`` from the probe window, a new bucket
@@ -220,12 +292,12 @@ class RateLimiter:
 
     # --- the slower paths ---------------------------------------------------------------
 
-    def _block(self, client: str) -> tuple[int, str]:
-        """The client's block as (seed, text); ``_INVALID`` for what is not an address."""
+    def _client(self, client: str) -> Client:
+        """The client's block (seed -1 for what is not an address), memoised."""
         try:
             address = ipaddress.ip_address(client.partition("%")[0])
         except ValueError:
-            block = _INVALID
+            c = Client(*_INVALID)
         else:
             if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
                 address = address.ipv4_mapped  # a dual-stack socket's IPv4 clients
@@ -233,59 +305,44 @@ class RateLimiter:
             prefix = s.ipv4_prefix if address.version == 4 else s.ipv6_prefix
             network = ipaddress.ip_network((address, prefix), strict=False)
             seed = crc32(network.network_address.packed + bytes((prefix, address.version)))
-            block = (seed, str(network))
-        if len(self._blocks) >= BLOCK_MEMO:
-            self._blocks.clear()
-        self._blocks[client] = block
-        return block
+            c = Client(seed, str(network))
+        if len(self._clients) >= BLOCK_MEMO:
+            self._forget()
+        self._clients[client] = c
+        return c
 
-    def _question(self, data: bytes, slot: int, key: Key = None) -> tuple[int, int]:
-        """The hashes of a query's question: (qname and qtype, for answers; qname alone,
-        for NODATA), the qname lower-cased, or replaced by the wildcard owner that
-        synthesises it (BIND counts wildcard answers under the owner, so a
-        random-subdomain flood against ``*.zone`` is one class).  Memoised by the
-        lower-cased question, and by what the handler found the reply by (``key``: the
-        bytes after the ID, else the scanned question key, which holds the lower-cased
-        question and the EDNS facts), or without a ``key`` by the bytes after the ID;
-        bounded, and emptied when the snapshot changes, at the next sweep."""
-        if isinstance(key, tuple):
-            scanned, qend = key
-            end = qend - 5
-            folded = scanned[:end - 9]  # the lower-cased qname's wire form and the qtype
-            wire = folded[:-2]
+    def _forget(self) -> None:
+        """Empty the client memos (full, or the snapshot changed)."""
+        self._clients.clear()
+        self._memoised = 0
+
+    def _stream(self, c: Client, data: bytes, reply: bytes, slot: int, key: Key) -> Stream:
+        """The stream of this reply to this client: its class and class key hashed with
+        the block (CRC-32: the same in every process)."""
+        cls = classify(reply)
+        cost = self._costs[cls]
+        if not cost:
+            return self._unlimited
+        seed, names = c.seed, self.names
+        if cls <= NODATA:
+            h = names.question(data, slot, key)[cls] ^ seed
+        elif cls == REFERRAL:
+            h = crc32(delegation(reply) or b"", SEEDS[REFERRAL]) ^ seed
         else:
-            end = qname_end(data)
-            wire = data[12:end + 1].lower()
-            folded = wire + data[end + 1:end + 3]
-        question = self._folded.get(folded)
-        if question is None:
-            owner = _owner(self.snapshot, self.stats, data, slot, end, wire)
-            name = owner.encode() if owner is not None else wire
-            question = (crc32(name + data[end + 1:end + 3]), crc32(name, _SEEDS[NODATA]))
-            if len(self._folded) >= QUESTION_MEMO:
-                self._folded.clear()
-            self._folded[folded] = question
-        if isinstance(key, tuple):  # a new letter case is the same key: one lookup next time
-            if len(self._folded) >= QUESTION_MEMO:
-                self._folded.clear()
-            self._folded[scanned] = question
-        elif len(data) <= QUESTION_MEMO_OCTETS:
-            if len(self._questions) >= QUESTION_MEMO:
-                self._questions.clear()
-            exact = key if isinstance(key, bytes) else data[2:]
-            self._questions[exact] = question
-        return question
-
-    def _zone_hash(self, cls: int, slot: int) -> int:
-        """The hash of a QueryStats slot's zone origin for class ``cls`` (NXDOMAIN, error),
-        memoised (not for a slot the stats do not know yet: it may name a zone later)."""
-        zones, keys = self._zones, self.stats.keys
-        while len(zones) < len(keys):
-            zones.append(keys[len(zones)][0].encode())
-        h = crc32(zones[slot] if slot < len(zones) else b"", _SEEDS[cls])
-        if slot < len(zones):
-            self._zone_hashes[cls][slot] = h
-        return h
+            zone = names.zone_hashes[cls].get(slot)
+            if zone is None:
+                zone = names.zone_hash(cls, slot)
+            h = zone ^ seed
+        bucket = seed << 32 | h
+        stream = self._streams.get(bucket)
+        if stream is None:
+            if len(self._streams) >= STREAM_LIMIT:
+                self._streams.clear()
+                self._forget()  # the memos hold streams
+            stream = Stream(bucket, (h & self._mask) * WORDS, cls, cost, self._grants[cls],
+                            c.block)
+            self._streams[bucket] = stream
+        return stream
 
     def _start(self, q: int, key: int, cls: int, block: str, data: bytes, reply: bytes,
                slot: int) -> None:
@@ -304,7 +361,7 @@ class RateLimiter:
         end = qname_end(data)
         if cls in (ANSWER, NODATA) and end >= 0:
             qtype = int.from_bytes(data[end + 1:end + 3], "big")
-            name = _owner(self.snapshot, self.stats, data, slot) or name_text(data[12:end + 1])
+            name = owner(self.snapshot, self.stats, data, slot) or name_text(data[12:end + 1])
             return f" for {name} IN" + (
                 f" {_qtype(qtype)}" if cls == ANSWER else "")
         if cls == REFERRAL:
@@ -318,8 +375,8 @@ class RateLimiter:
         if self.snapshot is not None:
             generation = self.snapshot().generation
             if generation != self._generation:  # names may have come or gone: wildcards
-                self._questions.clear()
-                self._folded.clear()
+                self._forget()
+                self.names.clear()
                 self._generation = generation
         if self.unlogged:
             log.warning("%d more stream(s) %slimited, not logged one by one (%d are)",
@@ -335,29 +392,6 @@ class RateLimiter:
             del self.logged[q]
             log.warning("%sstop limiting %s", "would " if self._log_only else "", text,
                         extra={"fields": {"event": "rrl_stop", "class": CLASS_NAMES[cls]}})
-
-
-def _owner(snapshot: Callable[[], Snapshot] | None, stats: QueryStats, data: bytes, slot: int,
-           end: int | None = None, wire: bytes | None = None) -> str | None:
-    """The wildcard owner (``*.`` + closest encloser, RFC 4592 3.3.1) a qname the zone
-    does not hold was answered from; None for a name the zone holds.  ``end`` and
-    ``wire`` (the qname's end and its lower-cased wire form) when the caller has them."""
-    if snapshot is None or slot >= len(stats.keys):
-        return None
-    zone = snapshot().zones.get(stats.keys[slot][0])
-    if end is None:
-        end = qname_end(data)
-    if zone is None or end < 0:
-        return None
-    name, names = _qname(data, end, wire), zone.names
-    if name in names:
-        return None
-    # labels_to_text writes a dot inside a label as \046: every "." separates labels
-    while name != ".":
-        name = name.partition(".")[2] or "."
-        if name in names:
-            return "*." + name
-    return None
 
 
 def _qtype(qtype: int) -> str:

@@ -7,8 +7,9 @@ server mostly answers UDP queries without a COOKIE option, for which
 ``After`` counts that, asks the limiter and applies the cap itself, and
 hands everything else (TCP, a query that holds a COOKIE option) to
 ``Stages``, so the replies and counters are the same either way (the tests
-pin it).  The handler's ``key`` (``dns.stages.Key``) is passed on to the
-limiter, whose memos it keys.
+pin it).  The handler's ``key`` (``dns.stages.Key``) keys the limiter's
+memos; a reply whose stream holds credit (``rrl.limiter.Stream``) is decided
+here inline, two dict lookups and a decrement, without calling the limiter.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ PLAIN_MEMO = 1 << 12
 class Guard:
     """``Stages(cookies, limiter)`` in one call for a UDP query without a COOKIE option."""
 
-    __slots__ = ("_answer", "_cookies", "_counts", "_decide", "_plain", "_size_cap", "_slip",
-                 "_stages")
+    __slots__ = ("_account", "_answer", "_clients", "_cookies", "_counts", "_plain",
+                 "_size_cap", "_slip", "_stages")
 
     def __init__(self, cookies: CookieStage | None, limiter: RateLimiter) -> None:
         self._stages = Stages(cookies=cookies, limiter=limiter)
@@ -38,7 +39,8 @@ class Guard:
         self._counts = cookies.counts if cookies is not None else None
         self._answer = cookies is not None and cookies.answer
         self._size_cap = cookies.size_cap if cookies is not None else 0
-        self._decide, self._slip = limiter.decide, limiter.slip
+        self._account, self._slip = limiter.account, limiter.slip
+        self._clients = limiter._clients
         self._plain: set[bytes] = set()
 
     def after(self, data: bytes, reply: bytes, tcp: bool, client: str, slot: int,
@@ -58,7 +60,22 @@ class Guard:
         counts = self._counts
         if counts is not None:
             counts[NO_COOKIE] += 1
-        decision = self._decide(data, reply, client, slot, key)
+        # ``RateLimiter.decide`` inline: a stream with credit is two lookups and a decrement
+        c, stream = self._clients.get(client), None
+        if c is not None and key is not None:
+            if type(key) is bytes:
+                stream = c.memo.get(key)
+            elif reply[3] & 0x0F:  # ``limiter.memo_key`` inline
+                stream = c.memo.get(slot)
+            else:
+                stream = c.memo.get(key[2] if len(key) == 3
+                                    else key[0][:key[1] - 14])  # type: ignore[index]
+            if stream is not None and stream.credit:
+                stream.credit -= 1
+                if self._size_cap and self._cookies is not None:
+                    return self._cookies.finish(data, reply, NO_COOKIE, False, client, False)
+                return reply
+        decision = self._account(data, reply, client, slot, key, stream)
         if decision:
             if decision == DROP:
                 return None

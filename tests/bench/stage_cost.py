@@ -56,7 +56,7 @@ def handler(config: str = "") -> tuple[Handler, Store]:
 
 
 #: The rows of ``--stages``: repeated questions, then questions new every time.
-STAGE_ROWS = ("static", "fo", "geo", "case", "nx", "wild", "ecs")
+STAGE_ROWS = ("static", "fo", "geo", "case", "nx", "wild", "ecs", "mix")
 GEO_ECS = bytes((0, 1, 24, 0, 10, 1, 2))
 CLIENT = "192.0.2.7"
 
