@@ -181,7 +181,7 @@ def test_watch_reloads_without_a_signal(spawn: Callable[..., DnsfailProcess], zo
         time.sleep(0.05)
     assert addresses(server, "added.gw.test.") == (dns.rcode.NOERROR, {"192.0.2.99"})
     assert serial(server) > first
-    assert "zone files changed; reloading" in server.log
+    assert "zone or key files changed; reloading" in server.log
     load.finish(at_least=100)
     assert load.failures == []
 
