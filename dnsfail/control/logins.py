@@ -17,9 +17,10 @@ Pure bookkeeping over an injected clock; no I/O.
 from __future__ import annotations
 
 import collections
-import ipaddress
 import time
 from collections.abc import Callable
+
+from dnsfail.addresses import source_of
 
 #: Failed token checks one source may make within LOGIN_WINDOW; past it, refused unchecked.
 #: Twenty covers a person's typos, a script's retries and a peer started with an old token
@@ -32,23 +33,6 @@ LOGIN_WINDOW = 60.0
 #: Sources whose failures are remembered; past it the least recently failed is forgotten.
 #: Bounds the memory a spray of addresses can take (~200 bytes each).
 MAX_LOGIN_SOURCES = 4096
-#: IPv6 sources are counted per /64 (RFC 6177: the smallest prefix a host is given).
-IPV6_SOURCE_PREFIX = 64
-
-
-def source_of(address: str) -> str:
-    """The source a client address counts against: itself (IPv4), or its /64 (IPv6)."""
-    try:
-        ip = ipaddress.ip_address(address.partition("%")[0])
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, IPV6_SOURCE_PREFIX), strict=False))
-    return str(ip)
-
-
 class LoginLimit:
     """Failures per source within a window; :meth:`retry_after` > 0: refuse unchecked."""
 

@@ -21,16 +21,10 @@ is the one idle the longest.  Everything is per process: see ``server``.
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-#: IPv6 clients are counted per /64: the smallest prefix a site or a host is given (RFC 6177;
-#: SLAAC needs a /64), so one host can take any address in it at will; counting per address
-#: would let it multiply its cap by 2**64.  A /56 (BIND RRL's default) would lump together
-#: the unrelated customers an ISP numbers from one /56.  IPv4 is counted per address.
-IPV6_SOURCE_PREFIX = 64
 #: The least recently active connections looked at for one eviction.  The busy ones among
 #: them (a reply unsent) are moved to the back, as active now, so the next scan starts
 #: past them; the bound keeps a table of 1,000 clients that never read from costing a
@@ -45,24 +39,6 @@ CONNECTION_LIMIT = "connection_limit"
 EVICTED = "evicted"
 
 C = TypeVar("C")
-
-
-def source_of(address: str) -> str:
-    """The source a client address counts against: itself (IPv4), or its /64 (IPv6).
-
-    An IPv4-mapped IPv6 address counts as the IPv4 address; a scope
-    (``fe80::1%eth0``) is dropped; text that is no address counts as itself.
-    """
-    try:
-        ip = ipaddress.ip_address(address.partition("%")[0])
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        prefix = ipaddress.IPv6Network((ip, IPV6_SOURCE_PREFIX), strict=False)
-        return str(prefix)
-    return str(ip)
 
 
 class Admission(Generic[C]):

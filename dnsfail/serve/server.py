@@ -29,13 +29,13 @@ import time
 from collections.abc import Callable
 from typing import cast
 
+from dnsfail.addresses import source_of
 from dnsfail.logs import ErrorLog
 from dnsfail.serve.admission import (
     CONNECTION_LIMIT,
     EVICTED,
     PER_SOURCE_LIMIT,
     Admission,
-    source_of,
 )
 from dnsfail.serve.spread import ACCEPT_DEFER, ACCEPT_RECHECK, Shares
 
@@ -150,7 +150,7 @@ CLOSE_REASONS = ("idle", "stalled", "input_limit", "output_limit", CONNECTION_LI
 #: Default of ``--tcp-max-connections``: open connections per process.
 TCP_MAX_CONNECTIONS = 1000
 #: Default of ``--tcp-max-per-source``: connections per process from one source (an IPv4
-#: address, an IPv6 /64: ``admission.source_of``).  A resolver needs a few (Unbound opens
+#: address, an IPv6 /64: ``addresses.source_of``).  A resolver needs a few (Unbound opens
 #: at most ``outgoing-num-tcp``, 10, per thread); 64 leaves room for a farm of them behind
 #: one address and for ``dnsperf -m tcp -c 64``, and still takes 16 sources to fill a
 #: table of 1,000.

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dnsfail.control.logins import LoginLimit, source_of
+from dnsfail.control.logins import LoginLimit
 
 
 class Clock:
@@ -43,15 +43,16 @@ def test_a_right_token_ends_the_count() -> None:
     assert limit.retry_after("192.0.2.7") == 0.0
 
 
-@pytest.mark.parametrize(("address", "source"), [
-    ("192.0.2.7", "192.0.2.7"),
-    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
-    ("::ffff:192.0.2.7", "192.0.2.7"),
-    ("fe80::1%eth0", "fe80::/64"),
-    ("?", "?"),
-])
-def test_ipv6_counts_per_64(address: str, source: str) -> None:
-    assert source_of(address) == source
+def test_an_ipv6_64_is_one_source_and_a_mapped_address_its_ipv4() -> None:
+    """Failures count per ``addresses.source_of``: one host holds its whole /64."""
+    limit = LoginLimit(failures=3, window=60.0, clock=Clock())
+    for host in ("2001:db8:1:2::1", "2001:db8:1:2:aaaa::1", "2001:db8:1:2::ffff"):
+        limit.failed(host)
+    assert limit.retry_after("2001:db8:1:2::77") > 0
+    assert limit.retry_after("2001:db8:1:3::1") == 0.0  # the next /64 is another source
+    for _ in range(3):
+        limit.failed("::ffff:192.0.2.7")
+    assert limit.retry_after("192.0.2.7") > 0
 
 
 def test_one_host_cannot_escape_by_changing_address_in_its_64() -> None:
