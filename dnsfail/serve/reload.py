@@ -46,13 +46,18 @@ def zone_files(paths: Sequence[str]) -> dict[str, tuple[int, int, int] | None]:
     files, problems = discover(paths)
     out: dict[str, tuple[int, int, int] | None] = {p.source: None for p in problems}
     for file in files:
-        try:
-            st = os.stat(file)
-        except OSError:
-            out[file] = None
-        else:
-            out[file] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        out[file] = _stamp(file)
     return out
+
+
+def _stamp(path: str | os.DirEntry[str]) -> tuple[int, int, int] | None:
+    """What ``--watch`` compares of one file: inode, size and mtime; None if it cannot be
+    stat'ed."""
+    try:
+        st = path.stat() if isinstance(path, os.DirEntry) else os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 #: Entries of the key directory ``--watch`` looks at each round: a key directory holds a
@@ -73,12 +78,7 @@ def key_files(directory: str | None) -> dict[str, tuple[int, int, int] | None]:
                 if seen >= WATCHED_KEY_ENTRIES:
                     break
                 if entry.name.endswith((".key", ".private")):
-                    try:
-                        st = entry.stat()
-                    except OSError:
-                        out[entry.path] = None
-                    else:
-                        out[entry.path] = (st.st_ino, st.st_size, st.st_mtime_ns)
+                    out[entry.path] = _stamp(entry)
     except OSError:
         out[directory] = None
     return out
