@@ -275,13 +275,11 @@ class Plan:
         self.label_limit = min(63, NAME_LIMIT - self.qbase, limit - (reply_len - first))
         self.slot = slot
         #: What the stages after the lookup count a reply by (``dns.stages.Key``): a
-        #: wildcard's ``"<owner> <qtype>"``; for an error rcode (NXDOMAIN) a key without a
-        #: question, since rate limiting counts those by the slot (the zone) first; else
-        #: None (the query's own bytes: a NODATA counts per name).  Without it every new
-        #: name of a flood was a new stream, and a wildcard's owner was walked for each.
-        self.key: tuple[bytes, int] | tuple[bytes, int, str] | None = (
-            (b"", 0, template.wildcard) if template.wildcard is not None
-            else (b"", 0) if template.rcode else None)
+        #: wildcard's ``"<owner> <qtype>"``, else None (the query's own bytes; rate
+        #: limiting counts an NXDOMAIN by its zone's slot whatever the key).  Without it a
+        #: wildcard's owner was walked for every new name of a flood.
+        self.key: tuple[bytes, int, str] | None = (
+            (b"", 0, template.wildcard) if template.wildcard is not None else None)
         #: The records and OPT after the question, by first label length.
         self.tails: dict[int, bytes] = {}
 

@@ -128,20 +128,21 @@ class Client:
 
 
 def memo_key(reply: bytes, slot: int, key: Key) -> bytes | int | str | None:
-    """What a client's stream is memoised by: the query's bytes after the ID (an
-    exact-bytes hit: one reply, so one class); for a scanned query (``key`` a tuple) with
-    an rcode, its QueryStats slot (zone, qtype and rcode: an NXDOMAIN or error stream is
-    the zone's), else a template's wildcard (``"<owner> <qtype>"``, when the key has it),
-    else the lower-cased qname's wire form and qtype (the question key's head, a slice:
+    """What a client's stream is memoised by: for a reply with an rcode, whatever the key,
+    its QueryStats slot (zone, qtype and rcode: an NXDOMAIN or error stream is the zone's,
+    so a flood of new names is one memo entry); else the query's bytes after the ID (an
+    exact-bytes hit: one reply, so one class), else a template's wildcard
+    (``"<owner> <qtype>"``, when the key has it), else the lower-cased qname's wire form
+    and qtype (the question key's head, a slice:
     no walk of the name); None without a key.  A class is what the
     snapshot's replies make it, so the memos are emptied when the snapshot changes (at
     the next sweep)."""
-    if type(key) is bytes:
-        return key
-    if key is None or isinstance(key, bytes):
+    if key is None:
         return None
     if reply[3] & 0x0F:
         return slot
+    if isinstance(key, bytes):
+        return key
     if len(key) == 3:
         return key[2]  # a template's wildcard: every name under it is one stream
     return key[0][:key[1] - 14]

@@ -63,10 +63,10 @@ class Guard:
         # ``RateLimiter.decide`` inline: a stream with credit is two lookups and a decrement
         c, stream = self._clients.get(client), None
         if c is not None and key is not None:
-            if type(key) is bytes:
-                stream = c.memo.get(key)
-            elif reply[3] & 0x0F:  # ``limiter.memo_key`` inline
+            if reply[3] & 0x0F:  # ``limiter.memo_key`` inline
                 stream = c.memo.get(slot)
+            elif type(key) is bytes:
+                stream = c.memo.get(key)
             else:
                 stream = c.memo.get(key[2] if len(key) == 3
                                     else key[0][:key[1] - 14])  # type: ignore[index]
