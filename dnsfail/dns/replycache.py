@@ -57,6 +57,7 @@ from dnsfail.dns.query import (
     UDP_PAYLOAD,
     Query,
 )
+from dnsfail.dns.wire import heads
 from dnsfail.model import Message
 
 #: Exact-bytes replies kept per generation.  The cache keeps two generations: when the
@@ -328,8 +329,7 @@ class Fold:
         #: For ``entry``: its header octets 2-11 by RD | CD >> 3, what follows the
         #: question, and its slot (``wire.personalize`` made ahead).
         reply = entry[0] if entry is not None else bytes(HEADER_LEN)
-        self.heads = tuple(bytes(((reply[2] & 0xFE) | (i & 1), (reply[3] & 0xEF) | (i & 2) << 3))
-                           + reply[4:HEADER_LEN] for i in range(4))
+        self.heads = heads(reply)
         self.body = reply[self.qend :]
         self.slot = entry[1] if entry is not None else 0
         #: ``split`` replies of ``blocks`` by their octets (``FOLD_PARTS``).
@@ -342,9 +342,7 @@ class Fold:
         header octets 2-11 by RD | CD >> 3, the records up to the ECS address, and what
         follows it; memoised for at most ``FOLD_PARTS`` replies."""
         start = len(reply) - self.back
-        parts = (*(bytes(((reply[2] & 0xFE) | (i & 1), (reply[3] & 0xEF) | (i & 2) << 3))
-                   + reply[4:HEADER_LEN] for i in range(4)),
-                 reply[self.qend : start], reply[start + self.cut :])
+        parts = (*heads(reply), reply[self.qend : start], reply[start + self.cut :])
         if len(self.parts) < FOLD_PARTS:
             self.parts[reply] = parts
         return parts
