@@ -59,6 +59,8 @@ from dnsfail.dnssec.answer import (
     after_subtree,
     types_at,
 )
+from dnsfail.dnssec.chain import Chain
+from dnsfail.dnssec.flood import Flood
 from dnsfail.dnssec.records import label_count, name_wire, nsec, type_bitmap
 from dnsfail.dnssec.sign import Window
 from dnsfail.model import Message, Rcode, RRType, Zone
@@ -87,11 +89,17 @@ _POINTER_LIMIT = 0x4000
 class SignedTemplates:
     """One snapshot's and window's negative-answer templates, for the signed zones."""
 
-    __slots__ = ("bitmaps", "forms", "indexes", "nsid", "opts", "wildcards", "zones")
+    __slots__ = ("bitmaps", "chained", "flood", "forms", "indexes", "nsid", "opts", "wildcards",
+                 "zones")
 
-    def __init__(self, zones: Mapping[str, SignedZone], nsid: bytes) -> None:
+    def __init__(self, zones: Mapping[str, SignedZone], nsid: bytes,
+                 flood: Flood | None = None) -> None:
         self.zones = zones
         self.nsid = nsid
+        #: Flood denial's meters and chains (``flood``), None when it is off.
+        self.flood = flood
+        #: Whether the last reply ``answer`` gave came from a zone's NSEC chain.
+        self.chained = False
         self.indexes: dict[str, ZoneIndex] = {}
         self.forms: dict[tuple[str, int, Window], Template] = {}
         #: Wildcard answers by (source, qtype, window); None for one the full path makes.
@@ -134,6 +142,12 @@ class SignedTemplates:
             return self._wildcard(data, qname, qlen, qend, zones, zone, signed, shape[1],
                                   qtype, window, tcp, facts, co, stats)
         if shape[0] == NXDOMAIN:
+            chain = self.flood.new_name(zone) if self.flood is not None else None
+            if chain is not None:
+                chained = self._chain(data, wire_name, qlen, qend, zone, signed, chain, qtype,
+                                      window, tcp, facts, co, stats)
+                if chained is not None:
+                    return chained
             bitmap = _NXNAME_BITMAP
             rcode = Rcode.NXDOMAIN if co else Rcode.NOERROR
         else:
@@ -148,7 +162,7 @@ class SignedTemplates:
         sigs = signed.signer.sign_wire(wire_name, qname.count("."), RRType.NSEC, ttl, rdata,
                                        window)
         parts = [data[:2], template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3
-                                          | len(sigs) << 2],
+                                          | (1 + len(sigs)) << 2],
                  data[HEADER_LEN:qend], template.body(qlen), nsec]
         for sig in sigs:
             parts += (b"\xc0\x0c" + _RR.pack(RRType.RRSIG, 1, ttl, len(sig)), sig)
@@ -213,6 +227,48 @@ class SignedTemplates:
             slot = template.slots[qtype] = stats.slot(zone.origin, qtype, Rcode.NOERROR)
         return reply, slot
 
+    def _chain(self, data: bytes, wire_name: bytes, qlen: int, qend: int, zone: Zone,
+               signed: SignedZone, chain: Chain, qtype: int, window: Window, tcp: bool,
+               facts: tuple[bool, int, bool, bool, bytes], co: bool, stats: QueryStats
+               ) -> tuple[bytes, int] | None:
+        """NXDOMAIN from the zone's NSEC chain (RFC 4035 section 3.1.3.2): the SOA and its
+        RRSIG, the NSEC covering the name and the one covering the wildcard at its
+        closest encloser (one if the same), each with RRSIGs signed once per window;
+        their owners uncompressed, each RRSIG's owner a pointer to its NSEC's."""
+        proof = chain.proof(wire_name)
+        if proof is None:
+            return None
+        template = self._template(zone, signed, Rcode.NXDOMAIN, window)
+        if template is None:
+            return None
+        body = template.body(qlen)
+        signer = signed.signer
+        at = qend + len(body)
+        parts = [data[:2], b"", data[HEADER_LEN:qend], body]
+        records = 0
+        for i in proof:
+            record = chain.records[i]
+            back = (0xC000 | at).to_bytes(2, "big")
+            parts.append(record)
+            at += len(record)
+            for sig in chain.signatures(i, signer, window):
+                parts += (back, sig)
+                at += 2 + len(sig)
+                records += 1
+            records += 1
+        if at >= _POINTER_LIMIT:
+            return None
+        parts[1] = template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3 | records << 2]
+        parts.append(self.opts[co | facts[3] << 1])
+        reply = b"".join(parts)
+        if len(reply) > (TCP_LIMIT if tcp else facts[1]):
+            return None
+        slot = template.slots.get(qtype)
+        if slot is None:
+            slot = template.slots[qtype] = stats.slot(zone.origin, qtype, Rcode.NXDOMAIN)
+        self.chained = True
+        return reply, slot
+
     def _bitmap(self, types: frozenset[int]) -> bytes:
         found = self.bitmaps.get(types)
         if found is None:
@@ -224,7 +280,8 @@ class SignedTemplates:
     def _template(self, zone: Zone, signed: SignedZone, rcode: Rcode, window: Window
                   ) -> Template | None:
         """The SOA and its RRSIG after a model question, with header variants for the
-        NSEC and its RRSIGs added to the authority count."""
+        records after them added to the authority count: ``heads[RD | CD >> 3 | n << 2]``
+        for n records, up to two NSECs with their RRSIGs (a chain's NXDOMAIN proof)."""
         form_key = (zone.origin, int(rcode), window)
         template = self.forms.get(form_key)
         if template is None:
@@ -234,12 +291,12 @@ class SignedTemplates:
             message = Message(rcode, True, authority=(soa, signed.signer.sign(soa, window)))
             template = Template(message, zone.origin, RRType.SOA, 0)
             # heads[RD | CD >> 3 | EDNS << 2] holds the unsigned counts; ours are indexed
-            # by RD | CD >> 3 | keys << 2, all with EDNS (one OPT record)
+            # by RD | CD >> 3 | records << 2, all with EDNS (one OPT record)
             nscount = template.heads[4][6] << 8 | template.heads[4][7]
             keys = len(signed.signer.keys)
             template.heads = tuple(
-                head[:6] + (nscount + 1 + (i >> 2)).to_bytes(2, "big") + head[8:]
-                for i in range(4 * (keys + 1))
+                head[:6] + (nscount + (i >> 2)).to_bytes(2, "big") + head[8:]
+                for i in range(4 * (2 * (keys + 1) + 1))
                 for head in (template.heads[4 | (i & 3)],))
             self.forms[form_key] = template
         return template

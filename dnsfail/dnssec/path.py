@@ -31,8 +31,10 @@ from dnsfail.dns.handler import Handler
 from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Query, parse_query, question_end
 from dnsfail.dns.replycache import EXACT_QUERY_LIMIT, key_edns
 from dnsfail.dns.resolver import zone_for
+from dnsfail.dns.stats import CHAIN, SIGNED
 from dnsfail.dnssec.answer import KEY_TYPES, SignedZone, key_answer, signed_answer
 from dnsfail.dnssec.fast import SignedTemplates
+from dnsfail.dnssec.flood import Flood
 from dnsfail.dnssec.sign import window_at
 from dnsfail.errors import WireError
 from dnsfail.model import Message, Rcode, RRClass, RRType
@@ -49,13 +51,19 @@ class SignedPath:
     """The signed zones by origin, and the signed replies of the current snapshot."""
 
     def __init__(self, zones: Mapping[str, SignedZone],
-                 clock: Callable[[], float] = time.time, *, fast: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, *, fast: bool = True,
+                 flood_budget: int | None = None) -> None:
         self.zones = dict(zones)
         self.clock = clock
         #: Whether negative answers come from ``fast.SignedTemplates`` (False: the full
         #: path only, what the tests and the bench compare it with).
         self.fast = fast
-        self._templates = SignedTemplates(self.zones, b"")
+        #: Flood denial (``flood``): new nonexistent names per second per zone past which
+        #: they are denied from the zone's NSEC chain; None: compact denial always.
+        self.flood = Flood(flood_budget, clock) if flood_budget is not None else None
+        #: The ``dns.stats.PATHS`` index of the last reply given (``chain``: from a chain).
+        self.path = SIGNED
+        self._templates = SignedTemplates(self.zones, b"", self.flood)
         self._snap: Snapshot | None = None
         self._window = (0, 0)
         #: A UDP query's bytes after its ID -> its finished reply but for the ID, as the
@@ -70,11 +78,14 @@ class SignedPath:
         self.zones = dict(zones)
         self._snap = None
         self._exact, self._replies, self._previous = {}, {}, {}
-        self._templates = SignedTemplates(self.zones, b"")
+        if self.flood is not None:
+            self.flood.reset()
+        self._templates = SignedTemplates(self.zones, b"", self.flood)
 
     def __call__(self, handler: Handler, data: bytes, tcp: bool, snap: Snapshot,
                  scanned: tuple[bytes, int] | None, client: str) -> bytes | None:
         cache_key = None
+        self.path = SIGNED
         if scanned is not None:
             key, qend = scanned
             qtype = data[qend - 4] << 8 | data[qend - 3]
@@ -85,7 +96,8 @@ class SignedPath:
             if self._snap is not snap or self._window != window:
                 self._snap, self._window = snap, window
                 self._exact, self._replies, self._previous = {}, {}, {}
-                self._templates = SignedTemplates(self.zones, handler.identity.encode()[:512])
+                self._templates = SignedTemplates(self.zones, handler.identity.encode()[:512],
+                                                  self.flood)
             if not tcp:
                 exact = self._exact.get(data[2:])
                 if exact is not None:
@@ -144,11 +156,13 @@ class SignedPath:
         templates = self._templates
         nsid = handler.identity.encode()[:512]
         if templates.nsid != nsid:
-            templates = self._templates = SignedTemplates(self.zones, nsid)
+            templates = self._templates = SignedTemplates(self.zones, nsid, self.flood)
+        templates.chained = False
         shaped = templates.answer(data, key, qend, snap.zones, tcp, facts,
                                   cache_key[-1] == 0x4F, handler.stats)  # "O": CO set
         if shaped is None:
             return None
+        self.path = CHAIN if templates.chained else SIGNED
         reply, slot = shaped
         handler.stats.counts[slot] += 1
         handler.slot = slot

@@ -1,0 +1,199 @@
+"""A zone's traditional NSEC chain (RFC 4034 section 4), for flood denial (``flood``).
+
+Compact denial (RFC 9824) costs one new signature per new nonexistent name;
+a chain of the zone's own names, signed once per validity window, denies any
+number of names with signatures already made.  ``Chain`` holds one zone
+object's chain:
+
+* owners: every name that exists in the zone (static and dynamic names,
+  wildcard owners, the apex, delegation points), nothing below a delegation
+  (RFC 4035 section 2.3: glue is not authoritative), no empty non-terminal
+  (it owns no RRset: it is covered by the NSEC before it, whose next name is
+  below it, RFC 4035 section 3.1.3.2's "empty non-terminal" case);
+* canonical order (RFC 4034 section 6.1): by labels from the root, each
+  label's lower-case octets compared as unsigned numbers, a name before its
+  children; the last NSEC's next name is the apex;
+* truthful type bitmaps (``answer.types_at``: a dynamic type even while all
+  its pools are down, DNSKEY/CDS/CDNSKEY at the apex, RRSIG and NSEC
+  everywhere); at a delegation point NS, DS where the zone holds one, RRSIG
+  and NSEC, and not the glue that may sit at the cut (RFC 4035 section 2.3);
+* TTL ``zone.negative_ttl``, as the compact NSEC's (RFC 4034 section 4, RFC
+  2308 section 3).
+
+``proof`` gives the NXDOMAIN proof of RFC 4035 section 3.1.3.2: the NSEC
+covering the name and the NSEC covering the wildcard at its closest encloser
+(one record if the same), the encloser being what a validator derives from
+the covering NSEC (the longer common ancestor of the name with its owner and
+with its next name).  ``covering`` is the NSEC whose owner sorts before a name
+and whose next name after it: the next closer name's proof of a wildcard
+answer (RFC 4035 section 3.1.3.3).  ``record`` gives an NSEC's wire form and
+its RRSIGs, signed on first use and kept for the window, so a chain costs at
+most one signature per owner (per key) per window.
+
+Zones of more than ``CHAIN_NAME_LIMIT`` names build no chain (``build``
+returns None) and stay with compact denial.
+
+Pure: signatures come from ``sign.Signer``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from collections.abc import Iterable
+
+from dnsfail.dnssec.answer import types_at
+from dnsfail.dnssec.records import label_count, name_wire, type_bitmap
+from dnsfail.dnssec.sign import Signer, Window
+from dnsfail.model import RRType, Zone
+
+#: Zones with more names than this build no chain: sorting and holding it costs about
+#: 2 us and 300 octets a name (20,000 names: some 40 ms once per zone object, 6 MB), and a
+#: zone of a million packed addresses would stall the answering process for seconds.
+CHAIN_NAME_LIMIT = 20_000
+_RR = struct.Struct("!HHIH")
+_CUT_TYPES = frozenset({RRType.NS, RRType.RRSIG, RRType.NSEC})
+_DYNAMIC_TYPES = (RRType.A, RRType.AAAA)
+_WILDCARD = b"*"
+_uncached_wire = name_wire.__wrapped__
+
+Key = tuple[bytes, ...]
+
+
+def canonical_key(wire: bytes) -> Key:
+    """A lower-case uncompressed wire name's labels from the root: tuples of these sort in
+    canonical order (RFC 4034 section 6.1)."""
+    labels = []
+    i = 0
+    length = wire[0]
+    while length:
+        labels.append(wire[i + 1 : i + 1 + length])
+        i += length + 1
+        length = wire[i]
+    labels.reverse()
+    return tuple(labels)
+
+
+def _below_cut(zone: Zone, name: str) -> bool:
+    """Whether a proper ancestor of ``name`` below the apex is a delegation point."""
+    cuts, origin = zone.cuts, zone.origin
+    rest = name
+    while rest != origin and "." in rest[:-1]:
+        rest = rest[rest.index(".") + 1 :] or "."
+        if rest in cuts:
+            return True
+    return False
+
+
+def owners(zone: Zone) -> Iterable[str]:
+    """The names that own an NSEC in ``zone``'s chain (see the module doc), unordered."""
+    dynamic = {name for name, _rtype in zone.dynamic}
+    nodes = zone.nodes
+    for name in {*zone.names, *dynamic}:
+        if name != zone.origin and (_below_cut(zone, name)
+                                    or not (nodes.get(name) or name in dynamic)):
+            continue
+        yield name
+
+
+def chain_types(zone: Zone, name: str) -> frozenset[int]:
+    """The NSEC type bitmap's types at an owner of the chain."""
+    if name in zone.cuts:
+        node = zone.nodes.get(name) or {}
+        return _CUT_TYPES | ({RRType.DS} if RRType.DS in node else frozenset())
+    return types_at(zone, name)
+
+
+def size_hint(zone: Zone) -> int:
+    """An upper bound on the chain's length that costs no walk of the names: owners with
+    data (in the dict and the packed store), dynamic records and the apex."""
+    return len(zone.nodes) + len(zone.dynamic) + 1
+
+
+class Chain:
+    """One zone object's NSEC chain in canonical order, and its RRSIGs for one window."""
+
+    __slots__ = ("keys", "labels", "rdatas", "records", "sigs", "ttl", "window", "wires",
+                 "zone")
+
+    def __init__(self, zone: Zone, names: Iterable[str]) -> None:
+        self.zone = zone
+        ordered = sorted((canonical_key(_uncached_wire(n)), n) for n in names)
+        self.keys: list[Key] = [k for k, _ in ordered]
+        #: Each owner's uncompressed lower-case wire name and label count (RFC 4034 3.1.3).
+        self.wires = [_uncached_wire(n) for _, n in ordered]
+        self.labels = [label_count(n) for _, n in ordered]
+        self.ttl = zone.negative_ttl
+        bitmaps: dict[frozenset[int], bytes] = {}
+        self.rdatas: list[bytes] = []
+        for i, (_, name) in enumerate(ordered):
+            types = chain_types(zone, name)
+            bitmap = bitmaps.get(types)
+            if bitmap is None:
+                bitmap = bitmaps[types] = type_bitmap(types)
+            self.rdatas.append(self.wires[(i + 1) % len(ordered)] + bitmap)
+        #: Each NSEC record as octets (uncompressed owner, type, class, TTL, RDATA).
+        self.records = [w + _RR.pack(RRType.NSEC, 1, self.ttl, len(r)) + r
+                        for w, r in zip(self.wires, self.rdatas, strict=True)]
+        #: The RRSIG records (without owner: a pointer goes before each) by index, for
+        #: ``window``; emptied when the window moves.
+        self.sigs: dict[int, tuple[bytes, ...]] = {}
+        self.window: Window = (0, 0)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def covering(self, key: Key) -> int | None:
+        """The index of the NSEC whose owner sorts at or before ``key`` and whose next name
+        after it (the last wraps to the apex), or None if ``key`` is not below the apex."""
+        i = bisect.bisect_right(self.keys, key) - 1
+        return i if i >= 0 else None
+
+    def proof(self, wire: bytes) -> tuple[int, ...] | None:
+        """The NXDOMAIN proof of RFC 4035 section 3.1.3.2 for the lower-case wire name
+        ``wire``: the NSEC covering it, then the NSEC covering ``*.<closest encloser>``
+        unless the same; None when the chain says the name or that wildcard exists (the
+        zone has changed under the caller: compact denial answers)."""
+        key = canonical_key(wire)
+        i = self.covering(key)
+        if i is None or self.keys[i] == key:
+            return None
+        keys = self.keys
+        encloser = max(_common(key, keys[i]), _common(key, keys[(i + 1) % len(keys)]))
+        source = (*key[:encloser], _WILDCARD)
+        j = self.covering(source)
+        if j is None or keys[j] == source:
+            return None
+        return (i,) if j == i else (i, j)
+
+    def signatures(self, i: int, signer: Signer, window: Window) -> tuple[bytes, ...]:
+        """The RRSIG records of NSEC ``i`` for ``window`` without their owner (one per key:
+        type, class, TTL, RDLENGTH, RDATA), signed on first use in the window."""
+        if window != self.window:
+            self.sigs, self.window = {}, window
+        found = self.sigs.get(i)
+        if found is None:
+            rdatas = signer.sign_wire(self.wires[i], self.labels[i], RRType.NSEC, self.ttl,
+                                      self.rdatas[i], window)
+            found = self.sigs[i] = tuple(_RR.pack(RRType.RRSIG, 1, self.ttl, len(s)) + s
+                                         for s in rdatas)
+        return found
+
+
+def _common(a: Key, b: Key) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def build(zone: Zone, limit: int = CHAIN_NAME_LIMIT) -> Chain | None:
+    """``zone``'s chain, or None for a zone of more than ``limit`` names."""
+    if size_hint(zone) > limit:
+        return None
+    names = list(owners(zone))
+    if len(names) > limit:
+        return None
+    return Chain(zone, names)
