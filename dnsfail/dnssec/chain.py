@@ -190,8 +190,10 @@ def _common(a: Key, b: Key) -> int:
 
 
 def build(zone: Zone, limit: int = CHAIN_NAME_LIMIT) -> Chain | None:
-    """``zone``'s chain, or None for a zone of more than ``limit`` names."""
-    if size_hint(zone) > limit:
+    """``zone``'s chain, or None for a zone of more than ``limit`` names (one of more than
+    twice that many records' owners is not walked at all: glue and the like make the
+    count of owners only an upper bound)."""
+    if size_hint(zone) > 2 * limit:
         return None
     names = list(owners(zone))
     if len(names) > limit:
