@@ -44,22 +44,25 @@ log = logging.getLogger(__name__)
 #: zone's real clients ask (typos and probes: a handful a second), so the chain, which
 #: lists the zone's names, is shown only to floods.
 DEFAULT_BUDGET = 1000
-#: At most one flood-denial log line per zone in this many seconds (the changes in
-#: between are counted into the next line): a flood that starts and stops every other
-#: second must not write a line a second.
+#: A zone's entering flood denial is logged at most once in this many seconds, and its
+#: leaving only when the entering was (the spells in between are counted into the next
+#: line): a flood that starts and stops every other second must not write a line a second.
 LOG_INTERVAL = 60.0
 
 
 class _Meter:
     """One zone's demand: the second being counted, its count, and the mode."""
 
-    __slots__ = ("chained", "count", "logged", "second", "unlogged")
+    __slots__ = ("chained", "count", "logged", "second", "shown", "unlogged")
 
     def __init__(self, second: int) -> None:
         self.second = second
         self.count = 0
         self.chained = False
+        #: When an entering was last logged, whether the current spell's was, and the
+        #: spells not logged since.
         self.logged = -LOG_INTERVAL
+        self.shown = False
         self.unlogged = 0
 
 
@@ -114,15 +117,16 @@ class Flood:
         return self.budget == 0 or (meter is not None and meter.chained)
 
     def _log(self, origin: str, meter: _Meter, chained: bool, last: int, now: float) -> None:
-        if now - meter.logged < LOG_INTERVAL:
+        if not chained:
+            if meter.shown:
+                log.warning("zone %s: %d new nonexistent names in the last second (budget "
+                            "%d): back to compact denial", origin, last, self.budget)
+            return
+        meter.shown = now - meter.logged >= LOG_INTERVAL
+        if not meter.shown:
             meter.unlogged += 1
             return
-        missed = f" ({meter.unlogged} changes not logged)" if meter.unlogged else ""
+        missed = f" ({meter.unlogged} spells not logged)" if meter.unlogged else ""
         meter.logged, meter.unlogged = now, 0
-        if chained:
-            log.warning("zone %s: %d new nonexistent names in a second (budget %d): "
-                        "denying them from the signed NSEC chain%s", origin, last,
-                        self.budget, missed)
-        else:
-            log.warning("zone %s: %d new nonexistent names in the last second (budget %d): "
-                        "back to compact denial%s", origin, last, self.budget, missed)
+        log.warning("zone %s: %d new nonexistent names in a second (budget %d): denying "
+                    "them from the signed NSEC chain%s", origin, last, self.budget, missed)

@@ -265,30 +265,33 @@ def test_the_budget_flips_on_the_last_complete_second(zone: object,
     clock = Clock()
     flood = Flood(3, clock)
     caplog.set_level(logging.WARNING, "dnsfail.dnssec.flood")
-    for _ in range(10):  # second 1000: over the budget, but nothing complete yet
-        assert flood.new_name(zone) is None  # type: ignore[arg-type]
-    clock.now = 1001.2
-    assert flood.new_name(zone) is not None  # type: ignore[arg-type]
+
+    def second(at: float, names: int) -> bool:
+        """``names`` new names at ``at``: whether the first was denied from the chain."""
+        clock.now = at
+        chained = flood.new_name(zone) is not None  # type: ignore[arg-type]
+        for _ in range(names - 1):
+            flood.new_name(zone)  # type: ignore[arg-type]
+        return chained
+
+    assert not second(1000.0, 10)  # over the budget, but no second is complete yet
+    assert second(1001.2, 3)  # the last complete second had 10 > 3; this one has 3
     assert flood.chained(ORIGIN)
-    for _ in range(2):  # second 1001: three in all, not over
-        flood.new_name(zone)  # type: ignore[arg-type]
-    clock.now = 1002.0
-    assert flood.new_name(zone) is None  # type: ignore[arg-type]
-    for _ in range(5):
-        flood.new_name(zone)  # type: ignore[arg-type]
-    clock.now = 1004.0  # a quiet second in between: compact
-    assert flood.new_name(zone) is None  # type: ignore[arg-type]
-    lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 1
-    assert "denying them from the signed NSEC chain" in lines[0]
-    clock.now = 1004.0 + LOG_INTERVAL  # the next change logs, with the ones not logged
-    for _ in range(5):
-        flood.new_name(zone)  # type: ignore[arg-type]
-    clock.now += 1
-    flood.new_name(zone)  # type: ignore[arg-type]
+    assert not second(1002.0, 5)  # 3 is not over the budget
+    assert not second(1004.0, 1)  # a quiet second in between: compact
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2
-    assert "(1 changes not logged)" in lines[1]
+    assert "denying them from the signed NSEC chain" in lines[0]
+    assert "back to compact denial" in lines[1]
+    second(1004.5, 5)
+    assert second(1005.0, 1)  # a new spell within LOG_INTERVAL: neither end logged
+    assert not second(1007.0, 1)
+    assert len(caplog.records) == 2
+    second(1004.0 + LOG_INTERVAL, 5)
+    assert second(1005.0 + LOG_INTERVAL, 1)  # logged again, with the spell not logged
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3
+    assert "(1 spells not logged)" in lines[2]
 
 
 def test_budget_zero_is_the_chain_always(zone: object) -> None:
