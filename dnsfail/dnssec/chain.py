@@ -54,24 +54,35 @@ CHAIN_NAME_LIMIT = 20_000
 _RR = struct.Struct("!HHIH")
 _CUT_TYPES = frozenset({RRType.NS, RRType.RRSIG, RRType.NSEC})
 _DYNAMIC_TYPES = (RRType.A, RRType.AAAA)
-_WILDCARD = b"*"
+_WILDCARD = "*"
+#: ``Chain.sources`` entries kept (emptied when full): one per gap and encloser depth met.
+_SOURCE_MEMO = 65536
 _uncached_wire = name_wire.__wrapped__
 
-Key = tuple[bytes, ...]
+#: A name's labels from the root, each its lower-case octets as a latin-1 string (one
+#: character per octet, so strings compare as the octets do): tuples of these sort in
+#: canonical order (RFC 4034 section 6.1), and a name whose text needs no escapes has
+#: its own text's labels as its key (``text_key``).
+Key = tuple[str, ...]
 
 
 def canonical_key(wire: bytes) -> Key:
-    """A lower-case uncompressed wire name's labels from the root: tuples of these sort in
-    canonical order (RFC 4034 section 6.1)."""
+    """The ``Key`` of a lower-case uncompressed wire name."""
     labels = []
     i = 0
     length = wire[0]
     while length:
-        labels.append(wire[i + 1 : i + 1 + length])
+        labels.append(wire[i + 1 : i + 1 + length].decode("latin-1"))
         i += length + 1
         length = wire[i]
     labels.reverse()
     return tuple(labels)
+
+
+def text_key(qname: str) -> Key:
+    """The ``Key`` of a lower-case absolute name whose text holds no escapes (what
+    ``dns.template.qname_text`` gives): its labels, reversed."""
+    return tuple(qname.split(".")[-2::-1])
 
 
 def _below_cut(zone: Zone, name: str) -> bool:
@@ -113,13 +124,20 @@ def size_hint(zone: Zone) -> int:
 class Chain:
     """One zone object's NSEC chain in canonical order, and its RRSIGs for one window."""
 
-    __slots__ = ("keys", "labels", "rdatas", "records", "sigs", "ttl", "window", "wires",
-                 "zone")
+    __slots__ = ("keys", "labels", "rdatas", "records", "shared", "sigs", "sources", "ttl",
+                 "window", "wires", "zone")
 
     def __init__(self, zone: Zone, names: Iterable[str]) -> None:
         self.zone = zone
         ordered = sorted((canonical_key(_uncached_wire(n)), n) for n in names)
         self.keys: list[Key] = [k for k, _ in ordered]
+        #: The labels each owner shares with its next name: every name the NSEC covers
+        #: shares at least these (``proof`` looks further only past them).
+        self.shared = [_common(k, self.keys[(i + 1) % len(ordered)])
+                       for i, k in enumerate(self.keys)]
+        #: ``proof``'s wildcard NSEC by (covering NSEC, encloser labels), bounded by
+        #: ``_SOURCE_MEMO``.
+        self.sources: dict[tuple[int, int], int | None] = {}
         #: Each owner's uncompressed lower-case wire name and label count (RFC 4034 3.1.3).
         self.wires = [_uncached_wire(n) for _, n in ordered]
         self.labels = [label_count(n) for _, n in ordered]
@@ -149,20 +167,34 @@ class Chain:
         i = bisect.bisect_right(self.keys, key) - 1
         return i if i >= 0 else None
 
-    def proof(self, wire: bytes) -> tuple[int, ...] | None:
-        """The NXDOMAIN proof of RFC 4035 section 3.1.3.2 for the lower-case wire name
-        ``wire``: the NSEC covering it, then the NSEC covering ``*.<closest encloser>``
-        unless the same; None when the chain says the name or that wildcard exists (the
-        zone has changed under the caller: compact denial answers)."""
-        key = canonical_key(wire)
-        i = self.covering(key)
-        if i is None or self.keys[i] == key:
-            return None
+    def proof(self, key: Key) -> tuple[int, ...] | None:
+        """The NXDOMAIN proof of RFC 4035 section 3.1.3.2 for the name of ``key``: the
+        NSEC covering it, then the NSEC covering ``*.<closest encloser>`` unless the same;
+        None when the chain says the name or that wildcard exists (the zone has changed
+        under the caller: compact denial answers)."""
         keys = self.keys
-        encloser = max(_common(key, keys[i]), _common(key, keys[(i + 1) % len(keys)]))
-        source = (*key[:encloser], _WILDCARD)
-        j = self.covering(source)
-        if j is None or keys[j] == source:
+        i = bisect.bisect_right(keys, key) - 1
+        if i < 0 or keys[i] == key:
+            return None
+        # The closest encloser, as a validator derives it: the longer common ancestor with
+        # the owner or the next name, both at least ``shared[i]`` labels (RFC 4035 5.4).
+        encloser = self.shared[i]
+        owner, following = keys[i], keys[(i + 1) % len(keys)]
+        while encloser < len(key) and (
+                (encloser < len(owner) and owner[encloser] == key[encloser])
+                or (encloser < len(following) and following[encloser] == key[encloser])):
+            encloser += 1
+        memo = (i, encloser)
+        j = self.sources.get(memo, -1)
+        if j == -1:
+            source = (*key[:encloser], _WILDCARD)
+            j = bisect.bisect_right(keys, source) - 1
+            if j < 0 or keys[j] == source:
+                j = None
+            if len(self.sources) >= _SOURCE_MEMO:
+                self.sources = {}
+            self.sources[memo] = j
+        if j is None:
             return None
         return (i,) if j == i else (i, j)
 

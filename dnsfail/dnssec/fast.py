@@ -59,7 +59,7 @@ from dnsfail.dnssec.answer import (
     after_subtree,
     types_at,
 )
-from dnsfail.dnssec.chain import Chain
+from dnsfail.dnssec.chain import Chain, text_key
 from dnsfail.dnssec.flood import Flood
 from dnsfail.dnssec.records import label_count, name_wire, nsec, type_bitmap
 from dnsfail.dnssec.sign import Window
@@ -82,6 +82,9 @@ COMPACT_LIMIT = NAME_LIMIT - len(_NEXT)
 _NXNAME_BITMAP = type_bitmap(NXNAME_TYPES)
 #: The types of the covering NSEC of a wildcard answer (``answer.covering_nsec``).
 _EXISTING = frozenset({RRType.RRSIG, RRType.NSEC})
+#: Chain NXDOMAIN tails kept per snapshot and window (emptied when full): one per gap of
+#: the chain a flood lands in, question length and OPT, some 500 octets each.
+TAIL_LIMIT = 8192
 #: Names past this offset are not compression targets (``wire._put_name``).
 _POINTER_LIMIT = 0x4000
 
@@ -89,8 +92,8 @@ _POINTER_LIMIT = 0x4000
 class SignedTemplates:
     """One snapshot's and window's negative-answer templates, for the signed zones."""
 
-    __slots__ = ("bitmaps", "chained", "flood", "forms", "indexes", "nsid", "opts", "wildcards",
-                 "zones")
+    __slots__ = ("bitmaps", "chained", "flood", "forms", "indexes", "nsid", "opts", "tails",
+                 "wildcards", "zones")
 
     def __init__(self, zones: Mapping[str, SignedZone], nsid: bytes,
                  flood: Flood | None = None) -> None:
@@ -100,6 +103,9 @@ class SignedTemplates:
         self.flood = flood
         #: Whether the last reply ``answer`` gave came from a zone's NSEC chain.
         self.chained = False
+        #: A chain NXDOMAIN's records and OPT after the question, and their count, by zone,
+        #: proof, question length and OPT (``_chain``).
+        self.tails: dict[tuple[str, tuple[int, ...], int, int], tuple[bytes, int]] = {}
         self.indexes: dict[str, ZoneIndex] = {}
         self.forms: dict[tuple[str, int, Window], Template] = {}
         #: Wildcard answers by (source, qtype, window); None for one the full path makes.
@@ -144,7 +150,7 @@ class SignedTemplates:
         if shape[0] == NXDOMAIN:
             chain = self.flood.new_name(zone) if self.flood is not None else None
             if chain is not None:
-                chained = self._chain(data, wire_name, qlen, qend, zone, signed, chain, qtype,
+                chained = self._chain(data, qname, qlen, qend, zone, signed, chain, qtype,
                                       window, tcp, facts, co, stats)
                 if chained is not None:
                     return chained
@@ -227,40 +233,35 @@ class SignedTemplates:
             slot = template.slots[qtype] = stats.slot(zone.origin, qtype, Rcode.NOERROR)
         return reply, slot
 
-    def _chain(self, data: bytes, wire_name: bytes, qlen: int, qend: int, zone: Zone,
+    def _chain(self, data: bytes, qname: str, qlen: int, qend: int, zone: Zone,
                signed: SignedZone, chain: Chain, qtype: int, window: Window, tcp: bool,
                facts: tuple[bool, int, bool, bool, bytes], co: bool, stats: QueryStats
                ) -> tuple[bytes, int] | None:
         """NXDOMAIN from the zone's NSEC chain (RFC 4035 section 3.1.3.2): the SOA and its
         RRSIG, the NSEC covering the name and the one covering the wildcard at its
         closest encloser (one if the same), each with RRSIGs signed once per window;
-        their owners uncompressed, each RRSIG's owner a pointer to its NSEC's."""
-        proof = chain.proof(wire_name)
+        their owners uncompressed, each RRSIG's owner a pointer to its NSEC's.  What
+        follows the question is kept by proof, question length and OPT (``TAIL_LIMIT``)."""
+        proof = chain.proof(text_key(qname))
         if proof is None:
             return None
         template = self._template(zone, signed, Rcode.NXDOMAIN, window)
         if template is None:
             return None
-        body = template.body(qlen)
-        signer = signed.signer
-        at = qend + len(body)
-        parts = [data[:2], b"", data[HEADER_LEN:qend], body]
-        records = 0
-        for i in proof:
-            record = chain.records[i]
-            back = (0xC000 | at).to_bytes(2, "big")
-            parts.append(record)
-            at += len(record)
-            for sig in chain.signatures(i, signer, window):
-                parts += (back, sig)
-                at += 2 + len(sig)
-                records += 1
-            records += 1
-        if at >= _POINTER_LIMIT:
-            return None
-        parts[1] = template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3 | records << 2]
-        parts.append(self.opts[co | facts[3] << 1])
-        reply = b"".join(parts)
+        opt = co | facts[3] << 1
+        tail_key = (zone.origin, proof, qlen, opt)
+        found = self.tails.get(tail_key)
+        if found is None:
+            found = _chain_tail(template.body(qlen), qend, chain, proof, signed, window,
+                                self.opts[opt])
+            if found is None:
+                return None
+            if len(self.tails) >= TAIL_LIMIT:
+                self.tails = {}
+            self.tails[tail_key] = found
+        tail, records = found
+        reply = b"".join((data[:2], template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3
+                                                   | records << 2], data[HEADER_LEN:qend], tail))
         if len(reply) > (TCP_LIMIT if tcp else facts[1]):
             return None
         slot = template.slots.get(qtype)
@@ -300,6 +301,30 @@ class SignedTemplates:
                 for head in (template.heads[4 | (i & 3)],))
             self.forms[form_key] = template
         return template
+
+
+def _chain_tail(body: bytes, qend: int, chain: Chain, proof: tuple[int, ...],
+                signed: SignedZone, window: Window, opt: bytes) -> tuple[bytes, int] | None:
+    """What follows a question ending at ``qend`` in a chain NXDOMAIN: the SOA template's
+    ``body``, the proof's NSECs and RRSIGs, ``opt``; and the count of records after the
+    SOA's.  None if a pointer would not reach (a reply past 16 KiB)."""
+    at = qend + len(body)
+    parts = [body]
+    records = 0
+    for i in proof:
+        record = chain.records[i]
+        back = (0xC000 | at).to_bytes(2, "big")
+        parts.append(record)
+        at += len(record)
+        for sig in chain.signatures(i, signed.signer, window):
+            parts += (back, sig)
+            at += 2 + len(sig)
+            records += 1
+        records += 1
+        if at >= _POINTER_LIMIT:
+            return None
+    parts.append(opt)
+    return b"".join(parts), records
 
 
 def _wildcard_template(zones: Mapping[str, Zone], zone: Zone, signed: SignedZone, source: str,
