@@ -85,6 +85,9 @@ _EXISTING = frozenset({RRType.RRSIG, RRType.NSEC})
 #: Chain NXDOMAIN tails kept per snapshot and window (emptied when full): one per gap of
 #: the chain a flood lands in, question length and OPT, some 500 octets each.
 TAIL_LIMIT = 8192
+#: ``ChainPlan``s kept per snapshot and window (emptied when full): one per parent name,
+#: qtype and EDNS facts a chain-mode flood uses.
+PLAN_LIMIT = 4096
 #: Names past this offset are not compression targets (``wire._put_name``).
 _POINTER_LIMIT = 0x4000
 
@@ -92,8 +95,8 @@ _POINTER_LIMIT = 0x4000
 class SignedTemplates:
     """One snapshot's and window's negative-answer templates, for the signed zones."""
 
-    __slots__ = ("bitmaps", "chained", "flood", "forms", "indexes", "nsid", "opts", "tails",
-                 "wildcards", "zones")
+    __slots__ = ("bitmaps", "chained", "flood", "forms", "indexes", "nsid", "opts", "plans",
+                 "tails", "wildcards", "zones")
 
     def __init__(self, zones: Mapping[str, SignedZone], nsid: bytes,
                  flood: Flood | None = None) -> None:
@@ -106,6 +109,8 @@ class SignedTemplates:
         #: A chain NXDOMAIN's records and OPT after the question, and their count, by zone,
         #: proof, question length and OPT (``_chain``).
         self.tails: dict[tuple[str, tuple[int, ...], int, int], tuple[bytes, int]] = {}
+        #: ``ChainPlan``s by the scanned key after its first label, CO marker included.
+        self.plans: dict[bytes, ChainPlan] = {}
         self.indexes: dict[str, ZoneIndex] = {}
         self.forms: dict[tuple[str, int, Window], Template] = {}
         #: Wildcard answers by (source, qtype, window); None for one the full path makes.
@@ -153,6 +158,11 @@ class SignedTemplates:
                 chained = self._chain(data, qname, qlen, qend, zone, signed, chain, qtype,
                                       window, tcp, facts, co, stats)
                 if chained is not None:
+                    if len(self.plans) >= PLAN_LIMIT:
+                        self.plans = {}
+                    self.plans[key[key[0] + 1 :] + (b"O" if co else b"-")] = ChainPlan(
+                        self, zone, signed, chain, qname, qtype, window,
+                        TCP_LIMIT if tcp else facts[1], co | facts[3] << 1, chained[1])
                     return chained
             bitmap = _NXNAME_BITMAP
             rcode = Rcode.NXDOMAIN if co else Rcode.NOERROR
@@ -248,17 +258,10 @@ class SignedTemplates:
         template = self._template(zone, signed, Rcode.NXDOMAIN, window)
         if template is None:
             return None
-        opt = co | facts[3] << 1
-        tail_key = (zone.origin, proof, qlen, opt)
-        found = self.tails.get(tail_key)
+        found = self.tail(zone, signed, chain, template, proof, qlen, qend, window,
+                          co | facts[3] << 1)
         if found is None:
-            found = _chain_tail(template.body(qlen), qend, chain, proof, signed, window,
-                                self.opts[opt])
-            if found is None:
-                return None
-            if len(self.tails) >= TAIL_LIMIT:
-                self.tails = {}
-            self.tails[tail_key] = found
+            return None
         tail, records = found
         reply = b"".join((data[:2], template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3
                                                    | records << 2], data[HEADER_LEN:qend], tail))
@@ -269,6 +272,22 @@ class SignedTemplates:
             slot = template.slots[qtype] = stats.slot(zone.origin, qtype, Rcode.NXDOMAIN)
         self.chained = True
         return reply, slot
+
+    def tail(self, zone: Zone, signed: SignedZone, chain: Chain, template: Template,
+             proof: tuple[int, ...], qlen: int, qend: int, window: Window, opt: int
+             ) -> tuple[bytes, int] | None:
+        """``_chain_tail`` kept by zone, proof, question length and OPT (``TAIL_LIMIT``)."""
+        tail_key = (zone.origin, proof, qlen, opt)
+        found = self.tails.get(tail_key)
+        if found is None:
+            found = _chain_tail(template.body(qlen), qend, chain, proof, signed, window,
+                                self.opts[opt])
+            if found is None:
+                return None
+            if len(self.tails) >= TAIL_LIMIT:
+                self.tails = {}
+            self.tails[tail_key] = found
+        return found
 
     def _bitmap(self, types: frozenset[int]) -> bytes:
         found = self.bitmaps.get(types)
@@ -301,6 +320,66 @@ class SignedTemplates:
                 for head in (template.heads[4 | (i & 3)],))
             self.forms[form_key] = template
         return template
+
+
+class ChainPlan:
+    """A chain NXDOMAIN for every query whose scanned key after its first label is one
+    key: a random-subdomain flood in chain mode asks new first labels under one parent.
+
+    Made from a query ``SignedTemplates`` answered from a chain, it holds what its
+    siblings share: the zone, its chain and NXDOMAIN template, the parent's canonical
+    key and text, the counter slot, the reply size limit and OPT.  A new first label of
+    letters, digits, ``-`` and ``_`` is a nonexistent name unless the name exists or is
+    a cut or a name the SOA writes (``ZoneIndex.stops``): the parent's closest encloser,
+    which ``answer`` found without a wildcard child, is the new name's too.  Only in
+    chain mode (``Flood.new_name``, which counts the name, says so); kept per snapshot
+    and window (``SignedTemplates``) and bounded by ``PLAN_LIMIT``.
+    """
+
+    __slots__ = ("chain", "limit", "opt", "parent", "signed", "slot", "stops", "suffix",
+                 "template", "templates", "window", "zone")
+
+    def __init__(self, templates: SignedTemplates, zone: Zone, signed: SignedZone,
+                 chain: Chain, qname: str, qtype: int, window: Window, limit: int, opt: int,
+                 slot: int) -> None:
+        self.templates = templates
+        self.zone, self.signed, self.chain, self.window = zone, signed, chain, window
+        parent = qname[qname.index(".") + 1 :]
+        self.suffix = "." + parent
+        self.parent = text_key(parent)
+        index = templates.indexes[zone.origin]
+        self.stops = index.stops
+        form = templates.forms[(zone.origin, int(Rcode.NXDOMAIN), window)]
+        self.template = form
+        self.limit, self.opt, self.slot = limit, opt, slot
+
+    def answer(self, data: bytes, key: bytes, qend: int) -> bytes | None:
+        """The reply to a scanned query of this plan's key, or None (the general path)."""
+        first = key[0]
+        label = key[1 : 1 + first]
+        if not label.translate(None, b"-_").isalnum():
+            return None  # the general path knows what escapes and wildcards mean
+        text = label.decode("ascii")
+        name = text + self.suffix
+        zone = self.zone
+        if name in self.stops or name in zone.names:
+            return None
+        flood = self.templates.flood
+        if flood is None or flood.new_name(zone) is None:
+            self.templates.plans = {}  # back to compact denial (this name counted twice)
+            return None
+        proof = self.chain.proof((*self.parent, text))
+        if proof is None:
+            return None
+        qlen = qend - HEADER_LEN - 4
+        found = self.templates.tail(zone, self.signed, self.chain, self.template, proof,
+                                    qlen, qend, self.window, self.opt)
+        if found is None:
+            return None
+        reply = b"".join((data[:2], self.template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3
+                                                        | found[1] << 2],
+                          data[HEADER_LEN:qend], found[0]))
+        return reply if len(reply) <= self.limit else None
 
 
 def _chain_tail(body: bytes, qend: int, chain: Chain, proof: tuple[int, ...],

@@ -113,6 +113,15 @@ class SignedPath:
                 reply = wire.personalize(hit[0], data, qend)
                 self._remember_exact(data, reply, hit[1], tcp)
                 return reply
+            plans = self._templates.plans
+            if plans:
+                plan = plans.get(cache_key[key[0] + 1 :])
+                planned = plan.answer(data, key, qend) if plan is not None else None
+                if planned is not None and plan is not None:
+                    handler.stats.counts[plan.slot] += 1
+                    handler.slot = plan.slot
+                    self.path = CHAIN
+                    return planned
             if self.fast and facts[2]:
                 shaped = self._shaped(handler, data, tcp, snap, key, qend, facts, cache_key)
                 if shaped is not None:
