@@ -38,6 +38,7 @@ Pure: the signatures come from ``sign.Signer``, itself pure but for its clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dnsfail.dnssec.keys import Key
@@ -212,9 +213,15 @@ def key_answer(signed: SignedZone, qtype: int, do: bool, window: Window) -> Mess
     return Message(Rcode.NOERROR, True, answer)
 
 
+#: Flood denial's NXDOMAIN proof for a name from the zone's NSEC chain (its NSECs and
+#: RRSIGs, ``chain.Chain.proof_rrsets``), or None for compact denial (``flood``).
+Denial = Callable[[str], "tuple[RRset, ...] | None"]
+
+
 def signed_answer(signed: SignedZone, zone: Zone, qname: str, qtype: int, message: Message,
-                  co: bool, window: Window) -> Message:
-    """``message`` (the resolver's answer to qname/qtype) with signatures and denial."""
+                  co: bool, window: Window, denial: Denial | None = None) -> Message:
+    """``message`` (the resolver's answer to qname/qtype) with signatures and denial;
+    ``denial`` asked first for a name that does not exist."""
     if message.rcode not in (Rcode.NOERROR, Rcode.NXDOMAIN):
         return message
     sign = signed.signer.sign
@@ -243,20 +250,26 @@ def signed_answer(signed: SignedZone, zone: Zone, qname: str, qtype: int, messag
                        message.client_dependent)
     if message.authority:  # negative: the SOA, then the compact NSEC
         final = _final_name(qname, message.answer)
-        if rcode == Rcode.NXDOMAIN:
-            proof = nsec_at(final, NXNAME_TYPES, ttl)
-            rcode = Rcode.NXDOMAIN if co else Rcode.NOERROR
-        else:
-            proof = nsec_at(final, types_at(zone, final), ttl)
-        if qtype == RRType.NSEC and final == qname and rcode == Rcode.NOERROR:
+        # flood denial: RFC 4035 3.1.3.2 from the zone's NSEC chain, rcode NXDOMAIN
+        chained = denial(final) if denial is not None and rcode == Rcode.NXDOMAIN else None
+        proofs: tuple[RRset, ...] = chained or ()
+        if chained is None:
+            if rcode == Rcode.NXDOMAIN:
+                proof = nsec_at(final, NXNAME_TYPES, ttl)
+                rcode = Rcode.NXDOMAIN if co else Rcode.NOERROR
+            else:
+                proof = nsec_at(final, types_at(zone, final), ttl)
+            proofs = (proof, sign(proof, window))
+        if chained is None and qtype == RRType.NSEC and final == qname \
+                and rcode == Rcode.NOERROR:
             # The NSEC at the name is the answer to a question for it, also for a name
             # that does not exist (without CO the lie says it does): in AUTHORITY its
             # bitmap, listing NSEC, would contradict the NODATA it is meant to prove.
-            answer += (proof, sign(proof, window))
+            answer += proofs
         else:
             for rrset in message.authority:
                 authority += (rrset, sign(rrset, window))
-            authority += (proof, sign(proof, window))
+            authority += proofs
     additional: list[RRset] = []
     for rrset in message.additional:
         additional += (rrset, sign(rrset, window, wildcard_source(zone, rrset.name)))

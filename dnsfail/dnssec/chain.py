@@ -45,7 +45,7 @@ from collections.abc import Iterable
 from dnsfail.dnssec.answer import types_at
 from dnsfail.dnssec.records import label_count, name_wire, type_bitmap
 from dnsfail.dnssec.sign import Signer, Window
-from dnsfail.model import RRType, Zone
+from dnsfail.model import Opaque, RRset, RRType, Zone
 
 #: Zones with more names than this build no chain: sorting and holding it costs about
 #: 2 us and 300 octets a name (20,000 names: some 40 ms once per zone object, 6 MB), and a
@@ -124,13 +124,14 @@ def size_hint(zone: Zone) -> int:
 class Chain:
     """One zone object's NSEC chain in canonical order, and its RRSIGs for one window."""
 
-    __slots__ = ("keys", "labels", "rdatas", "records", "shared", "sigs", "sources", "ttl",
-                 "window", "wires", "zone")
+    __slots__ = ("keys", "labels", "names", "rdatas", "records", "shared", "sigs", "sources",
+                 "ttl", "window", "wires", "zone")
 
     def __init__(self, zone: Zone, names: Iterable[str]) -> None:
         self.zone = zone
         ordered = sorted((canonical_key(_uncached_wire(n)), n) for n in names)
         self.keys: list[Key] = [k for k, _ in ordered]
+        self.names = [n for _, n in ordered]
         #: The labels each owner shares with its next name: every name the NSEC covers
         #: shares at least these (``proof`` looks further only past them).
         self.shared = [_common(k, self.keys[(i + 1) % len(ordered)])
@@ -210,6 +211,22 @@ class Chain:
             found = self.sigs[i] = tuple(_RR.pack(RRType.RRSIG, 1, self.ttl, len(s)) + s
                                          for s in rdatas)
         return found
+
+
+    def proof_rrsets(self, name: str, signer: Signer, window: Window
+                     ) -> tuple[RRset, ...] | None:
+        """``proof`` of ``name`` (any text form) as the NSEC RRsets and their RRSIGs, for
+        the full signed path (``answer.signed_answer``), or None as ``proof``."""
+        found = self.proof(canonical_key(name_wire(name)))
+        if found is None:
+            return None
+        out: list[RRset] = []
+        for i in found:
+            sigs = self.signatures(i, signer, window)
+            out += (RRset(self.names[i], RRType.NSEC, self.ttl, (Opaque(self.rdatas[i]),)),
+                    RRset(self.names[i], RRType.RRSIG, self.ttl,
+                          tuple(Opaque(s[_RR.size :]) for s in sigs)))
+        return tuple(out)
 
 
 def _common(a: Key, b: Key) -> int:

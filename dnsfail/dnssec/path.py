@@ -32,12 +32,12 @@ from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Query, parse_query, questio
 from dnsfail.dns.replycache import EXACT_QUERY_LIMIT, key_edns
 from dnsfail.dns.resolver import zone_for
 from dnsfail.dns.stats import CHAIN, SIGNED
-from dnsfail.dnssec.answer import KEY_TYPES, SignedZone, key_answer, signed_answer
+from dnsfail.dnssec.answer import KEY_TYPES, Denial, SignedZone, key_answer, signed_answer
 from dnsfail.dnssec.fast import SignedTemplates
 from dnsfail.dnssec.flood import Flood
 from dnsfail.dnssec.sign import window_at
 from dnsfail.errors import WireError
-from dnsfail.model import Message, Rcode, RRClass, RRType
+from dnsfail.model import Message, Rcode, RRClass, RRset, RRType
 from dnsfail.state import Snapshot
 
 #: Signed replies kept per generation (two generations, as ``dns.replycache``), for the
@@ -140,7 +140,13 @@ class SignedPath:
             return None
         window = signed.signer.window()
         co = edns is not None and edns.do and edns.co
-        message = self.message(handler, snap, query, client, signed, do, co, window)
+        flood = self.flood
+        denial = None
+        if flood is not None:
+            def denial(name: str) -> tuple[RRset, ...] | None:
+                chain = flood.new_name(zone)
+                return chain.proof_rrsets(name, signed.signer, window) if chain else None
+        message = self.message(handler, snap, query, client, signed, do, co, window, denial)
         slot = handler.stats.slot(zone.origin, query.qtype, message.rcode)
         handler.stats.counts[slot] += 1
         handler.slot = slot
@@ -190,7 +196,8 @@ class SignedPath:
 
     @staticmethod
     def message(handler: Handler, snap: Snapshot, query: Query, client: str,
-                signed: SignedZone, do: bool, co: bool, window: tuple[int, int]) -> Message:
+                signed: SignedZone, do: bool, co: bool, window: tuple[int, int],
+                denial: Denial | None = None) -> Message:
         """The signed decision: keys at the apex, FORMERR for NXNAME, the signatures of a
         name's static RRsets for RRSIG, else the resolver's answer signed."""
         if query.qtype == RRType.NXNAME:
@@ -206,7 +213,8 @@ class SignedPath:
         message = handler.answer(snap, query, client)
         if not do:
             return message
-        return signed_answer(signed, zone, query.qname, query.qtype, message, co, window)
+        return signed_answer(signed, zone, query.qname, query.qtype, message, co, window,
+                             denial)
 
 
 def finish(reply: bytes, data: bytes) -> bytes:

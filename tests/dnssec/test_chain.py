@@ -343,3 +343,43 @@ def test_sibling_names_get_what_a_fresh_server_gives(
             data[-4] |= 0x40  # the CO flag (RFC 9824 section 5), after DO in the OPT TTL
         assert kept.handle(bytes(data), False, "192.0.2.7") == chained_handler(
             ed25519).handle(bytes(data), False, "192.0.2.7")
+
+
+@pytest.mark.parametrize(("qname", "final", "options"), [
+    ("nope.gw.test.", "nope.gw.test.", "ecs"),  # ECS queries take the full signed path
+    ("a\\007b.gw.test.", "a\\007b.gw.test.", None),  # so do names whose text needs escapes
+    ("dangling.gw.test.", "missing.gw.test.", None),  # a CNAME to a name that does not exist
+])
+def test_the_full_path_denies_from_the_chain_too(signed: dict[str, SignedZone], qname: str,
+                                                 final: str, options: str | None) -> None:
+    import dns.edns
+
+    handler = chained_handler(signed)
+    extra = [dns.edns.ECSOption.from_text("192.0.2.0/24")] if options else []
+    query = dns.message.make_query(qname, "A", want_dnssec=True, options=extra)
+    raw = handler.handle(query.to_wire(), False, "192.0.2.7")
+    assert raw is not None
+    reply = dns.message.from_wire(raw)
+    check_nxdomain(reply, final, handler.signed.zones["gw.test."])  # type: ignore[union-attr]
+    assert handler.stats.paths[CHAIN] == 0  # counted as the full path: signed
+
+
+def test_the_full_path_counts_its_new_names(signed: dict[str, SignedZone]) -> None:
+    import dns.edns
+
+    clock = Clock()
+    store = Store({**tpl.ZONES2})
+    mine = {z: signed_zone(z, s.signer.keys) for z, s in signed.items() if z != ORIGIN}
+    handler = Handler(lambda: store.snapshot, identity="unit",
+                      signed=SignedPath(mine, clock, flood_budget=3))
+    ecs = [dns.edns.ECSOption.from_text("192.0.2.0/24")]
+
+    def rcode(name: str) -> int:
+        query = dns.message.make_query(name, "A", want_dnssec=True, options=ecs)
+        raw = handler.handle(query.to_wire(), False, "192.0.2.7")
+        assert raw is not None
+        return dns.message.from_wire(raw).rcode()
+
+    assert {rcode(f"e{i}.gw.test.") for i in range(5)} == {dns.rcode.NOERROR}  # compact
+    clock.now += 1
+    assert rcode("late.gw.test.") == dns.rcode.NXDOMAIN  # 5 > 3 in the last second: chain
