@@ -59,7 +59,7 @@ from dnsfail.dnssec.answer import (
     after_subtree,
     types_at,
 )
-from dnsfail.dnssec.chain import Chain, text_key
+from dnsfail.dnssec.chained import ChainPlan, Tails, chained_nxdomain, chained_wildcard
 from dnsfail.dnssec.flood import Flood
 from dnsfail.dnssec.records import label_count, name_wire, nsec, type_bitmap
 from dnsfail.dnssec.sign import Window
@@ -82,12 +82,6 @@ COMPACT_LIMIT = NAME_LIMIT - len(_NEXT)
 _NXNAME_BITMAP = type_bitmap(NXNAME_TYPES)
 #: The types of the covering NSEC of a wildcard answer (``answer.covering_nsec``).
 _EXISTING = frozenset({RRType.RRSIG, RRType.NSEC})
-#: Chain NXDOMAIN tails kept per snapshot and window (emptied when full): one per gap of
-#: the chain a flood lands in, question length and OPT, some 500 octets each.
-TAIL_LIMIT = 8192
-#: ``ChainPlan``s kept per snapshot and window (emptied when full): one per parent name,
-#: qtype and EDNS facts a chain-mode flood uses.
-PLAN_LIMIT = 4096
 #: Names past this offset are not compression targets (``wire._put_name``).
 _POINTER_LIMIT = 0x4000
 
@@ -106,10 +100,7 @@ class SignedTemplates:
         self.flood = flood
         #: Whether the last reply ``answer`` gave came from a zone's NSEC chain.
         self.chained = False
-        #: A chain NXDOMAIN's records and OPT after the question, and their count, by zone,
-        #: proof, question length and OPT (``_chain``).
-        self.tails: dict[tuple[str, tuple[int, ...], int, int], tuple[bytes, int]] = {}
-        #: ``ChainPlan``s by the scanned key after its first label, CO marker included.
+        #: ``chained.ChainPlan``s by the scanned key after its first label and CO marker.
         self.plans: dict[bytes, ChainPlan] = {}
         self.indexes: dict[str, ZoneIndex] = {}
         self.forms: dict[tuple[str, int, Window], Template] = {}
@@ -124,6 +115,8 @@ class SignedTemplates:
             + ((len(nsid_option).to_bytes(2, "big") + nsid_option) if i >> 1 and nsid
                else b"\x00\x00")
             for i in range(4))
+        #: Chain replies' records after the question (``chained.Tails``).
+        self.tails = Tails(self.opts)
 
     def answer(self, data: bytes, key: bytes, qend: int, zones: Mapping[str, Zone], tcp: bool,
                facts: tuple[bool, int, bool, bool, bytes],
@@ -154,15 +147,16 @@ class SignedTemplates:
                                   qtype, window, tcp, facts, co, stats)
         if shape[0] == NXDOMAIN:
             chain = self.flood.new_name(zone) if self.flood is not None else None
-            if chain is not None:
-                chained = self._chain(data, qname, qlen, qend, zone, signed, chain, qtype,
-                                      window, tcp, facts, co, stats)
+            template = self._template(zone, signed, Rcode.NXDOMAIN, window) if chain else None
+            if chain is not None and template is not None:
+                limit, opt = TCP_LIMIT if tcp else facts[1], co | facts[3] << 1
+                chained = chained_nxdomain(self.tails, template, data, qname, qend, zone,
+                                           signed, chain, qtype, window, limit, opt, stats)
                 if chained is not None:
-                    if len(self.plans) >= PLAN_LIMIT:
-                        self.plans = {}
-                    self.plans[key[key[0] + 1 :] + (b"O" if co else b"-")] = ChainPlan(
-                        self, zone, signed, chain, qname, qtype, window,
-                        TCP_LIMIT if tcp else facts[1], co | facts[3] << 1, chained[1])
+                    self.chained = True
+                    ChainPlan.remember(self.plans, key, co, self.tails, self.flood, zone,
+                                       signed, chain, template, qname, window, limit, opt,
+                                       chained[1], self.indexes[zone.origin].stops)
                     return chained
             bitmap = _NXNAME_BITMAP
             rcode = Rcode.NXDOMAIN if co else Rcode.NOERROR
@@ -217,6 +211,15 @@ class SignedTemplates:
         first = qname[: len(qname) - len(encloser) - 1]
         first = first[first.rfind(".") + 1 :]
         closer = f"{first}.{encloser}"
+        chain = self.flood.new_name(zone) if self.flood is not None else None
+        if chain is not None:
+            chained = chained_wildcard(self.tails, template, data, closer, qend, zone, signed,
+                                       chain, source, qtype, window,
+                                       TCP_LIMIT if tcp else facts[1], co | facts[3] << 1,
+                                       stats)
+            if chained is not None:
+                self.chained = True
+                return chained
         before = _predecessor_label(first, len(name_wire(closer)) < 255)
         owner, ttl = f"{before}.{encloser}", zone.negative_ttl
         rdata = nsec(after_subtree(closer), _EXISTING)
@@ -242,52 +245,6 @@ class SignedTemplates:
         if slot is None:
             slot = template.slots[qtype] = stats.slot(zone.origin, qtype, Rcode.NOERROR)
         return reply, slot
-
-    def _chain(self, data: bytes, qname: str, qlen: int, qend: int, zone: Zone,
-               signed: SignedZone, chain: Chain, qtype: int, window: Window, tcp: bool,
-               facts: tuple[bool, int, bool, bool, bytes], co: bool, stats: QueryStats
-               ) -> tuple[bytes, int] | None:
-        """NXDOMAIN from the zone's NSEC chain (RFC 4035 section 3.1.3.2): the SOA and its
-        RRSIG, the NSEC covering the name and the one covering the wildcard at its
-        closest encloser (one if the same), each with RRSIGs signed once per window;
-        their owners uncompressed, each RRSIG's owner a pointer to its NSEC's.  What
-        follows the question is kept by proof, question length and OPT (``TAIL_LIMIT``)."""
-        proof = chain.proof(text_key(qname))
-        if proof is None:
-            return None
-        template = self._template(zone, signed, Rcode.NXDOMAIN, window)
-        if template is None:
-            return None
-        found = self.tail(zone, signed, chain, template, proof, qlen, qend, window,
-                          co | facts[3] << 1)
-        if found is None:
-            return None
-        tail, records = found
-        reply = b"".join((data[:2], template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3
-                                                   | records << 2], data[HEADER_LEN:qend], tail))
-        if len(reply) > (TCP_LIMIT if tcp else facts[1]):
-            return None
-        slot = template.slots.get(qtype)
-        if slot is None:
-            slot = template.slots[qtype] = stats.slot(zone.origin, qtype, Rcode.NXDOMAIN)
-        self.chained = True
-        return reply, slot
-
-    def tail(self, zone: Zone, signed: SignedZone, chain: Chain, template: Template,
-             proof: tuple[int, ...], qlen: int, qend: int, window: Window, opt: int
-             ) -> tuple[bytes, int] | None:
-        """``_chain_tail`` kept by zone, proof, question length and OPT (``TAIL_LIMIT``)."""
-        tail_key = (zone.origin, proof, qlen, opt)
-        found = self.tails.get(tail_key)
-        if found is None:
-            found = _chain_tail(template.body(qlen), qend, chain, proof, signed, window,
-                                self.opts[opt])
-            if found is None:
-                return None
-            if len(self.tails) >= TAIL_LIMIT:
-                self.tails = {}
-            self.tails[tail_key] = found
-        return found
 
     def _bitmap(self, types: frozenset[int]) -> bytes:
         found = self.bitmaps.get(types)
@@ -320,90 +277,6 @@ class SignedTemplates:
                 for head in (template.heads[4 | (i & 3)],))
             self.forms[form_key] = template
         return template
-
-
-class ChainPlan:
-    """A chain NXDOMAIN for every query whose scanned key after its first label is one
-    key: a random-subdomain flood in chain mode asks new first labels under one parent.
-
-    Made from a query ``SignedTemplates`` answered from a chain, it holds what its
-    siblings share: the zone, its chain and NXDOMAIN template, the parent's canonical
-    key and text, the counter slot, the reply size limit and OPT.  A new first label of
-    letters, digits, ``-`` and ``_`` is a nonexistent name unless the name exists or is
-    a cut or a name the SOA writes (``ZoneIndex.stops``): the parent's closest encloser,
-    which ``answer`` found without a wildcard child, is the new name's too.  Only in
-    chain mode (``Flood.new_name``, which counts the name, says so); kept per snapshot
-    and window (``SignedTemplates``) and bounded by ``PLAN_LIMIT``.
-    """
-
-    __slots__ = ("chain", "limit", "opt", "parent", "signed", "slot", "stops", "suffix",
-                 "template", "templates", "window", "zone")
-
-    def __init__(self, templates: SignedTemplates, zone: Zone, signed: SignedZone,
-                 chain: Chain, qname: str, qtype: int, window: Window, limit: int, opt: int,
-                 slot: int) -> None:
-        self.templates = templates
-        self.zone, self.signed, self.chain, self.window = zone, signed, chain, window
-        parent = qname[qname.index(".") + 1 :]
-        self.suffix = "." + parent
-        self.parent = text_key(parent)
-        index = templates.indexes[zone.origin]
-        self.stops = index.stops
-        form = templates.forms[(zone.origin, int(Rcode.NXDOMAIN), window)]
-        self.template = form
-        self.limit, self.opt, self.slot = limit, opt, slot
-
-    def answer(self, data: bytes, key: bytes, qend: int) -> bytes | None:
-        """The reply to a scanned query of this plan's key, or None (the general path)."""
-        first = key[0]
-        label = key[1 : 1 + first]
-        if not label.translate(None, b"-_").isalnum():
-            return None  # the general path knows what escapes and wildcards mean
-        text = label.decode("ascii")
-        name = text + self.suffix
-        zone = self.zone
-        if name in self.stops or name in zone.names:
-            return None
-        flood = self.templates.flood
-        if flood is None or flood.new_name(zone) is None:
-            self.templates.plans = {}  # back to compact denial (this name counted twice)
-            return None
-        proof = self.chain.proof((*self.parent, text))
-        if proof is None:
-            return None
-        qlen = qend - HEADER_LEN - 4
-        found = self.templates.tail(zone, self.signed, self.chain, self.template, proof,
-                                    qlen, qend, self.window, self.opt)
-        if found is None:
-            return None
-        reply = b"".join((data[:2], self.template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3
-                                                        | found[1] << 2],
-                          data[HEADER_LEN:qend], found[0]))
-        return reply if len(reply) <= self.limit else None
-
-
-def _chain_tail(body: bytes, qend: int, chain: Chain, proof: tuple[int, ...],
-                signed: SignedZone, window: Window, opt: bytes) -> tuple[bytes, int] | None:
-    """What follows a question ending at ``qend`` in a chain NXDOMAIN: the SOA template's
-    ``body``, the proof's NSECs and RRSIGs, ``opt``; and the count of records after the
-    SOA's.  None if a pointer would not reach (a reply past 16 KiB)."""
-    at = qend + len(body)
-    parts = [body]
-    records = 0
-    for i in proof:
-        record = chain.records[i]
-        back = (0xC000 | at).to_bytes(2, "big")
-        parts.append(record)
-        at += len(record)
-        for sig in chain.signatures(i, signed.signer, window):
-            parts += (back, sig)
-            at += 2 + len(sig)
-            records += 1
-        records += 1
-        if at >= _POINTER_LIMIT:
-            return None
-    parts.append(opt)
-    return b"".join(parts), records
 
 
 def _wildcard_template(zones: Mapping[str, Zone], zone: Zone, signed: SignedZone, source: str,

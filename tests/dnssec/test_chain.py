@@ -383,3 +383,23 @@ def test_the_full_path_counts_its_new_names(signed: dict[str, SignedZone]) -> No
     assert {rcode(f"e{i}.gw.test.") for i in range(5)} == {dns.rcode.NOERROR}  # compact
     clock.now += 1
     assert rcode("late.gw.test.") == dns.rcode.NXDOMAIN  # 5 > 3 in the last second: chain
+
+
+def test_wildcard_answers_deny_the_next_closer_name_from_the_chain(
+        signed: dict[str, SignedZone]) -> None:
+    handler = chained_handler(signed)
+    path = handler.signed
+    assert isinstance(path, SignedPath)
+    signer = path.zones["gw.test."].signer
+    for i in range(50):
+        qname = f"x.n{i}.wild.gw.test."
+        reply = ask(handler, qname, "TXT")
+        assert reply.rcode() == dns.rcode.NOERROR
+        assert [r.rdtype for r in reply.answer] == [dns.rdatatype.TXT, dns.rdatatype.RRSIG]
+        assert validate(reply, path.zones["gw.test."]) == 2
+        (nsec,) = [r for r in reply.authority if r.rdtype == dns.rdatatype.NSEC]
+        closer = dns.name.from_text(f"n{i}.wild.gw.test.")
+        assert covers(nsec.name, nsec[0].next, closer)
+        assert not nsec[0].next.to_text().endswith(f"n{i}.wild.gw.test.")  # not RFC 4470's
+    assert signer.made <= 4  # the wildcard's TXT and the chain NSECs it needs, once each
+    assert handler.stats.paths[CHAIN] == 50

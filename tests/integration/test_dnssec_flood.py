@@ -237,6 +237,7 @@ def nsec_count(reply: dns.message.Message) -> int:
     f"x.b.ent.{GOOD}.",  # below an empty non-terminal: closest encloser b.ent
     f"zzz.{GOOD}.",  # after the last owner: the NSEC that wraps to the apex
     f"a.www.{GOOD}.",  # below a name with data: one NSEC proves both
+    f"wild2.{GOOD}.",  # covered by the NSEC the wildcard *.wild owns
 ])
 def test_unbound_and_delv_validate_the_chains_nxdomain(world: dict[str, object],
                                                        qname: str) -> None:
@@ -250,6 +251,24 @@ def test_unbound_and_delv_validate_the_chains_nxdomain(world: dict[str, object],
     assert reply.rcode() == dns.rcode.NXDOMAIN
     assert reply.flags & dns.flags.AD
     assert "; negative response, fully validated" in delv(world, qname, server.port)
+
+
+def test_a_wildcard_answers_next_closer_proof_comes_from_the_chain(
+        world: dict[str, object]) -> None:
+    server: DnsfailProcess = world["server"]  # type: ignore[assignment]
+    qname = f"x.y.wild.{GOOD}."
+    direct = server.query(qname, "TXT", want_dnssec=True)
+    (nsec,) = [r for r in direct.authority if r.rdtype == dns.rdatatype.NSEC]
+    assert (nsec.name.to_text(), nsec[0].next.to_text()) == (f"*.wild.{GOOD}.", f"www.{GOOD}.")
+    reply = resolve(world["unbound"], qname, "TXT")  # type: ignore[arg-type]
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.flags & dns.flags.AD
+    assert any(r.rdtype == dns.rdatatype.TXT for r in reply.answer)
+    assert DELV is not None
+    out = subprocess.run([DELV, "@127.0.0.1", "-p", str(server.port), "-a",
+                          str(world["anchors"]), f"+root={GOOD}", qname, "TXT"],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert "; fully validated" in out
 
 
 @pytest.mark.parametrize(("origin", "qname"), [
