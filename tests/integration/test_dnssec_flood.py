@@ -43,6 +43,7 @@ from dnsfail.state import Store
 from dnsfail.zonefile import load_zones
 
 from ..conftest import DnsfailProcess, free_port
+from .ctl_server import Ctl, wait_for
 from .test_dnssec import DELV, UNBOUND, Server, anchor_line
 
 pytestmark = pytest.mark.skipif(UNBOUND is None or DELV is None,
@@ -349,3 +350,34 @@ def test_a_burst_over_the_budget_flips_the_mode_and_quiet_flips_it_back(
     assert "denying them from the signed NSEC chain" in log
     assert "back to compact denial" in log
     assert "Traceback" not in log
+
+
+def test_every_worker_process_takes_the_budget(world: dict[str, object]) -> None:
+    """``--workers 2``: the budget reaches the worker process too (its spec), so every
+    answer is the chain's, whichever process reads the datagram."""
+    control = free_port()
+    server = DnsfailProcess([str(world["zones"]), "--dnssec-keys", str(world["keys"]),
+                             "--dnssec-flood-budget", "0", "--state-file", "",
+                             "--workers", "2", "--control", f"127.0.0.1:{control}"]
+                            ).wait_ready()
+    ctl = Ctl(server, control)
+    try:
+        wait_for(lambda: all(w["ready"] for w in ctl.get("/v1/status")[1]["workers"])
+                 and len(ctl.get("/v1/status")[1]["workers"]) == 1, 30, "the worker")
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
+        rcodes = set()
+        try:
+            for i in range(400):  # eight sources: the kernel spreads them over the processes
+                sock = socks[i % 8]
+                sock.settimeout(2)
+                sock.sendto(dns.message.make_query(f"w{i}.{GOOD}.", "A", want_dnssec=True)
+                            .to_wire(), ("127.0.0.1", server.port))
+                rcodes.add(dns.message.from_wire(sock.recv(65535)).rcode())
+        finally:
+            for sock in socks:
+                sock.close()
+        assert rcodes == {dns.rcode.NXDOMAIN}
+        wait_for(lambda: ctl.get("/v1/status")[1]["workers"][0]["queries"] > 0, 10,
+                 "the worker answered some")
+    finally:
+        server.stop()
