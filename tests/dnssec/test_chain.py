@@ -403,3 +403,27 @@ def test_wildcard_answers_deny_the_next_closer_name_from_the_chain(
         assert not nsec[0].next.to_text().endswith(f"n{i}.wild.gw.test.")  # not RFC 4470's
     assert signer.made <= 4  # the wildcard's TXT and the chain NSECs it needs, once each
     assert handler.stats.paths[CHAIN] == 50
+
+
+def test_a_reload_rebuilds_the_chain_and_new_keys_drop_it(
+        signed: dict[str, SignedZone]) -> None:
+    from pathlib import Path
+
+    text = Path("tests/data/zones/gw.test.yaml").read_text()
+    store = Store({**tpl.ZONES2})
+    mine = {z: signed_zone(z, s.signer.keys) for z, s in signed.items() if z != ORIGIN}
+    path = SignedPath(mine, flood_budget=0)
+    handler = Handler(lambda: store.snapshot, identity="unit", signed=path)
+    before = ask(handler, "nopf.gw.test.")
+    assert "nope.gw.test." not in {r.name.to_text() for r in before.authority}
+    newer = parse_zone(text + "nope:\n  type: A\n  value: 192.0.2.9\n", "gw.test.yaml",
+                       "gw.test.", serial=9)
+    store.replace_zones({**tpl.ZONES2, "gw.test.": newer})
+    after = ask(handler, "nopf.gw.test.")
+    check_nxdomain(after, "nopf.gw.test.", mine["gw.test."])
+    assert "nope.gw.test." in {r.name.to_text() for r in after.authority
+                               if r.rdtype == dns.rdatatype.NSEC}
+    assert path.flood is not None
+    assert path.flood.chains
+    path.replace(mine)
+    assert not path.flood.chains  # new keys: the chains' signatures were the old keys'
