@@ -27,6 +27,11 @@ its owner's first label, a pointer to the closest encloser in the question)
 and its RRSIG, whose owner points back at the NSEC's: one new signature per
 next closer name, as for a negative answer.
 
+In flood denial (``flood``: past the budget of new names a second) the NXDOMAIN
+carries the zone's NSEC chain's proof instead (RFC 4035 section 3.1.3.2), and a
+wildcard answer the chain NSEC covering its next closer name
+(``chained``): no new signature.
+
 Questions it is not sure of return None and take the full path: anything
 ``classify`` does not call NXDOMAIN/NODATA/WILDCARD (data, CNAMEs,
 delegations, names the SOA mentions), wildcard answers with additional data or

@@ -17,6 +17,11 @@ signatures still are, in ``sign.Signer``).  A miss of both whose question
 ``fast.SignedTemplates`` (the SOA or the wildcard's RRset signed once per window,
 one signature per new name), kept like the full path's replies; everything else
 takes the full signed path (parse, resolve, ``answer.signed_answer``, render).
+With ``flood_budget`` set, both paths count a zone's new nonexistent names and,
+past the budget, deny them from the zone's NSEC chain (``flood``, ``chained``):
+then a new first label under a parent already denied so is answered by a
+``chained.ChainPlan`` right after the cache lookups, and counted under the
+``chain`` path of ``dns.stats.PATHS``.
 
 Part of the signer's pure side: no I/O.
 """
