@@ -200,6 +200,24 @@ class Chain:
             return None
         return (i,) if j == i else (i, j)
 
+    def wildcard_nodata(self, key: Key) -> tuple[int, ...] | None:
+        """The NODATA proof of RFC 4035 section 3.1.3.4 for a name a wildcard covers that
+        lacks the type asked: the NSEC covering the name (hence its next closer name,
+        which sorts between the same two owners) and the NSEC at ``*.<closest
+        encloser>``, whose bitmap the caller knows lacks the type; None if the chain
+        holds no such wildcard."""
+        keys = self.keys
+        i = bisect.bisect_right(keys, key) - 1
+        if i < 0 or keys[i] == key:
+            return None
+        owner, following = keys[i], keys[(i + 1) % len(keys)]
+        encloser = max(_common(key, owner), _common(key, following))
+        source = (*key[:encloser], _WILDCARD)
+        j = bisect.bisect_right(keys, source) - 1
+        if j < 0 or keys[j] != source:
+            return None
+        return (i,) if j == i else (i, j)
+
     def signatures(self, i: int, signer: Signer, window: Window) -> tuple[bytes, ...]:
         """The RRSIG records of NSEC ``i`` for ``window`` without their owner (one per key:
         type, class, TTL, RDLENGTH, RDATA), signed on first use in the window."""

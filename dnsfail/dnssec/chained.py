@@ -54,7 +54,7 @@ class Tails:
             proof: tuple[int, ...], qend: int, window: Window, opt: int,
             form: tuple[str, int] = ("", 0)) -> tuple[bytes, int] | None:
         """The tail and the count of records after the template's (``form``: a
-        wildcard's source and qtype, or none for the NXDOMAIN template)."""
+        wildcard's source and qtype; ("", 0) for NXDOMAIN, ("", 1) a wildcard's NODATA)."""
         qlen = qend - HEADER_LEN - 4
         key = (zone.origin, form, proof, qlen, opt)
         found = self.memo.get(key)
@@ -107,6 +107,28 @@ def chained_wildcard(tails: Tails, template: Template, data: bytes, closer: str,
     # the wildcard template's heads count the NSEC and its RRSIGs as 1 + index
     reply = b"".join((data[:2], template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3
                                                | (found[1] - 1) << 2], data[HEADER_LEN:qend],
+                      found[0]))
+    if len(reply) > limit:
+        return None
+    slot = template.slots.get(qtype)
+    if slot is None:
+        slot = template.slots[qtype] = stats.slot(zone.origin, qtype, Rcode.NOERROR)
+    return reply, slot
+
+
+def chained_nodata(tails: Tails, template: Template, data: bytes, qname: str, qend: int,
+                   zone: Zone, signed: SignedZone, chain: Chain, qtype: int, window: Window,
+                   limit: int, opt: int, stats: QueryStats) -> tuple[bytes, int] | None:
+    """NODATA for ``qname``, which a wildcard covers without ``qtype``, from the chain
+    (RFC 4035 section 3.1.3.4), with its counter slot; None as ``chained_nxdomain``."""
+    proof = chain.wildcard_nodata(text_key(qname))
+    if proof is None:
+        return None
+    found = tails.get(zone, signed, chain, template, proof, qend, window, opt, ("", 1))
+    if found is None:
+        return None
+    reply = b"".join((data[:2], template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3
+                                               | found[1] << 2], data[HEADER_LEN:qend],
                       found[0]))
     if len(reply) > limit:
         return None

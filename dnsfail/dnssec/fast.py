@@ -64,7 +64,13 @@ from dnsfail.dnssec.answer import (
     after_subtree,
     types_at,
 )
-from dnsfail.dnssec.chained import ChainPlan, Tails, chained_nxdomain, chained_wildcard
+from dnsfail.dnssec.chained import (
+    ChainPlan,
+    Tails,
+    chained_nodata,
+    chained_nxdomain,
+    chained_wildcard,
+)
 from dnsfail.dnssec.flood import Flood
 from dnsfail.dnssec.records import label_count, name_wire, nsec, type_bitmap
 from dnsfail.dnssec.sign import Window
@@ -166,6 +172,11 @@ class SignedTemplates:
             bitmap = _NXNAME_BITMAP
             rcode = Rcode.NXDOMAIN if co else Rcode.NOERROR
         else:
+            if self.flood is not None and qname not in zone.names:  # a wildcard's NODATA
+                chained = self._chain_nodata(data, qname, qend, zone, signed, qtype, window,
+                                             tcp, facts, co, stats)
+                if chained is not None:
+                    return chained
             bitmap = self._bitmap(types_at(zone, qname))
             rcode = Rcode.NOERROR
         template = self._template(zone, signed, rcode, window)
@@ -250,6 +261,23 @@ class SignedTemplates:
         if slot is None:
             slot = template.slots[qtype] = stats.slot(zone.origin, qtype, Rcode.NOERROR)
         return reply, slot
+
+    def _chain_nodata(self, data: bytes, qname: str, qend: int, zone: Zone,
+                      signed: SignedZone, qtype: int, window: Window, tcp: bool,
+                      facts: tuple[bool, int, bool, bool, bytes], co: bool, stats: QueryStats
+                      ) -> tuple[bytes, int] | None:
+        """A new name a wildcard covers without the type asked: counted as flood demand
+        and, in flood denial, its NODATA from the chain (``chained.chained_nodata``)."""
+        assert self.flood is not None
+        chain = self.flood.new_name(zone)
+        template = self._template(zone, signed, Rcode.NOERROR, window) if chain else None
+        if chain is None or template is None:
+            return None
+        chained = chained_nodata(self.tails, template, data, qname, qend, zone, signed,
+                                 chain, qtype, window, TCP_LIMIT if tcp else facts[1],
+                                 co | facts[3] << 1, stats)
+        self.chained = chained is not None
+        return chained
 
     def _bitmap(self, types: frozenset[int]) -> bytes:
         found = self.bitmaps.get(types)

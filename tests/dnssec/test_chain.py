@@ -15,6 +15,7 @@ import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -427,3 +428,32 @@ def test_a_reload_rebuilds_the_chain_and_new_keys_drop_it(
     assert path.flood.chains
     path.replace(mine)
     assert not path.flood.chains  # new keys: the chains' signatures were the old keys'
+
+
+def test_a_wildcards_nodata_comes_from_the_chain(signed: dict[str, SignedZone]) -> None:
+    """RFC 4035 3.1.3.4: the NSEC at the wildcard (no MX in its bitmap) and the NSEC
+    covering the next closer name, no signature per name."""
+    handler = chained_handler(signed)
+    path = handler.signed
+    assert isinstance(path, SignedPath)
+    for i in range(30):
+        reply = ask(handler, f"x.n{i}.wild.gw.test.", "MX")
+        assert reply.rcode() == dns.rcode.NOERROR
+        assert not reply.answer
+        assert validate(reply, path.zones["gw.test."]) >= 2
+        nsecs = {r.name.to_text(): r for r in reply.authority if r.rdtype == dns.rdatatype.NSEC}
+        at = nsecs["*.wild.gw.test."]
+        _, types = _nsec_types(at)
+        assert "MX" not in types
+        assert "TXT" in types
+        closer = dns.name.from_text(f"n{i}.wild.gw.test.")
+        assert any(covers(r.name, r[0].next, closer) for r in nsecs.values())
+    assert path.zones["gw.test."].signer.made <= 4
+    assert handler.stats.paths[CHAIN] == 30
+
+
+def _nsec_types(rrset: dns.rrset.RRset) -> tuple[str, set[str]]:
+    rd = rrset[0]
+    return rd.next.to_text(), {dns.rdatatype.to_text(t) for w, bits in rd.windows
+                               for k, o in enumerate(bits) for b in range(8)
+                               if o & (0x80 >> b) for t in [w * 256 + k * 8 + b]}

@@ -272,6 +272,23 @@ def test_a_wildcard_answers_next_closer_proof_comes_from_the_chain(
     assert "; fully validated" in out
 
 
+def test_a_wildcards_nodata_from_the_chain_validates(world: dict[str, object]) -> None:
+    server: DnsfailProcess = world["server"]  # type: ignore[assignment]
+    qname = f"x.y.wild.{GOOD}."
+    direct = server.query(qname, "MX", want_dnssec=True)
+    owners = {r.name.to_text() for r in direct.authority if r.rdtype == dns.rdatatype.NSEC}
+    assert owners == {f"*.wild.{GOOD}."}  # at the wildcard, and covering y.wild.flood.test
+    reply = resolve(world["unbound"], qname, "MX")  # type: ignore[arg-type]
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.flags & dns.flags.AD
+    assert not reply.answer
+    assert DELV is not None
+    out = subprocess.run([DELV, "@127.0.0.1", "-p", str(server.port), "-a",
+                          str(world["anchors"]), f"+root={GOOD}", qname, "MX"],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert "; negative response, fully validated" in out
+
+
 @pytest.mark.parametrize(("origin", "qname"), [
     (MOVED, f"nope.{MOVED}."),  # the NSEC no longer covers the name
     (NOWILD, f"nope.{NOWILD}."),  # nothing proves *.nowild.test does not exist
