@@ -60,6 +60,8 @@ DNSKEY_TTL = 3600
 #: Types that exist at every name we answer for in a signed zone.
 _ALWAYS = frozenset({RRType.RRSIG, RRType.NSEC})
 _APEX = frozenset({RRType.DNSKEY, RRType.CDS, RRType.CDNSKEY})
+_CUT = frozenset({RRType.NS, RRType.RRSIG, RRType.NSEC})
+_DS = frozenset({RRType.DS})
 #: The types of a name that does not exist (RFC 9824 section 3).
 NXNAME_TYPES = frozenset({RRType.RRSIG, RRType.NSEC, RRType.NXNAME})
 #: Types answered from the keys at the apex, with or without DO.
@@ -113,6 +115,9 @@ def wildcard_source(zone: Zone, name: str) -> str | None:
 def types_at(zone: Zone, name: str, *, alias: bool = True) -> frozenset[int]:
     """The types that exist at ``name`` (or at the wildcard covering it): the truthful
     NSEC bitmap (RFC 4034 section 4.1.2)."""
+    if name in zone.cuts:  # RFC 4035 2.3: the parent's NS and DS, not the glue at the cut
+        cut = zone.nodes.get(name) or {}
+        return _CUT | (_DS if RRType.DS in cut else frozenset())
     owner = name if name in zone.names else wildcard_source(zone, name) or name
     node = zone.nodes.get(owner)
     types = set(node) if node is not None else set()

@@ -54,7 +54,6 @@ from dnsfail.model import Opaque, RRset, RRType, Zone
 #: stall the answering process for seconds.
 CHAIN_NAME_LIMIT = 5_000
 _RR = struct.Struct("!HHIH")
-_CUT_TYPES = frozenset({RRType.NS, RRType.RRSIG, RRType.NSEC})
 _DYNAMIC_TYPES = (RRType.A, RRType.AAAA)
 _WILDCARD = "*"
 #: ``Chain.sources`` entries kept (emptied when full): one per gap and encloser depth met.
@@ -108,10 +107,8 @@ def owners(zone: Zone) -> Iterable[str]:
 
 
 def chain_types(zone: Zone, name: str) -> frozenset[int]:
-    """The NSEC type bitmap's types at an owner of the chain."""
-    if name in zone.cuts:
-        node = zone.nodes.get(name) or {}
-        return _CUT_TYPES | ({RRType.DS} if RRType.DS in node else frozenset())
+    """The NSEC type bitmap's types at an owner of the chain (``answer.types_at``: at a
+    delegation point NS, DS if any, RRSIG, NSEC)."""
     return types_at(zone, name)
 
 

@@ -73,8 +73,10 @@ ns.sec:
   type: A
   value: 192.0.2.61
 open:
-  type: NS
-  values: [ns.elsewhere.example.]
+- type: NS
+  values: [ns.open.c.test.]
+- type: A
+  value: 192.0.2.62
 """
 
 
@@ -151,6 +153,19 @@ def test_the_nxdomain_proof(zone: object, qname: str, proof: list[str]) -> None:
     found = chain.proof(canonical_key(name_wire(qname)))
     assert found is not None
     assert [dns.name.from_wire(chain.wires[i], 0)[0].to_text() for i in found] == proof
+
+
+def test_a_compact_referral_lists_no_glue_at_the_cut(zone: object,
+                                                     signed: dict[str, SignedZone]) -> None:
+    """RFC 4035 2.3: the insecure delegation's NSEC (compact denial, budget off) and the
+    DS NODATA at it list NS, RRSIG and NSEC, not the A the parent holds as glue."""
+    store = Store({ORIGIN: zone})  # type: ignore[dict-item]
+    handler = Handler(lambda: store.snapshot, identity="unit",
+                      signed=SignedPath({ORIGIN: signed[ORIGIN]}))
+    for rdtype in ("A", "DS"):
+        reply = ask(handler, "www.open.c.test." if rdtype == "A" else "open.c.test.", rdtype)
+        (nsec,) = [r for r in reply.authority if r.rdtype == dns.rdatatype.NSEC]
+        assert _nsec_types(nsec)[1] == {"NS", "RRSIG", "NSEC"}
 
 
 def test_no_proof_for_a_name_that_exists_or_a_covering_wildcard(zone: object) -> None:
