@@ -79,6 +79,19 @@ def _webhook(text: str) -> object:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _flood_budget(text: str) -> int | None:
+    """``--dnssec-flood-budget``: a count of new names per second, or ``off``."""
+    if text == "off":
+        return None
+    try:
+        budget = int(text)
+    except ValueError:
+        budget = -1
+    if budget < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of names >= 0 nor 'off'")
+    return budget
+
+
 def _kinds(text: str) -> frozenset[str]:
     from dnsfail.events.payload import parse_kinds
 
@@ -177,6 +190,11 @@ def _serve_parser(sub: Subparsers) -> None:
     cluster_options.add_options(serve)
     serve.add_argument("--dnssec-keys", metavar="DIR",
                        help="sign every zone with a key in DIR (dnsfail dnssec keygen)")
+    serve.add_argument("--dnssec-flood-budget", type=_flood_budget, default=1000,
+                       metavar="N|off",
+                       help="new nonexistent names per second per zone and process past which "
+                            "a signed zone denies them from its NSEC chain, not compact "
+                            "denial (default 1000; 0: always the chain; off: never)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"],
@@ -316,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.webhook_events is not None else args.webhook,
         cluster=cluster,
         dnssec_keys=args.dnssec_keys,
+        dnssec_flood_budget=args.dnssec_flood_budget,
     )
     if args.identity:
         settings.identity = args.identity

@@ -60,7 +60,6 @@ from dnsfail.dns.stats import (
     KEYED,
     PLAN,
     SAMPLE_EVERY,
-    SIGNED,
     SPLICE,
     TEMPLATE,
     QueryStats,
@@ -85,7 +84,10 @@ class Respond(Protocol):
 
 class SignedPath(Protocol):
     """The DNSSEC path (``dnsfail.dnssec.path``): the reply to a query of a signed zone
-    that needs it (DO set, a key type), or None to take the usual paths."""
+    that needs it (DO set, a key type), or None to take the usual paths; ``path`` is the
+    ``dns.stats.PATHS`` index the last reply is counted under."""
+
+    path: int
 
     def __call__(self, handler: Handler, data: bytes, tcp: bool, snap: Snapshot,
                  scanned: tuple[bytes, int] | None, client: str) -> bytes | None: ...
@@ -197,7 +199,7 @@ class Handler:
             if self.signed is not None:
                 signed = self.signed(self, data, tcp, snap, scanned, client)
                 if signed is not None:
-                    self._paths[SIGNED] += 1
+                    self._paths[self.signed.path] += 1
                     return signed
             if scanned is not None:
                 quick = self._quick(data, tcp, snap, scanned, tail)

@@ -41,9 +41,10 @@ Key = tuple[str, str, str]
 #: first label under a parent whose query bytes repeat (``dns.template.Plan``, no scan);
 #: ``fold``: a known question in a new letter case or ECS network (``replycache.Fold``, no
 #: scan); ``full``: parse, decide and render (messages dropped unanswered included);
-#: ``signed``: the DNSSEC path.
-PATHS = ("keyed", "splice", "template", "plan", "fold", "full", "signed")
-KEYED, SPLICE, TEMPLATE, PLAN, FOLD, FULL, SIGNED = range(len(PATHS))
+#: ``signed``: the DNSSEC path; ``chain``: the DNSSEC path's NXDOMAIN from a zone's NSEC
+#: chain (flood denial, ``dnssec.flood``).
+PATHS = ("keyed", "splice", "template", "plan", "fold", "full", "signed", "chain")
+KEYED, SPLICE, TEMPLATE, PLAN, FOLD, FULL, SIGNED, CHAIN = range(len(PATHS))
 
 
 def qtype_label(qtype: int) -> str:

@@ -38,6 +38,7 @@ Pure: the signatures come from ``sign.Signer``, itself pure but for its clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dnsfail.dnssec.keys import Key
@@ -59,6 +60,8 @@ DNSKEY_TTL = 3600
 #: Types that exist at every name we answer for in a signed zone.
 _ALWAYS = frozenset({RRType.RRSIG, RRType.NSEC})
 _APEX = frozenset({RRType.DNSKEY, RRType.CDS, RRType.CDNSKEY})
+_CUT = frozenset({RRType.NS, RRType.RRSIG, RRType.NSEC})
+_DS = frozenset({RRType.DS})
 #: The types of a name that does not exist (RFC 9824 section 3).
 NXNAME_TYPES = frozenset({RRType.RRSIG, RRType.NSEC, RRType.NXNAME})
 #: Types answered from the keys at the apex, with or without DO.
@@ -112,6 +115,9 @@ def wildcard_source(zone: Zone, name: str) -> str | None:
 def types_at(zone: Zone, name: str, *, alias: bool = True) -> frozenset[int]:
     """The types that exist at ``name`` (or at the wildcard covering it): the truthful
     NSEC bitmap (RFC 4034 section 4.1.2)."""
+    if name in zone.cuts:  # RFC 4035 2.3: the parent's NS and DS, not the glue at the cut
+        cut = zone.nodes.get(name) or {}
+        return _CUT | (_DS if RRType.DS in cut else frozenset())
     owner = name if name in zone.names else wildcard_source(zone, name) or name
     node = zone.nodes.get(owner)
     types = set(node) if node is not None else set()
@@ -212,9 +218,15 @@ def key_answer(signed: SignedZone, qtype: int, do: bool, window: Window) -> Mess
     return Message(Rcode.NOERROR, True, answer)
 
 
+#: Flood denial's NXDOMAIN proof for a name from the zone's NSEC chain (its NSECs and
+#: RRSIGs, ``chain.Chain.proof_rrsets``), or None for compact denial (``flood``).
+Denial = Callable[[str], "tuple[RRset, ...] | None"]
+
+
 def signed_answer(signed: SignedZone, zone: Zone, qname: str, qtype: int, message: Message,
-                  co: bool, window: Window) -> Message:
-    """``message`` (the resolver's answer to qname/qtype) with signatures and denial."""
+                  co: bool, window: Window, denial: Denial | None = None) -> Message:
+    """``message`` (the resolver's answer to qname/qtype) with signatures and denial;
+    ``denial`` asked first for a name that does not exist."""
     if message.rcode not in (Rcode.NOERROR, Rcode.NXDOMAIN):
         return message
     sign = signed.signer.sign
@@ -243,20 +255,26 @@ def signed_answer(signed: SignedZone, zone: Zone, qname: str, qtype: int, messag
                        message.client_dependent)
     if message.authority:  # negative: the SOA, then the compact NSEC
         final = _final_name(qname, message.answer)
-        if rcode == Rcode.NXDOMAIN:
-            proof = nsec_at(final, NXNAME_TYPES, ttl)
-            rcode = Rcode.NXDOMAIN if co else Rcode.NOERROR
-        else:
-            proof = nsec_at(final, types_at(zone, final), ttl)
-        if qtype == RRType.NSEC and final == qname and rcode == Rcode.NOERROR:
+        # flood denial: RFC 4035 3.1.3.2 from the zone's NSEC chain, rcode NXDOMAIN
+        chained = denial(final) if denial is not None and rcode == Rcode.NXDOMAIN else None
+        proofs: tuple[RRset, ...] = chained or ()
+        if chained is None:
+            if rcode == Rcode.NXDOMAIN:
+                proof = nsec_at(final, NXNAME_TYPES, ttl)
+                rcode = Rcode.NXDOMAIN if co else Rcode.NOERROR
+            else:
+                proof = nsec_at(final, types_at(zone, final), ttl)
+            proofs = (proof, sign(proof, window))
+        if chained is None and qtype == RRType.NSEC and final == qname \
+                and rcode == Rcode.NOERROR:
             # The NSEC at the name is the answer to a question for it, also for a name
             # that does not exist (without CO the lie says it does): in AUTHORITY its
             # bitmap, listing NSEC, would contradict the NODATA it is meant to prove.
-            answer += (proof, sign(proof, window))
+            answer += proofs
         else:
             for rrset in message.authority:
                 authority += (rrset, sign(rrset, window))
-            authority += (proof, sign(proof, window))
+            authority += proofs
     additional: list[RRset] = []
     for rrset in message.additional:
         additional += (rrset, sign(rrset, window, wildcard_source(zone, rrset.name)))

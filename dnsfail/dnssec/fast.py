@@ -27,6 +27,11 @@ its owner's first label, a pointer to the closest encloser in the question)
 and its RRSIG, whose owner points back at the NSEC's: one new signature per
 next closer name, as for a negative answer.
 
+In flood denial (``flood``: past the budget of new names a second) the NXDOMAIN
+carries the zone's NSEC chain's proof instead (RFC 4035 section 3.1.3.2), and a
+wildcard answer the chain NSEC covering its next closer name
+(``chained``): no new signature.
+
 Questions it is not sure of return None and take the full path: anything
 ``classify`` does not call NXDOMAIN/NODATA/WILDCARD (data, CNAMEs,
 delegations, names the SOA mentions), wildcard answers with additional data or
@@ -59,6 +64,14 @@ from dnsfail.dnssec.answer import (
     after_subtree,
     types_at,
 )
+from dnsfail.dnssec.chained import (
+    ChainPlan,
+    Tails,
+    chained_nodata,
+    chained_nxdomain,
+    chained_wildcard,
+)
+from dnsfail.dnssec.flood import Flood
 from dnsfail.dnssec.records import label_count, name_wire, nsec, type_bitmap
 from dnsfail.dnssec.sign import Window
 from dnsfail.model import Message, Rcode, RRType, Zone
@@ -87,11 +100,19 @@ _POINTER_LIMIT = 0x4000
 class SignedTemplates:
     """One snapshot's and window's negative-answer templates, for the signed zones."""
 
-    __slots__ = ("bitmaps", "forms", "indexes", "nsid", "opts", "wildcards", "zones")
+    __slots__ = ("bitmaps", "chained", "flood", "forms", "indexes", "nsid", "opts", "plans",
+                 "tails", "wildcards", "zones")
 
-    def __init__(self, zones: Mapping[str, SignedZone], nsid: bytes) -> None:
+    def __init__(self, zones: Mapping[str, SignedZone], nsid: bytes,
+                 flood: Flood | None = None) -> None:
         self.zones = zones
         self.nsid = nsid
+        #: Flood denial's meters and chains (``flood``), None when it is off.
+        self.flood = flood
+        #: Whether the last reply ``answer`` gave came from a zone's NSEC chain.
+        self.chained = False
+        #: ``chained.ChainPlan``s by the scanned key after its first label and CO marker.
+        self.plans: dict[bytes, ChainPlan] = {}
         self.indexes: dict[str, ZoneIndex] = {}
         self.forms: dict[tuple[str, int, Window], Template] = {}
         #: Wildcard answers by (source, qtype, window); None for one the full path makes.
@@ -105,6 +126,8 @@ class SignedTemplates:
             + ((len(nsid_option).to_bytes(2, "big") + nsid_option) if i >> 1 and nsid
                else b"\x00\x00")
             for i in range(4))
+        #: Chain replies' records after the question (``chained.Tails``).
+        self.tails = Tails(self.opts)
 
     def answer(self, data: bytes, key: bytes, qend: int, zones: Mapping[str, Zone], tcp: bool,
                facts: tuple[bool, int, bool, bool, bytes],
@@ -134,9 +157,26 @@ class SignedTemplates:
             return self._wildcard(data, qname, qlen, qend, zones, zone, signed, shape[1],
                                   qtype, window, tcp, facts, co, stats)
         if shape[0] == NXDOMAIN:
+            chain = self.flood.new_name(zone) if self.flood is not None else None
+            template = self._template(zone, signed, Rcode.NXDOMAIN, window) if chain else None
+            if chain is not None and template is not None:
+                limit, opt = TCP_LIMIT if tcp else facts[1], co | facts[3] << 1
+                chained = chained_nxdomain(self.tails, template, data, qname, qend, zone,
+                                           signed, chain, qtype, window, limit, opt, stats)
+                if chained is not None:
+                    self.chained = True
+                    ChainPlan.remember(self.plans, key, co, self.tails, self.flood, zone,
+                                       signed, chain, template, qname, window, limit, opt,
+                                       chained[1], self.indexes[zone.origin].stops)
+                    return chained
             bitmap = _NXNAME_BITMAP
             rcode = Rcode.NXDOMAIN if co else Rcode.NOERROR
         else:
+            if self.flood is not None and qname not in zone.names:  # a wildcard's NODATA
+                chained = self._chain_nodata(data, qname, qend, zone, signed, qtype, window,
+                                             tcp, facts, co, stats)
+                if chained is not None:
+                    return chained
             bitmap = self._bitmap(types_at(zone, qname))
             rcode = Rcode.NOERROR
         template = self._template(zone, signed, rcode, window)
@@ -148,7 +188,7 @@ class SignedTemplates:
         sigs = signed.signer.sign_wire(wire_name, qname.count("."), RRType.NSEC, ttl, rdata,
                                        window)
         parts = [data[:2], template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3
-                                          | len(sigs) << 2],
+                                          | (1 + len(sigs)) << 2],
                  data[HEADER_LEN:qend], template.body(qlen), nsec]
         for sig in sigs:
             parts += (b"\xc0\x0c" + _RR.pack(RRType.RRSIG, 1, ttl, len(sig)), sig)
@@ -187,6 +227,15 @@ class SignedTemplates:
         first = qname[: len(qname) - len(encloser) - 1]
         first = first[first.rfind(".") + 1 :]
         closer = f"{first}.{encloser}"
+        chain = self.flood.new_name(zone) if self.flood is not None else None
+        if chain is not None:
+            chained = chained_wildcard(self.tails, template, data, closer, qend, zone, signed,
+                                       chain, source, qtype, window,
+                                       TCP_LIMIT if tcp else facts[1], co | facts[3] << 1,
+                                       stats)
+            if chained is not None:
+                self.chained = True
+                return chained
         before = _predecessor_label(first, len(name_wire(closer)) < 255)
         owner, ttl = f"{before}.{encloser}", zone.negative_ttl
         rdata = nsec(after_subtree(closer), _EXISTING)
@@ -213,6 +262,23 @@ class SignedTemplates:
             slot = template.slots[qtype] = stats.slot(zone.origin, qtype, Rcode.NOERROR)
         return reply, slot
 
+    def _chain_nodata(self, data: bytes, qname: str, qend: int, zone: Zone,
+                      signed: SignedZone, qtype: int, window: Window, tcp: bool,
+                      facts: tuple[bool, int, bool, bool, bytes], co: bool, stats: QueryStats
+                      ) -> tuple[bytes, int] | None:
+        """A new name a wildcard covers without the type asked: counted as flood demand
+        and, in flood denial, its NODATA from the chain (``chained.chained_nodata``)."""
+        assert self.flood is not None
+        chain = self.flood.new_name(zone)
+        template = self._template(zone, signed, Rcode.NOERROR, window) if chain else None
+        if chain is None or template is None:
+            return None
+        chained = chained_nodata(self.tails, template, data, qname, qend, zone, signed,
+                                 chain, qtype, window, TCP_LIMIT if tcp else facts[1],
+                                 co | facts[3] << 1, stats)
+        self.chained = chained is not None
+        return chained
+
     def _bitmap(self, types: frozenset[int]) -> bytes:
         found = self.bitmaps.get(types)
         if found is None:
@@ -224,7 +290,8 @@ class SignedTemplates:
     def _template(self, zone: Zone, signed: SignedZone, rcode: Rcode, window: Window
                   ) -> Template | None:
         """The SOA and its RRSIG after a model question, with header variants for the
-        NSEC and its RRSIGs added to the authority count."""
+        records after them added to the authority count: ``heads[RD | CD >> 3 | n << 2]``
+        for n records, up to two NSECs with their RRSIGs (a chain's NXDOMAIN proof)."""
         form_key = (zone.origin, int(rcode), window)
         template = self.forms.get(form_key)
         if template is None:
@@ -234,12 +301,12 @@ class SignedTemplates:
             message = Message(rcode, True, authority=(soa, signed.signer.sign(soa, window)))
             template = Template(message, zone.origin, RRType.SOA, 0)
             # heads[RD | CD >> 3 | EDNS << 2] holds the unsigned counts; ours are indexed
-            # by RD | CD >> 3 | keys << 2, all with EDNS (one OPT record)
+            # by RD | CD >> 3 | records << 2, all with EDNS (one OPT record)
             nscount = template.heads[4][6] << 8 | template.heads[4][7]
             keys = len(signed.signer.keys)
             template.heads = tuple(
-                head[:6] + (nscount + 1 + (i >> 2)).to_bytes(2, "big") + head[8:]
-                for i in range(4 * (keys + 1))
+                head[:6] + (nscount + (i >> 2)).to_bytes(2, "big") + head[8:]
+                for i in range(4 * (2 * (keys + 1) + 1))
                 for head in (template.heads[4 | (i & 3)],))
             self.forms[form_key] = template
         return template

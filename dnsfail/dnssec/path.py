@@ -17,6 +17,11 @@ signatures still are, in ``sign.Signer``).  A miss of both whose question
 ``fast.SignedTemplates`` (the SOA or the wildcard's RRset signed once per window,
 one signature per new name), kept like the full path's replies; everything else
 takes the full signed path (parse, resolve, ``answer.signed_answer``, render).
+With ``flood_budget`` set, both paths count a zone's new nonexistent names and,
+past the budget, deny them from the zone's NSEC chain (``flood``, ``chained``):
+then a new first label under a parent already denied so is answered by a
+``chained.ChainPlan`` right after the cache lookups, and counted under the
+``chain`` path of ``dns.stats.PATHS``.
 
 Part of the signer's pure side: no I/O.
 """
@@ -31,11 +36,13 @@ from dnsfail.dns.handler import Handler
 from dnsfail.dns.query import HEADER_LEN, TCP_LIMIT, Query, parse_query, question_end
 from dnsfail.dns.replycache import EXACT_QUERY_LIMIT, key_edns
 from dnsfail.dns.resolver import zone_for
-from dnsfail.dnssec.answer import KEY_TYPES, SignedZone, key_answer, signed_answer
+from dnsfail.dns.stats import CHAIN, SIGNED
+from dnsfail.dnssec.answer import KEY_TYPES, Denial, SignedZone, key_answer, signed_answer
 from dnsfail.dnssec.fast import SignedTemplates
+from dnsfail.dnssec.flood import Flood
 from dnsfail.dnssec.sign import window_at
 from dnsfail.errors import WireError
-from dnsfail.model import Message, Rcode, RRClass, RRType
+from dnsfail.model import Message, Rcode, RRClass, RRset, RRType
 from dnsfail.state import Snapshot
 
 #: Signed replies kept per generation (two generations, as ``dns.replycache``), for the
@@ -49,13 +56,19 @@ class SignedPath:
     """The signed zones by origin, and the signed replies of the current snapshot."""
 
     def __init__(self, zones: Mapping[str, SignedZone],
-                 clock: Callable[[], float] = time.time, *, fast: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, *, fast: bool = True,
+                 flood_budget: int | None = None) -> None:
         self.zones = dict(zones)
         self.clock = clock
         #: Whether negative answers come from ``fast.SignedTemplates`` (False: the full
         #: path only, what the tests and the bench compare it with).
         self.fast = fast
-        self._templates = SignedTemplates(self.zones, b"")
+        #: Flood denial (``flood``): new nonexistent names per second per zone past which
+        #: they are denied from the zone's NSEC chain; None: compact denial always.
+        self.flood = Flood(flood_budget, clock) if flood_budget is not None else None
+        #: The ``dns.stats.PATHS`` index of the last reply given (``chain``: from a chain).
+        self.path = SIGNED
+        self._templates = SignedTemplates(self.zones, b"", self.flood)
         self._snap: Snapshot | None = None
         self._window = (0, 0)
         #: A UDP query's bytes after its ID -> its finished reply but for the ID, as the
@@ -70,11 +83,14 @@ class SignedPath:
         self.zones = dict(zones)
         self._snap = None
         self._exact, self._replies, self._previous = {}, {}, {}
-        self._templates = SignedTemplates(self.zones, b"")
+        if self.flood is not None:
+            self.flood.reset()
+        self._templates = SignedTemplates(self.zones, b"", self.flood)
 
     def __call__(self, handler: Handler, data: bytes, tcp: bool, snap: Snapshot,
                  scanned: tuple[bytes, int] | None, client: str) -> bytes | None:
         cache_key = None
+        self.path = SIGNED
         if scanned is not None:
             key, qend = scanned
             qtype = data[qend - 4] << 8 | data[qend - 3]
@@ -85,7 +101,8 @@ class SignedPath:
             if self._snap is not snap or self._window != window:
                 self._snap, self._window = snap, window
                 self._exact, self._replies, self._previous = {}, {}, {}
-                self._templates = SignedTemplates(self.zones, handler.identity.encode()[:512])
+                self._templates = SignedTemplates(self.zones, handler.identity.encode()[:512],
+                                                  self.flood)
             if not tcp:
                 exact = self._exact.get(data[2:])
                 if exact is not None:
@@ -101,6 +118,15 @@ class SignedPath:
                 reply = wire.personalize(hit[0], data, qend)
                 self._remember_exact(data, reply, hit[1], tcp)
                 return reply
+            plans = self._templates.plans
+            if plans:
+                plan = plans.get(cache_key[key[0] + 1 :])
+                planned = plan.answer(data, key, qend) if plan is not None else None
+                if planned is not None and plan is not None:
+                    handler.stats.counts[plan.slot] += 1
+                    handler.slot = plan.slot
+                    self.path = CHAIN
+                    return planned
             if self.fast and facts[2]:
                 shaped = self._shaped(handler, data, tcp, snap, key, qend, facts, cache_key)
                 if shaped is not None:
@@ -119,7 +145,13 @@ class SignedPath:
             return None
         window = signed.signer.window()
         co = edns is not None and edns.do and edns.co
-        message = self.message(handler, snap, query, client, signed, do, co, window)
+        flood = self.flood
+        denial = None
+        if flood is not None:
+            def denial(name: str) -> tuple[RRset, ...] | None:
+                chain = flood.new_name(zone)
+                return chain.proof_rrsets(name, signed.signer, window) if chain else None
+        message = self.message(handler, snap, query, client, signed, do, co, window, denial)
         slot = handler.stats.slot(zone.origin, query.qtype, message.rcode)
         handler.stats.counts[slot] += 1
         handler.slot = slot
@@ -144,11 +176,13 @@ class SignedPath:
         templates = self._templates
         nsid = handler.identity.encode()[:512]
         if templates.nsid != nsid:
-            templates = self._templates = SignedTemplates(self.zones, nsid)
+            templates = self._templates = SignedTemplates(self.zones, nsid, self.flood)
+        templates.chained = False
         shaped = templates.answer(data, key, qend, snap.zones, tcp, facts,
                                   cache_key[-1] == 0x4F, handler.stats)  # "O": CO set
         if shaped is None:
             return None
+        self.path = CHAIN if templates.chained else SIGNED
         reply, slot = shaped
         handler.stats.counts[slot] += 1
         handler.slot = slot
@@ -167,7 +201,8 @@ class SignedPath:
 
     @staticmethod
     def message(handler: Handler, snap: Snapshot, query: Query, client: str,
-                signed: SignedZone, do: bool, co: bool, window: tuple[int, int]) -> Message:
+                signed: SignedZone, do: bool, co: bool, window: tuple[int, int],
+                denial: Denial | None = None) -> Message:
         """The signed decision: keys at the apex, FORMERR for NXNAME, the signatures of a
         name's static RRsets for RRSIG, else the resolver's answer signed."""
         if query.qtype == RRType.NXNAME:
@@ -183,7 +218,8 @@ class SignedPath:
         message = handler.answer(snap, query, client)
         if not do:
             return message
-        return signed_answer(signed, zone, query.qname, query.qtype, message, co, window)
+        return signed_answer(signed, zone, query.qname, query.qtype, message, co, window,
+                             denial)
 
 
 def finish(reply: bytes, data: bytes) -> bytes:

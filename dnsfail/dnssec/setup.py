@@ -19,10 +19,12 @@ from dnsfail.dnssec.keys import Key, load_keys
 from dnsfail.dnssec.path import SignedPath
 
 
-def load_signed(directory: str) -> SignedPath:
-    """The signed path for the keys in ``directory``; KeyFileError if any is unusable."""
+def load_signed(directory: str, flood_budget: int | None = None) -> SignedPath:
+    """The signed path for the keys in ``directory``; KeyFileError if any is unusable.
+    ``flood_budget``: flood denial's (``flood``), None for compact denial always."""
     keys = load_keys(directory)
-    return SignedPath({zone: signed_zone(zone, found) for zone, found in keys.items()})
+    return SignedPath({zone: signed_zone(zone, found) for zone, found in keys.items()},
+                      flood_budget=flood_budget)
 
 
 def _identity(keys: tuple[Key, ...]) -> tuple[tuple[int, int, bytes], ...]:

@@ -137,6 +137,8 @@ class Settings:
     cluster: ClusterSettings | None = None
     #: Directory of DNSSEC keys (``dnssec.keys``); every zone with a key there is signed.
     dnssec_keys: str | None = None
+    #: ``--dnssec-flood-budget`` (``dnssec.flood``, whose DEFAULT_BUDGET this is); None: off.
+    dnssec_flood_budget: int | None = 1000
 
 
 def describe_server(daemon: Daemon) -> dict[str, Any]:
@@ -331,10 +333,10 @@ class Daemon(Telling):
         self.workers = Workers(s.workers - 1, sockets, WorkerSettings(
             s.identity, s.version, s.geoip, s.tcp_idle_timeout, s.tcp_max_connections,
             s.log_level, s.log_format, uvloop=_uvloop_running(),
-            cookies=self.stages.cookies is not None and s.cookies,
-            udp_size_cap_without_cookie=s.udp_size_cap_without_cookie, dnssec_keys=s.dnssec_keys,
-            tcp_max_per_source=s.tcp_max_per_source, rrl=s.rrl, rrl_fd=self.stages.rrl_fd),
-            self.stages.secrets, self.limits.shares)
+            cookies=self.stages.cookies is not None and s.cookies, dnssec_keys=s.dnssec_keys,
+            udp_size_cap_without_cookie=s.udp_size_cap_without_cookie,
+            tcp_max_per_source=s.tcp_max_per_source, rrl=s.rrl, rrl_fd=self.stages.rrl_fd,
+            dnssec_flood_budget=s.dnssec_flood_budget), self.stages.secrets, self.limits.shares)
         store.subscribers.append(self.workers.publish)
         await self.workers.start(store.snapshot)
 
@@ -457,7 +459,8 @@ class AnswerStages:
         self.secrets, self.cookies = await asyncio.to_thread(cookie_stage, s)
         if s.rrl is not None:
             self.limiter = open_limiter(s.rrl, stats, snapshot)
-        self.signed = await asyncio.to_thread(open_signed, s.dnssec_keys, list(snapshot().zones))
+        self.signed = await asyncio.to_thread(open_signed, s.dnssec_keys, list(snapshot().zones),
+                                              s.dnssec_flood_budget)
         if daemon is not None:
             reload_keys_too(daemon, s.dnssec_keys)
         return stages(self.cookies, self.limiter)

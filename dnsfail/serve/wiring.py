@@ -102,14 +102,16 @@ def answer_path(
     return AnswerPath(handler, locator, stats)
 
 
-def open_signed(directory: str | None, zones: Sequence[str]) -> SignedPath | None:
+def open_signed(directory: str | None, zones: Sequence[str], flood_budget: int | None = None
+                ) -> SignedPath | None:
     """The signed path for the keys in ``directory`` (KeyFileError if unusable), or None;
-    keys of zones not in ``zones`` are logged and ignored."""
+    keys of zones not in ``zones`` are logged and ignored.  ``flood_budget``: flood
+    denial's budget (``dnssec.flood``), None for compact denial always."""
     if directory is None:
         return None
     from dnsfail.dnssec.setup import key_tags, load_signed
 
-    signed = load_signed(directory)
+    signed = load_signed(directory, flood_budget)
     _log_keys(directory, key_tags(signed), zones)
     return signed
 

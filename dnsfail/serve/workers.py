@@ -222,6 +222,8 @@ class WorkerSettings:
     rrl_fd: int | None = None
     #: The DNSSEC key directory (``dnssec.keys``), read again by each worker.
     dnssec_keys: str | None = None
+    #: ``--dnssec-flood-budget`` (``dnssec.flood``); None: off.
+    dnssec_flood_budget: int | None = 1000
 
 
 @dataclass
@@ -506,7 +508,8 @@ async def _serve(spec: dict[str, Any]) -> None:
     answers = answer_path(lambda: mirror.snapshot, open_locator(spec["geoip"]),
                           identity=spec["identity"], version=spec["version"], stats=stats,
                           after=stages(cookies, limiter),
-                          signed=open_signed(spec.get("dnssec_keys"), first.order))
+                          signed=open_signed(spec.get("dnssec_keys"), first.order,
+                                             spec.get("dnssec_flood_budget")))
     handler, locator, stats = answers.handler, answers.locator, answers.stats
     limits = TcpLimits(spec["tcp_idle_timeout"], spec["tcp_max_connections"],
                        spec["tcp_max_per_source"])

@@ -2,6 +2,7 @@
 
     python tests/bench/dnssec_bench.py [--seconds 10] [--rounds 3] [--flood 400000]
         [--ports 15510] [--before DIR] [--workers 1|N|auto] [--rows flood,static,...]
+        [--compact]
 
 Starts, each with one answering process: dnsfail without keys, dnsfail with
 ``--dnssec-keys`` (a key made here by ``dnsfail dnssec keygen``), and ``knotd``
@@ -15,8 +16,11 @@ nonexistent names, each sent once (``-n 1``).  Server order rotates each round;
 medians are printed as Markdown.  ``--ports BASE`` moves the servers to BASE..BASE+3
 and the sites to BASE+9; ``--before DIR`` adds "dnsfail signed (before)", the signed
 server run from another checkout (``git archive`` of an older commit), for before/after
-figures in the same run.  ``--workers auto`` is the fair comparison on a machine of
-several cores: every dnsfail runs ``--workers auto`` (one answering process per core) and
+figures in the same run; ``--compact`` adds "dnsfail signed compact", the signed server with
+``--dnssec-flood-budget off`` (compact denial for every new name), at BASE+4, beside the
+default budget's (the flood's first second compact, then the NSEC chain: the flood row
+says which denial each got, by its rcodes).  ``--workers auto`` is the fair comparison on a
+machine of several cores: every dnsfail runs ``--workers auto`` (one answering process per core) and
 Knot its default threads (one UDP worker per core), where the default ``1`` pins each to
 one.  Each row also gives the servers' CPU time per answered query (user + system of the
 server's processes and threads, from /proc/PID/stat, over the dnsperf run divided by the
@@ -48,7 +52,7 @@ ZONE = "bench.example.com"
 SITES = ("127.0.0.71", "127.0.0.72", "127.0.0.73")
 SITE_PORT = 15590
 PORTS = {"dnsfail": 15510, "dnsfail signed": 15511, "knot onlinesign": 15512,
-         "dnsfail signed (before)": 15513}
+         "dnsfail signed (before)": 15513, "dnsfail signed compact": 15514}
 KNOT_ZONE = f"""\
 $ORIGIN {ZONE}.
 $TTL 300
@@ -96,7 +100,8 @@ ROWS = {"static": f"static.{ZONE} A", "fo (dynamic)": f"fo.{ZONE} A",
         "wildcard": f"x.wild.{ZONE} A"}
 
 
-def servers(work: Path, before: Path | None = None, workers: str = "1") -> dict[str, Server]:
+def servers(work: Path, before: Path | None = None, workers: str = "1",
+            compact: bool = False) -> dict[str, Server]:
     zones = work / "zones"
     zones.mkdir()
     text = (ROOT / "tests" / "bench" / "peers" / "dnsfail" / f"{ZONE}.yaml").read_text()
@@ -124,6 +129,11 @@ def servers(work: Path, before: Path | None = None, workers: str = "1") -> dict[
         out["dnsfail signed (before)"] = Server("dnsfail signed (before)", [
             "env", f"PYTHONPATH={before}", *base, "--listen", f"127.0.0.1:{port}",
             "--dnssec-keys", str(keys)], port, work, cwd=before)
+    if compact:  # flood denial off: every new name signed (what --dnssec-flood-budget saves)
+        port = PORTS["dnsfail signed compact"]
+        out["dnsfail signed compact"] = Server("dnsfail signed compact", [
+            *base, "--listen", f"127.0.0.1:{port}", "--dnssec-keys", str(keys),
+            "--dnssec-flood-budget", "off"], port, work, cwd=ROOT)
     if shutil.which("knotd"):
         out["knot onlinesign"] = Server("knot onlinesign", [
             "knotd", "-c", str(knot / "knot.conf")], PORTS["knot onlinesign"], knot)
@@ -154,6 +164,17 @@ def run_dnsperf(port: int, datafile: Path, seconds: float, once: bool
         perf.sent - perf.lost
 
 
+def denial(note: str) -> str:
+    """The rcode counts of a flood run as shares: "NXDOMAIN 97%, NOERROR 3%"."""
+    counts = {}
+    for part in note.split(";")[0].split(","):
+        fields = part.split()
+        if len(fields) == 2 and fields[1].isdigit():
+            counts[fields[0]] = int(fields[1])
+    total = sum(counts.values()) or 1
+    return ", ".join(f"{code} {n / total:.0%}" for code, n in counts.items())
+
+
 def _lines(path: Path) -> int:
     return sum(1 for _ in path.open())
 
@@ -169,6 +190,9 @@ def main() -> int:
     parser.add_argument("--before", type=Path, help="a checkout to run as the signed 'before'")
     parser.add_argument("--workers", default="1",
                         help="dnsfail --workers (auto: one per core, and Knot's default threads)")
+    parser.add_argument("--compact", action="store_true",
+                        help="add dnsfail signed with --dnssec-flood-budget off (compact "
+                             "denial for every name), beside the default budget's")
     parser.add_argument("--rows", default="",
                         help="comma-separated first words of the rows to run (default all)")
     args = parser.parse_args()
@@ -185,7 +209,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dnssec-bench-") as tmp, \
             Sites(SITES, SITE_PORT), contextlib.ExitStack() as stack:
         work = Path(tmp)
-        running = servers(work, args.before, args.workers)
+        running = servers(work, args.before, args.workers, args.compact)
         for server in running.values():
             server.start(f"static.{ZONE}")
             stack.callback(server.stop)
@@ -237,6 +261,11 @@ def main() -> int:
         print(f"| {row} | " + " | ".join(f"{med[n]:.1f}" for n in names) + f" | {vs} |")
     for (row, name), note in sorted(notes.items()):
         print(f"<!-- {row} / {name}: {note} -->")
+    if "nonexistent flood" in wanted:
+        print("\nDenial the flood got (last round; NXDOMAIN from dnsfail signed is its NSEC "
+              "chain, NOERROR compact denial, RFC 9824):\n")
+        for name in names:
+            print(f"- {name}: {denial(notes[('nonexistent flood', name)])}")
     return 0
 
 

@@ -102,7 +102,7 @@ def test_answers_by_path_count_each_message_once_and_exact_hits_for_free(
     handler.handle(wire, tcp=True)  # then by key
     got = paths(samples(metrics))
     assert got == {"exact": 48, "keyed": 2, "splice": 0, "template": 2, "plan": 5, "fold": 0,
-                   "full": 3, "signed": 0}
+                   "full": 3, "signed": 0, "chain": 0}
     assert sum(got.values()) == sum(handler.stats.counts) + handler.stats.dropped
     worker = QueryStats()
     Handler(lambda: store.snapshot, stats=worker).handle(
