@@ -166,6 +166,8 @@ class Handler:
             path = PLAN
             if fast is None and replies.folds.folded:
                 fast, path = replies.folds.fold(data), FOLD
+            if fast is None and templates.cased.plans and self.signed is None:
+                fast, path = templates.cased.answer(data, snap.zones, self.identity), PLAN
             if fast is not None:
                 self._paths[path] += 1
                 self._counts[fast[1]] += 1
