@@ -138,7 +138,7 @@ class Handler:
         except Exception as exc:
             self.stats.internal_errors += 1
             self.errors.report(exc, f"the stages after the lookup of a {len(data)}-byte message")
-            return self._servfail(data)
+            return _servfail(self, data)
 
     def lookup(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
         """The reply to ``data`` from ``client`` (an IP address), or None (RFC 1035 4.1.1),
@@ -212,7 +212,7 @@ class Handler:
             self.errors.report(exc, f"answering a {len(data)}-byte message")
             self.slot = self.stats.slot("", 0, Rcode.SERVFAIL)
             self._counts[self.slot] += 1
-            return self._servfail(data)
+            return _servfail(self, data)
 
     def _quick(self, data: bytes, tcp: bool, snap: Snapshot, scanned: tuple[bytes, int],
                tail: bytes | None = None) -> bytes | None:
@@ -334,15 +334,17 @@ class Handler:
             return Steering(snap, ecs.network.network_address, ecs.source_prefix, self.locator)
         return Steering(snap, client_address(client), None, self.locator)
 
-    def _servfail(self, data: bytes) -> bytes | None:
-        if len(data) < HEADER_LEN or data[2] & 0x80:
-            return None
-        refusal = Refuse(Rcode.SERVFAIL, "internal error", query_id=data[0] << 8 | data[1])
-        try:
-            return wire.with_id(wire.render_refusal(refusal), refusal.query_id, data[2:4])
-        except Exception as exc:
-            self.errors.report(exc, "rendering SERVFAIL")
-            return None
+
+def _servfail(handler: Handler, data: bytes) -> bytes | None:
+    """SERVFAIL for ``data`` (an exception while answering it), or None for no reply."""
+    if len(data) < HEADER_LEN or data[2] & 0x80:
+        return None
+    refusal = Refuse(Rcode.SERVFAIL, "internal error", query_id=data[0] << 8 | data[1])
+    try:
+        return wire.with_id(wire.render_refusal(refusal), refusal.query_id, data[2:4])
+    except Exception as exc:
+        handler.errors.report(exc, "rendering SERVFAIL")
+        return None
 
 
 def _finish(reply: bytes, data: bytes) -> bytes:

@@ -91,6 +91,18 @@ _IN = b"\x00\x01"
 _UNMADE: Final = object()
 
 
+def _opt(do: int | bool, ecs: bytes, nsid: bytes) -> bytes:
+    """Our OPT record as ``wire.render`` writes it for rcode < 16 (RFC 6891 section
+    6.1.2): DO echoed, the ECS option echoed with scope 0, then NSID."""
+    options = b""
+    if ecs:
+        options = b"\x00\x08" + len(ecs).to_bytes(2, "big") + ecs
+    if nsid:
+        options += b"\x00\x03" + len(nsid).to_bytes(2, "big") + nsid
+    return (_OPT_HEAD + (b"\x80\x00" if do else b"\x00\x00")
+            + len(options).to_bytes(2, "big") + options)
+
+
 class _NoDynamic:
     """The ``DynamicAnswers`` of a template's model question: ``dns.shape`` never picks a
     shape whose answer is dynamic."""
@@ -380,6 +392,34 @@ class CasedPlans:
                          plan.echo)), plan.slot, plan.key
 
 
+    def remember(self, data: bytes, qend: int, first: int, lineage: Lineage, template: Template,
+                 facts: tuple[bool, int, bool, bool, bytes], replied: tuple[bytes, int],
+                 nsid: bytes) -> None:
+        """Make the plan for this query's octets after its first label, folded and without
+        the ECS address, when the last query answered under its parent had the same
+        (``Lineage.folded``); ``nsid`` is what the reply's NSID option holds."""
+        n, ecs = len(data), facts[4]
+        cut = len(ecs) - 4 if ecs else 0
+        if cut and data[n - cut - 8 : n - cut] != (b"\x00\x08" + len(ecs).to_bytes(2, "big")
+                                                   + ecs[:4]):
+            return  # an option after the ECS one: its address is not at the end
+        folded = data[HEADER_LEN + 1 + first : n - cut].lower()
+        if lineage.folded != folded:
+            lineage.folded = folded
+            return
+        reply, slot = replied
+        opt = reply[qend + len(template.body(qend - HEADER_LEN - 4)) :] if facts[0] else b""
+        back = len(opt) - (4 + len(nsid) if nsid else 0)
+        plan = Plan(lineage, template, data, qend, first, opt[: back - cut], len(reply),
+                    facts[1], facts[0], slot)
+        plan.cased(data, qend, first, ecs, cut, opt[back:])
+        if len(self.plans) >= CASED_PLAN_MEMO:
+            self.plans.clear()
+        self.plans[folded] = plan
+        if cut not in self.cuts:
+            self.cuts.append(cut)
+
+
 class Templates:
     """One handler's templates, for the zones of the snapshot it last answered from.
 
@@ -407,21 +447,9 @@ class Templates:
         #: ``Plan``s by those octets folded, without the ECS address (``CASED_PLAN_MEMO``).
         self.cased = CasedPlans(self.zones, identity)
         #: The OPT record without ECS, by DO | NSID << 1.
-        self.opts = tuple(self._opt(i & 1, b"", nsid if i >> 1 else b"") for i in range(4))
+        self.opts = tuple(_opt(i & 1, b"", nsid if i >> 1 else b"") for i in range(4))
         #: The last reply's ``Template.wildcard``.
         self.wildcard: str | None = None
-
-    @staticmethod
-    def _opt(do: int | bool, ecs: bytes, nsid: bytes) -> bytes:
-        """Our OPT record as ``wire.render`` writes it for rcode < 16 (RFC 6891 section
-        6.1.2): DO echoed, the ECS option echoed with scope 0, then NSID."""
-        options = b""
-        if ecs:
-            options = b"\x00\x08" + len(ecs).to_bytes(2, "big") + ecs
-        if nsid:
-            options += b"\x00\x03" + len(nsid).to_bytes(2, "big") + nsid
-        return (_OPT_HEAD + (b"\x80\x00" if do else b"\x00\x00")
-                + len(options).to_bytes(2, "big") + options)
 
     def _use(self, zones: Mapping[str, Zone]) -> None:
         """Keep what still holds for a new zones mapping: what was made for zone objects
@@ -539,7 +567,7 @@ class Templates:
         the plan of ``CasedPlans``."""
         after = data[HEADER_LEN + 1 + first :]
         reply, slot = replied
-        edns, ecs = facts[0], facts[4]
+        edns = facts[0]
         if lineage.pending == after:
             opt = reply[qend + len(template.body(qend - HEADER_LEN - 4)) :] if edns else b""
             if len(self.plans) >= PLAN_MEMO:
@@ -548,26 +576,8 @@ class Templates:
                                      facts[1], edns, slot)
             return
         lineage.pending = after
-        n = len(data)
-        cut = len(ecs) - 4 if ecs else 0
-        if cut and data[n - cut - 8 : n - cut] != (b"\x00\x08" + len(ecs).to_bytes(2, "big")
-                                                   + ecs[:4]):
-            return  # an option after the ECS one: its address is not at the end
-        folded = data[HEADER_LEN + 1 + first : n - cut].lower()
-        if lineage.folded != folded:
-            lineage.folded = folded
-            return
-        opt = reply[qend + len(template.body(qend - HEADER_LEN - 4)) :] if edns else b""
-        back = len(opt) - (4 + len(self.nsid) if facts[3] and self.nsid else 0)
-        plan = Plan(lineage, template, data, qend, first, opt[: back - cut], len(reply),
-                    facts[1], edns, slot)
-        plan.cased(data, qend, first, ecs, cut, opt[back:])
-        cased = self.cased
-        if len(cased.plans) >= CASED_PLAN_MEMO:
-            cased.plans.clear()
-        cased.plans[folded] = plan
-        if cut not in cased.cuts:
-            cased.cuts.append(cut)
+        self.cased.remember(data, qend, first, lineage, template, facts, replied,
+                            self.nsid if facts[3] else b"")
 
     def _lineage(self, parent: bytes) -> Lineage:
         """What every question under the lower-case wire name ``parent`` shares, memoised
@@ -633,7 +643,7 @@ class Templates:
         elif not ecs:
             opt = self.opts[do | nsid << 1]
         elif ecs_sound(ecs):
-            opt = self._opt(do, ecs, self.nsid if nsid else b"")
+            opt = _opt(do, ecs, self.nsid if nsid else b"")
         else:
             return None  # a malformed ECS option: FORMERR, from the full path
         head = template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3 | edns << 2]

@@ -260,11 +260,15 @@ def past_prefix(data: bytes, prefix: tuple[int, int] | None) -> bytes:
        st.sampled_from([512, 1232, 100, 0x4142]), st.booleans(), st.booleans(),
        st.sampled_from(PREFIXES),
        st.lists(st.tuples(firsts, st.integers(0, 2**60), st.integers(0, 2**64 - 1),
-                          st.integers(0, 7), st.integers(0, 65535)), min_size=3, max_size=12),
+                          st.integers(0, 15), st.integers(0, 65535)), min_size=3, max_size=12),
        st.lists(st.booleans(), min_size=2, max_size=2), st.sampled_from(["unit", ""]))
 @example("gw.test.", "A", 0, 1232, False, True, (4, 24),
          [("new1", 1, 1, 0, 1), ("nEw2", 2, 2, 1, 2), ("NeW3", 3, 3, 2, 3),
           ("ns1", 4, 4, 3, 4), ("new5", 5, 5, 0, 5), ("new6", 6, 6, 4, 6)], [True, True], "unit")
+@example("gw.test.", "HTTPS", 0, 1232, False, False, (4, 24),
+         [("a", 4, 1 << 8, 0, 1), ("b", 8, 2 << 8, 0, 2), ("c", 32, 3 << 8, 0, 3),
+          ("d", 64, 4 << 8, 8, 4)],
+         [True, True], "unit")
 @example("wild.gw.test.", "TXT", 0, 1232, True, False, (4, 20),
          [("a", 1, 1, 0, 1), ("b", 2, 2, 0, 2), ("c", 3, 3, 4, 3), ("d", 4, 4, 0, 4)],
          [True, False], "")
@@ -276,19 +280,33 @@ def test_new_first_labels_in_new_cases_and_networks_equal_the_full_path(
     """A flood as a public resolver sends it (``template.CasedPlans``): a new first label
     each time under one parent, every query in its own letter case (0x20) and with its
     own ECS network of one family and prefix, some with a bit past the prefix: every
-    reply is the full path's of a fresh handler (bit 2 of ``flags``: a bad address)."""
+    reply is the full path's of a fresh handler, counted as it counts it (``flags``: RD, CD,
+    a bad address, and for HTTPS qtype 97, which ``lower`` folds it to)."""
     handler, _store = handler_for(health, identity)
     for first, mask, value, flags, qid in asks:
         name = flip_case(f"{first}.{anchor}" if anchor != "." else f"{first}.", mask)
         if len(name) > 250:
             continue
         subnet = network(prefix, value) if prefix is not None else None
-        data = query(name, rdtype, edns, do, nsid, subnet, bool(flags & 1), bool(flags & 2),
+        asked = "TYPE97" if rdtype == "HTTPS" and flags & 8 else rdtype  # 65 folds to 97
+        data = query(name, asked, edns, do, nsid, subnet, bool(flags & 1), bool(flags & 2),
                      qid, payload)
         if flags & 4 and edns >= 0:
             data = past_prefix(data, prefix)
-        assert handler.handle(data, False, "192.0.2.7") == expected(data, health, identity)
+        reply, counted = full(data, health, identity)
+        assert handler.handle(data, False, "192.0.2.7") == reply
+        assert handler.stats.keys[handler.slot] == counted
     assert handler.stats.internal_errors == 0
+
+
+def full(data: bytes, health: list[bool], identity: str) -> tuple[bytes, tuple[str, str, str]]:
+    """The full path's reply to ``data`` and the counter it counts it under."""
+    store = fresh_store(health)
+    store.replace_zones(ZONES3)
+    fresh = Handler(lambda: store.snapshot, identity=identity)
+    reply = fresh._full(data, False, store.snapshot, question_key(data, False), "192.0.2.7")
+    assert reply is not None
+    return reply, fresh.stats.keys[fresh.slot]
 
 
 def test_a_flood_in_new_cases_and_networks_is_answered_by_a_cased_plan() -> None:
