@@ -169,12 +169,13 @@ class Handler:
             if fast is None and templates.cased.plans and self.signed is None:
                 fast, path = templates.cased.answer(data, snap.zones, self.identity), PLAN
             if fast is not None:
+                reply, slot, found_by = fast
                 self._paths[path] += 1
-                self._counts[fast[1]] += 1
-                self.slot = fast[1]
-                self.key = fast[2] or tail
-                replies.remember_exact(data, fast[0], fast[1], tail)
-                return fast[0]
+                self._counts[slot] += 1
+                self.slot = slot
+                self.key = found_by or tail
+                replies.remember_exact(data, reply, slot, tail)
+                return reply
         scanned = self.key = question_key(data, tcp)
         if scanned is not None:
             found = replies.keyed.get(scanned[0])
