@@ -153,7 +153,7 @@ class Handler:
         if not tcp:
             tail = data[2:]
             ready = replies.get(tail)
-            if ready is None and tail in replies.previous:  # no call on a miss
+            if ready is None and replies.previous and tail in replies.previous:
                 ready = replies.recall_exact(tail)
             if ready is not None:
                 self._counts[ready[1]] += 1
@@ -179,7 +179,7 @@ class Handler:
         scanned = self.key = question_key(data, tcp)
         if scanned is not None:
             found = replies.keyed.get(scanned[0])
-            if found is None and scanned[0] in replies.keyed_previous:
+            if found is None and replies.keyed_previous and scanned[0] in replies.keyed_previous:
                 found = replies.recall(scanned[0])
             hit: Entry | None
             if isinstance(found, ClientBlocks):

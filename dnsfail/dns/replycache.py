@@ -702,7 +702,7 @@ class ReplyCache:
             return None
         block_key = key[: len(key) - n - 1] + b"c" + ecs[1:3]
         found = self.keyed.get(block_key)
-        if found is None and block_key in self.keyed_previous:
+        if found is None and self.keyed_previous and block_key in self.keyed_previous:
             found = self.recall(block_key)
         if not isinstance(found, ClientBlocks):
             return None
