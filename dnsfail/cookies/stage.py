@@ -76,6 +76,14 @@ RECENT_LIMIT = 4096
 #: What ``check`` found, kept for ``finish`` on the same message: the query, the option,
 #: and the COOKIE option to send.
 _Memo = tuple[bytes, Found, bytes]
+#: Queries (their bytes after the ID, the handler's ``Key`` of an exact-bytes hit) known to
+#: hold no COOKIE option though the octets 00 0a occur in them (an ECS address in 10/8, which
+#: the quick test takes for a possible option): the test without a parse.  Emptied when
+#: full: at most this many keys of at most ``EXACT_QUERY_LIMIT`` octets.
+PLAIN_LIMIT = 1 << 12
+#: The octets that begin a COOKIE option (RFC 7873 section 4): a query without them, past
+#: its header, holds none.
+_COOKIE_CODE = b"\x00\x0a"
 
 
 def summed(stage: CookieStage | None, others: Iterable[Mapping[str, int]]) -> dict[str, int]:
@@ -131,6 +139,8 @@ class CookieStage:
         self.clock = clock
         self.counts = [0] * len(COUNTERS)
         self._memo: _Memo | None = None
+        #: Exact-bytes keys of queries that hold no COOKIE option (``PLAIN_LIMIT``).
+        self._plain: set[Key] = set()
         self._recent: dict[tuple[bytes, str], tuple[int, Found, bytes, int]] = {}
         #: What ``__call__`` sent for the rest of the second, by query (but its ID), client and
         #: transport: the lookup's reply it was made from, the counters it moved, the reply.
@@ -141,7 +151,8 @@ class CookieStage:
 
     def __call__(self, data: bytes, reply: bytes, tcp: bool, client: str,
                  slot: int, key: Key = None) -> bytes | None:
-        if not self.answer or data.find(b"\x00\x0a", 12) < 0:  # no COOKIE option can be there
+        # no COOKIE option can be there, or it is known that none is
+        if not self.answer or data.find(_COOKIE_CODE, 12) < 0 or key in self._plain:
             self.counts[NO_COOKIE] += 1
             return self._cap(reply) if self.size_cap and not tcp else reply
         memo = (data[2:], client, tcp)
@@ -153,6 +164,11 @@ class CookieStage:
             return data[:2] + sent[3]
         before = list(self.counts)
         state = self.check(data, client)
+        if state == NO_COOKIE and type(key) is bytes and len(key) <= EXACT_QUERY_LIMIT:
+            if len(self._plain) >= PLAIN_LIMIT:
+                self._plain.clear()
+            self._plain.add(key)
+            return self._cap(reply) if self.size_cap and not tcp else reply
         out: bytes | None = reply
         if state == MALFORMED_COOKIE:
             out = self.malformed(data, reply)
@@ -196,7 +212,7 @@ class CookieStage:
         return state, found, made
 
     def check(self, data: bytes, client: str) -> int:
-        if not self.answer or data.find(b"\x00\x0a", 12) < 0:
+        if not self.answer or data.find(_COOKIE_CODE, 12) < 0:
             self.counts[NO_COOKIE] += 1
             return NO_COOKIE
         state, found, option = self._judge(data, client)

@@ -140,7 +140,7 @@ class Handler:
         except Exception as exc:
             self.stats.internal_errors += 1
             self.errors.report(exc, f"the stages after the lookup of a {len(data)}-byte message")
-            return self._servfail(data)
+            return _servfail(self, data)
 
     def lookup(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
         """The reply to ``data`` from ``client`` (an IP address), or None (RFC 1035 4.1.1),
@@ -155,7 +155,7 @@ class Handler:
         if not tcp:
             tail = data[2:]
             ready = replies.get(tail)
-            if ready is None and replies.previous:
+            if ready is None and replies.previous and tail in replies.previous:
                 ready = replies.recall_exact(tail)
             if ready is not None:
                 self._counts[ready[1]] += 1
@@ -168,17 +168,20 @@ class Handler:
             path = PLAN
             if fast is None and replies.folds.folded:
                 fast, path = replies.folds.fold(data), FOLD
+            if fast is None and templates.cased.plans and self.signed is None:
+                fast, path = templates.cased.answer(data, snap.zones, self.identity), PLAN
             if fast is not None:
+                reply, slot, found_by = fast
                 self._paths[path] += 1
-                self._counts[fast[1]] += 1
-                self.slot = fast[1]
-                self.key = fast[2] or tail
-                replies.remember_exact(data, fast[0], fast[1], tail)
-                return fast[0]
+                self._counts[slot] += 1
+                self.slot = slot
+                self.key = found_by or tail
+                replies.remember_exact(data, reply, slot, tail)
+                return reply
         scanned = self.key = question_key(data, tcp)
         if scanned is not None:
             found = replies.keyed.get(scanned[0])
-            if found is None and replies.keyed_previous:
+            if found is None and replies.keyed_previous and scanned[0] in replies.keyed_previous:
                 found = replies.recall(scanned[0])
             hit: Entry | None
             if isinstance(found, ClientBlocks):
@@ -212,7 +215,7 @@ class Handler:
             self.errors.report(exc, f"answering a {len(data)}-byte message")
             self.slot = self.stats.slot("", 0, Rcode.SERVFAIL)
             self._counts[self.slot] += 1
-            return self._servfail(data)
+            return _servfail(self, data)
 
     def _quick(self, data: bytes, tcp: bool, snap: Snapshot, scanned: tuple[bytes, int],
                tail: bytes | None = None) -> bytes | None:
@@ -334,15 +337,17 @@ class Handler:
             return Steering(snap, ecs.network.network_address, ecs.source_prefix, self.locator)
         return Steering(snap, client_address(client), None, self.locator)
 
-    def _servfail(self, data: bytes) -> bytes | None:
-        if len(data) < HEADER_LEN or data[2] & 0x80:
-            return None
-        refusal = Refuse(Rcode.SERVFAIL, "internal error", query_id=data[0] << 8 | data[1])
-        try:
-            return wire.with_id(wire.render_refusal(refusal), refusal.query_id, data[2:4])
-        except Exception as exc:
-            self.errors.report(exc, "rendering SERVFAIL")
-            return None
+
+def _servfail(handler: Handler, data: bytes) -> bytes | None:
+    """SERVFAIL for ``data`` (an exception while answering it), or None for no reply."""
+    if len(data) < HEADER_LEN or data[2] & 0x80:
+        return None
+    refusal = Refuse(Rcode.SERVFAIL, "internal error", query_id=data[0] << 8 | data[1])
+    try:
+        return wire.with_id(wire.render_refusal(refusal), refusal.query_id, data[2:4])
+    except Exception as exc:
+        handler.errors.report(exc, "rendering SERVFAIL")
+        return None
 
 
 def _finish(reply: bytes, data: bytes) -> bytes:

@@ -312,7 +312,7 @@ class Fold:
     """
 
     __slots__ = ("after", "back", "blocks", "body", "cut", "entry", "heads", "lettered", "mask",
-                 "parts", "qend", "scanned", "shift", "size", "slot", "version")
+                 "parts", "qend", "scanned", "shift", "side", "size", "slot")
 
     def __init__(self, data: bytes, scanned: tuple[bytes, int], cut: int,
                  entry: Entry | None, blocks: ClientBlocks | None) -> None:
@@ -334,7 +334,8 @@ class Fold:
         self.slot = entry[1] if entry is not None else 0
         #: ``split`` replies of ``blocks`` by their octets (``FOLD_PARTS``).
         self.parts: dict[bytes, tuple[bytes, ...]] = {}
-        self.version = 4
+        #: The address family's index in ``ClientBlocks`` (0 IPv4, 1 IPv6).
+        self.side = 0
         self.shift = self.mask = self.back = 0
 
     def split(self, reply: bytes) -> tuple[bytes, ...]:
@@ -351,7 +352,7 @@ class Fold:
         """Set what a splice needs: the address's family and prefix, and the length of the
         NSID option after it in the reply (0 for none)."""
         width = 4 if family == 1 else 16
-        self.version = 4 if family == 1 else 6
+        self.side = 0 if family == 1 else 1
         self.shift = 8 * (width - self.cut)
         self.mask = 0xFF >> (source & 7) if source & 7 else 0
         self.back = nsid + self.cut
@@ -401,10 +402,13 @@ class Folds:
         cut = fold.cut
         if blocks is None or data[n - 1] & fold.mask:
             return None  # bits past SOURCE PREFIX-LENGTH: FORMERR, from the full path
-        found = blocks.find_value(fold.version, int.from_bytes(data[n - cut :], "big")
-                                  << fold.shift)
-        if found is None:
+        # ``blocks.find_value`` inline: one bisection
+        value = int.from_bytes(data[n - cut :], "big") << fold.shift
+        side = fold.side
+        at = bisect_right(blocks.starts[side], value) - 1
+        if at < 0 or value >= blocks.ends[side][at]:
             return None
+        found = blocks.found[side][at]
         parts = fold.parts.get(found[0])
         if parts is None:
             parts = fold.split(found[0])
@@ -698,7 +702,7 @@ class ReplyCache:
             return None
         block_key = key[: len(key) - n - 1] + b"c" + ecs[1:3]
         found = self.keyed.get(block_key)
-        if found is None and self.keyed_previous:
+        if found is None and self.keyed_previous and block_key in self.keyed_previous:
             found = self.recall(block_key)
         if not isinstance(found, ClientBlocks):
             return None

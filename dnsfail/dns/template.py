@@ -69,6 +69,11 @@ BODY_MEMO = 64
 #: and EDNS bytes met twice in a row under a memoised parent, a number the clients' kinds
 #: of query fix (a flood varying the parent or the EDNS bytes makes none).
 PLAN_MEMO = 4096
+#: ``CasedPlans`` kept per handler (the memo starts again past it): one per parent name,
+#: qtype and EDNS octets, folded to lower case and without the ECS address, met twice in
+#: a row under a memoised parent: a number the clients' kinds of query fix, not their
+#: letter cases or networks.
+CASED_PLAN_MEMO = 4096
 
 _POINTER = 0xC0
 #: Types whose rdata ``wire.render`` compresses, and the offset of the first name in it.
@@ -84,6 +89,18 @@ _OPT_HEAD = b"\x00\x00\x29" + UDP_PAYLOAD.to_bytes(2, "big") + b"\x00\x00"
 _IN = b"\x00\x01"
 #: A form not made yet (``Templates.forms`` holds None for a shape the full path answers).
 _UNMADE: Final = object()
+
+
+def _opt(do: int | bool, ecs: bytes, nsid: bytes) -> bytes:
+    """Our OPT record as ``wire.render`` writes it for rcode < 16 (RFC 6891 section
+    6.1.2): DO echoed, the ECS option echoed with scope 0, then NSID."""
+    options = b""
+    if ecs:
+        options = b"\x00\x08" + len(ecs).to_bytes(2, "big") + ecs
+    if nsid:
+        options += b"\x00\x03" + len(nsid).to_bytes(2, "big") + nsid
+    return (_OPT_HEAD + (b"\x80\x00" if do else b"\x00\x00")
+            + len(options).to_bytes(2, "big") + options)
 
 
 class _NoDynamic:
@@ -221,7 +238,7 @@ class Lineage:
     qtype for a first label that names nothing (at most ``BODY_MEMO``).
     """
 
-    __slots__ = ("encloser", "forms", "index", "origin", "pending", "rel", "suffix")
+    __slots__ = ("encloser", "folded", "forms", "index", "origin", "pending", "rel", "suffix")
 
     def __init__(self, suffix: str | None) -> None:
         self.suffix = suffix
@@ -235,6 +252,8 @@ class Lineage:
         #: The bytes after the first label of the last query answered under this parent
         #: (``Templates.sibling``: a plan is made when the next one's are the same).
         self.pending = b""
+        #: The same octets folded to lower case, without an ECS address (``CasedPlans``).
+        self.folded = b""
 
 
 class Plan:
@@ -251,8 +270,9 @@ class Plan:
     without a scan: a label of 1-63 octets before the key is a sound question.
     """
 
-    __slots__ = ("counts", "heads", "key", "label_limit", "opt", "packed", "qbase", "qrest",
-                 "rel", "rest", "slot", "stops", "suffix", "tails", "template")
+    __slots__ = ("after", "counts", "echo", "heads", "key", "label_limit", "lettered", "mask",
+                 "opt", "packed", "qbase", "qrest", "rel", "rest", "size", "slot", "stops",
+                 "suffix", "tails", "template")
 
     def __init__(self, lineage: Lineage, template: Template, data: bytes, qend: int,
                  first: int, opt: bytes, reply_len: int, limit: int, edns: bool,
@@ -282,12 +302,122 @@ class Plan:
             (b"", 0, template.wildcard) if template.wildcard is not None else None)
         #: The records and OPT after the question, by first label length.
         self.tails: dict[int, bytes] = {}
+        #: For ``CasedPlans`` (``cased``): the query's length less its first label's, the
+        #: octets from qtype to the ECS address (compared exactly when ``lettered``: they
+        #: hold an octet ``lower`` folds), the mask of the bits past SOURCE PREFIX-LENGTH
+        #: in the address's last octet, and what the reply holds after the echoed address.
+        self.size, self.after, self.lettered, self.mask, self.echo = 0, b"", False, 0, b""
+
+    def cased(self, data: bytes, qend: int, first: int, ecs: bytes, cut: int,
+              echo: bytes) -> None:
+        """Make this a plan of ``CasedPlans``: ``ecs`` the ECS option data of the query it
+        is made from (empty: none), ``cut`` its address octets, ``echo`` what follows
+        them in the reply (``opt`` then ends just before them)."""
+        self.size = len(data) - first
+        self.after = data[qend - 4 : len(data) - cut]
+        self.lettered = self.after.lower() != self.after.upper()
+        self.mask = 0xFF >> (ecs[2] & 7) if ecs and ecs[2] & 7 else 0
+        self.echo = echo
+
+    def fresh(self, label: bytes, zones: Mapping[str, Zone]) -> bool:
+        """Whether the lower-case first ``label`` names nothing under the plan's parent, as
+        ``Templates.sibling`` checks it inline (octets written ``\\DDD``, a name that
+        exists, a cut or a name the SOA writes, a zone of ours)."""
+        if not label.isalnum() and _LABEL_ESCAPED.search(label):
+            return False
+        qname = label.decode("ascii") + self.suffix
+        if qname in self.stops or qname in self.rest or qname in zones:
+            return False
+        packed = self.packed
+        return packed is None or find_key(packed.data, packed.slots, label + self.rel) < 0
 
     def tail(self, first: int) -> bytes:
         """What follows the question for a first label of ``first`` octets, memoised."""
         tail = self.template.body(first + self.qbase) + self.opt
         self.tails[first] = tail
         return tail
+
+
+class CasedPlans:
+    """``Plan``s for a flood in 0x20 letter case and with ECS from ever new networks.
+
+    A public resolver randomises the letter case of every query (0x20) and sends each
+    client's own ECS network, so the octets after a new first label never repeat and no
+    ``Templates.plans`` entry forms.  These plans are found by those octets folded to
+    lower case (ASCII letters only, as DNS compares names, RFC 4343 section 3) and
+    without the ECS address at the end (``cut`` octets), as ``replycache.Fold`` finds a
+    known question.  The reply is the plan's with the query's question copied in and its
+    address echoed with SOURCE PREFIX-LENGTH, family and scope 0 as the query sent them
+    (RFC 7871 section 7.2.1: an NXDOMAIN, NODATA or wildcard reply is the same for every
+    network), the bytes the template path gives.  Made only from a query whose ECS option
+    is its last; octets past the name that ``lower`` folds too (qtype 65-90, a payload
+    size) are compared exactly (``Plan.after``).  At most ``CASED_PLAN_MEMO``.
+    """
+
+    __slots__ = ("cuts", "identity", "plans", "zones")
+
+    def __init__(self, zones: Mapping[str, Zone], identity: str) -> None:
+        self.zones = zones
+        self.identity = identity
+        self.plans: dict[bytes, Plan] = {}
+        #: The numbers of ECS address octets cut off the keys (0: none): at most 17.
+        self.cuts: list[int] = []
+
+    def answer(self, data: bytes, zones: Mapping[str, Zone], identity: str
+               ) -> tuple[bytes, int, tuple[bytes, int, str] | None] | None:
+        """The reply to a UDP query from a plan, its slot and key (``Templates.sibling``'s),
+        or None (then the general path answers)."""
+        n = len(data)
+        if zones is not self.zones or identity != self.identity or n <= HEADER_LEN:
+            return None
+        first = data[HEADER_LEN]
+        start = HEADER_LEN + 1 + first
+        plan = None
+        cut = 0
+        for cut in self.cuts:
+            plan = self.plans.get(data[start : n - cut].lower())
+            if plan is not None:
+                break
+        if (plan is None or n - first != plan.size or not first or first > plan.label_limit
+                or data[2] & 0xF8 or data[4:HEADER_LEN] != plan.counts
+                or (plan.lettered and data[first + plan.qrest - 4 : n - cut] != plan.after)
+                or data[n - 1] & plan.mask
+                or not plan.fresh(data[HEADER_LEN + 1 : start].lower(), zones)):
+            return None  # a bit set past SOURCE PREFIX-LENGTH: FORMERR, from the full path
+        tail = plan.tails.get(first)
+        if tail is None:
+            tail = plan.tail(first)
+        return b"".join((data[:2], plan.heads[(data[2] & 1) | (data[3] & 0x10) >> 3],
+                         data[HEADER_LEN : first + plan.qrest], tail, data[n - cut :],
+                         plan.echo)), plan.slot, plan.key
+
+
+    def remember(self, data: bytes, qend: int, first: int, lineage: Lineage, template: Template,
+                 facts: tuple[bool, int, bool, bool, bytes], replied: tuple[bytes, int],
+                 nsid: bytes) -> None:
+        """Make the plan for this query's octets after its first label, folded and without
+        the ECS address, when the last query answered under its parent had the same
+        (``Lineage.folded``); ``nsid`` is what the reply's NSID option holds."""
+        n, ecs = len(data), facts[4]
+        cut = len(ecs) - 4 if ecs else 0
+        if cut and data[n - cut - 8 : n - cut] != (b"\x00\x08" + len(ecs).to_bytes(2, "big")
+                                                   + ecs[:4]):
+            return  # an option after the ECS one: its address is not at the end
+        folded = data[HEADER_LEN + 1 + first : n - cut].lower()
+        if lineage.folded != folded:
+            lineage.folded = folded
+            return
+        reply, slot = replied
+        opt = reply[qend + len(template.body(qend - HEADER_LEN - 4)) :] if facts[0] else b""
+        back = len(opt) - (4 + len(nsid) if nsid else 0)
+        plan = Plan(lineage, template, data, qend, first, opt[: back - cut], len(reply),
+                    facts[1], facts[0], slot)
+        plan.cased(data, qend, first, ecs, cut, opt[back:])
+        if len(self.plans) >= CASED_PLAN_MEMO:
+            self.plans.clear()
+        self.plans[folded] = plan
+        if cut not in self.cuts:
+            self.cuts.append(cut)
 
 
 class Templates:
@@ -300,8 +430,8 @@ class Templates:
     NSID option is answered with (RFC 5001 section 2.3), empty for none.
     """
 
-    __slots__ = ("forms", "identity", "indexes", "lineages", "nsid", "opts", "plans", "wildcard",
-                 "zones")
+    __slots__ = ("cased", "forms", "identity", "indexes", "lineages", "nsid", "opts", "plans",
+                 "wildcard", "zones")
 
     def __init__(self, nsid: bytes, identity: str = "") -> None:
         self.nsid = nsid
@@ -314,22 +444,12 @@ class Templates:
         self.lineages: dict[bytes, Lineage] = {}
         #: ``Plan``s by the octets after the first label (``PLAN_MEMO``).
         self.plans: dict[bytes, Plan] = {}
+        #: ``Plan``s by those octets folded, without the ECS address (``CASED_PLAN_MEMO``).
+        self.cased = CasedPlans(self.zones, identity)
         #: The OPT record without ECS, by DO | NSID << 1.
-        self.opts = tuple(self._opt(i & 1, b"", nsid if i >> 1 else b"") for i in range(4))
+        self.opts = tuple(_opt(i & 1, b"", nsid if i >> 1 else b"") for i in range(4))
         #: The last reply's ``Template.wildcard``.
         self.wildcard: str | None = None
-
-    @staticmethod
-    def _opt(do: int | bool, ecs: bytes, nsid: bytes) -> bytes:
-        """Our OPT record as ``wire.render`` writes it for rcode < 16 (RFC 6891 section
-        6.1.2): DO echoed, the ECS option echoed with scope 0, then NSID."""
-        options = b""
-        if ecs:
-            options = b"\x00\x08" + len(ecs).to_bytes(2, "big") + ecs
-        if nsid:
-            options += b"\x00\x03" + len(nsid).to_bytes(2, "big") + nsid
-        return (_OPT_HEAD + (b"\x80\x00" if do else b"\x00\x00")
-                + len(options).to_bytes(2, "big") + options)
 
     def _use(self, zones: Mapping[str, Zone]) -> None:
         """Keep what still holds for a new zones mapping: what was made for zone objects
@@ -339,6 +459,7 @@ class Templates:
         self.forms = {k: v for k, v in self.forms.items() if not k[0] or k[0] in self.indexes}
         self.lineages = {}
         self.plans = {}
+        self.cased = CasedPlans(zones, self.identity)
 
     def sibling(self, data: bytes, zones: Mapping[str, Zone], identity: str
                 ) -> tuple[bytes, int, tuple[bytes, int] | tuple[bytes, int, str] | None] | None:
@@ -441,18 +562,22 @@ class Templates:
     def _plan(self, data: bytes, qend: int, first: int, lineage: Lineage, template: Template,
               facts: tuple[bool, int, bool, bool, bytes], replied: tuple[bytes, int]) -> None:
         """Make the ``Plan`` for the octets after this query's first label when the last
-        query answered under its parent had the same (``Lineage.pending``)."""
+        query answered under its parent had the same (``Lineage.pending``); else, when
+        they were the same in another letter case and ECS address (``Lineage.folded``),
+        the plan of ``CasedPlans``."""
         after = data[HEADER_LEN + 1 + first :]
-        if lineage.pending != after:
-            lineage.pending = after
-            return
         reply, slot = replied
         edns = facts[0]
-        opt = reply[qend + len(template.body(qend - HEADER_LEN - 4)) :] if edns else b""
-        if len(self.plans) >= PLAN_MEMO:
-            self.plans.clear()
-        self.plans[after] = Plan(lineage, template, data, qend, first, opt, len(reply),
-                                 facts[1], edns, slot)
+        if lineage.pending == after:
+            opt = reply[qend + len(template.body(qend - HEADER_LEN - 4)) :] if edns else b""
+            if len(self.plans) >= PLAN_MEMO:
+                self.plans.clear()
+            self.plans[after] = Plan(lineage, template, data, qend, first, opt, len(reply),
+                                     facts[1], edns, slot)
+            return
+        lineage.pending = after
+        self.cased.remember(data, qend, first, lineage, template, facts, replied,
+                            self.nsid if facts[3] else b"")
 
     def _lineage(self, parent: bytes) -> Lineage:
         """What every question under the lower-case wire name ``parent`` shares, memoised
@@ -518,7 +643,7 @@ class Templates:
         elif not ecs:
             opt = self.opts[do | nsid << 1]
         elif ecs_sound(ecs):
-            opt = self._opt(do, ecs, self.nsid if nsid else b"")
+            opt = _opt(do, ecs, self.nsid if nsid else b"")
         else:
             return None  # a malformed ECS option: FORMERR, from the full path
         head = template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3 | edns << 2]

@@ -73,8 +73,8 @@ def stages(cookies: CookieStage | None, limiter: Limiter | None) -> After | None
     """The stages after the lookup for this process: none, the cookie stage alone (it is an
     ``After`` itself, one call less per query), or cookies and the rate limiter composed (by
     the limiter itself, one call where the query holds no cookie, when it is ours)."""
-    if limiter is None:
-        return cookies
+    if limiter is None:  # the bound method: calling the instance costs a slot wrapper more
+        return cookies.__call__ if cookies is not None else None
     if isinstance(limiter, RateLimiter):
         return guarded(cookies, limiter)
     return Stages(cookies=cookies, limiter=limiter)

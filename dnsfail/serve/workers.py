@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copyreg
+import functools
 import io
 import json
 import logging
@@ -505,7 +506,8 @@ async def _serve(spec: dict[str, Any]) -> None:
     stats = QueryStats()
     limiter = (open_limiter(RrlSettings(**spec["rrl"]), stats, lambda: mirror.snapshot,
                             spec["rrl_fd"]) if spec.get("rrl") else None)
-    answers = answer_path(lambda: mirror.snapshot, open_locator(spec["geoip"]),
+    answers = answer_path(functools.partial(getattr, mirror, "snapshot"),  # no frame
+                          open_locator(spec["geoip"]),
                           identity=spec["identity"], version=spec["version"], stats=stats,
                           after=stages(cookies, limiter),
                           signed=open_signed(spec.get("dnssec_keys"), first.order,

@@ -4,6 +4,8 @@ health states; and bounded."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import dns.edns
 import dns.flags
 import dns.message
@@ -12,7 +14,8 @@ from hypothesis import strategies as st
 
 from dnsfail.dns.handler import Handler
 from dnsfail.dns.replycache import FOLD_LIMIT, ReplyCache, question_key
-from dnsfail.dns.template import PLAN_MEMO
+from dnsfail.dns.stats import PLAN
+from dnsfail.dns.template import CASED_PLAN_MEMO, PLAN_MEMO
 from dnsfail.state import Store
 from dnsfail.zonefile import parse_zone
 from tests.dns.test_handler import GEO_ZONE, flip_case
@@ -227,3 +230,111 @@ def test_a_cookie_query_makes_no_fold() -> None:
         wire = data.to_wire()
         assert handler.handle(wire, False, "192.0.2.7") == expected(wire, [True, True])
     assert len(store.snapshot.replies.folds) == 0
+
+
+#: ECS networks by (family, SOURCE PREFIX-LENGTH), an address drawn per query: a public
+#: resolver's clients.  None: no ECS.
+PREFIXES = [None, (4, 24), (4, 20), (4, 0), (4, 32), (6, 48), (6, 56), (6, 67)]
+
+
+def network(prefix: tuple[int, int], value: int) -> str:
+    family, source = prefix
+    if family == 4:
+        host = (value & 0xFFFFFFFF) >> (32 - source) << (32 - source) if source else 0
+        return f"{ipaddress.IPv4Address(host)}/{source}"
+    host = (value << 64 | value) & (1 << 128) - 1
+    host = host >> (128 - source) << (128 - source)
+    return f"{ipaddress.IPv6Address(host)}/{source}"
+
+
+def past_prefix(data: bytes, prefix: tuple[int, int] | None) -> bytes:
+    """``data`` with a bit set past its ECS SOURCE PREFIX-LENGTH (FORMERR), when there is
+    such a bit in its last octet; else ``data``."""
+    if prefix is None or not prefix[1] & 7:
+        return data
+    return data[:-1] + bytes((data[-1] | 1,))
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(ANCHORS), st.sampled_from(TYPES), st.sampled_from([-1, 0]),
+       st.sampled_from([512, 1232, 100, 0x4142]), st.booleans(), st.booleans(),
+       st.sampled_from(PREFIXES),
+       st.lists(st.tuples(firsts, st.integers(0, 2**60), st.integers(0, 2**64 - 1),
+                          st.integers(0, 15), st.integers(0, 65535)), min_size=3, max_size=12),
+       st.lists(st.booleans(), min_size=2, max_size=2), st.sampled_from(["unit", ""]))
+@example("gw.test.", "A", 0, 1232, False, True, (4, 24),
+         [("new1", 1, 1, 0, 1), ("nEw2", 2, 2, 1, 2), ("NeW3", 3, 3, 2, 3),
+          ("ns1", 4, 4, 3, 4), ("new5", 5, 5, 0, 5), ("new6", 6, 6, 4, 6)], [True, True], "unit")
+@example("gw.test.", "HTTPS", 0, 1232, False, False, (4, 24),
+         [("a", 4, 1 << 8, 0, 1), ("b", 8, 2 << 8, 0, 2), ("c", 32, 3 << 8, 0, 3),
+          ("d", 64, 4 << 8, 8, 4)],
+         [True, True], "unit")
+@example("wild.gw.test.", "TXT", 0, 1232, True, False, (4, 20),
+         [("a", 1, 1, 0, 1), ("b", 2, 2, 0, 2), ("c", 3, 3, 4, 3), ("d", 4, 4, 0, 4)],
+         [True, False], "")
+def test_new_first_labels_in_new_cases_and_networks_equal_the_full_path(
+    anchor: str, rdtype: str, edns: int, payload: int, do: bool, nsid: bool,
+    prefix: tuple[int, int] | None, asks: list[tuple[str, int, int, int, int]],
+    health: list[bool], identity: str,
+) -> None:
+    """A flood as a public resolver sends it (``template.CasedPlans``): a new first label
+    each time under one parent, every query in its own letter case (0x20) and with its
+    own ECS network of one family and prefix, some with a bit past the prefix: every
+    reply is the full path's of a fresh handler, counted as it counts it (``flags``: RD, CD,
+    a bad address, and for HTTPS qtype 97, which ``lower`` folds it to)."""
+    handler, _store = handler_for(health, identity)
+    for first, mask, value, flags, qid in asks:
+        name = flip_case(f"{first}.{anchor}" if anchor != "." else f"{first}.", mask)
+        if len(name) > 250:
+            continue
+        subnet = network(prefix, value) if prefix is not None else None
+        asked = "TYPE97" if rdtype == "HTTPS" and flags & 8 else rdtype  # 65 folds to 97
+        data = query(name, asked, edns, do, nsid, subnet, bool(flags & 1), bool(flags & 2),
+                     qid, payload)
+        if flags & 4 and edns >= 0:
+            data = past_prefix(data, prefix)
+        reply, counted = full(data, health, identity)
+        assert handler.handle(data, False, "192.0.2.7") == reply
+        assert handler.stats.keys[handler.slot] == counted
+    assert handler.stats.internal_errors == 0
+
+
+def full(data: bytes, health: list[bool], identity: str) -> tuple[bytes, tuple[str, str, str]]:
+    """The full path's reply to ``data`` and the counter it counts it under."""
+    store = fresh_store(health)
+    store.replace_zones(ZONES3)
+    fresh = Handler(lambda: store.snapshot, identity=identity)
+    reply = fresh._full(data, False, store.snapshot, question_key(data, False), "192.0.2.7")
+    assert reply is not None
+    return reply, fresh.stats.keys[fresh.slot]
+
+
+def test_a_flood_in_new_cases_and_networks_is_answered_by_a_cased_plan() -> None:
+    """The second query under a parent in a kind of query makes the plan, whatever its
+    letter case and network; the rest are answered by it, and no cache grows."""
+    handler, store = handler_for([True, True])
+    for i in range(200):
+        for parent, rdtype in (("gw.test.", "A"), ("wild.gw.test.", "TXT")):
+            data = query(flip_case(f"n{i}x.{parent}", i * 2654435761), rdtype, 0, False, True,
+                         f"{i % 200 + 1}.{i}.7.0/24", False, False, i)
+            assert handler.handle(data, False, "192.0.2.7") == expected(data, [True, True])
+    assert len(handler._templates.cased.plans) == 2
+    assert handler._templates.cased.cuts == [3]
+    assert not handler._templates.plans
+    assert handler.stats.paths[PLAN] == 2 * 200 - 6  # a lineage, then two to make it
+    assert len(store.snapshot.replies) == 0
+    assert len(store.snapshot.replies.keyed) == 0
+
+
+def test_cased_plans_are_bounded_and_dropped_with_the_zones() -> None:
+    handler, store = handler_for([True, True])
+    for i in range(CASED_PLAN_MEMO + 10):
+        for first in ("a.p", "b.P", "c.p"):  # a lineage, then the parent in two cases
+            data = query(f"{first}{i}.tpl.test.", "A", 0, False, False, None, False,
+                         False, i % 4096 * 16 + 1)
+            handler.handle(data, False, "192.0.2.7")
+    assert 0 < len(handler._templates.cased.plans) <= CASED_PLAN_MEMO
+    store.replace_zones({**ZONES3})
+    data = query("c.p1.tpl.test.", "A", 0, False, False, None, False, False, 9)
+    assert handler.handle(data, False, "192.0.2.7") == expected(data, [True, True])
+    assert not handler._templates.cased.plans
