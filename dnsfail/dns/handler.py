@@ -163,8 +163,11 @@ class Handler:
                 self.key = tail
                 return data[:2] + ready[0]
             templates = self._templates  # no scan: a new label's Plan, a new case's Fold
-            fast = (templates.sibling(data, snap.zones, self.identity)
-                    if templates.plans and self.signed is None else None)
+            plans = templates.plans  # the call only for a plan found (the mix's folds: none)
+            fast = (templates.sibling(data, snap.zones, self.identity, plan)
+                    if plans and self.signed is None and len(data) > HEADER_LEN
+                    and (plan := plans.get(data[HEADER_LEN + 1 + data[HEADER_LEN] :]))
+                    else None)
             path = PLAN
             if fast is None and replies.folds.folded:
                 fast, path = replies.folds.fold(data), FOLD

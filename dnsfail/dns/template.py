@@ -461,7 +461,8 @@ class Templates:
         self.plans = {}
         self.cased = CasedPlans(zones, self.identity)
 
-    def sibling(self, data: bytes, zones: Mapping[str, Zone], identity: str
+    def sibling(self, data: bytes, zones: Mapping[str, Zone], identity: str,
+                plan: Plan | None = None
                 ) -> tuple[bytes, int, tuple[bytes, int] | tuple[bytes, int, str] | None] | None:
         """The reply to a UDP query from a ``Plan`` (a new first label under a parent, in a
         kind of query, already answered twice by a template), with its slot; or None.
@@ -470,11 +471,16 @@ class Templates:
         label is checked as ``answer`` checks it (octets written ``\\DDD``, a name that
         exists, a cut or a name the SOA writes, a zone of ours: then None, and the
         general path answers).  None too for ``zones`` or ``identity`` other than the
-        plans were made for (``answer`` or the handler starts again)."""
-        if zones is not self.zones or identity != self.identity or len(data) <= HEADER_LEN:
+        plans were made for (``answer`` or the handler starts again).  ``plan``: the one
+        the handler already found by those octets (a query no plan is for then costs it a
+        lookup, not this call: the public-resolver mix's folds, after a flood left plans)."""
+        if plan is None:
+            if len(data) <= HEADER_LEN:
+                return None
+            plan = self.plans.get(data[HEADER_LEN + 1 + data[HEADER_LEN] :])
+        if zones is not self.zones or identity != self.identity:
             return None
         first = data[HEADER_LEN]
-        plan = self.plans.get(data[HEADER_LEN + 1 + first :])
         if (plan is None or not first or first > plan.label_limit or data[2] & 0xF8
                 or data[4:HEADER_LEN] != plan.counts):
             return None
