@@ -78,17 +78,7 @@ def chained_nxdomain(tails: Tails, template: Template, data: bytes, qname: str, 
     if proof is None:
         return None
     found = tails.get(zone, signed, chain, template, proof, qend, window, opt)
-    if found is None:
-        return None
-    reply = b"".join((data[:2], template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3
-                                               | found[1] << 2], data[HEADER_LEN:qend],
-                      found[0]))
-    if len(reply) > limit:
-        return None
-    slot = template.slots.get(qtype)
-    if slot is None:
-        slot = template.slots[qtype] = stats.slot(zone.origin, qtype, Rcode.NXDOMAIN)
-    return reply, slot
+    return _finish(template, data, qend, found, 0, limit, zone, qtype, Rcode.NXDOMAIN, stats)
 
 
 def chained_wildcard(tails: Tails, template: Template, data: bytes, closer: str, qend: int,
@@ -102,18 +92,8 @@ def chained_wildcard(tails: Tails, template: Template, data: bytes, closer: str,
     if i is None or chain.keys[i] == key:
         return None
     found = tails.get(zone, signed, chain, template, (i,), qend, window, opt, (source, qtype))
-    if found is None:
-        return None
     # the wildcard template's heads count the NSEC and its RRSIGs as 1 + index
-    reply = b"".join((data[:2], template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3
-                                               | (found[1] - 1) << 2], data[HEADER_LEN:qend],
-                      found[0]))
-    if len(reply) > limit:
-        return None
-    slot = template.slots.get(qtype)
-    if slot is None:
-        slot = template.slots[qtype] = stats.slot(zone.origin, qtype, Rcode.NOERROR)
-    return reply, slot
+    return _finish(template, data, qend, found, 1, limit, zone, qtype, Rcode.NOERROR, stats)
 
 
 def chained_nodata(tails: Tails, template: Template, data: bytes, qname: str, qend: int,
@@ -125,16 +105,26 @@ def chained_nodata(tails: Tails, template: Template, data: bytes, qname: str, qe
     if proof is None:
         return None
     found = tails.get(zone, signed, chain, template, proof, qend, window, opt, ("", 1))
+    return _finish(template, data, qend, found, 0, limit, zone, qtype, Rcode.NOERROR, stats)
+
+
+def _finish(template: Template, data: bytes, qend: int, found: tuple[bytes, int] | None,
+            counted: int, limit: int, zone: Zone, qtype: int, rcode: Rcode, stats: QueryStats
+            ) -> tuple[bytes, int] | None:
+    """The reply of a chain answer: the query's header with the template's counts for the
+    ``found`` tail's records (``counted`` of them already in the template's own count), its
+    question, the tail; with its counter slot, or None past ``limit`` (the full path then
+    truncates)."""
     if found is None:
         return None
     reply = b"".join((data[:2], template.heads[(data[2] & 1) | (data[3] & 0x10) >> 3
-                                               | found[1] << 2], data[HEADER_LEN:qend],
-                      found[0]))
+                                               | (found[1] - counted) << 2],
+                      data[HEADER_LEN:qend], found[0]))
     if len(reply) > limit:
         return None
     slot = template.slots.get(qtype)
     if slot is None:
-        slot = template.slots[qtype] = stats.slot(zone.origin, qtype, Rcode.NOERROR)
+        slot = template.slots[qtype] = stats.slot(zone.origin, qtype, rcode)
     return reply, slot
 
 
