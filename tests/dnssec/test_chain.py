@@ -472,3 +472,18 @@ def _nsec_types(rrset: dns.rrset.RRset) -> tuple[str, set[str]]:
     return rd.next.to_text(), {dns.rdatatype.to_text(t) for w, bits in rd.windows
                                for k, o in enumerate(bits) for b in range(8)
                                if o & (0x80 >> b) for t in [w * 256 + k * 8 + b]}
+
+
+@pytest.mark.parametrize(("argv", "budget"), [
+    ([], "default"), (["--dnssec-flood-budget", "0"], 0),
+    (["--dnssec-flood-budget", "250"], 250), (["--dnssec-flood-budget", "off"], None)])
+def test_the_budget_option_and_its_one_default(argv: list[str], budget: object) -> None:
+    """``serve``'s option and ``Settings`` spell ``flood.DEFAULT_BUDGET`` as a literal (the
+    daemon imports nothing of ``dnssec`` unless keys are given): they must agree with it."""
+    from dnsfail.cli.main import build_parser
+    from dnsfail.dnssec.flood import DEFAULT_BUDGET
+    from dnsfail.serve.app import Settings
+
+    args = build_parser().parse_args(["serve", *argv])
+    assert args.dnssec_flood_budget == (DEFAULT_BUDGET if budget == "default" else budget)
+    assert Settings().dnssec_flood_budget == DEFAULT_BUDGET
