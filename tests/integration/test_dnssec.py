@@ -197,6 +197,56 @@ def anchor_line(key: keys.Key) -> str:
     return f'{key.zone} DNSKEY 257 3 {key.algorithm} {base64.b64encode(key.rdata[4:]).decode()}'
 
 
+def start_unbound(tmp: Path, stubs: list[tuple[str, int]], anchored: list[keys.Key],
+                  probe: str, options: str = "") -> tuple[subprocess.Popen[bytes], int, Path]:
+    """Unbound validating with ``anchored``'s keys as trust anchors, each zone of ``stubs``
+    (origin, port) a stub to 127.0.0.1, ``options`` added to its ``server:`` clause; with its
+    port and a delv ``anchors.conf`` for the same keys, once it answers ``probe``."""
+    port = free_port()
+    stub_text = "".join(f'stub-zone:\n  name: "{o}"\n  stub-addr: 127.0.0.1@{p}\n'
+                        for o, p in stubs)
+    anchors = "".join(f'  trust-anchor: "{anchor_line(k)}"\n' for k in anchored)
+    locals_ = "".join(f'  local-zone: "{k.zone}" transparent\n' for k in anchored)
+    conf = tmp / "unbound.conf"
+    conf.write_text(textwrap.dedent(f"""\
+        server:
+          interface: 127.0.0.1@{port}
+          port: {port}
+          outgoing-interface: 127.0.0.1
+          do-ip6: no
+          do-daemonize: no
+          username: ""
+          chroot: ""
+          directory: "{tmp}"
+          pidfile: "{tmp}/unbound.pid"
+          use-syslog: no
+          logfile: ""
+          do-not-query-localhost: no
+          access-control: 127.0.0.0/8 allow
+          module-config: "validator iterator"
+          val-log-level: 2
+          local-zone: "." refuse
+        """) + options + locals_ + anchors + stub_text)
+    assert UNBOUND is not None
+    unbound = subprocess.Popen([UNBOUND, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    anchor_file = tmp / "anchors.conf"
+    anchor_file.write_text("trust-anchors {\n" + "".join(
+        f'  {k.zone} static-key 257 3 {k.algorithm} '
+        f'"{base64.b64encode(k.rdata[4:]).decode()}";\n' for k in anchored) + "};\n")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            dns.query.udp(dns.message.make_query(probe, "A"), "127.0.0.1", port=port,
+                          timeout=0.5)
+            return unbound, port, anchor_file
+        except (dns.exception.Timeout, OSError):
+            if time.monotonic() > deadline or unbound.poll() is not None:
+                unbound.kill()
+                unbound.wait(timeout=10)
+                raise AssertionError("unbound did not answer") from None
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, site_port: int
           ) -> Iterator[dict[str, object]]:
@@ -241,56 +291,17 @@ def world(tmp_path_factory: pytest.TempPathFactory, site_port: int
             dnskey = dns.rdata.from_text("IN", "DNSKEY", anchor_line(key).split(" DNSKEY ")[1])
             rewrite = lying_bitmap(private, dnskey, absolute)
         in_process[origin] = Server(handler, rewrite)
-    port = free_port()
-    stubs = "".join(f'stub-zone:\n  name: "{o}"\n  stub-addr: 127.0.0.1@{p}\n'
-                    for o, p in [(GOOD, server.port),
-                                 *[(o, s.port) for o, s in in_process.items()]])
-    anchors = "".join(f'  trust-anchor: "{anchor_line(made[o])}"\n' for o in (GOOD, *BAD))
-    locals_ = "".join(f'  local-zone: "{o}." transparent\n' for o in (GOOD, *BAD))
-    conf = tmp / "unbound.conf"
-    conf.write_text(textwrap.dedent(f"""\
-        server:
-          interface: 127.0.0.1@{port}
-          port: {port}
-          outgoing-interface: 127.0.0.1
-          do-ip6: no
-          do-daemonize: no
-          username: ""
-          chroot: ""
-          directory: "{tmp}"
-          pidfile: "{tmp}/unbound.pid"
-          use-syslog: no
-          logfile: ""
-          do-not-query-localhost: no
-          access-control: 127.0.0.0/8 allow
-          use-caps-for-id: yes
-          module-config: "validator iterator"
-          val-log-level: 2
-          local-zone: "." refuse
-        """) + locals_ + anchors + stubs)
-    assert UNBOUND is not None
-    unbound = subprocess.Popen([UNBOUND, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    anchor_file = tmp / "anchors.conf"
-    anchor_file.write_text("trust-anchors {\n" + "".join(
-        f'  {made[o].zone} static-key 257 3 {made[o].algorithm} '
-        f'"{base64.b64encode(made[o].rdata[4:]).decode()}";\n' for o in (GOOD, *BAD)) + "};\n")
+    unbound = None  # whatever starts is stopped, also if Unbound does not
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                dns.query.udp(dns.message.make_query(f"www.{GOOD}.", "A"), "127.0.0.1",
-                              port=port, timeout=0.5)
-                break
-            except (dns.exception.Timeout, OSError):
-                if time.monotonic() > deadline or unbound.poll() is not None:
-                    unbound.kill()
-                    raise AssertionError("unbound did not answer") from None
+        unbound, port, anchor_file = start_unbound(
+            tmp, [(GOOD, server.port), *[(o, s.port) for o, s in in_process.items()]],
+            [made[o] for o in (GOOD, *BAD)], f"www.{GOOD}.", "  use-caps-for-id: yes\n")
         yield {"unbound": port, "server": server, "control": control, "anchors": anchor_file,
                "in_process": in_process, "keys": good_keys, "zones": zones}
     finally:
-        unbound.terminate()
-        unbound.wait(timeout=10)
+        if unbound is not None:
+            unbound.terminate()
+            unbound.wait(timeout=10)
         for s in in_process.values():
             s.stop()
         server.stop()

@@ -44,7 +44,7 @@ from dnsfail.zonefile import load_zones
 
 from ..conftest import DnsfailProcess, free_port
 from .ctl_server import Ctl, wait_for
-from .test_dnssec import DELV, UNBOUND, Server, anchor_line
+from .test_dnssec import DELV, UNBOUND, Server, anchor_line, start_unbound
 
 pytestmark = pytest.mark.skipif(UNBOUND is None or DELV is None,
                                 reason="unbound or delv (bind9-dnsutils) is not installed")
@@ -158,58 +158,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
                 asked.append(dns.message.from_wire(query).question[0].name.to_text())
                 return reply
         in_process[origin] = Server(handler, rewrite)
-    port = free_port()
-    stubs = "".join(f'stub-zone:\n  name: "{o}"\n  stub-addr: 127.0.0.1@{p}\n'
-                    for o, p in [(GOOD, server.port),
-                                 *[(o, s.port) for o, s in in_process.items()]])
-    anchors = "".join(f'  trust-anchor: "{anchor_line(made[o])}"\n' for o in ZONES)
-    locals_ = "".join(f'  local-zone: "{o}." transparent\n' for o in ZONES)
-    conf = tmp / "unbound.conf"
-    conf.write_text(textwrap.dedent(f"""\
-        server:
-          interface: 127.0.0.1@{port}
-          port: {port}
-          outgoing-interface: 127.0.0.1
-          do-ip6: no
-          do-daemonize: no
-          username: ""
-          chroot: ""
-          directory: "{tmp}"
-          pidfile: "{tmp}/unbound.pid"
-          use-syslog: no
-          logfile: ""
-          do-not-query-localhost: no
-          access-control: 127.0.0.0/8 allow
-          module-config: "validator iterator"
-          aggressive-nsec: yes
-          trust-anchor-signaling: no
-          qname-minimisation: no
-          val-log-level: 2
-          local-zone: "." refuse
-        """) + locals_ + anchors + stubs)
-    assert UNBOUND is not None
-    unbound = subprocess.Popen([UNBOUND, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    anchor_file = tmp / "anchors.conf"
-    anchor_file.write_text("trust-anchors {\n" + "".join(
-        f'  {made[o].zone} static-key 257 3 {made[o].algorithm} '
-        f'"{base64.b64encode(made[o].rdata[4:]).decode()}";\n' for o in ZONES) + "};\n")
+    unbound = None  # whatever starts is stopped, also if Unbound does not
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                dns.query.udp(dns.message.make_query(f"www.{GOOD}.", "A"), "127.0.0.1",
-                              port=port, timeout=0.5)
-                break
-            except (dns.exception.Timeout, OSError):
-                if time.monotonic() > deadline or unbound.poll() is not None:
-                    unbound.kill()
-                    raise AssertionError("unbound did not answer") from None
+        unbound, port, anchor_file = start_unbound(
+            tmp, [(GOOD, server.port), *[(o, s.port) for o, s in in_process.items()]],
+            [made[o] for o in ZONES], f"www.{GOOD}.",
+            "  aggressive-nsec: yes\n  trust-anchor-signaling: no\n  qname-minimisation: no\n")
         yield {"unbound": port, "server": server, "anchors": anchor_file,
                "in_process": in_process, "asked": asked, "zones": zones, "keys": good_keys}
     finally:
-        unbound.terminate()
-        unbound.wait(timeout=10)
+        if unbound is not None:
+            unbound.terminate()
+            unbound.wait(timeout=10)
         for s in in_process.values():
             s.stop()
         server.stop()
