@@ -66,6 +66,7 @@ import os
 import queue
 import random
 import re
+import resource
 import selectors
 import shlex
 import shutil
@@ -532,11 +533,51 @@ class Perf:
     p99_ms: float = math.nan
     #: A generated stream ran out before the time limit (raise ``--max-qps``).
     ran_out: bool = False
+    #: Where the machine's CPU went during the run (``Usage``); None where not measured.
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """CPU seconds of one run: the server's processes (all threads), dnsperf, and the
+    machine's idle and steal time (``/proc/stat``: time the hypervisor gave to others).
+
+    Why: a fixed-rate p99 measures queueing, and on a 2-core VM the queue is set by what
+    else wants the CPU: dnsperf itself, and the host (steal).  These show whether a slow
+    p99 came from the server's own cost per query or from a machine with none to spare."""
+
+    seconds: float
+    server_s: float
+    client_s: float
+    idle_s: float
+    steal_s: float
+
+    def per_query_us(self, answered: int) -> float:
+        return self.server_s / answered * 1e6 if answered else math.nan
+
+
+def machine_times() -> tuple[float, float, float]:
+    """(all, idle, steal) CPU seconds since boot, summed over the CPUs (``/proc/stat``)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    # user nice system idle iowait irq softirq steal (guest time is inside user already)
+    return sum(fields[:8]) / tick, (fields[3] + fields[4]) / tick, fields[7] / tick
+
+
+def process_cpu(pids: Sequence[int]) -> float:
+    """utime + stime of ``pids`` (each with all its threads), in seconds."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def dnsperf(
     port: int, row: Row, datafile: Path, seconds: float, *, clients: int, outstanding: int,
     rate: int | None = None, verbose: bool = False, capacity: int | None = None,
+    server: Server | None = None,
 ) -> Perf:  # fmt: skip
     """One dnsperf run; ``capacity`` is the number of queries in a generated ``datafile``,
     which dnsperf reads once (``-n 1``), so that no query is ever sent twice."""
@@ -554,12 +595,20 @@ def dnsperf(
         argv += ["-Q", str(rate)]
     if verbose:
         argv.append("-v")
+    pids = server.pids() if server is not None else []
+    started, server0 = time.monotonic(), process_cpu(pids)
+    machine0, child0 = machine_times(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         argv, capture_output=True, text=True, timeout=seconds + 60, start_new_session=True
     )
+    machine1, child1 = machine_times(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    usage = Usage(seconds=time.monotonic() - started, server_s=process_cpu(pids) - server0,
+                  client_s=(child1.ru_utime + child1.ru_stime
+                            - child0.ru_utime - child0.ru_stime),
+                  idle_s=machine1[1] - machine0[1], steal_s=machine1[2] - machine0[2])
     if done.returncode != 0:
         raise RuntimeError(f"dnsperf failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    perf = parse_dnsperf(done.stdout)
+    perf = dataclasses.replace(parse_dnsperf(done.stdout), usage=usage if pids else None)
     if capacity is not None and perf.sent >= capacity:
         perf = dataclasses.replace(perf, ran_out=True)
     return perf
@@ -782,7 +831,7 @@ def compare(
                 def run(phase: str, seconds: float, **extra: Any) -> Perf:
                     path, capacity = files[phase]  # noqa: B023
                     return dnsperf(server.port, row, path, seconds, capacity=capacity,  # noqa: B023
-                                   **load, **extra)  # fmt: skip
+                                   server=server, **load, **extra)  # noqa: B023  # fmt: skip
 
                 before, _ = server.memory()
                 run("warmup", args.warmup)
@@ -878,9 +927,37 @@ def print_table(
                   f"{fmt(c.median(lambda p: p.p99_ms, 'fixed'), 3)}{mark} | "
                   f"{fmt(c.median(lambda p: p.p99_ms, 'half'), 3)} | {half_lost} | "
                   f"{rss} |")  # fmt: skip
+    print_usage(names, rows, cells, args)
     if ran_out:
         print(f"\n† a generated stream ran out before the run's end (more than --max-qps "
               f"{args.max_qps:,} q/s): the figure stands, but raise --max-qps.")
+
+
+def print_usage(names: Sequence[str], rows: Sequence[Row],
+                cells: dict[tuple[str, str], Cell], args: argparse.Namespace) -> None:
+    """Where the CPU went in the full-load and half-peak runs (medians over rounds)."""
+    print("\n| traffic | server | server CPU µs/query (full load) | server CPU µs/query "
+          "@ half peak | dnsperf CPU % @ half peak | machine idle % @ half peak | "
+          "steal % @ half peak |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    cores = os.cpu_count() or 1
+
+    def per_query(p: Perf) -> float:
+        return p.usage.per_query_us(p.sent - p.lost) if p.usage else math.nan
+
+    def percent(pick: Callable[[Usage], float], of: int) -> Callable[[Perf], float]:
+        return lambda p: 100 * pick(p.usage) / (p.usage.seconds * of) if p.usage else math.nan
+
+    client = percent(lambda u: u.client_s, 1)
+    idle = percent(lambda u: u.idle_s, cores)
+    steal = percent(lambda u: u.steal_s, cores)
+    for row in rows:
+        for server in names:
+            c = cells[(server, row.key)]
+            print(f"| {row_label(row, args)} | {server} | {fmt(c.median(per_query), 1)} | "
+                  f"{fmt(c.median(per_query, 'half'), 1)} | {fmt(c.median(client, 'half'), 0)} | "
+                  f"{fmt(c.median(idle, 'half'), 0)} | {fmt(c.median(steal, 'half'), 0)} |")
+    print(f"\n(dnsperf CPU % is of one core; idle and steal are of all {cores} cores.)")
 
 
 def print_memory(servers: Sequence[Server]) -> None:
