@@ -8,8 +8,11 @@ the generator and the checks that judge every server's answers are tested here.
 from __future__ import annotations
 
 import ipaddress
+import math
+import os
 import random
 import sys
+import time
 from pathlib import Path
 
 import dns.edns
@@ -157,3 +160,21 @@ def test_answer_checks_catch_each_kind_of_wrong_answer() -> None:
         found = compare._wrong(compare.parse_reply(reply), wire)
         assert found is not None
         assert why in found
+
+
+def test_cpu_accounting_sees_this_process_burn_and_the_machine_add_up() -> None:
+    """The half-peak table's CPU figures come from /proc: this process's own burn shows in
+    ``process_cpu``, and the machine's idle and steal never exceed its total."""
+    total0, idle0, steal0 = compare.machine_times()
+    before = compare.process_cpu([os.getpid()])
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    burnt = compare.process_cpu([os.getpid()]) - before
+    total1, idle1, steal1 = compare.machine_times()
+    assert 0.2 <= burnt <= 5.0
+    assert total1 - total0 >= (idle1 - idle0) + (steal1 - steal0) >= 0
+    assert compare.process_cpu([2**22 + 12345]) == 0  # a process that is gone counts nothing
+    usage = compare.Usage(seconds=1.0, server_s=0.5, client_s=0.2, idle_s=1.0, steal_s=0.1)
+    assert usage.per_query_us(10_000) == pytest.approx(50.0)
+    assert math.isnan(usage.per_query_us(0))
