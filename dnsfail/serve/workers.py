@@ -6,7 +6,7 @@ system call and the event loop's dispatch, so one process saturates a core
 well below what the network stack can carry.  N processes answer on N cores.
 
 How the work is shared: the main process binds the UDP and TCP sockets and
-hands *the same sockets* to every worker (file-descriptor inheritance).  The
+hands *the same sockets* to every worker (passed over its channel, SCM_RIGHTS).  The
 kernel gives each datagram to whichever process reads first, so the load is
 balanced however few client ports there are.  ``SO_REUSEPORT`` (what gdnsd
 and CoreDNS use) gives each process its own socket and spreads clients by a
@@ -27,6 +27,13 @@ health change sends only the small health map) and the health of every
 target.  A worker answers with ``Handler`` exactly as the main process does,
 from its mirror of the latest snapshot; it reports its counters once a second
 and acknowledges every generation it applies, which ``/v1/status`` shows.
+
+When: the worker processes are spawned as the daemon starts, before the zones
+load, so that their interpreter start and imports (about half a second) run on
+another core while the main process parses; each then waits, holding nothing,
+for its setup (``Setup``: the settings and the listening sockets, sent once they
+are bound) and the first snapshot.  A start that fails (a bad zone, a busy
+port) stops them.
 
 Lifetimes: the main process owns the worker processes and one supervising task
 per worker; a worker that dies is logged and restarted (with a growing pause),
@@ -100,6 +107,13 @@ _FRAME = struct.Struct("!II")
 _BUFFER = struct.Struct("!Q")
 #: Octets of a buffer read at a time: ``readexactly`` copies what it returns.
 _RECEIVE_STEP = 1 << 20
+#: Most descriptors one setup message passes (Linux's SCM_MAX_FD): two a listen address,
+#: plus the shared tables', so about 125 ``--listen`` addresses with ``--workers``.
+MAX_PASSED_FDS = 253
+#: Largest setup message (JSON settings, a few hundred octets): a longer head is not ours.
+MAX_SETUP_SIZE = 1 << 20
+#: A setup message's head: the JSON's length.
+_SETUP = struct.Struct("!I")
 
 
 # --- the channel: length-prefixed pickles -----------------------------------------------------
@@ -199,6 +213,100 @@ def changes(snapshot: Snapshot, sent: Mapping[str, Zone]) -> dict[str, Zone]:
     return {origin: zone for origin, zone in snapshot.zones.items() if sent.get(origin) is not zone}
 
 
+# --- the setup: settings and listening sockets, sent once they are bound ----------------------
+
+@dataclass(frozen=True)
+class Launch:
+    """What a worker process needs to start, known before the zones load."""
+
+    log_level: str = "info"
+    log_format: str = "text"
+    uvloop: bool = True
+
+
+def setup_message(spec: Mapping[str, Any], sockets: Sequence[tuple[int, bool]],
+                  shared: Sequence[int]) -> tuple[bytes, list[int]]:
+    """The setup's octets and the descriptors that travel with them (SCM_RIGHTS): the
+    listening ``sockets`` (descriptor, is TCP) in order, then the ``shared`` tables'.
+
+    The descriptor numbers mean nothing in the worker, so the message says only
+    what each passed descriptor is (``attach`` puts the worker's numbers back).
+    """
+    fds = [fd for fd, _ in sockets] + list(shared)
+    if len(fds) > MAX_PASSED_FDS:
+        raise DnsfailError(f"--workers: {len(sockets) // 2} listen addresses pass {len(fds)} "
+                           f"sockets to each worker, more than {MAX_PASSED_FDS}")
+    body = json.dumps({**spec, "sockets": [stream for _, stream in sockets],
+                       "shared": len(shared)}).encode()
+    return _SETUP.pack(len(body)) + body, fds
+
+
+def attach(setup: Mapping[str, Any], fds: Sequence[int]) -> dict[str, Any]:
+    """The worker's spec from a setup and the descriptors received with it, in the
+    order ``setup_message`` sent them; raises ValueError when they do not match."""
+    streams: list[bool] = setup["sockets"]
+    shared = fds[len(streams):]
+    if len(fds) != len(streams) + setup["shared"]:
+        raise ValueError(f"setup names {len(streams) + setup['shared']} descriptors, "
+                         f"{len(fds)} came")
+    spec = {**setup, "sockets": list(zip(fds, streams, strict=False))}
+    if spec.get("shares") is not None:
+        spec["shares"] = [shared[0], spec["shares"][1]]
+        shared = shared[1:]
+    if spec.get("rrl_fd") is not None:
+        spec["rrl_fd"] = shared[0]
+    return spec
+
+
+def receive_setup(channel: socket.socket) -> dict[str, Any] | None:
+    """Block until the setup arrives (``setup_message``); None when the channel closes
+    first (the main process failed to start, or went away)."""
+    try:
+        head, fds, _, _ = socket.recv_fds(channel, _SETUP.size, MAX_PASSED_FDS,
+                                          socket.MSG_CMSG_CLOEXEC)
+        head += _receive_exactly(channel, _SETUP.size - len(head)) if head else b""
+        if len(head) < _SETUP.size:
+            return None
+        (size,) = _SETUP.unpack(head)
+        if size > MAX_SETUP_SIZE:
+            raise ValueError(f"setup of {size} octets")
+        return attach(json.loads(_receive_exactly(channel, size)), fds)
+    except ConnectionError:
+        return None
+    except ValueError as exc:  # not from our main process: nothing to answer with
+        log.error("unusable setup: %s", exc)
+        return None
+
+
+def _receive_exactly(channel: socket.socket, size: int) -> bytes:
+    out = bytearray()
+    while len(out) < size:
+        chunk = channel.recv(size - len(out))
+        if not chunk:
+            raise ConnectionResetError("channel closed in a setup message")
+        out += chunk
+    return bytes(out)
+
+
+def send_setup(channel: socket.socket, settings: WorkerSettings,
+               sockets: Sequence[tuple[int, bool]], shares: Shares | None) -> str | None:
+    """Send a worker its setup: ``settings``, and the ``sockets``' and shared tables'
+    descriptors (SCM_RIGHTS).  None when sent, else what went wrong.
+
+    Never waits: a few hundred octets are the first thing on an empty channel.
+    """
+    spec = {**asdict(settings), "shares": [shares.fd, shares.slots] if shares else None}
+    shared = [*([shares.fd] if shares else []),
+              *([settings.rrl_fd] if settings.rrl_fd is not None else [])]
+    message, fds = setup_message(spec, sockets, shared)
+    channel.setblocking(False)
+    try:
+        sent = socket.send_fds(channel, [message], fds)
+    except OSError as exc:  # it died in between
+        return str(exc)
+    return None if sent == len(message) else f"cut short: {sent} of {len(message)} octets"
+
+
 # --- the main process's side ------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -246,26 +354,28 @@ class _Worker:
 
 
 class Workers:
-    """Starts, feeds, supervises and stops the ``count`` worker processes.
+    """Spawns, feeds, supervises and stops the ``count`` worker processes.
 
     ``count`` is the number of *extra* processes; the main process answers
-    too.  ``sockets`` are the listening sockets as (file descriptor, is TCP).
+    too.  ``spawn`` starts them early (they wait for their setup); ``configure``
+    gives the listening sockets as (file descriptor, is TCP) and the settings;
+    ``start`` feeds the first snapshot.
     ``publish`` is a Store subscriber: it only notes the newest snapshot, and
     one owned task sends it (so a slow worker never delays the event loop,
     and a burst of snapshots sends only the last).
     """
 
-    def __init__(
-        self, count: int, sockets: Sequence[tuple[int, bool]], settings: WorkerSettings,
-        secrets: Secrets | None = None, shares: Shares | None = None,
-    ) -> None:
-        self.settings = settings
+    def __init__(self, count: int, launch: Launch | None = None) -> None:
+        self.launch = launch or Launch()
+        self.settings: WorkerSettings | None = None
         #: The cookie secrets every worker answers with, sent as each one's first message
         #: when it runs the cookie stage (cookies or the size cap on).
-        self.secrets = secrets
+        self.secrets: Secrets | None = None
         #: The TCP connection counts the processes share (``serve.spread``), slot = index.
-        self.shares = shares
-        self.sockets = list(sockets)
+        self.shares: Shares | None = None
+        self.sockets: list[tuple[int, bool]] = []
+        #: Set by ``configure``: every worker (and every restarted one) can get its setup.
+        self.configured = asyncio.Event()
         self.workers = [_Worker(i + 1) for i in range(count)]
         self.tasks: list[asyncio.Task[None]] = []
         self.pending: Snapshot | None = None
@@ -276,13 +386,24 @@ class Workers:
         self.retired = Totals()
         self.stopping = False
 
+    def spawn(self) -> None:
+        """Start the processes now (each supervised): they import, then wait for a setup."""
+        if not self.tasks:
+            self.tasks = [asyncio.create_task(self._supervise(w), name=f"worker-{w.index}")
+                          for w in self.workers]
+            self.tasks.append(asyncio.create_task(self._send_loop(), name="worker-publish"))
+
+    def configure(self, sockets: Sequence[tuple[int, bool]], settings: WorkerSettings,
+                  secrets: Secrets | None = None, shares: Shares | None = None) -> None:
+        """What every worker answers on and with; sent as each one's setup."""
+        self.sockets, self.settings = list(sockets), settings
+        self.secrets, self.shares = secrets, shares
+        self.configured.set()
+
     async def start(self, snapshot: Snapshot) -> None:
-        """Start every worker with ``snapshot`` and wait (bounded) until each is answering."""
+        """Feed every worker ``snapshot`` and wait (bounded) until each is answering."""
         self.pending = snapshot
-        for worker in self.workers:
-            self.tasks.append(asyncio.create_task(self._supervise(worker),
-                                                  name=f"worker-{worker.index}"))
-        self.tasks.append(asyncio.create_task(self._send_loop(), name="worker-publish"))
+        self.spawn()
         waits = [asyncio.create_task(w.ready.wait()) for w in self.workers]
         _, not_done = await asyncio.wait(waits, timeout=START_TIMEOUT)
         for task in not_done:
@@ -327,6 +448,8 @@ class Workers:
         for w in self.workers:
             if w.writer is not None:
                 w.writer.close()
+            elif w.process is not None:  # not set up yet: it holds nothing, has nothing to finish
+                _kill(w.process)
         for w in self.workers:
             if w.process is not None and w.process.returncode is None:
                 try:
@@ -364,27 +487,53 @@ class Workers:
                 pause * 2, RESTART_PAUSE_MAX)
 
     async def _run(self, worker: _Worker) -> None:
-        """One life of one worker process: spawn, feed the current snapshot, read reports."""
+        """One life of one worker process: spawn, set up, feed the snapshot, read reports."""
         parent, child = socket.socketpair()
-        shares = self.shares
-        spec = {"index": worker.index, "channel": child.fileno(), "sockets": self.sockets,
-                "shares": [shares.fd, shares.slots] if shares is not None else None,
-                **asdict(self.settings)}
-        shared = [self.settings.rrl_fd] if self.settings.rrl_fd is not None else []
+        launch = {"index": worker.index, "channel": child.fileno(), **asdict(self.launch)}
+        worker.ready.clear()
         try:
-            worker.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "dnsfail.serve.workers", json.dumps(spec),
-                pass_fds=[child.fileno(), *(fd for fd, _ in self.sockets),
-                          *([shares.fd] if shares is not None else []), *shared],
-                stdin=subprocess.DEVNULL,
-            )
+            try:
+                worker.process = process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "dnsfail.serve.workers", json.dumps(launch),
+                    pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
+            finally:
+                child.close()
+            worker.started_at = time.time()
+            if await self._set_up(worker, process, parent):
+                await self._feed(worker, parent)
         finally:
-            child.close()
-        worker.started_at = time.time()
+            parent.close()  # the worker exits on EOF, even one whose process object was lost
+            if worker.process is not None:
+                if not self.stopping:
+                    _kill(worker.process)
+                await worker.process.wait()
+            if self.shares is not None:
+                self.shares.absent(worker.index)  # its connections died with it: wait for none
+
+    async def _set_up(self, worker: _Worker, process: asyncio.subprocess.Process,
+                      parent: socket.socket) -> bool:
+        """Wait until configured (or the process exits), then send the setup.  False: it
+        exited, or took no setup (the supervisor restarts it)."""
+        if not self.configured.is_set():
+            waits = [asyncio.create_task(process.wait()),
+                     asyncio.create_task(self.configured.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await cancel_all(waits)
+            if not self.configured.is_set():
+                return False
+        assert self.settings is not None
+        problem = send_setup(parent, self.settings, self.sockets, self.shares)
+        if problem is not None:
+            log.error("worker %d: setup not sent (%s)", worker.index, problem)
+        return problem is None
+
+    async def _feed(self, worker: _Worker, parent: socket.socket) -> None:
+        """Send the secrets and the current snapshot; read reports until the channel closes."""
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         worker.writer = writer
         worker.sent = {}
-        worker.ready.clear()
         try:
             if self.secrets is not None:
                 writer.write(encode(self.secrets))
@@ -398,11 +547,6 @@ class Workers:
         finally:
             worker.writer = None
             writer.close()
-            if not self.stopping:
-                _kill(worker.process)
-            await worker.process.wait()
-            if shares is not None:
-                shares.absent(worker.index)  # its connections died with it: wait for none
 
     def _on_report(self, worker: _Worker, message: object) -> None:
         if isinstance(message, Totals):
@@ -572,12 +716,17 @@ async def _serve(spec: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``python -m dnsfail.serve.workers SPEC``: started by ``Workers``, never by hand."""
+    """``python -m dnsfail.serve.workers LAUNCH``: started by ``Workers``, never by hand.
+
+    Imported already (the module's imports are most of a worker's start), it
+    waits for its setup; a main process that fails to start closes the channel
+    first, and this one exits having bound nothing.
+    """
     from dnsfail import logs
 
-    spec = json.loads(argv[0])
-    logs.setup(spec["log_level"], spec["log_format"])
-    prefix = f"worker {int(spec['index'])}: "
+    launch = json.loads(argv[0])
+    logs.setup(launch["log_level"], launch["log_format"])
+    prefix = f"worker {int(launch['index'])}: "
 
     def tag(record: logging.LogRecord) -> bool:
         record.msg = prefix + str(record.msg)  # workers share the main process's stderr
@@ -588,6 +737,11 @@ def main(argv: Sequence[str]) -> int:
     # Ctrl-C reaches the whole process group; the main process decides when workers stop
     # (it closes their channels), so that it can stop them in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with socket.socket(fileno=os.dup(launch["channel"])) as channel:
+        setup = receive_setup(channel)
+    if setup is None:
+        return 0  # the main process went away, or did not start
+    spec = {**setup, "index": launch["index"], "channel": launch["channel"]}
     if spec.get("uvloop") and not os.environ.get("DNSFAIL_NO_UVLOOP"):
         with contextlib.suppress(ImportError):
             import uvloop
