@@ -41,30 +41,27 @@ its counts folded into the totals so that counters never go backwards.  A
 worker exits when its channel closes, so no worker outlives the main process,
 even one killed with SIGKILL.
 
-The channel carries length-prefixed pickles between processes of the same
-program (never from the network).
+The channel (``serve.channel``) carries length-prefixed pickles between
+processes of the same program (never from the network); a zone's packed blob
+and index (tens of megabytes for a million records) go beside it, on a second
+socket pair that a thread on each side writes and reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copyreg
 import functools
-import io
 import json
 import logging
 import os
-import pickle
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from dnsfail.cookies.settings import Secrets
@@ -75,6 +72,15 @@ from dnsfail.errors import DnsfailError
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.rrl.limiter import open_limiter
 from dnsfail.rrl.settings import RrlSettings
+from dnsfail.serve.channel import (
+    bulk_pair,
+    encode,
+    encode_parts,
+    receive,
+    receive_setup,
+    setup_message,
+    write_frame,
+)
 from dnsfail.serve.collector import settle
 from dnsfail.serve.server import TCP_MAX_PER_SOURCE, TcpAcceptor, TcpLimits, UdpListener
 from dnsfail.serve.spread import Shares
@@ -101,78 +107,6 @@ SEND_TIMEOUT = 10.0
 RESTART_PAUSE = 0.5
 RESTART_PAUSE_MAX = 30.0
 
-#: A frame's head: the pickle's length and how many out-of-band buffers follow it.
-_FRAME = struct.Struct("!II")
-#: An out-of-band buffer's length, before its octets.
-_BUFFER = struct.Struct("!Q")
-#: Octets of a buffer read at a time: ``readexactly`` copies what it returns.
-_RECEIVE_STEP = 1 << 20
-#: Most descriptors one setup message passes (Linux's SCM_MAX_FD): two a listen address,
-#: plus the shared tables', so about 125 ``--listen`` addresses with ``--workers``.
-MAX_PASSED_FDS = 253
-#: Largest setup message (JSON settings, a few hundred octets): a longer head is not ours.
-MAX_SETUP_SIZE = 1 << 20
-#: A setup message's head: the JSON's length.
-_SETUP = struct.Struct("!I")
-
-
-# --- the channel: length-prefixed pickles -----------------------------------------------------
-
-def _mapping_proxy(items: dict[Any, Any]) -> MappingProxyType[Any, Any]:
-    return MappingProxyType(items)
-
-
-def _reduce_mapping_proxy(proxy: MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, Any]]]:
-    return _mapping_proxy, (dict(proxy),)
-
-
-def encode(message: object) -> bytes:
-    """One frame (``encode_parts``) as one byte string."""
-    return b"".join(encode_parts(message))
-
-
-def encode_parts(message: object) -> list[bytes | memoryview]:
-    """One frame: a head (the pickle's length, how many buffers follow), the pickled
-    message, then each out-of-band buffer after its 8-octet length.
-
-    Zones hold read-only mapping proxies, which pickle cannot store on its
-    own; they travel as the dicts they wrap and are wrapped again on arrival.
-    A packed store's blob and index are out-of-band buffers (PEP 574): sent
-    from the store itself and received into the worker's own buffers, so a
-    big zone is never copied into a pickle on either side (``zonefile.packed``).
-    """
-    buffers: list[pickle.PickleBuffer] = []
-    out = io.BytesIO()
-    pickler = pickle.Pickler(out, protocol=5, buffer_callback=buffers.append)
-    pickler.dispatch_table = copyreg.dispatch_table.copy()
-    pickler.dispatch_table[MappingProxyType] = _reduce_mapping_proxy
-    pickler.dump(message)
-    body = out.getvalue()
-    parts: list[bytes | memoryview] = [_FRAME.pack(len(body), len(buffers)), body]
-    for buffer in buffers:
-        raw = buffer.raw()
-        parts += [_BUFFER.pack(raw.nbytes), raw]
-    return parts
-
-
-async def receive(reader: asyncio.StreamReader) -> object | None:
-    """The next message, or None when the other end has closed the channel."""
-    try:
-        head = await reader.readexactly(_FRAME.size)
-        size, count = _FRAME.unpack(head)
-        body = await reader.readexactly(size)
-        buffers = []
-        for _ in range(count):
-            (length,) = _BUFFER.unpack(await reader.readexactly(_BUFFER.size))
-            buffer = bytearray(length)
-            for at in range(0, length, _RECEIVE_STEP):  # not a second copy of a big buffer
-                buffer[at : at + _RECEIVE_STEP] = await reader.readexactly(
-                    min(_RECEIVE_STEP, length - at))
-            buffers.append(buffer)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
-    message: object = pickle.loads(body, buffers=buffers)
-    return message
 
 
 @dataclass(frozen=True)
@@ -222,70 +156,6 @@ class Launch:
     log_level: str = "info"
     log_format: str = "text"
     uvloop: bool = True
-
-
-def setup_message(spec: Mapping[str, Any], sockets: Sequence[tuple[int, bool]],
-                  shared: Sequence[int]) -> tuple[bytes, list[int]]:
-    """The setup's octets and the descriptors that travel with them (SCM_RIGHTS): the
-    listening ``sockets`` (descriptor, is TCP) in order, then the ``shared`` tables'.
-
-    The descriptor numbers mean nothing in the worker, so the message says only
-    what each passed descriptor is (``attach`` puts the worker's numbers back).
-    """
-    fds = [fd for fd, _ in sockets] + list(shared)
-    if len(fds) > MAX_PASSED_FDS:
-        raise DnsfailError(f"--workers: {len(sockets) // 2} listen addresses pass {len(fds)} "
-                           f"sockets to each worker, more than {MAX_PASSED_FDS}")
-    body = json.dumps({**spec, "sockets": [stream for _, stream in sockets],
-                       "shared": len(shared)}).encode()
-    return _SETUP.pack(len(body)) + body, fds
-
-
-def attach(setup: Mapping[str, Any], fds: Sequence[int]) -> dict[str, Any]:
-    """The worker's spec from a setup and the descriptors received with it, in the
-    order ``setup_message`` sent them; raises ValueError when they do not match."""
-    streams: list[bool] = setup["sockets"]
-    shared = fds[len(streams):]
-    if len(fds) != len(streams) + setup["shared"]:
-        raise ValueError(f"setup names {len(streams) + setup['shared']} descriptors, "
-                         f"{len(fds)} came")
-    spec = {**setup, "sockets": list(zip(fds, streams, strict=False))}
-    if spec.get("shares") is not None:
-        spec["shares"] = [shared[0], spec["shares"][1]]
-        shared = shared[1:]
-    if spec.get("rrl_fd") is not None:
-        spec["rrl_fd"] = shared[0]
-    return spec
-
-
-def receive_setup(channel: socket.socket) -> dict[str, Any] | None:
-    """Block until the setup arrives (``setup_message``); None when the channel closes
-    first (the main process failed to start, or went away)."""
-    try:
-        head, fds, _, _ = socket.recv_fds(channel, _SETUP.size, MAX_PASSED_FDS,
-                                          socket.MSG_CMSG_CLOEXEC)
-        head += _receive_exactly(channel, _SETUP.size - len(head)) if head else b""
-        if len(head) < _SETUP.size:
-            return None
-        (size,) = _SETUP.unpack(head)
-        if size > MAX_SETUP_SIZE:
-            raise ValueError(f"setup of {size} octets")
-        return attach(json.loads(_receive_exactly(channel, size)), fds)
-    except ConnectionError:
-        return None
-    except ValueError as exc:  # not from our main process: nothing to answer with
-        log.error("unusable setup: %s", exc)
-        return None
-
-
-def _receive_exactly(channel: socket.socket, size: int) -> bytes:
-    out = bytearray()
-    while len(out) < size:
-        chunk = channel.recv(size - len(out))
-        if not chunk:
-            raise ConnectionResetError("channel closed in a setup message")
-        out += chunk
-    return bytes(out)
 
 
 def send_setup(channel: socket.socket, settings: WorkerSettings,
@@ -351,6 +221,8 @@ class _Worker:
     started_at: float = 0.0
     #: Sends to one worker happen one at a time, so generations arrive in order.
     sending: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: This life's socket for out-of-band buffers (``write_frame``).
+    bulk: socket.socket | None = None
 
 
 class Workers:
@@ -489,20 +361,16 @@ class Workers:
     async def _run(self, worker: _Worker) -> None:
         """One life of one worker process: spawn, set up, feed the snapshot, read reports."""
         parent, child = socket.socketpair()
-        launch = {"index": worker.index, "channel": child.fileno(), **asdict(self.launch)}
+        worker.bulk, bulk_child = bulk_pair(SEND_TIMEOUT)
         worker.ready.clear()
         try:
-            try:
-                worker.process = process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "dnsfail.serve.workers", json.dumps(launch),
-                    pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
-            finally:
-                child.close()
+            worker.process = process = await _spawn(worker.index, self.launch, child, bulk_child)
             worker.started_at = time.time()
             if await self._set_up(worker, process, parent):
                 await self._feed(worker, parent)
         finally:
             parent.close()  # the worker exits on EOF, even one whose process object was lost
+            worker.bulk.close()
             if worker.process is not None:
                 if not self.stopping:
                     _kill(worker.process)
@@ -594,7 +462,7 @@ class Workers:
         # Pickling a large zone takes a while; off the loop it delays answers less.
         frame = await asyncio.to_thread(encode_parts, message) if changed else encode_parts(message)
         try:
-            await asyncio.wait_for(_write_frame(writer, frame), SEND_TIMEOUT)
+            await asyncio.wait_for(write_frame(writer, frame, worker.bulk), SEND_TIMEOUT)
         except (OSError, TimeoutError) as exc:
             log.error("worker %d: could not send generation %d (%s); restarting it",
                       worker.index, snapshot.generation, exc or "timed out")
@@ -604,14 +472,18 @@ class Workers:
         worker.sent = dict(snapshot.zones)
 
 
-async def _write_frame(writer: asyncio.StreamWriter, parts: list[bytes | memoryview]) -> None:
-    """Write a frame a step at a time, draining between: what the transport cannot send at
-    once it copies into its buffer, so a big zone's blob is never copied there whole."""
-    for part in parts:
-        view = memoryview(part)
-        for at in range(0, len(view), _RECEIVE_STEP):
-            writer.write(view[at : at + _RECEIVE_STEP])
-            await writer.drain()
+async def _spawn(index: int, launch: Launch, channel: socket.socket,
+                 bulk: socket.socket) -> asyncio.subprocess.Process:
+    """Worker ``index``'s process, given the child ends of its channel and bulk pairs (closed
+    here once it holds them)."""
+    spec = {"index": index, "channel": channel.fileno(), "bulk": bulk.fileno(), **asdict(launch)}
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dnsfail.serve.workers", json.dumps(spec),
+            pass_fds=[channel.fileno(), bulk.fileno()], stdin=subprocess.DEVNULL)
+    finally:
+        channel.close()
+        bulk.close()
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
@@ -633,17 +505,17 @@ async def _rekey(signed: SignedPath, directory: str, zones: Sequence[str]) -> No
     commit()
 
 
-async def _serve(spec: dict[str, Any]) -> None:
+async def _serve(spec: dict[str, Any], bulk: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     reader, writer = await asyncio.open_unix_connection(
         sock=socket.socket(fileno=spec["channel"]))
     mirror = Mirror()
-    first = await receive(reader)
+    first = await receive(reader, bulk)
     cookies: CookieStage | None = None
     if isinstance(first, Secrets):
         cookies = CookieStage(first, answer=spec["cookies"],
                               size_cap=spec["udp_size_cap_without_cookie"])
-        first = await receive(reader)
+        first = await receive(reader, bulk)
     if not isinstance(first, Publish):
         return  # the main process went away before sending anything
     mirror.apply(first)  # and settles, before the listeners start (serve.collector)
@@ -692,7 +564,7 @@ async def _serve(spec: dict[str, Any]) -> None:
     writer.write(encode(("applied", mirror.snapshot.generation)))
     reporter = asyncio.create_task(report(), name="report")
     try:
-        while (message := await receive(reader)) is not None:
+        while (message := await receive(reader, bulk)) is not None:
             if not isinstance(message, Publish):
                 continue
             if message.geoip_changed and isinstance(locator, MaxMindLocator):
@@ -742,13 +614,14 @@ def main(argv: Sequence[str]) -> int:
     if setup is None:
         return 0  # the main process went away, or did not start
     spec = {**setup, "index": launch["index"], "channel": launch["channel"]}
-    if spec.get("uvloop") and not os.environ.get("DNSFAIL_NO_UVLOOP"):
-        with contextlib.suppress(ImportError):
-            import uvloop
+    with socket.socket(fileno=launch["bulk"]) as bulk:  # blocking: read by threads
+        if spec.get("uvloop") and not os.environ.get("DNSFAIL_NO_UVLOOP"):
+            with contextlib.suppress(ImportError):
+                import uvloop
 
-            uvloop.run(_serve(spec))
-            return 0
-    asyncio.run(_serve(spec))
+                uvloop.run(_serve(spec, bulk))
+                return 0
+        asyncio.run(_serve(spec, bulk))
     return 0
 
 

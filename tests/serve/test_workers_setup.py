@@ -24,16 +24,20 @@ import dns.message
 import dns.query
 import pytest
 
-from dnsfail.serve.wiring import load_store
-from dnsfail.serve.workers import (
+from dnsfail.model import RRType
+from dnsfail.serve.channel import (
     MAX_PASSED_FDS,
-    Launch,
-    Workers,
-    WorkerSettings,
     attach,
+    bulk_pair,
+    encode_parts,
+    receive,
     receive_setup,
     setup_message,
+    write_frame,
 )
+from dnsfail.serve.wiring import load_store
+from dnsfail.serve.workers import Launch, Publish, Workers, WorkerSettings
+from dnsfail.zonefile import parse_zone
 
 from ..conftest import DATA, DnsfailProcess
 
@@ -105,6 +109,54 @@ def test_too_many_sockets_is_a_clear_error() -> None:
         setup_message({}, [(3, False)] * (MAX_PASSED_FDS + 1), [])
 
 
+# --- the bulk socket: a zone's packed buffers beside the channel ------------------------------
+
+def _zone_text(records: int) -> str:
+    lines = ["'':", "  type: NS", "  value: ns1.big.test.", "ns1:", "  type: A",
+             "  value: 192.0.2.1"]
+    for i in range(records):
+        lines += [f"h{i:06d}:", "  type: A", f"  value: 198.18.{i // 250 % 250}.{i % 250 + 1}"]
+    return "\n".join(lines) + "\n"
+
+
+async def _channel() -> tuple[asyncio.StreamReader, asyncio.StreamWriter,
+                              asyncio.StreamReader, asyncio.StreamWriter]:
+    a, b = socket.socketpair()
+    reader_a, writer_a = await asyncio.open_unix_connection(sock=a)
+    reader_b, writer_b = await asyncio.open_unix_connection(sock=b)
+    return reader_a, writer_a, reader_b, writer_b
+
+
+async def test_packed_buffers_cross_on_the_bulk_socket_in_order() -> None:
+    zone = parse_zone(_zone_text(20_000), "big.test.yaml", "big.test.", serial=1)
+    first, second = Publish(1, ("big.test.",), {"big.test.": zone}, {}), Publish(2, (), {}, {})
+    parts = encode_parts(first)
+    assert len(parts) > 2, "the packed store travels out of band"
+    _, sender, reader, receiver = await _channel()
+    bulk_out, bulk_in = bulk_pair()
+    try:
+        await asyncio.wait_for(write_frame(sender, parts, bulk_out), 10)
+        await write_frame(sender, encode_parts(second), bulk_out)
+        got = await asyncio.wait_for(receive(reader, bulk_in), 10)
+        assert isinstance(got, Publish)
+        node = got.changed["big.test."].nodes["h019999.big.test."]
+        assert node[RRType.A] == zone.nodes["h019999.big.test."][RRType.A]
+        assert got.changed["big.test."].record_count == zone.record_count
+        after = await asyncio.wait_for(receive(reader, bulk_in), 10)
+        assert isinstance(after, Publish)
+        assert after.generation == 2
+        # A buffer announced on the channel but cut off on the bulk socket: closed.
+        sender.write(b"".join(parts[:3]))
+        bulk_out.sendall(bytes(memoryview(parts[3])[:1000]))
+        bulk_out.close()
+        assert await asyncio.wait_for(receive(reader, bulk_in), 10) is None
+    finally:
+        for writer in (sender, receiver):
+            writer.close()
+        bulk_out.close()
+        bulk_in.close()
+
+
 # --- Workers: spawned first, fed later ----------------------------------------------------------
 
 def _children(pid: int) -> list[int]:
@@ -148,7 +200,7 @@ async def test_a_worker_spawned_before_the_zones_load_answers_once_fed() -> None
         pid = worker.process.pid
         await asyncio.sleep(0.3)
         assert _alive(pid)
-        assert _sockets_of(pid) == 1, "waiting with only its channel"
+        assert _sockets_of(pid) == 2, "waiting with only its channel and bulk socket"
         store = await asyncio.to_thread(load_store, [str(DATA / "zones")], geoip=False)
         workers.configure([(udp.fileno(), False), (tcp.fileno(), True)],
                           WorkerSettings("early", None, None, 5.0, 100, "warning", "text"))
@@ -188,11 +240,7 @@ async def test_a_worker_never_configured_is_stopped() -> None:
 
 def _big_zone(directory: Path, bad: bool = False) -> Path:
     directory.mkdir()
-    lines = ["'':", "  type: NS", "  value: ns1.big.test.", "ns1:", "  type: A",
-             "  value: 192.0.2.1"]
-    for i in range(RECORDS):
-        lines += [f"h{i:06d}:", "  type: A", f"  value: 198.18.{i // 250 % 250}.{i % 250 + 1}"]
-    (directory / "big.test.yaml").write_text("\n".join(lines) + "\n")
+    (directory / "big.test.yaml").write_text(_zone_text(RECORDS))
     if bad:
         (directory / "bad.test.yaml").write_text("www:\n  type: A\n  value: not-an-address\n")
     return directory
