@@ -198,13 +198,14 @@ def test_sizes(module: str) -> None:
 
 def test_check_does_not_import_the_server() -> None:
     """``dnsfail check`` on a 100k-record zone must stay well under 3 s: importing aiohttp,
-    the control API and the daemon cost a third of that, for nothing check uses."""
+    the control API and the daemon cost a third of that, for nothing check uses (and
+    geoip2 and the control client's urllib.request another 120 ms, without --geoip)."""
     code = (
         "import sys\n"
         "from dnsfail.cli.main import main\n"
         f"assert main(['check', {str(ROOT / 'zones')!r}]) == 0\n"
-        "loaded = sorted(m for m in sys.modules if m == 'aiohttp' or m.startswith(("
-        "'dnsfail.serve', 'dnsfail.control')))\n"
+        "loaded = sorted(m for m in sys.modules if m in ('aiohttp', 'geoip2', 'urllib.request')"
+        " or m.startswith(('dnsfail.serve', 'dnsfail.control')))\n"
         "print('LOADED', loaded)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

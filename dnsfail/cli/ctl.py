@@ -18,8 +18,6 @@ import os
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 from dnsfail.addresses import DEFAULT_CONTROL
@@ -84,6 +82,9 @@ def request(
     args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
 ) -> tuple[int, Any]:
     """``(status, decoded JSON or text)`` for 2xx and the 4xx/5xx the caller handles."""
+    import urllib.error  # here, so that ``dnsfail check`` never imports the HTTP client
+    import urllib.request
+
     url = base_url(args.control) + path
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)

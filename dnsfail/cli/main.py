@@ -24,7 +24,6 @@ from dnsfail.cluster import options as cluster_options
 from dnsfail.dnssec import cli as dnssec_cli
 from dnsfail.errors import ConfigError
 from dnsfail.rrl import options as rrl_options
-from dnsfail.steering.mmdb import GeoError, MaxMindLocator
 from dnsfail.zonefile import load_zones
 
 
@@ -375,13 +374,16 @@ def _state_file(explicit: str | None) -> str | None:
 
 def check(paths: Sequence[str], geoip: str | None = None) -> int:
     """Validate like startup does; print every problem as ``file:line: record: reason``."""
-    try:
-        if geoip is not None:
+    if geoip is not None:
+        from dnsfail.steering.mmdb import GeoError, MaxMindLocator  # geoip2: only for --geoip
+
+        try:
             MaxMindLocator(geoip).close()
+        except GeoError as exc:
+            print(f"{geoip}: {exc}")
+            return 1
+    try:
         zones = load_zones(paths, geoip=geoip is not None)
-    except GeoError as exc:
-        print(f"{geoip}: {exc}")
-        return 1
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)

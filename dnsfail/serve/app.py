@@ -77,7 +77,7 @@ from dnsfail.serve.wiring import (
     reread_keys,
     stages,
 )
-from dnsfail.serve.workers import Workers, WorkerSettings
+from dnsfail.serve.workers import Launch, Workers, WorkerSettings
 from dnsfail.state import Snapshot, Store
 from dnsfail.steering.geo import Locator, NoLocator
 from dnsfail.steering.mmdb import MaxMindLocator
@@ -264,18 +264,19 @@ class Daemon(Telling):
         control = self.control_max_connections if s.control is not None else 0
         self.limits.max_connections, self.control_max_connections = fit_descriptors(
             raise_fd_limit(), self.limits.max_connections, control)
-        await asyncio.to_thread(prepare_state_dir, self.state_path)
-        saved = await asyncio.to_thread(self.drains.load_saved)
-        if s.geoip is not None:
-            self.locator = await asyncio.to_thread(open_locator, s.geoip)
-            log.info("GeoIP database %s loaded", s.geoip)
-        self.store = store = await asyncio.to_thread(load_store, s.paths,
-                                                     geoip=s.geoip is not None, saved=saved)
-        self.reloads.loaded(store)
-        self.drains.log_restored()
-        after = await self.stages.open(s, self.stats, lambda: store.snapshot, self)
-        self.handler = self.stages.handler(store, self.locator, s, self.stats, after)
+        self.workers = spawn_workers(s)  # their start overlaps the zones' parse
         try:
+            await asyncio.to_thread(prepare_state_dir, self.state_path)
+            saved = await asyncio.to_thread(self.drains.load_saved)
+            if s.geoip is not None:
+                self.locator = await asyncio.to_thread(open_locator, s.geoip)
+                log.info("GeoIP database %s loaded", s.geoip)
+            self.store = store = await asyncio.to_thread(load_store, s.paths,
+                                                         geoip=s.geoip is not None, saved=saved)
+            self.reloads.loaded(store)
+            self.drains.log_restored()
+            after = await self.stages.open(s, self.stats, lambda: store.snapshot, self)
+            self.handler = self.stages.handler(store, self.locator, s, self.stats, after)
             await self._listen()
             await self._start_control()
             await self._first_probe_round()
@@ -305,8 +306,8 @@ class Daemon(Telling):
             listener.start(loop)
         for acceptor in self.tcp:
             acceptor.start(loop)
-        if self.settings.workers > 1:
-            await self._start_workers(store)
+        if self.workers is not None:
+            await self._start_workers(self.workers, store)
 
     def _start_tasks(self) -> None:
         """The owned tasks and the signal handlers (cancelled and removed by ``stop``)."""
@@ -324,21 +325,16 @@ class Daemon(Telling):
                 loop.add_signal_handler(signum, self._on_signal, signum)
                 self._signals.append(signum)
 
-    async def _start_workers(self, store: Store) -> None:
+    async def _start_workers(self, workers: Workers, store: Store) -> None:
         """Share the listening sockets with ``workers - 1`` processes fed by ``store``."""
         s = self.settings
         sockets = [(listener.sock.fileno(), False) for listener in self.udp]
         sockets += [(acceptor.sock.fileno(), True) for acceptor in self.tcp]
         self.limits.share(Shares.create(s.workers))  # the accept throttle's counts
-        self.workers = Workers(s.workers - 1, sockets, WorkerSettings(
-            s.identity, s.version, s.geoip, s.tcp_idle_timeout, s.tcp_max_connections,
-            s.log_level, s.log_format, uvloop=_uvloop_running(),
-            cookies=self.stages.cookies is not None and s.cookies, dnssec_keys=s.dnssec_keys,
-            udp_size_cap_without_cookie=s.udp_size_cap_without_cookie,
-            tcp_max_per_source=s.tcp_max_per_source, rrl=s.rrl, rrl_fd=self.stages.rrl_fd,
-            dnssec_flood_budget=s.dnssec_flood_budget), self.stages.secrets, self.limits.shares)
-        store.subscribers.append(self.workers.publish)
-        await self.workers.start(store.snapshot)
+        workers.configure(sockets, worker_settings(s, self.stages), self.stages.secrets,
+                          self.limits.shares)
+        store.subscribers.append(workers.publish)
+        await workers.start(store.snapshot)
 
     async def _first_probe_round(self) -> None:
         assert self.store is not None
@@ -544,6 +540,26 @@ async def start_control(port: ControlPort, settings: Settings,
 
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def worker_settings(s: Settings, stages: AnswerStages) -> WorkerSettings:
+    """How every worker answers: as this process does, with its stages' shared tables."""
+    return WorkerSettings(
+        s.identity, s.version, s.geoip, s.tcp_idle_timeout, s.tcp_max_connections,
+        s.log_level, s.log_format, uvloop=_uvloop_running(),
+        cookies=stages.cookies is not None and s.cookies, dnssec_keys=s.dnssec_keys,
+        udp_size_cap_without_cookie=s.udp_size_cap_without_cookie,
+        tcp_max_per_source=s.tcp_max_per_source, rrl=s.rrl, rrl_fd=stages.rrl_fd,
+        dnssec_flood_budget=s.dnssec_flood_budget)
+
+
+def spawn_workers(s: Settings) -> Workers | None:
+    """The ``workers - 1`` worker processes, spawned now (``serve.workers``); None: one."""
+    if s.workers <= 1:
+        return None
+    workers = Workers(s.workers - 1, Launch(s.log_level, s.log_format, _uvloop_running()))
+    workers.spawn()
+    return workers
 
 
 def tcp_limits(s: Settings) -> TcpLimits:

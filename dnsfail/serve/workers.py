@@ -6,7 +6,7 @@ system call and the event loop's dispatch, so one process saturates a core
 well below what the network stack can carry.  N processes answer on N cores.
 
 How the work is shared: the main process binds the UDP and TCP sockets and
-hands *the same sockets* to every worker (file-descriptor inheritance).  The
+hands *the same sockets* to every worker (passed over its channel, SCM_RIGHTS).  The
 kernel gives each datagram to whichever process reads first, so the load is
 balanced however few client ports there are.  ``SO_REUSEPORT`` (what gdnsd
 and CoreDNS use) gives each process its own socket and spreads clients by a
@@ -28,36 +28,40 @@ target.  A worker answers with ``Handler`` exactly as the main process does,
 from its mirror of the latest snapshot; it reports its counters once a second
 and acknowledges every generation it applies, which ``/v1/status`` shows.
 
+When: the worker processes are spawned as the daemon starts, before the zones
+load, so that their interpreter start and imports (about half a second) run on
+another core while the main process parses; each then waits, holding nothing,
+for its setup (``Setup``: the settings and the listening sockets, sent once they
+are bound) and the first snapshot.  A start that fails (a bad zone, a busy
+port) stops them.
+
 Lifetimes: the main process owns the worker processes and one supervising task
 per worker; a worker that dies is logged and restarted (with a growing pause),
 its counts folded into the totals so that counters never go backwards.  A
 worker exits when its channel closes, so no worker outlives the main process,
 even one killed with SIGKILL.
 
-The channel carries length-prefixed pickles between processes of the same
-program (never from the network).
+The channel (``serve.channel``) carries length-prefixed pickles between
+processes of the same program (never from the network); a zone's packed blob
+and index (tens of megabytes for a million records) go beside it, on a second
+socket pair that a thread on each side writes and reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copyreg
 import functools
-import io
 import json
 import logging
 import os
-import pickle
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from dnsfail.cookies.settings import Secrets
@@ -68,6 +72,15 @@ from dnsfail.errors import DnsfailError
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.rrl.limiter import open_limiter
 from dnsfail.rrl.settings import RrlSettings
+from dnsfail.serve.channel import (
+    bulk_pair,
+    encode,
+    encode_parts,
+    receive,
+    receive_setup,
+    setup_message,
+    write_frame,
+)
 from dnsfail.serve.collector import settle
 from dnsfail.serve.server import TCP_MAX_PER_SOURCE, TcpAcceptor, TcpLimits, UdpListener
 from dnsfail.serve.spread import Shares
@@ -94,71 +107,6 @@ SEND_TIMEOUT = 10.0
 RESTART_PAUSE = 0.5
 RESTART_PAUSE_MAX = 30.0
 
-#: A frame's head: the pickle's length and how many out-of-band buffers follow it.
-_FRAME = struct.Struct("!II")
-#: An out-of-band buffer's length, before its octets.
-_BUFFER = struct.Struct("!Q")
-#: Octets of a buffer read at a time: ``readexactly`` copies what it returns.
-_RECEIVE_STEP = 1 << 20
-
-
-# --- the channel: length-prefixed pickles -----------------------------------------------------
-
-def _mapping_proxy(items: dict[Any, Any]) -> MappingProxyType[Any, Any]:
-    return MappingProxyType(items)
-
-
-def _reduce_mapping_proxy(proxy: MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, Any]]]:
-    return _mapping_proxy, (dict(proxy),)
-
-
-def encode(message: object) -> bytes:
-    """One frame (``encode_parts``) as one byte string."""
-    return b"".join(encode_parts(message))
-
-
-def encode_parts(message: object) -> list[bytes | memoryview]:
-    """One frame: a head (the pickle's length, how many buffers follow), the pickled
-    message, then each out-of-band buffer after its 8-octet length.
-
-    Zones hold read-only mapping proxies, which pickle cannot store on its
-    own; they travel as the dicts they wrap and are wrapped again on arrival.
-    A packed store's blob and index are out-of-band buffers (PEP 574): sent
-    from the store itself and received into the worker's own buffers, so a
-    big zone is never copied into a pickle on either side (``zonefile.packed``).
-    """
-    buffers: list[pickle.PickleBuffer] = []
-    out = io.BytesIO()
-    pickler = pickle.Pickler(out, protocol=5, buffer_callback=buffers.append)
-    pickler.dispatch_table = copyreg.dispatch_table.copy()
-    pickler.dispatch_table[MappingProxyType] = _reduce_mapping_proxy
-    pickler.dump(message)
-    body = out.getvalue()
-    parts: list[bytes | memoryview] = [_FRAME.pack(len(body), len(buffers)), body]
-    for buffer in buffers:
-        raw = buffer.raw()
-        parts += [_BUFFER.pack(raw.nbytes), raw]
-    return parts
-
-
-async def receive(reader: asyncio.StreamReader) -> object | None:
-    """The next message, or None when the other end has closed the channel."""
-    try:
-        head = await reader.readexactly(_FRAME.size)
-        size, count = _FRAME.unpack(head)
-        body = await reader.readexactly(size)
-        buffers = []
-        for _ in range(count):
-            (length,) = _BUFFER.unpack(await reader.readexactly(_BUFFER.size))
-            buffer = bytearray(length)
-            for at in range(0, length, _RECEIVE_STEP):  # not a second copy of a big buffer
-                buffer[at : at + _RECEIVE_STEP] = await reader.readexactly(
-                    min(_RECEIVE_STEP, length - at))
-            buffers.append(buffer)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
-    message: object = pickle.loads(body, buffers=buffers)
-    return message
 
 
 @dataclass(frozen=True)
@@ -197,6 +145,36 @@ class Mirror:
 def changes(snapshot: Snapshot, sent: Mapping[str, Zone]) -> dict[str, Zone]:
     """The zones of ``snapshot`` a worker that has ``sent`` does not have (by identity)."""
     return {origin: zone for origin, zone in snapshot.zones.items() if sent.get(origin) is not zone}
+
+
+# --- the setup: settings and listening sockets, sent once they are bound ----------------------
+
+@dataclass(frozen=True)
+class Launch:
+    """What a worker process needs to start, known before the zones load."""
+
+    log_level: str = "info"
+    log_format: str = "text"
+    uvloop: bool = True
+
+
+def send_setup(channel: socket.socket, settings: WorkerSettings,
+               sockets: Sequence[tuple[int, bool]], shares: Shares | None) -> str | None:
+    """Send a worker its setup: ``settings``, and the ``sockets``' and shared tables'
+    descriptors (SCM_RIGHTS).  None when sent, else what went wrong.
+
+    Never waits: a few hundred octets are the first thing on an empty channel.
+    """
+    spec = {**asdict(settings), "shares": [shares.fd, shares.slots] if shares else None}
+    shared = [*([shares.fd] if shares else []),
+              *([settings.rrl_fd] if settings.rrl_fd is not None else [])]
+    message, fds = setup_message(spec, sockets, shared)
+    channel.setblocking(False)
+    try:
+        sent = socket.send_fds(channel, [message], fds)
+    except OSError as exc:  # it died in between
+        return str(exc)
+    return None if sent == len(message) else f"cut short: {sent} of {len(message)} octets"
 
 
 # --- the main process's side ------------------------------------------------------------------
@@ -243,29 +221,33 @@ class _Worker:
     started_at: float = 0.0
     #: Sends to one worker happen one at a time, so generations arrive in order.
     sending: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: This life's socket for out-of-band buffers (``write_frame``).
+    bulk: socket.socket | None = None
 
 
 class Workers:
-    """Starts, feeds, supervises and stops the ``count`` worker processes.
+    """Spawns, feeds, supervises and stops the ``count`` worker processes.
 
     ``count`` is the number of *extra* processes; the main process answers
-    too.  ``sockets`` are the listening sockets as (file descriptor, is TCP).
+    too.  ``spawn`` starts them early (they wait for their setup); ``configure``
+    gives the listening sockets as (file descriptor, is TCP) and the settings;
+    ``start`` feeds the first snapshot.
     ``publish`` is a Store subscriber: it only notes the newest snapshot, and
     one owned task sends it (so a slow worker never delays the event loop,
     and a burst of snapshots sends only the last).
     """
 
-    def __init__(
-        self, count: int, sockets: Sequence[tuple[int, bool]], settings: WorkerSettings,
-        secrets: Secrets | None = None, shares: Shares | None = None,
-    ) -> None:
-        self.settings = settings
+    def __init__(self, count: int, launch: Launch | None = None) -> None:
+        self.launch = launch or Launch()
+        self.settings: WorkerSettings | None = None
         #: The cookie secrets every worker answers with, sent as each one's first message
         #: when it runs the cookie stage (cookies or the size cap on).
-        self.secrets = secrets
+        self.secrets: Secrets | None = None
         #: The TCP connection counts the processes share (``serve.spread``), slot = index.
-        self.shares = shares
-        self.sockets = list(sockets)
+        self.shares: Shares | None = None
+        self.sockets: list[tuple[int, bool]] = []
+        #: Set by ``configure``: every worker (and every restarted one) can get its setup.
+        self.configured = asyncio.Event()
         self.workers = [_Worker(i + 1) for i in range(count)]
         self.tasks: list[asyncio.Task[None]] = []
         self.pending: Snapshot | None = None
@@ -276,13 +258,24 @@ class Workers:
         self.retired = Totals()
         self.stopping = False
 
+    def spawn(self) -> None:
+        """Start the processes now (each supervised): they import, then wait for a setup."""
+        if not self.tasks:
+            self.tasks = [asyncio.create_task(self._supervise(w), name=f"worker-{w.index}")
+                          for w in self.workers]
+            self.tasks.append(asyncio.create_task(self._send_loop(), name="worker-publish"))
+
+    def configure(self, sockets: Sequence[tuple[int, bool]], settings: WorkerSettings,
+                  secrets: Secrets | None = None, shares: Shares | None = None) -> None:
+        """What every worker answers on and with; sent as each one's setup."""
+        self.sockets, self.settings = list(sockets), settings
+        self.secrets, self.shares = secrets, shares
+        self.configured.set()
+
     async def start(self, snapshot: Snapshot) -> None:
-        """Start every worker with ``snapshot`` and wait (bounded) until each is answering."""
+        """Feed every worker ``snapshot`` and wait (bounded) until each is answering."""
         self.pending = snapshot
-        for worker in self.workers:
-            self.tasks.append(asyncio.create_task(self._supervise(worker),
-                                                  name=f"worker-{worker.index}"))
-        self.tasks.append(asyncio.create_task(self._send_loop(), name="worker-publish"))
+        self.spawn()
         waits = [asyncio.create_task(w.ready.wait()) for w in self.workers]
         _, not_done = await asyncio.wait(waits, timeout=START_TIMEOUT)
         for task in not_done:
@@ -327,6 +320,8 @@ class Workers:
         for w in self.workers:
             if w.writer is not None:
                 w.writer.close()
+            elif w.process is not None:  # not set up yet: it holds nothing, has nothing to finish
+                _kill(w.process)
         for w in self.workers:
             if w.process is not None and w.process.returncode is None:
                 try:
@@ -364,27 +359,49 @@ class Workers:
                 pause * 2, RESTART_PAUSE_MAX)
 
     async def _run(self, worker: _Worker) -> None:
-        """One life of one worker process: spawn, feed the current snapshot, read reports."""
+        """One life of one worker process: spawn, set up, feed the snapshot, read reports."""
         parent, child = socket.socketpair()
-        shares = self.shares
-        spec = {"index": worker.index, "channel": child.fileno(), "sockets": self.sockets,
-                "shares": [shares.fd, shares.slots] if shares is not None else None,
-                **asdict(self.settings)}
-        shared = [self.settings.rrl_fd] if self.settings.rrl_fd is not None else []
+        worker.bulk, bulk_child = bulk_pair(SEND_TIMEOUT)
+        worker.ready.clear()
         try:
-            worker.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "dnsfail.serve.workers", json.dumps(spec),
-                pass_fds=[child.fileno(), *(fd for fd, _ in self.sockets),
-                          *([shares.fd] if shares is not None else []), *shared],
-                stdin=subprocess.DEVNULL,
-            )
+            worker.process = process = await _spawn(worker.index, self.launch, child, bulk_child)
+            worker.started_at = time.time()
+            if await self._set_up(worker, process, parent):
+                await self._feed(worker, parent)
         finally:
-            child.close()
-        worker.started_at = time.time()
+            parent.close()  # the worker exits on EOF, even one whose process object was lost
+            worker.bulk.close()
+            if worker.process is not None:
+                if not self.stopping:
+                    _kill(worker.process)
+                await worker.process.wait()
+            if self.shares is not None:
+                self.shares.absent(worker.index)  # its connections died with it: wait for none
+
+    async def _set_up(self, worker: _Worker, process: asyncio.subprocess.Process,
+                      parent: socket.socket) -> bool:
+        """Wait until configured (or the process exits), then send the setup.  False: it
+        exited, or took no setup (the supervisor restarts it)."""
+        if not self.configured.is_set():
+            waits = [asyncio.create_task(process.wait()),
+                     asyncio.create_task(self.configured.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await cancel_all(waits)
+            if not self.configured.is_set():
+                return False
+        assert self.settings is not None
+        problem = send_setup(parent, self.settings, self.sockets, self.shares)
+        if problem is not None:
+            log.error("worker %d: setup not sent (%s)", worker.index, problem)
+        return problem is None
+
+    async def _feed(self, worker: _Worker, parent: socket.socket) -> None:
+        """Send the secrets and the current snapshot; read reports until the channel closes."""
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         worker.writer = writer
         worker.sent = {}
-        worker.ready.clear()
         try:
             if self.secrets is not None:
                 writer.write(encode(self.secrets))
@@ -398,11 +415,6 @@ class Workers:
         finally:
             worker.writer = None
             writer.close()
-            if not self.stopping:
-                _kill(worker.process)
-            await worker.process.wait()
-            if shares is not None:
-                shares.absent(worker.index)  # its connections died with it: wait for none
 
     def _on_report(self, worker: _Worker, message: object) -> None:
         if isinstance(message, Totals):
@@ -450,7 +462,7 @@ class Workers:
         # Pickling a large zone takes a while; off the loop it delays answers less.
         frame = await asyncio.to_thread(encode_parts, message) if changed else encode_parts(message)
         try:
-            await asyncio.wait_for(_write_frame(writer, frame), SEND_TIMEOUT)
+            await asyncio.wait_for(write_frame(writer, frame, worker.bulk), SEND_TIMEOUT)
         except (OSError, TimeoutError) as exc:
             log.error("worker %d: could not send generation %d (%s); restarting it",
                       worker.index, snapshot.generation, exc or "timed out")
@@ -460,14 +472,18 @@ class Workers:
         worker.sent = dict(snapshot.zones)
 
 
-async def _write_frame(writer: asyncio.StreamWriter, parts: list[bytes | memoryview]) -> None:
-    """Write a frame a step at a time, draining between: what the transport cannot send at
-    once it copies into its buffer, so a big zone's blob is never copied there whole."""
-    for part in parts:
-        view = memoryview(part)
-        for at in range(0, len(view), _RECEIVE_STEP):
-            writer.write(view[at : at + _RECEIVE_STEP])
-            await writer.drain()
+async def _spawn(index: int, launch: Launch, channel: socket.socket,
+                 bulk: socket.socket) -> asyncio.subprocess.Process:
+    """Worker ``index``'s process, given the child ends of its channel and bulk pairs (closed
+    here once it holds them)."""
+    spec = {"index": index, "channel": channel.fileno(), "bulk": bulk.fileno(), **asdict(launch)}
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dnsfail.serve.workers", json.dumps(spec),
+            pass_fds=[channel.fileno(), bulk.fileno()], stdin=subprocess.DEVNULL)
+    finally:
+        channel.close()
+        bulk.close()
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
@@ -489,17 +505,17 @@ async def _rekey(signed: SignedPath, directory: str, zones: Sequence[str]) -> No
     commit()
 
 
-async def _serve(spec: dict[str, Any]) -> None:
+async def _serve(spec: dict[str, Any], bulk: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     reader, writer = await asyncio.open_unix_connection(
         sock=socket.socket(fileno=spec["channel"]))
     mirror = Mirror()
-    first = await receive(reader)
+    first = await receive(reader, bulk)
     cookies: CookieStage | None = None
     if isinstance(first, Secrets):
         cookies = CookieStage(first, answer=spec["cookies"],
                               size_cap=spec["udp_size_cap_without_cookie"])
-        first = await receive(reader)
+        first = await receive(reader, bulk)
     if not isinstance(first, Publish):
         return  # the main process went away before sending anything
     mirror.apply(first)  # and settles, before the listeners start (serve.collector)
@@ -548,7 +564,7 @@ async def _serve(spec: dict[str, Any]) -> None:
     writer.write(encode(("applied", mirror.snapshot.generation)))
     reporter = asyncio.create_task(report(), name="report")
     try:
-        while (message := await receive(reader)) is not None:
+        while (message := await receive(reader, bulk)) is not None:
             if not isinstance(message, Publish):
                 continue
             if message.geoip_changed and isinstance(locator, MaxMindLocator):
@@ -572,12 +588,17 @@ async def _serve(spec: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``python -m dnsfail.serve.workers SPEC``: started by ``Workers``, never by hand."""
+    """``python -m dnsfail.serve.workers LAUNCH``: started by ``Workers``, never by hand.
+
+    Imported already (the module's imports are most of a worker's start), it
+    waits for its setup; a main process that fails to start closes the channel
+    first, and this one exits having bound nothing.
+    """
     from dnsfail import logs
 
-    spec = json.loads(argv[0])
-    logs.setup(spec["log_level"], spec["log_format"])
-    prefix = f"worker {int(spec['index'])}: "
+    launch = json.loads(argv[0])
+    logs.setup(launch["log_level"], launch["log_format"])
+    prefix = f"worker {int(launch['index'])}: "
 
     def tag(record: logging.LogRecord) -> bool:
         record.msg = prefix + str(record.msg)  # workers share the main process's stderr
@@ -588,13 +609,19 @@ def main(argv: Sequence[str]) -> int:
     # Ctrl-C reaches the whole process group; the main process decides when workers stop
     # (it closes their channels), so that it can stop them in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if spec.get("uvloop") and not os.environ.get("DNSFAIL_NO_UVLOOP"):
-        with contextlib.suppress(ImportError):
-            import uvloop
+    with socket.socket(fileno=os.dup(launch["channel"])) as channel:
+        setup = receive_setup(channel)
+    if setup is None:
+        return 0  # the main process went away, or did not start
+    spec = {**setup, "index": launch["index"], "channel": launch["channel"]}
+    with socket.socket(fileno=launch["bulk"]) as bulk:  # blocking: read by threads
+        if spec.get("uvloop") and not os.environ.get("DNSFAIL_NO_UVLOOP"):
+            with contextlib.suppress(ImportError):
+                import uvloop
 
-            uvloop.run(_serve(spec))
-            return 0
-    asyncio.run(_serve(spec))
+                uvloop.run(_serve(spec, bulk))
+                return 0
+        asyncio.run(_serve(spec, bulk))
     return 0
 
 

@@ -153,6 +153,10 @@ def test_a_dead_worker_is_restarted_and_its_counts_kept(start: Callable[..., Ctl
     assert all(a == EU for a in burst(ctl, 600))
     time.sleep(1.5)
     assert queries_counted(ctl) >= counted + 600, "counters never go backwards"
+    # The new process got the listening sockets in its setup (SCM_RIGHTS) and answers on them.
+    _, state = ctl.get("/v1/status")
+    again = next(w for w in state["workers"] if w["index"] == victim["index"])
+    assert again["queries"] > 0, state["workers"]
 
 
 def _alive(pid: int) -> bool:
