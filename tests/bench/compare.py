@@ -39,7 +39,8 @@ What it does:
    ``--latency-qps`` and again at half of that server's own peak, both with
    ``dnsperf -v`` for p50/p99 (dnsperf 2.x has no percentiles and ``-v`` costs it a
    quarter of its speed, so it is kept out of the throughput run).  RSS (summed over
-   the server's processes) is read before and after each row.
+   the server's processes) is read before and after each row, and every run's CPU
+   (``Usage``: the server's processes, dnsperf, the machine's idle and steal time).
 6. Loads a zone of ``--big-records`` A records (``compare_zone.py``) into dnsfail
    with ``--workers 1`` and ``--workers auto``: ``dnsfail check`` time, start until
    the first answer and until every worker answers (its log lines), RSS and PSS
