@@ -44,9 +44,8 @@ from dnsfail.zonefile import load_zones
 
 from ..conftest import DnsfailProcess, free_port
 from .ctl_server import SITES, Ctl, wait_for
+from .unbound import UNBOUND, launch, server_clause
 
-UNBOUND = shutil.which("unbound") or (
-    "/usr/sbin/unbound" if Path("/usr/sbin/unbound").exists() else None)
 DELV = shutil.which("delv")
 pytestmark = pytest.mark.skipif(UNBOUND is None or DELV is None,
                                 reason="unbound or delv (bind9-dnsutils) is not installed")
@@ -208,43 +207,14 @@ def start_unbound(tmp: Path, stubs: list[tuple[str, int]], anchored: list[keys.K
     anchors = "".join(f'  trust-anchor: "{anchor_line(k)}"\n' for k in anchored)
     locals_ = "".join(f'  local-zone: "{k.zone}" transparent\n' for k in anchored)
     conf = tmp / "unbound.conf"
-    conf.write_text(textwrap.dedent(f"""\
-        server:
-          interface: 127.0.0.1@{port}
-          port: {port}
-          outgoing-interface: 127.0.0.1
-          do-ip6: no
-          do-daemonize: no
-          username: ""
-          chroot: ""
-          directory: "{tmp}"
-          pidfile: "{tmp}/unbound.pid"
-          use-syslog: no
-          logfile: ""
-          do-not-query-localhost: no
-          access-control: 127.0.0.0/8 allow
-          module-config: "validator iterator"
-          val-log-level: 2
-          local-zone: "." refuse
-        """) + options + locals_ + anchors + stub_text)
-    assert UNBOUND is not None
-    unbound = subprocess.Popen([UNBOUND, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    conf.write_text(server_clause(tmp, port) + '  module-config: "validator iterator"\n'
+                    '  val-log-level: 2\n  local-zone: "." refuse\n'
+                    + options + locals_ + anchors + stub_text)
     anchor_file = tmp / "anchors.conf"
     anchor_file.write_text("trust-anchors {\n" + "".join(
         f'  {k.zone} static-key 257 3 {k.algorithm} '
         f'"{base64.b64encode(k.rdata[4:]).decode()}";\n' for k in anchored) + "};\n")
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            dns.query.udp(dns.message.make_query(probe, "A"), "127.0.0.1", port=port,
-                          timeout=0.5)
-            return unbound, port, anchor_file
-        except (dns.exception.Timeout, OSError):
-            if time.monotonic() > deadline or unbound.poll() is not None:
-                unbound.kill()
-                unbound.wait(timeout=10)
-                raise AssertionError("unbound did not answer") from None
+    return launch(conf, port, probe), port, anchor_file
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import contextlib
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,8 @@ import pytest
 from dnsfail.dnssec import keys
 
 from ..conftest import ROOT, DnsfailProcess, free_port
-from .test_dnssec import UNBOUND, anchor_line
+from .test_dnssec import anchor_line
+from .unbound import UNBOUND, launch, server_clause
 
 pytestmark = pytest.mark.skipif(UNBOUND is None, reason="unbound is not installed")
 
@@ -72,40 +72,13 @@ def unbound(tmp: Path, server: int, anchor: str) -> Iterator[int]:
     ``server`` for the parent and both children; its port."""
     port = free_port()
     conf = tmp / f"unbound-{port}.conf"
-    conf.write_text(textwrap.dedent(f"""\
-        server:
-          interface: 127.0.0.1@{port}
-          port: {port}
-          outgoing-interface: 127.0.0.1
-          do-ip6: no
-          do-daemonize: no
-          username: ""
-          chroot: ""
-          directory: "{tmp}"
-          pidfile: "{tmp}/unbound-{port}.pid"
-          use-syslog: no
-          logfile: ""
-          do-not-query-localhost: no
-          access-control: 127.0.0.0/8 allow
-          module-config: "validator iterator"
-          local-zone: "." refuse
-          local-zone: "{PARENT}." transparent
-          trust-anchor: "{anchor}"
-        """) + "".join(f'stub-zone:\n  name: "{o}"\n  stub-addr: 127.0.0.1@{server}\n'
-                       for o in (PARENT, GOOD, WRONG)))
-    assert UNBOUND is not None
-    process = subprocess.Popen([UNBOUND, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    conf.write_text(server_clause(tmp, port, f"unbound-{port}.pid")
+                    + '  module-config: "validator iterator"\n  local-zone: "." refuse\n'
+                    f'  local-zone: "{PARENT}." transparent\n  trust-anchor: "{anchor}"\n'
+                    + "".join(f'stub-zone:\n  name: "{o}"\n  stub-addr: 127.0.0.1@{server}\n'
+                              for o in (PARENT, GOOD, WRONG)))
+    process = launch(conf, port, f"ns1.{PARENT}.")
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                dns.query.udp(dns.message.make_query(f"ns1.{PARENT}.", "A"), "127.0.0.1",
-                              port=port, timeout=0.5)
-                break
-            except (dns.exception.Timeout, OSError):
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise AssertionError("unbound did not answer") from None
         yield port
     finally:
         process.terminate()

@@ -9,12 +9,8 @@ its outgoing interface is 127.0.0.1 and the zone names nothing outside itself.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import textwrap
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import dns.exception
 import dns.message
@@ -24,10 +20,8 @@ import dns.rdatatype
 import pytest
 
 from ..conftest import DnsfailProcess, free_port
+from .unbound import UNBOUND, launch, server_clause
 
-UNBOUND = shutil.which("unbound") or (
-    "/usr/sbin/unbound" if Path("/usr/sbin/unbound").exists() else None
-)
 pytestmark = pytest.mark.skipif(UNBOUND is None, reason="unbound is not installed")
 
 ZONE = textwrap.dedent("""\
@@ -71,21 +65,7 @@ def resolver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Dn
     server = DnsfailProcess([str(tmp / "zones"), "--control", "off"]).wait_ready()
     port = free_port()
     conf = tmp / "unbound.conf"
-    conf.write_text(textwrap.dedent(f"""\
-        server:
-          interface: 127.0.0.1@{port}
-          port: {port}
-          outgoing-interface: 127.0.0.1
-          do-ip6: no
-          do-daemonize: no
-          username: ""
-          chroot: ""
-          directory: "{tmp}"
-          pidfile: "{tmp}/unbound.pid"
-          use-syslog: no
-          logfile: ""
-          do-not-query-localhost: no
-          access-control: 127.0.0.0/8 allow
+    conf.write_text(server_clause(tmp, port) + textwrap.dedent(f"""\
           use-caps-for-id: yes
           qname-minimisation: yes
           module-config: "subnetcache iterator"
@@ -97,25 +77,14 @@ def resolver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Dn
           name: "resolved.test"
           stub-addr: 127.0.0.1@{server.port}
         """))
-    assert UNBOUND is not None
-    proc = subprocess.Popen([UNBOUND, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                dns.query.udp(dns.message.make_query("www.resolved.test.", "A"), "127.0.0.1",
-                              port=port, timeout=0.5)
-                break
-            except (dns.exception.Timeout, OSError):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    proc.kill()
-                    _, err = proc.communicate(timeout=5)
-                    raise AssertionError(f"unbound did not answer: {err.decode()}") from None
-        yield port, server
+        proc = launch(conf, port, "www.resolved.test.", capture_errors=True)
+        try:
+            yield port, server
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
         server.stop()
 
 
