@@ -171,6 +171,20 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def test_every_worker_is_a_session_of_its_own(start: Callable[..., Ctl]) -> None:
+    """Signals to the daemon's session or process group reach the main process alone, and
+    under Linux autogroup each answering process gets its own share of the CPUs
+    (serve/workers.py, "Sessions")."""
+    ctl = start("--workers", str(WORKERS))
+    main_session = os.getsid(ctl.server.proc.pid)
+    pids = [int(str(w["pid"])) for w in workers_in_step(ctl)]
+    assert len(pids) == WORKERS - 1
+    for pid in pids:
+        assert os.getsid(pid) == pid, "a worker leads its own session"
+        assert os.getpgid(pid) == pid, "and its own process group"
+        assert os.getsid(pid) != main_session
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
 def test_no_worker_outlives_the_main_process(start: Callable[..., Ctl], signum: int) -> None:
     ctl = start("--workers", str(WORKERS))
