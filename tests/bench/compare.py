@@ -50,6 +50,13 @@ What it does:
    just before it through ``/proc/PID/clear_refs``); and the same zone into gdnsd and
    PowerDNS for reference (``--skip-big`` skips this part).
 
+The scheduler matters on a small machine: with Linux's autogroup
+(``kernel.sched_autogroup_enabled``, on in Debian's kernels) every session is one
+scheduling group and the CPUs are shared between sessions first; each server, dnsperf
+and this script run in sessions of their own (dnsfail's worker processes each start
+one, see ``dnsfail/serve/workers.py``).  The output says which was in force;
+``--autogroup on|off`` sets it for the run (root) and puts it back afterwards.
+
 Medians over ``--rounds`` are printed as Markdown on stdout; progress goes to
 stderr.  Every process started here is stopped on exit, Ctrl-C included.
 Only 127.0.0.0/8 is ever sent a packet.  Not part of the test suite.
@@ -82,7 +89,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -98,6 +105,7 @@ ROOT = HERE.parents[1]
 PEERS = HERE / "peers"
 ZONE = "bench.example.com"
 SITES = ("127.0.0.71", "127.0.0.72", "127.0.0.73")
+AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")
 SITE_PORT = 8443
 PACKAGES = ("gdnsd", "pdns-server", "pdns-backend-bind", "dnsperf")
 DNSFAIL, GDNSD, PDNS, PDNS_SHARED = "dnsfail", "gdnsd", "PowerDNS", "PowerDNS (lua shared)"
@@ -992,6 +1000,27 @@ class BigFigures:
     note: str = ""
 
 
+def autogroup() -> str:
+    """Whether Linux autogroup scheduling is in force: "on", "off" or "absent"."""
+    try:
+        return "on" if AUTOGROUP.read_text().strip() == "1" else "off"
+    except OSError:
+        return "absent"
+
+
+@contextlib.contextmanager
+def scheduler(want: str) -> Iterator[str]:
+    """Autogroup as ``want`` ("keep", "on" or "off") for the block, then as it was."""
+    before = autogroup()
+    if want != "keep" and before not in ("absent", want):
+        AUTOGROUP.write_text("1\n" if want == "on" else "0\n")
+    try:
+        yield autogroup()
+    finally:
+        if before != "absent" and autogroup() != before:
+            AUTOGROUP.write_text("1\n" if before == "on" else "0\n")
+
+
 def cpu_reference() -> float:
     """Seconds a fixed pure-Python loop takes: how fast this machine's CPU was just then.
 
@@ -1311,6 +1340,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", default="auto", metavar="N|auto",
                         help="dnsfail serve --workers for the comparison (default auto: one "
                              "process per core, as gdnsd runs one thread per core)")
+    parser.add_argument("--autogroup", choices=("keep", "on", "off"), default="keep",
+                        help="Linux autogroup scheduling during the run (root; default: "
+                             "as the machine has it)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
     known = {r.key: r for r in ROWS}
@@ -1372,8 +1404,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             load1, _, _ = os.getloadavg()
             log(f"load average before measuring: {load1:.2f}")
             speed = [cpu_reference()]
-            cells = compare(running, args.row_list, args, streams)
+            with scheduler(args.autogroup) as sched:
+                log(f"autogroup scheduling: {sched}")
+                cells = compare(running, args.row_list, args, streams)
             print_table(running, args.row_list, cells, args)
+            print(f"\nLinux autogroup scheduling during the rows: {sched} "
+                  f"(kernel.sched_autogroup_enabled; --autogroup sets it).")
             print_memory(running)
             for server in running:
                 server.stop()
