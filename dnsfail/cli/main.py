@@ -50,6 +50,22 @@ def _control(text: str) -> tuple[str, int] | str:
     return _listen(text)
 
 
+#: Longest ``--udp-coalesce``, milliseconds: a wait beyond it would be latency for nothing
+#: (at 3,000 datagrams a second a millisecond already gathers a few).
+COALESCE_MAX_MS = 20.0
+
+
+def _coalesce(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= COALESCE_MAX_MS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds from 0 "
+                                         f"(never wait) to {COALESCE_MAX_MS:g}")
+    return value
+
+
 def _size_cap(text: str) -> int:
     from dnsfail.cookies.settings import CAP_MAX, CAP_MIN
 
@@ -120,6 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _transport_options(serve: argparse.ArgumentParser) -> None:
+    """How the listeners read and hold connections (``serve.server``, ``serve.pacing``)."""
+    serve.add_argument("--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS")
+    serve.add_argument("--tcp-max-connections", type=int, default=1000, metavar="N",
+                       help="open DNS TCP connections per process; at the limit the one idle "
+                            "the longest is closed for a new one (default 1000)")
+    serve.add_argument("--tcp-max-per-source", type=int, default=64, metavar="N",
+                       help="DNS TCP connections per process from one IPv4 address or IPv6 "
+                            "/64; more are closed on accept (default 64; 0: no limit)")
+    serve.add_argument("--udp-coalesce", type=_coalesce, default=1.0, metavar="MS",
+                       help="at a steady rate over 3,000 datagrams a second per process, "
+                            "wait this long after reading few before reading again, so "
+                            "that one wake-up answers many (default 1; 0: never wait)")
+
+
 def _serve_parser(sub: Subparsers) -> None:
     serve = sub.add_parser("serve", help="answer DNS queries for the zones")
     serve.add_argument("paths", nargs="*", default=["zones"], metavar="ZONE_FILE_OR_DIR",
@@ -138,13 +169,7 @@ def _serve_parser(sub: Subparsers) -> None:
                        help="how often to look for a new GeoIP file (default 5)")
     serve.add_argument("--watch", action="store_true",
                        help="reload when a zone file changes (as on SIGHUP)")
-    serve.add_argument("--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS")
-    serve.add_argument("--tcp-max-connections", type=int, default=1000, metavar="N",
-                       help="open DNS TCP connections per process; at the limit the one idle "
-                            "the longest is closed for a new one (default 1000)")
-    serve.add_argument("--tcp-max-per-source", type=int, default=64, metavar="N",
-                       help="DNS TCP connections per process from one IPv4 address or IPv6 "
-                            "/64; more are closed on accept (default 64; 0: no limit)")
+    _transport_options(serve)
     serve.add_argument("--control", type=_control, metavar="HOST:PORT|off",
                        help="control API (status, drain, reload, metrics) address (default "
                             f"{DEFAULT_CONTROL[0]}:{DEFAULT_CONTROL[1]}; a busy address fails "
@@ -317,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tcp_idle_timeout=args.tcp_idle_timeout,
         tcp_max_connections=args.tcp_max_connections,
         tcp_max_per_source=args.tcp_max_per_source,
+        udp_coalesce=args.udp_coalesce / 1000,
         control=control,
         control_token=token,
         control_max_connections=args.control_max_connections,

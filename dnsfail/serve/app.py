@@ -54,6 +54,7 @@ from dnsfail.host.paths import prepare_state_dir
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.rrl.limiter import RateLimiter, open_limiter
 from dnsfail.rrl.settings import RrlSettings
+from dnsfail.serve import pacing
 from dnsfail.serve.drains import Drains
 from dnsfail.serve.fds import PROBE_IN_FLIGHT, fit_descriptors, raise_fd_limit
 from dnsfail.serve.probe import Prober
@@ -99,6 +100,8 @@ class Settings:
     #: Per process (each has its own table and descriptors): see ``serve.admission``.
     tcp_max_connections: int = TCP_MAX_CONNECTIONS
     tcp_max_per_source: int = TCP_MAX_PER_SOURCE
+    #: Seconds a UDP reader waits after a small drain at a steady rate (``serve.pacing``).
+    udp_coalesce: float = pacing.DEFAULT_DELAY
     #: Control API connections open at once, and seconds each has for a request head.
     control_max_connections: int = CONTROL_MAX_CONNECTIONS
     control_head_timeout: float = CONTROL_HEAD_TIMEOUT
@@ -296,7 +299,8 @@ class Daemon(Telling):
         for host, port in self.settings.listen:
             sock = bind_udp(host, port)
             bound = sock.getsockname()[1]
-            self.udp.append(UdpListener(sock, self.handler.handle))
+            self.udp.append(UdpListener(sock, self.handler.handle,
+                                        self.settings.udp_coalesce))
             self.tcp.append(TcpAcceptor(bind_tcp(host, bound), self.handler.handle, self.limits))
             self.ports.append((host, bound))
 
@@ -549,7 +553,8 @@ def worker_settings(s: Settings, stages: AnswerStages) -> WorkerSettings:
         s.log_level, s.log_format, uvloop=_uvloop_running(),
         cookies=stages.cookies is not None and s.cookies, dnssec_keys=s.dnssec_keys,
         udp_size_cap_without_cookie=s.udp_size_cap_without_cookie,
-        tcp_max_per_source=s.tcp_max_per_source, rrl=s.rrl, rrl_fd=stages.rrl_fd,
+        tcp_max_per_source=s.tcp_max_per_source, udp_coalesce=s.udp_coalesce,
+        rrl=s.rrl, rrl_fd=stages.rrl_fd,
         dnssec_flood_budget=s.dnssec_flood_budget)
 
 

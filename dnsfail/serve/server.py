@@ -3,7 +3,9 @@
 UDP reads the socket directly from a reader callback and drains it until it
 would block (bounded per wake-up so TCP and probes still get turns): one
 wake-up answers a burst of queries, which is where most of the speed of a
-Python DNS server is won or lost.  TCP follows RFC 7766: two-octet length
+Python DNS server is won or lost; at a steady moderate rate it waits a
+millisecond after a drain that found little, so that bursts form
+(``serve.pacing``).  TCP follows RFC 7766: two-octet length
 framing (section 8), several pipelined queries per connection answered in
 order (section 6.2.1), an idle timeout (section 6.2.3) and the limits of
 section 10: connections per source and in all, decided at accept
@@ -31,6 +33,7 @@ from typing import cast
 
 from dnsfail.addresses import source_of
 from dnsfail.logs import ErrorLog
+from dnsfail.serve import pacing
 from dnsfail.serve.admission import (
     CONNECTION_LIMIT,
     EVICTED,
@@ -68,30 +71,68 @@ def bind_udp(host: str, port: int) -> socket.socket:
 
 
 class UdpListener:
-    """Answers datagrams on one socket from the event loop's reader callback."""
+    """Answers datagrams on one socket from the event loop's reader callback.
 
-    def __init__(self, sock: socket.socket, handle: Handle) -> None:
+    At a steady moderate rate it waits ``delay`` after a drain that found little
+    (``serve.pacing``), so that one wake-up answers several queries; the reader is
+    off the event loop meanwhile, and a timer (owned here, cancelled by ``stop``)
+    drains again.
+    """
+
+    def __init__(self, sock: socket.socket, handle: Handle,
+                 delay: float = pacing.DEFAULT_DELAY) -> None:  # fmt: skip
         self.sock = sock
         self.handle = handle
         self.dropped_sends = 0
+        self.pacer = pacing.Pacer(delay, time.monotonic())
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reading = False
+        self._timer: asyncio.TimerHandle | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         loop.add_reader(self.sock.fileno(), self._readable)
+        self._reading = True
 
     def stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.sock.fileno() >= 0:
-            loop.remove_reader(self.sock.fileno())
+            if self._reading:
+                loop.remove_reader(self.sock.fileno())
+                self._reading = False
             self.sock.close()
 
+    def _wake(self) -> None:
+        self._timer = None
+        if self.sock.fileno() >= 0:
+            self._readable()
+
     def _readable(self) -> None:
+        answered = self._drain()
+        loop = self._loop
+        if loop is None:
+            return
+        if self.pacer.after(answered, time.monotonic()):
+            if self._reading:
+                loop.remove_reader(self.sock.fileno())
+                self._reading = False
+            self._timer = loop.call_later(self.pacer.delay, self._wake)
+        elif not self._reading:
+            loop.add_reader(self.sock.fileno(), self._readable)
+            self._reading = True
+
+    def _drain(self) -> int:
+        """Answer what the socket holds, up to UDP_BATCH datagrams; how many were read."""
         recvfrom = self.sock.recvfrom
         sendto = self.sock.sendto
         handle = self.handle
-        for _ in range(UDP_BATCH):
+        for done in range(UDP_BATCH):
             try:
                 data, addr = recvfrom(65535)
             except (BlockingIOError, InterruptedError):
-                return
+                return done
             except OSError as exc:  # e.g. a queued ICMP error; the socket is still fine
                 log.debug("udp receive error: %s", exc)
                 continue
@@ -108,6 +149,7 @@ class UdpListener:
                 self.dropped_sends += 1
             except OSError as exc:
                 log.debug("udp send to %s failed: %s", addr, exc)
+        return UDP_BATCH
 
 
 #: RFC 1035 section 4.2.2: a two-octet length prefix, so no message is longer than this.

@@ -87,6 +87,7 @@ from dnsfail.errors import DnsfailError
 from dnsfail.model import ProbeSpec, Zone
 from dnsfail.rrl.limiter import open_limiter
 from dnsfail.rrl.settings import RrlSettings
+from dnsfail.serve import pacing
 from dnsfail.serve.channel import (
     bulk_pair,
     encode,
@@ -211,6 +212,8 @@ class WorkerSettings:
     cookies: bool = False
     udp_size_cap_without_cookie: int = 0
     tcp_max_per_source: int = TCP_MAX_PER_SOURCE
+    #: Seconds a UDP reader waits after a small drain at a steady rate (``serve.pacing``).
+    udp_coalesce: float = pacing.DEFAULT_DELAY
     #: Response-rate limiting, and the shared table's descriptor (the main process's).
     rrl: RrlSettings | None = None
     rrl_fd: int | None = None
@@ -558,7 +561,7 @@ async def _serve(spec: dict[str, Any], bulk: socket.socket) -> None:
             acceptor.start(loop)
             tcp.append(acceptor)
         else:
-            listener = UdpListener(sock, handler.handle)
+            listener = UdpListener(sock, handler.handle, spec["udp_coalesce"])
             listener.start(loop)
             udp.append(listener)
 
