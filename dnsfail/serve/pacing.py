@@ -4,9 +4,10 @@ Why: at a steady moderate rate a process that reads on every readiness wakes for
 one or two datagrams at a time.  Each wake-up costs a return from ``epoll_wait``,
 a context switch and the event loop's dispatch, and a Python process that slept
 while the client ran wakes with cold caches: on the mix of ``tests/bench`` a
-query cost 41-48 us of CPU at half of the peak rate against 25 us at full load,
-so half the traffic took as much CPU as all of it, and with the load generator
-beside it the two cores were 95% busy and queries queued (p99 8-11 ms).  Network
+query cost 37-48 us of CPU at half of the peak rate against 25 us at full load,
+so half the traffic took nearly as much CPU as all of it, and with the load
+generator beside it the two cores were 95-98% busy, no room left for a burst
+(with this wait: 32-35 us, 16-18% idle).  Network
 cards solve the same problem for interrupts (``ethtool -C rx-usecs``): wait a
 little, then take everything that arrived.
 

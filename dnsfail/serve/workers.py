@@ -53,8 +53,11 @@ process's session, the N answering processes ran on one process's share: at half
 of their peak, beside dnsperf on two cores, queries waited 8.7-13.6 ms (p99) in the
 socket for a process that was runnable but not running, against 0.6-0.8 ms with
 autogroup off; in their own sessions each process gets its own share, as N
-separate daemons would.  Under a service manager's cgroups (systemd) autogroup
-does not apply and the service's cgroup is the unit either way.
+separate daemons would.  Beside a load generator that is more of the CPU than a
+server whose threads share one session gets (gdnsd's): the README's benchmarks
+give the figures with autogroup off too, the even comparison.  Under systemd
+autogroup does not apply: with the cpu controller on, the service's cgroup is one
+group for all its processes, as the session was before.
 
 The channel (``serve.channel``) carries length-prefixed pickles between
 processes of the same program (never from the network); a zone's packed blob
