@@ -50,9 +50,8 @@ kernels) every session is one scheduling group, and all the processes of a
 group share one share of the CPUs against every other session, such as the
 resolver or load generator beside the server.  With the workers in the main
 process's session, the N answering processes ran on one process's share: at half
-of their peak, beside dnsperf on two cores, queries waited 8.7-13.6 ms (p99) in the
-socket for a process that was runnable but not running, against 0.6-0.8 ms with
-autogroup off; in their own sessions each process gets its own share, as N
+of their peak, beside dnsperf on two cores, p99 was 8.7-13.6 ms, against 0.6-0.8
+ms with autogroup off; in their own sessions each process gets its own share, as N
 separate daemons would.  Beside a load generator that is more of the CPU than a
 server whose threads share one session gets (gdnsd's): the README's benchmarks
 give the figures with autogroup off too, the even comparison.  Under systemd
