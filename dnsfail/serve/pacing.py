@@ -7,21 +7,22 @@ while the client ran wakes with cold caches: on the mix of ``tests/bench`` a
 query cost 37-48 us of CPU at half of the peak rate against 25 us at full load,
 so half the traffic took nearly as much CPU as all of it, and with the load
 generator beside it the two cores were 95-98% busy, no room left for a burst
-(with this wait: 32-35 us, 16-18% idle).  Network
-cards solve the same problem for interrupts (``ethtool -C rx-usecs``): wait a
-little, then take everything that arrived.
+(with this wait: 32-35 us, 16-18% idle).  Network cards solve the same problem
+for interrupts (``ethtool -C rx-usecs``): wait a little, then take everything
+that arrived.
 
 The rule, per process: while the datagrams it answered over the last ``WINDOW``
 come to at least ``ENTER_RATE`` per second (``LEAVE_RATE`` once it waits, so the
 mode does not flap at the edge; a wait that gathered nothing ends it at once), a
-drain of the socket that found fewer than
-``SMALL`` datagrams is followed by ``delay`` seconds of not reading, during which
-arrivals queue in the socket (its buffer holds thousands).  A drain that found
-``SMALL`` or more reads on readiness again: at full load batches are large and the
-reader never waits, so throughput is unchanged.  Below ``ENTER_RATE`` (1,000
-queries a second, say) every datagram is read as it comes, with no added latency.
-The cost is latency while it waits: up to ``delay`` (one millisecond by default,
-the event loop timer's resolution) on a query that arrives just after a drain.
+drain of the socket that found fewer than ``SMALL`` datagrams is followed by
+``delay`` seconds of not reading, during which arrivals queue in the socket (its
+buffer holds thousands).  A drain that found ``SMALL`` or more reads on readiness
+again: a wake-up's cost is already shared by many queries, and at full load on
+the costlier paths batches are large and the reader seldom waits.  Below
+``ENTER_RATE`` (1,000 queries a second, say) every datagram is read as it comes,
+with no added latency.  The cost is latency while it waits: up to ``delay`` (one
+millisecond by default, the event loop timer's resolution) on a query that
+arrives just after a drain.
 
 Pure: the listener hands in what a drain answered and the clock, and is told
 whether to wait.  ``--udp-coalesce`` sets ``delay`` (0: never wait).
