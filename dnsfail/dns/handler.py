@@ -76,6 +76,11 @@ log = logging.getLogger(__name__)
 _NO_EDNS = key_edns(b"", 0)
 
 
+#: What a compiled drain needs to answer an exact-bytes hit itself: the snapshot, the
+#: counters it adds to (``QueryStats.counts``), the latency sampler (``QueryStats.time``).
+ExactSource = tuple[Callable[[], Snapshot], list[int], Callable[[float], None]]
+
+
 class Respond(Protocol):
     """What the listeners call: one message from ``client`` to its reply, or None."""
 
@@ -130,6 +135,10 @@ class Handler:
         #: The entry point: ``lookup`` itself, or ``lookup`` then the stages.
         self.handle: Respond = self.lookup if after is None else self._staged
         self._templates = Templates(identity.encode()[:512], identity)
+
+    def exact_source(self) -> ExactSource | None:
+        """What a compiled UDP drain needs to answer hits as ``lookup``; None with stages."""
+        return None if self.after is not None else (self.snapshot, self._counts, self.stats.time)
 
     def _staged(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
         reply = self.lookup(data, tcp, client)
@@ -367,7 +376,7 @@ def _finish(reply: bytes, data: bytes) -> bytes:
 
 def _timed(handler: Handler, data: bytes, tcp: bool, client: str) -> bytes | None:
     """``Handler.lookup`` with a stopwatch: the latency histogram's one-in-N sample."""
-    handler._countdown = SAMPLE_EVERY
+    handler._countdown = SAMPLE_EVERY + 1  # the call below counts itself
     started = time.perf_counter()
     reply = handler.lookup(data, tcp, client)
     handler.stats.time(time.perf_counter() - started)

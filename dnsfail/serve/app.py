@@ -300,7 +300,8 @@ class Daemon(Telling):
             sock = bind_udp(host, port)
             bound = sock.getsockname()[1]
             self.udp.append(UdpListener(sock, self.handler.handle,
-                                        self.settings.udp_coalesce))
+                                        self.settings.udp_coalesce,
+                                        self.handler.exact_source()))
             self.tcp.append(TcpAcceptor(bind_tcp(host, bound), self.handler.handle, self.limits))
             self.ports.append((host, bound))
 

@@ -5,7 +5,11 @@ would block (bounded per wake-up so TCP and probes still get turns): one
 wake-up answers a burst of queries, which is where most of the speed of a
 Python DNS server is won or lost; at a steady moderate rate it waits a
 millisecond after a drain that found little, so that bursts form
-(``serve.pacing``).  TCP follows RFC 7766: two-octet length
+(``serve.pacing``).  Where it builds, a compiled drain
+(``serve._datagrams``, C) reads and sends up to 32 datagrams per system call
+and answers exact-bytes cache hits itself; everything else still goes to the
+handler, and the pure-Python drain stays (``DNSFAIL_PURE_PYTHON=1`` forces it).
+TCP follows RFC 7766: two-octet length
 framing (section 8), several pipelined queries per connection answered in
 order (section 6.2.1), an idle timeout (section 6.2.3) and the limits of
 section 10: connections per source and in all, decided at accept
@@ -25,6 +29,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import socket
 import struct
 import time
@@ -32,6 +37,8 @@ from collections.abc import Callable
 from typing import cast
 
 from dnsfail.addresses import source_of
+from dnsfail.dns.handler import ExactSource
+from dnsfail.dns.stats import SAMPLE_EVERY
 from dnsfail.logs import ErrorLog
 from dnsfail.serve import pacing
 from dnsfail.serve.admission import (
@@ -41,6 +48,11 @@ from dnsfail.serve.admission import (
     Admission,
 )
 from dnsfail.serve.spread import ACCEPT_DEFER, ACCEPT_RECHECK, Shares
+
+try:
+    from dnsfail.serve import _datagrams
+except ImportError:  # not built (no compiler at install, not Linux): the pure-Python drain
+    _datagrams = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 #: The handler never raises; if a bug makes it, one line per kind, never a traceback per packet.
@@ -52,6 +64,12 @@ SOCKET_BUFFER = 4 * 1024 * 1024
 
 #: ``handle(message, tcp, client_ip)`` -> reply or None.
 Handle = Callable[[bytes, bool, str], "bytes | None"]
+
+
+def compiled_available() -> bool:
+    """Whether UDP listeners use the compiled drain: built, and not turned off by
+    ``DNSFAIL_PURE_PYTHON=1`` (for comparison, and to test the pure path)."""
+    return _datagrams is not None and os.environ.get("DNSFAIL_PURE_PYTHON", "") in ("", "0")
 
 
 def bind_udp(host: str, port: int) -> socket.socket:
@@ -79,8 +97,8 @@ class UdpListener:
     drains again.
     """
 
-    def __init__(self, sock: socket.socket, handle: Handle,
-                 delay: float = pacing.DEFAULT_DELAY) -> None:  # fmt: skip
+    def __init__(self, sock: socket.socket, handle: Handle, delay: float = pacing.DEFAULT_DELAY,
+                 exact: ExactSource | None = None) -> None:  # fmt: skip
         self.sock = sock
         self.handle = handle
         self.dropped_sends = 0
@@ -88,6 +106,12 @@ class UdpListener:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reading = False
         self._timer: asyncio.TimerHandle | None = None
+        #: The compiled drain, or None for the pure-Python one (``compiled_available``).
+        self.compiled: _datagrams.Datagrams | None = None
+        if compiled_available():
+            snapshot, counts, timer = exact if exact is not None else (None, [], _no_timer)
+            self.compiled = _datagrams.Datagrams(sock.fileno(), handle, snapshot, counts,
+                                                 timer, _report, SAMPLE_EVERY)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -125,6 +149,12 @@ class UdpListener:
 
     def _drain(self) -> int:
         """Answer what the socket holds, up to UDP_BATCH datagrams; how many were read."""
+        if self.compiled is not None:
+            read, dropped, failed = self.compiled.drain(UDP_BATCH)
+            self.dropped_sends += dropped
+            if failed:
+                log.debug("udp send failed for %d replies", failed)
+            return read
         recvfrom = self.sock.recvfrom
         sendto = self.sock.sendto
         handle = self.handle
@@ -150,6 +180,15 @@ class UdpListener:
             except OSError as exc:
                 log.debug("udp send to %s failed: %s", addr, exc)
         return UDP_BATCH
+
+
+def _no_timer(seconds: float) -> None:
+    """The latency sampler of a listener whose drain answers no hit itself."""
+
+
+def _report(exc: BaseException, size: int) -> None:
+    """A handler bug seen by the compiled drain: one log line per kind, as in ``_drain``."""
+    _errors.report(exc, f"in the UDP listener on a {size}-byte datagram")
 
 
 #: RFC 1035 section 4.2.2: a two-octet length prefix, so no message is longer than this.

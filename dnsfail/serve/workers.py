@@ -563,9 +563,9 @@ async def _serve(spec: dict[str, Any], bulk: socket.socket) -> None:
             acceptor.start(loop)
             tcp.append(acceptor)
         else:
-            listener = UdpListener(sock, handler.handle, spec["udp_coalesce"])
-            listener.start(loop)
-            udp.append(listener)
+            udp.append(UdpListener(sock, handler.handle, spec["udp_coalesce"],
+                                   handler.exact_source()))
+            udp[-1].start(loop)
 
     def totals() -> Totals:
         out = stats.totals()
