@@ -53,6 +53,8 @@ def _control(text: str) -> tuple[str, int] | str:
 #: Longest ``--udp-coalesce``, milliseconds: a wait beyond it would be latency for nothing
 #: (at 3,000 datagrams a second a millisecond already gathers a few).
 COALESCE_MAX_MS = 20.0
+#: ``--udp-drain`` (``serve.server.UDP_DRAINS``, not imported here: ``check`` stays light).
+UDP_DRAINS = ("auto", "compiled", "python")
 
 
 def _coalesce(text: str) -> float:
@@ -149,6 +151,10 @@ def _transport_options(serve: argparse.ArgumentParser) -> None:
                        help="at a steady rate over 3,000 datagrams a second per process, "
                             "wait this long after reading few before reading again, so "
                             "that one wake-up answers many (default 1; 0: never wait)")
+    serve.add_argument("--udp-drain", choices=UDP_DRAINS, default="auto",
+                       help="how UDP sockets are read: the compiled drain (recvmmsg, "
+                            "sendmmsg, cache hits in C), built at install where a C compiler "
+                            "was found, or pure Python (default auto: compiled if built)")
 
 
 def _serve_parser(sub: Subparsers) -> None:
@@ -316,8 +322,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # zone would otherwise spend a third of its time importing what it never uses.
     from dnsfail.control.token import ControlError, read_token
     from dnsfail.serve.app import Settings, run
+    from dnsfail.serve.server import compiled_built
 
     logs.setup(args.log_level, args.log_format)
+    if args.udp_drain == "compiled" and not compiled_built():
+        print("dnsfail serve: --udp-drain compiled: dnsfail.serve._datagrams was not built at "
+              "install (it needs a C compiler and Python's headers, e.g. Debian's gcc and "
+              "python3-dev, then a reinstall)", file=sys.stderr)
+        return 2
     try:
         token = read_token(args.control_token_file, os.environ.get("DNSFAIL_CONTROL_TOKEN"))
     except ControlError as exc:
@@ -343,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tcp_max_connections=args.tcp_max_connections,
         tcp_max_per_source=args.tcp_max_per_source,
         udp_coalesce=args.udp_coalesce / 1000,
+        udp_drain=args.udp_drain,
         control=control,
         control_token=token,
         control_max_connections=args.control_max_connections,

@@ -67,6 +67,7 @@ from dnsfail.serve.server import (
     UdpListener,
     bind_tcp,
     bind_udp,
+    compiled_built,
 )
 from dnsfail.serve.spread import Shares
 from dnsfail.serve.wiring import (
@@ -102,6 +103,8 @@ class Settings:
     tcp_max_per_source: int = TCP_MAX_PER_SOURCE
     #: Seconds a UDP reader waits after a small drain at a steady rate (``serve.pacing``).
     udp_coalesce: float = pacing.DEFAULT_DELAY
+    #: Which UDP drain reads the sockets (``serve.server.UDP_DRAINS``).
+    udp_drain: str = "auto"
     #: Control API connections open at once, and seconds each has for a request head.
     control_max_connections: int = CONTROL_MAX_CONNECTIONS
     control_head_timeout: float = CONTROL_HEAD_TIMEOUT
@@ -291,6 +294,8 @@ class Daemon(Telling):
         for host, bound in self.ports:
             log.info("listening on %s port %d (udp, tcp)%s", host, bound,
                      f", {s.workers} processes" if self.workers else "")
+        log.info("UDP read by the %s drain", "compiled" if s.udp_drain != "python"
+                 and compiled_built() else "pure-Python")
         self._start_tasks()
 
     async def _listen(self) -> None:
@@ -301,7 +306,7 @@ class Daemon(Telling):
             bound = sock.getsockname()[1]
             self.udp.append(UdpListener(sock, self.handler.handle,
                                         self.settings.udp_coalesce,
-                                        self.handler.exact_source()))
+                                        self.handler.exact_source(), self.settings.udp_drain))
             self.tcp.append(TcpAcceptor(bind_tcp(host, bound), self.handler.handle, self.limits))
             self.ports.append((host, bound))
 
@@ -555,7 +560,7 @@ def worker_settings(s: Settings, stages: AnswerStages) -> WorkerSettings:
         cookies=stages.cookies is not None and s.cookies, dnssec_keys=s.dnssec_keys,
         udp_size_cap_without_cookie=s.udp_size_cap_without_cookie,
         tcp_max_per_source=s.tcp_max_per_source, udp_coalesce=s.udp_coalesce,
-        rrl=s.rrl, rrl_fd=stages.rrl_fd,
+        udp_drain=s.udp_drain, rrl=s.rrl, rrl_fd=stages.rrl_fd,
         dnssec_flood_budget=s.dnssec_flood_budget)
 
 

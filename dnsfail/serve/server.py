@@ -8,7 +8,7 @@ millisecond after a drain that found little, so that bursts form
 (``serve.pacing``).  Where it builds, a compiled drain
 (``serve._datagrams``, C) reads and sends up to 32 datagrams per system call
 and answers exact-bytes cache hits itself; everything else still goes to the
-handler, and the pure-Python drain stays (``DNSFAIL_PURE_PYTHON=1`` forces it).
+handler, and the pure-Python drain stays (``--udp-drain python`` chooses it).
 TCP follows RFC 7766: two-octet length
 framing (section 8), several pipelined queries per connection answered in
 order (section 6.2.1), an idle timeout (section 6.2.3) and the limits of
@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import os
 import socket
 import struct
 import time
@@ -66,10 +65,14 @@ SOCKET_BUFFER = 4 * 1024 * 1024
 Handle = Callable[[bytes, bool, str], "bytes | None"]
 
 
-def compiled_available() -> bool:
-    """Whether UDP listeners use the compiled drain: built, and not turned off by
-    ``DNSFAIL_PURE_PYTHON=1`` (for comparison, and to test the pure path)."""
-    return _datagrams is not None and os.environ.get("DNSFAIL_PURE_PYTHON", "") in ("", "0")
+#: ``--udp-drain``: the compiled drain where it was built, or either by name.
+UDP_DRAINS = ("auto", "compiled", "python")
+
+
+def compiled_built() -> bool:
+    """Whether ``serve._datagrams`` was built at install (a C compiler and Python's
+    headers were there, on Linux)."""
+    return _datagrams is not None
 
 
 def bind_udp(host: str, port: int) -> socket.socket:
@@ -98,7 +101,7 @@ class UdpListener:
     """
 
     def __init__(self, sock: socket.socket, handle: Handle, delay: float = pacing.DEFAULT_DELAY,
-                 exact: ExactSource | None = None) -> None:  # fmt: skip
+                 exact: ExactSource | None = None, drain: str = "auto") -> None:  # fmt: skip
         self.sock = sock
         self.handle = handle
         self.dropped_sends = 0
@@ -106,9 +109,11 @@ class UdpListener:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reading = False
         self._timer: asyncio.TimerHandle | None = None
-        #: The compiled drain, or None for the pure-Python one (``compiled_available``).
+        #: The compiled drain, or None for the pure-Python one (``UDP_DRAINS``).
         self.compiled: _datagrams.Datagrams | None = None
-        if compiled_available():
+        if drain == "compiled" and _datagrams is None:
+            raise RuntimeError("the compiled UDP drain was not built at install")
+        if drain != "python" and _datagrams is not None:
             snapshot, counts, timer = exact if exact is not None else (None, [], _no_timer)
             self.compiled = _datagrams.Datagrams(sock.fileno(), handle, snapshot, counts,
                                                  timer, _report, SAMPLE_EVERY)

@@ -216,6 +216,8 @@ class WorkerSettings:
     tcp_max_per_source: int = TCP_MAX_PER_SOURCE
     #: Seconds a UDP reader waits after a small drain at a steady rate (``serve.pacing``).
     udp_coalesce: float = pacing.DEFAULT_DELAY
+    #: Which UDP drain reads the sockets (``serve.server.UDP_DRAINS``).
+    udp_drain: str = "auto"
     #: Response-rate limiting, and the shared table's descriptor (the main process's).
     rrl: RrlSettings | None = None
     rrl_fd: int | None = None
@@ -564,7 +566,7 @@ async def _serve(spec: dict[str, Any], bulk: socket.socket) -> None:
             tcp.append(acceptor)
         else:
             udp.append(UdpListener(sock, handler.handle, spec["udp_coalesce"],
-                                   handler.exact_source()))
+                                   handler.exact_source(), spec["udp_drain"]))
             udp[-1].start(loop)
 
     def totals() -> Totals:

@@ -8,9 +8,9 @@ compiled drain must have been built: a silent fallback there would leave it unte
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
+import subprocess
 import sys
 import sysconfig
 import time
@@ -19,17 +19,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dns.message
+import dns.rcode
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dnsfail.cli.main import UDP_DRAINS as CLI_DRAINS
 from dnsfail.dns.handler import Handler
 from dnsfail.dns.stats import SAMPLE_EVERY
 from dnsfail.serve import server
-from dnsfail.serve.server import UDP_BATCH, UdpListener, bind_udp, compiled_available
+from dnsfail.serve.server import UDP_BATCH, UDP_DRAINS, UdpListener, bind_udp, compiled_built
 from dnsfail.state import Store
 from dnsfail.zonefile import load_zones
-from tests.conftest import DATA
+from tests.conftest import DATA, DnsfailProcess
 
 try:
     from dnsfail.serve import _datagrams
@@ -49,12 +51,16 @@ def test_the_compiled_drain_is_built_where_it_can_be() -> None:
     assert COMPILED, "cc and Python.h are here, yet dnsfail.serve._datagrams was not built"
 
 
-def test_pure_python_can_be_forced(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DNSFAIL_PURE_PYTHON", "1")
-    assert not compiled_available()
+def test_the_drain_is_chosen_by_name() -> None:
+    assert CLI_DRAINS == UDP_DRAINS, "the CLI's --udp-drain choices are the listener's"
+    assert compiled_built() == COMPILED
     sock = bind_udp("127.0.0.1", 0)
     try:
-        assert UdpListener(sock, lambda *a: None).compiled is None
+        assert UdpListener(sock, lambda *a: None, drain="python").compiled is None
+        assert (UdpListener(sock, lambda *a: None).compiled is not None) == COMPILED
+        if not COMPILED:
+            with pytest.raises(RuntimeError, match="not built"):
+                UdpListener(sock, lambda *a: None, drain="compiled")
     finally:
         sock.close()
 
@@ -86,11 +92,8 @@ class Rig:
         self.peer.bind((host, 0))
         self.peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.peer.settimeout(0.5)
-        os.environ["DNSFAIL_PURE_PYTHON"] = "1" if drain == "python" else "0"
-        try:
-            self.listener = UdpListener(self.sock, handle, exact=self.handler.exact_source())
-        finally:
-            del os.environ["DNSFAIL_PURE_PYTHON"]
+        self.listener = UdpListener(self.sock, handle, exact=self.handler.exact_source(),
+                                    drain=drain)
         assert (self.listener.compiled is not None) == (drain == "compiled")
 
     def send(self, *datagrams: bytes) -> int:
@@ -338,3 +341,33 @@ def _close_rigs() -> Iterator[None]:
         for rig in pair:
             rig.close()
     RIGS.clear()
+
+
+@pytest.mark.parametrize("drain", DRAINS)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_server_answers_through_the_chosen_drain(drain: str, workers: str) -> None:
+    """``serve --udp-drain``, end to end: the log names the drain, and repeats (the exact
+    cache, answered in C by the compiled drain) get the same answers as first sights."""
+    server = DnsfailProcess([str(DATA / "zones"), "--workers", workers, "--udp-drain", drain,
+                             "--state-file", ""])  # fmt: skip
+    try:
+        server.wait_ready()
+        name = "compiled" if drain == "compiled" else "pure-Python"
+        server.wait_for_log(f"UDP read by the {name} drain")
+        answers = {str(server.query("api.gw.test.", use_edns=0).answer[0]) for _ in range(40)}
+        assert answers == {"api.gw.test. 30 IN A 192.0.2.10\napi.gw.test. 30 IN A 192.0.2.11"}
+        assert server.query("nope.gw.test.").rcode() == dns.rcode.NXDOMAIN
+    finally:
+        assert server.stop() == 0
+
+
+def test_compiled_is_refused_clearly_where_it_was_not_built() -> None:
+    """As on a machine without a compiler: the module is made unimportable in the child."""
+    code = ("import sys; sys.modules['dnsfail.serve._datagrams'] = None; "
+            "from dnsfail.cli.main import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "serve", "--udp-drain", "compiled",
+                           "--state-file", "", str(DATA / "zones")],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "was not built at install" in done.stderr
+    assert "Traceback" not in done.stderr
