@@ -371,3 +371,20 @@ def test_compiled_is_refused_clearly_where_it_was_not_built() -> None:
     assert done.returncode == 2, done.stderr
     assert "was not built at install" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("drain", DRAINS)
+@pytest.mark.parametrize("source", ["127.0.0.1", "127.0.0.10", "127.1.20.255", "127.99.100.9"])
+def test_every_ipv4_source_is_spelt_as_recvfrom_spells_it(drain: str, source: str) -> None:
+    """The compiled drain writes dotted quads by hand: one, two and three digits."""
+    rig = Rig(drain)
+    try:
+        rig.peer.close()
+        rig.peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rig.peer.bind((source, 0))
+        rig.peer.settimeout(0.5)
+        rig.send(query("nope.gw.test."))
+        assert len(rig.replies(1)) == 1
+        assert rig.calls[-1][1] == source
+    finally:
+        rig.close()
