@@ -175,8 +175,11 @@ def _alive(pid: int) -> bool:
 
 
 def _sockets_of(pid: int) -> int:
+    """Distinct sockets ``pid`` holds: a worker reads its setup from a dup of its channel's
+    fd (two fds, one socket), made once its imports are done, which may be before or after
+    the test looks."""
     fds = Path(f"/proc/{pid}/fd")
-    return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
+    return len({link for link in map(os.readlink, fds.iterdir()) if link.startswith("socket:")})
 
 
 async def _until(check: Callable[[], bool], seconds: float = 30) -> None:
