@@ -149,6 +149,12 @@ class CookieStage:
     def counters(self) -> dict[str, int]:
         return dict(zip(COUNTERS, self.counts, strict=True))
 
+    def plain_pass(self) -> tuple[list[int], int] | None:
+        """Where a query with no ``00 0a`` past its header is counted when this stage lets
+        its reply through unchanged (``__call__``'s first test), for a compiled drain that
+        answers such a query's exact hit itself; None when the size cap may change it."""
+        return (self.counts, NO_COOKIE) if self.answer and not self.size_cap else None
+
     def __call__(self, data: bytes, reply: bytes, tcp: bool, client: str,
                  slot: int, key: Key = None) -> bytes | None:
         # no COOKIE option can be there, or it is known that none is

@@ -78,7 +78,11 @@ _NO_EDNS = key_edns(b"", 0)
 
 #: What a compiled drain needs to answer an exact-bytes hit itself: the snapshot, the
 #: counters it adds to (``QueryStats.counts``), the latency sampler (``QueryStats.time``).
-ExactSource = tuple[Callable[[], Snapshot], list[int], Callable[[float], None]]
+#: Where the stages let a reply through unchanged when the query holds no COOKIE option
+#: (no ``00 0a`` past the header): the counters and slot they count it in (the cookie
+#: stage's ``NO_COOKIE``; ``cookies.stage.CookieStage.plain_pass``).
+PlainPass = tuple[list[int], int]
+ExactSource = tuple[Callable[[], Snapshot], list[int], Callable[[float], None], PlainPass | None]
 
 
 class Respond(Protocol):
@@ -135,10 +139,6 @@ class Handler:
         #: The entry point: ``lookup`` itself, or ``lookup`` then the stages.
         self.handle: Respond = self.lookup if after is None else self._staged
         self._templates = Templates(identity.encode()[:512], identity)
-
-    def exact_source(self) -> ExactSource | None:
-        """What a compiled UDP drain needs to answer hits as ``lookup``; None with stages."""
-        return None if self.after is not None else (self.snapshot, self._counts, self.stats.time)
 
     def _staged(self, data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
         reply = self.lookup(data, tcp, client)
@@ -381,3 +381,13 @@ def _timed(handler: Handler, data: bytes, tcp: bool, client: str) -> bytes | Non
     reply = handler.lookup(data, tcp, client)
     handler.stats.time(time.perf_counter() - started)
     return reply
+
+
+def exact_source(handler: Handler, plain: PlainPass | None = None) -> ExactSource | None:
+    """What a compiled UDP drain needs to answer exact-bytes hits as ``handler.handle``
+    would, or None when its stages may change such a reply.  ``plain``: how the stages pass
+    a query without a COOKIE option where they pass its reply unchanged
+    (``serve.wiring.plain_pass``)."""
+    if handler.after is not None and plain is None:
+        return None
+    return handler.snapshot, handler.stats.counts, handler.stats.time, plain

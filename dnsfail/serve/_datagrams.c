@@ -8,7 +8,10 @@
  * tail -> (reply[2:], slot)) without building a Python object but the key, hands
  * every other datagram to the handler (handle(data, False, client)) exactly as
  * serve.server.UdpListener._drain does, and sends the replies of a batch with one
- * sendmmsg.  Behaviour is that of the pure-Python drain, which is kept, used where
+ * sendmmsg.  Where the only stage is the cookie stage, which lets a reply to a query
+ * without a COOKIE option through unchanged and counts it (cookies.stage), a hit whose
+ * octets past the header hold no 00 0a is answered here too, and counted as the stage
+ * counts it (plain_counts[plain_slot]); any other query goes to the handler.  Behaviour is that of the pure-Python drain, which is kept, used where
  * this does not build, and tested against the same server tests.
  *
  * Bounds: BATCH slots of SLOT bytes (the largest UDP payload) allocated once per
@@ -39,6 +42,8 @@ typedef struct {
     PyObject *counts;   /* QueryStats.counts (a list of int) */
     PyObject *timer;    /* QueryStats.time(seconds) */
     PyObject *report;   /* report(exception, size): a handler bug, logged once per kind */
+    PyObject *plain_counts; /* the cookie stage's counters, or None: no stage to pass */
+    Py_ssize_t plain_slot;  /* its NO_COOKIE slot */
     int sample_every;
     int countdown;
     unsigned char *buffers;
@@ -56,14 +61,21 @@ static int
 Datagrams_init(Datagrams *self, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"fd", "handle", "snapshot", "counts", "timer", "report",
-                            "sample_every", NULL};
+                            "sample_every", "plain_counts", "plain_slot", NULL};
     int fd, sample_every;
-    PyObject *handle, *snapshot, *counts, *timer, *report;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOOOOi", names, &fd, &handle, &snapshot,
-                                     &counts, &timer, &report, &sample_every))
+    PyObject *handle, *snapshot, *counts, *timer, *report, *plain_counts = Py_None;
+    Py_ssize_t plain_slot = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOOOOi|On", names, &fd, &handle, &snapshot,
+                                     &counts, &timer, &report, &sample_every, &plain_counts,
+                                     &plain_slot))
         return -1;
     if (!PyList_Check(counts)) {
         PyErr_SetString(PyExc_TypeError, "counts must be a list");
+        return -1;
+    }
+    if (plain_counts != Py_None && (!PyList_Check(plain_counts) || plain_slot < 0
+                                    || plain_slot >= PyList_GET_SIZE(plain_counts))) {
+        PyErr_SetString(PyExc_ValueError, "plain_counts must be a list holding plain_slot");
         return -1;
     }
     if (sample_every < 1) {
@@ -89,6 +101,9 @@ Datagrams_init(Datagrams *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->timer, timer);
     Py_INCREF(report);
     Py_XSETREF(self->report, report);
+    Py_INCREF(plain_counts);
+    Py_XSETREF(self->plain_counts, plain_counts);
+    self->plain_slot = plain_slot;
     for (int i = 0; i < BATCH; i++) {
         self->in_iov[i].iov_base = self->buffers + (size_t)i * SLOT;
         self->in_iov[i].iov_len = SLOT;
@@ -104,6 +119,7 @@ Datagrams_dealloc(Datagrams *self)
     Py_CLEAR(self->counts);
     Py_CLEAR(self->timer);
     Py_CLEAR(self->report);
+    Py_CLEAR(self->plain_counts);
     if (self->buffers != NULL)
         PyMem_RawFree(self->buffers);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -195,6 +211,15 @@ cached(Datagrams *self, PyObject *replies, const unsigned char *data, Py_ssize_t
     }
     Py_DECREF(exact);
     return reply;
+}
+
+/* Whether the cookie stage would let this query's reply through unchanged: it holds
+ * no 00 0a (the COOKIE option's code, RFC 7873 section 4) past the header, the test
+ * cookies.stage.CookieStage.__call__ makes first. */
+static int
+passes_plain(const unsigned char *data, Py_ssize_t size)
+{
+    return memmem(data + HEADER_LEN, (size_t)(size - HEADER_LEN), "\0\n", 2) == NULL;
 }
 
 /* Log a handler bug through ``report`` and clear it; -1 if it is not an Exception
@@ -307,12 +332,19 @@ Datagrams_drain(Datagrams *self, PyObject *arg)
             const unsigned char *data = self->in_iov[i].iov_base;
             Py_ssize_t size = (Py_ssize_t)self->in[i].msg_len;
             PyObject *reply = NULL;
-            if (replies != NULL && size > HEADER_LEN) {
+            if (replies != NULL && size > HEADER_LEN
+                && (self->plain_counts == Py_None || passes_plain(data, size))) {
                 /* One hit in N is timed (the handler times one in N of the rest). */
                 double started = self->countdown == 1 ? now() : 0.0;
                 reply = cached(self, replies, data, size);
                 if (reply == NULL && PyErr_Occurred() && reported(self, size) < 0)
                     goto interrupted;
+                if (reply != NULL && self->plain_counts != Py_None
+                    && count(self->plain_counts, self->plain_slot) < 0) {
+                    Py_CLEAR(reply); /* cannot happen: the slot was checked at init */
+                    if (reported(self, size) < 0)
+                        goto interrupted;
+                }
                 if (reply != NULL) {
                     if (--self->countdown == 0) {
                         self->countdown = self->sample_every;

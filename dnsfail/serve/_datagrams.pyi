@@ -19,6 +19,8 @@ class Datagrams:
         timer: Callable[[float], None],
         report: Callable[[BaseException, int], None],
         sample_every: int,
+        plain_counts: list[int] | None = None,
+        plain_slot: int = 0,
     ) -> None: ...
     def drain(self, limit: int, /) -> tuple[int, int, int]:
         """Answer up to ``limit`` datagrams: (read, dropped sends, failed sends)."""

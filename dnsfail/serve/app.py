@@ -42,7 +42,7 @@ from dnsfail.control.metrics import Metrics
 from dnsfail.control.port import ControlPort
 from dnsfail.cookies.settings import Secrets, load_secrets
 from dnsfail.cookies.stage import CookieStage, summed
-from dnsfail.dns.handler import Handler, SignedPath
+from dnsfail.dns.handler import Handler, SignedPath, exact_source
 from dnsfail.dns.stages import After
 from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.errors import ConfigError, DnsfailError
@@ -76,6 +76,7 @@ from dnsfail.serve.wiring import (
     load_store,
     open_locator,
     open_signed,
+    plain_pass,
     reread_keys,
     stages,
 )
@@ -301,12 +302,12 @@ class Daemon(Telling):
     async def _listen(self) -> None:
         """Bind every address first: a busy port fails fast, before any probe."""
         assert self.handler is not None
+        exact = exact_source(self.handler, plain_pass(self.stages.cookies, self.stages.limiter))
         for host, port in self.settings.listen:
             sock = bind_udp(host, port)
             bound = sock.getsockname()[1]
-            self.udp.append(UdpListener(sock, self.handler.handle,
-                                        self.settings.udp_coalesce,
-                                        self.handler.exact_source(), self.settings.udp_drain))
+            self.udp.append(UdpListener(sock, self.handler.handle, self.settings.udp_coalesce,
+                                        exact, self.settings.udp_drain))
             self.tcp.append(TcpAcceptor(bind_tcp(host, bound), self.handler.handle, self.limits))
             self.ports.append((host, bound))
 

@@ -114,9 +114,12 @@ class UdpListener:
         if drain == "compiled" and _datagrams is None:
             raise RuntimeError("the compiled UDP drain was not built at install")
         if drain != "python" and _datagrams is not None:
-            snapshot, counts, timer = exact if exact is not None else (None, [], _no_timer)
+            snapshot, counts, timer, plain = (exact if exact is not None
+                                              else (None, [], _no_timer, None))
+            plain_counts, plain_slot = plain if plain is not None else (None, 0)
             self.compiled = _datagrams.Datagrams(sock.fileno(), handle, snapshot, counts,
-                                                 timer, _report, SAMPLE_EVERY)
+                                                 timer, _report, SAMPLE_EVERY,
+                                                 plain_counts, plain_slot)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dnsfail.cookies.stage import CookieStage
-from dnsfail.dns.handler import Handler, SignedPath
+from dnsfail.dns.handler import Handler, PlainPass, SignedPath
 from dnsfail.dns.stages import After, Limiter, Stages
 from dnsfail.dns.stats import QueryStats
 from dnsfail.rrl.limiter import RateLimiter
@@ -78,6 +78,13 @@ def stages(cookies: CookieStage | None, limiter: Limiter | None) -> After | None
     if isinstance(limiter, RateLimiter):
         return guarded(cookies, limiter)
     return Stages(cookies=cookies, limiter=limiter)
+
+
+def plain_pass(cookies: CookieStage | None, limiter: Limiter | None) -> PlainPass | None:
+    """How ``stages(cookies, limiter)`` passes a query holding no COOKIE option, when it
+    passes its reply unchanged: the cookie stage alone, without a size cap.  With a rate
+    limiter every reply is its to judge (None)."""
+    return cookies.plain_pass() if cookies is not None and limiter is None else None
 
 
 def answer_path(

@@ -83,7 +83,7 @@ from typing import Any
 
 from dnsfail.cookies.settings import Secrets
 from dnsfail.cookies.stage import CookieStage
-from dnsfail.dns.handler import SignedPath
+from dnsfail.dns.handler import ExactSource, Handler, SignedPath, exact_source
 from dnsfail.dns.stats import QueryStats, Totals
 from dnsfail.errors import DnsfailError
 from dnsfail.model import ProbeSpec, Zone
@@ -106,6 +106,7 @@ from dnsfail.serve.wiring import (
     answer_path,
     open_locator,
     open_signed,
+    plain_pass,
     reread_keys,
     stages,
 )
@@ -528,6 +529,24 @@ async def _rekey(signed: SignedPath, directory: str, zones: Sequence[str]) -> No
     commit()
 
 
+def _listen(spec: dict[str, Any], loop: asyncio.AbstractEventLoop, handler: Handler,
+            limits: TcpLimits, exact: ExactSource | None
+            ) -> tuple[list[UdpListener], list[TcpAcceptor]]:
+    """Answer on the sockets the setup handed over, from ``handler``."""
+    udp: list[UdpListener] = []
+    tcp: list[TcpAcceptor] = []
+    for fd, stream in spec["sockets"]:
+        sock = socket.socket(fileno=fd)
+        if stream:
+            tcp.append(TcpAcceptor(sock, handler.handle, limits))
+            tcp[-1].start(loop)
+        else:
+            udp.append(UdpListener(sock, handler.handle, spec["udp_coalesce"], exact,
+                                   spec["udp_drain"]))
+            udp[-1].start(loop)
+    return udp, tcp
+
+
 async def _serve(spec: dict[str, Any], bulk: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     reader, writer = await asyncio.open_unix_connection(
@@ -556,18 +575,8 @@ async def _serve(spec: dict[str, Any], bulk: socket.socket) -> None:
                        spec["tcp_max_per_source"])
     if spec["shares"] is not None:
         limits.shares = Shares(spec["shares"][0], spec["shares"][1], spec["index"])
-    udp: list[UdpListener] = []
-    tcp: list[TcpAcceptor] = []
-    for fd, stream in spec["sockets"]:
-        sock = socket.socket(fileno=fd)
-        if stream:
-            acceptor = TcpAcceptor(sock, handler.handle, limits)
-            acceptor.start(loop)
-            tcp.append(acceptor)
-        else:
-            udp.append(UdpListener(sock, handler.handle, spec["udp_coalesce"],
-                                   handler.exact_source(), spec["udp_drain"]))
-            udp[-1].start(loop)
+    udp, tcp = _listen(spec, loop, handler, limits, exact_source(handler, plain_pass(
+        cookies, limiter)))
 
     def totals() -> Totals:
         out = stats.totals()

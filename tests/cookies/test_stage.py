@@ -386,3 +386,23 @@ def test_a_new_lookup_reply_is_not_answered_from_the_memo() -> None:
     assert dns.message.from_wire(first).answer
     assert not dns.message.from_wire(second).answer
     assert cookie_of(dns.message.from_wire(second)) == made()
+
+
+@pytest.mark.parametrize(("answer", "cap", "passes"), [
+    (True, 0, True),  # the default: a query without a COOKIE option passes unchanged
+    (True, 512, False),  # the size cap may truncate it
+    (False, 512, False),  # --no-cookies with the cap: every UDP reply may be capped
+])  # fmt: skip
+def test_plain_pass_only_where_the_stage_leaves_a_cookieless_reply_alone(
+        answer: bool, cap: int, passes: bool) -> None:
+    stage = CookieStage(Secrets((SECRET,)), answer=answer, size_cap=cap)
+    plain = stage.plain_pass()
+    assert (plain is not None) == passes
+    if plain is not None:  # the counter __call__ moves for such a query
+        counts, slot = plain
+        assert counts is stage.counts
+        data = dns.message.make_query("api.gw.test.", "A").to_wire()
+        reply = b"\x00\x00" + bytes(10)
+        assert stage(data, reply, False, "192.0.2.1", 0) is reply
+        assert counts[slot] == 1
+        assert sum(counts) == 1

@@ -18,6 +18,7 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.edns
 import dns.message
 import dns.rcode
 import pytest
@@ -25,11 +26,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dnsfail.cli.main import UDP_DRAINS as CLI_DRAINS
-from dnsfail.dns.handler import Handler
+from dnsfail.cookies.settings import Secrets
+from dnsfail.cookies.stage import COUNTERS, CookieStage
+from dnsfail.dns.handler import Handler, exact_source
 from dnsfail.dns.stats import SAMPLE_EVERY
 from dnsfail.serve import server
 from dnsfail.serve.server import UDP_BATCH, UDP_DRAINS, UdpListener, bind_udp, compiled_built
+from dnsfail.serve.wiring import answer_path, plain_pass, stages
 from dnsfail.state import Store
+from dnsfail.steering.geo import NoLocator
 from dnsfail.zonefile import load_zones
 from tests.conftest import DATA, DnsfailProcess
 
@@ -75,10 +80,16 @@ def query(name: str = "api.gw.test.", qid: int = 1, rdtype: str = "A",
 class Rig:
     """A listener on loopback with its own handler, a client socket, and the handler's calls."""
 
-    def __init__(self, drain: str, host: str = "127.0.0.1", stages: bool = False) -> None:
+    def __init__(self, drain: str, host: str = "127.0.0.1", stages: bool = False,
+                 cookies: CookieStage | None = None) -> None:  # fmt: skip
         self.store = Store(load_zones([str(DATA / "zones")]))
-        self.handler = Handler(lambda: self.store.snapshot, identity="unit",
-                               after=(lambda d, r, *rest: r) if stages else None)
+        plain = None
+        if cookies is not None:  # wired as serve wires it
+            self.handler = _cookie_handler(self.store, cookies)
+            plain = plain_pass(cookies, None)
+        else:
+            self.handler = Handler(lambda: self.store.snapshot, identity="unit",
+                                   after=(lambda d, r, *rest: r) if stages else None)
         self.calls: list[tuple[bytes, str]] = []
 
         def handle(data: bytes, tcp: bool = False, client: str = "") -> bytes | None:
@@ -92,7 +103,7 @@ class Rig:
         self.peer.bind((host, 0))
         self.peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.peer.settimeout(0.5)
-        self.listener = UdpListener(self.sock, handle, exact=self.handler.exact_source(),
+        self.listener = UdpListener(self.sock, handle, exact=exact_source(self.handler, plain),
                                     drain=drain)
         assert (self.listener.compiled is not None) == (drain == "compiled")
 
@@ -204,6 +215,72 @@ def test_with_stages_every_datagram_goes_to_the_handler() -> None:
             data = query()
             for _ in range(5):
                 rig.send(data)
+            assert len(rig.replies(5)) == 5
+            assert len(rig.calls) == 5
+        finally:
+            rig.close()
+
+
+def _cookie_handler(store: Store, cookies: CookieStage) -> Handler:
+    return answer_path(lambda: store.snapshot, NoLocator(), identity="unit",
+                       after=stages(cookies, None)).handler
+
+
+#: One secret and a fixed clock for both drains' cookie stages: the same server cookies.
+SECRETS = Secrets((bytes(range(16)),))
+COOKIE = dns.edns.GenericOption(dns.edns.OptionType.COOKIE, bytes.fromhex("0123456789abcdef"))
+ECS_10 = dns.edns.ECSOption("10.1.2.0", 24)  # its address holds 00 0a: "00 0a 01 02"
+
+#: Queries for the cookie stage, and whether the compiled drain may answer their hits itself.
+COOKIE_CASES = [
+    ("no EDNS", query(), True),
+    ("EDNS, no cookie", query(use_edns=0, payload=1232), True),
+    ("a client cookie", query(use_edns=0, options=[COOKIE]), False),
+    ("ECS in 10/8 (00 0a, no cookie)", query(use_edns=0, options=[ECS_10]), False),
+    ("a cookie and ECS", query(use_edns=0, options=[ECS_10, COOKIE]), False),
+]
+
+
+@pytest.mark.parametrize(("label", "data", "in_c"), COOKIE_CASES, ids=[c[0] for c in COOKIE_CASES])
+def test_with_the_cookie_stage_alone_both_drains_agree(label: str, data: bytes,
+                                                        in_c: bool) -> None:
+    """The default stage: a hit whose query cannot hold a COOKIE option is answered by the
+    compiled drain and counted as the stage counts it; any other goes through the stage."""
+    seen: dict[str, tuple[list[bytes], list[int], list[int], int]] = {}
+    for drain in ("python", "compiled") if COMPILED else ("python",):
+        stage = CookieStage(SECRETS, clock=lambda: 1_800_000_000.0)
+        rig = Rig(drain, cookies=stage)
+        try:
+            got: list[bytes] = []
+            for qid in range(1, 11):
+                rig.send(qid.to_bytes(2, "big") + data[2:])
+                got += rig.replies(1)
+            assert len(got) == 10
+            seen[drain] = (got, list(rig.handler.stats.counts), list(stage.counts),
+                           len(rig.calls))
+        finally:
+            rig.close()
+    python = seen["python"]
+    assert python[3] == 10
+    if label == "a client cookie":
+        assert python[2][COUNTERS.index("client_only")] == 10
+    if COMPILED:
+        compiled = seen["compiled"]
+        assert compiled[:3] == python[:3], "same replies, handler and stage counters"
+        assert compiled[3] == (2 if in_c else 10), "hits after the second sight: in C or not"
+
+
+def test_a_stage_that_may_change_a_reply_sees_every_datagram() -> None:
+    """The size cap truncates replies to clients without a cookie: no hit may bypass it."""
+    capped = CookieStage(SECRETS, size_cap=512)
+    assert capped.plain_pass() is None
+    assert plain_pass(CookieStage(SECRETS), None) is not None
+    assert plain_pass(CookieStage(SECRETS), object()) is None, "a rate limiter judges all"  # type: ignore[arg-type]
+    for drain in ("python", "compiled") if COMPILED else ("python",):
+        rig = Rig(drain, cookies=capped)
+        try:
+            for _ in range(5):
+                rig.send(query())
             assert len(rig.replies(5)) == 5
             assert len(rig.calls) == 5
         finally:
