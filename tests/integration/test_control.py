@@ -275,7 +275,9 @@ def test_metrics_count_known_traffic(start: Callable[..., Ctl], site_port: int) 
     assert count(after, "dnsfail_config_generation") == 1
     assert count(after, "dnsfail_zone_records", zone="ctl.test.") == 4
     assert ("dnsfail_tcp_connections_open", frozenset()) in after
-    assert count(after, "dnsfail_answer_latency_seconds_count") >= 2  # 39 queries, 1 in 16
+    # 39 queries, 1 in 16 of the handler's and 1 in 16 of the compiled drain's own hits
+    # (two countdowns: 39 = 15 + 24 gives one sample at the least)
+    assert count(after, "dnsfail_answer_latency_seconds_count") >= 1
 
     ctl.post("/v1/drain", {"target": SITES[0], "for": 60, "reason": "m"})
     ctl.post("/v1/reload")
