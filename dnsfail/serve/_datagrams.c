@@ -11,8 +11,9 @@
  * sendmmsg.  Where the only stage is the cookie stage, which lets a reply to a query
  * without a COOKIE option through unchanged and counts it (cookies.stage), a hit whose
  * octets past the header hold no 00 0a is answered here too, and counted as the stage
- * counts it (plain_counts[plain_slot]); any other query goes to the handler.  Behaviour is that of the pure-Python drain, which is kept, used where
- * this does not build, and tested against the same server tests.
+ * counts it (plain_counts[plain_slot]); any other query goes to the handler.
+ * Behaviour is that of the pure-Python drain, which is kept, used where this does
+ * not build, and tested against the same server tests.
  *
  * Bounds: BATCH slots of SLOT bytes (the largest UDP payload) allocated once per
  * listener; untouched pages cost no memory.

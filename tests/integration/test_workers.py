@@ -30,8 +30,9 @@ WORKERS = 3
 def burst(ctl: Ctl, count: int, qname: str = QNAME, sockets: int = 64) -> list[list[str]]:
     """Send ``count`` queries from ``sockets`` fresh UDP sockets at once; every A answer.
 
-    All go out before any reply is read, so the socket queue is deep enough for
-    every process to take some.  A query with no reply within 5 s fails the test.
+    All go out before any reply is read, so that a queue forms for the processes to
+    share (whether each takes some is the kernel's choice: ``every_worker_answers``).
+    A query with no reply within 5 s fails the test.
     """
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(sockets)]
     try:
@@ -151,9 +152,6 @@ def test_a_dead_worker_is_restarted_and_its_counts_kept(start: Callable[..., Ctl
     time.sleep(1.5)
     assert queries_counted(ctl) >= counted + 600, "counters never go backwards"
     # The new process got the listening sockets in its setup (SCM_RIGHTS) and answers on them.
-    # Which process reads a datagram is the kernel's choice, and the compiled drain keeps up
-    # with one sender alone, so one burst may never reach the new process: send until it has
-    # answered some (it reports once a second), or fail after 20 s.
     every_worker_answers(ctl, dict.fromkeys(_indices([victim]), 0))
 
 
